@@ -1,0 +1,60 @@
+/** The `vmroll` entry point: parses the command name and hands over to commands/. */
+import { DIFF_HELP, runDiff } from './commands/diff.ts';
+import { type CommandIO, UsageError } from './commands/common.ts';
+
+interface Command {
+  summary: string;
+  help: string;
+  run(argv: string[], io: CommandIO): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  diff: { summary: 'predict live vs staged rollout of one VM change, offline, from files', help: DIFF_HELP, run: runDiff },
+};
+
+/** Top-level help. */
+export function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
+  return [
+    'Usage: vmroll <command> [options]',
+    '',
+    'GitOps for KubeVirt virtual machines: what a change will hot-plug and what waits for a restart.',
+    '',
+    'Commands:',
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    "Run 'vmroll <command> --help' for a command's options.",
+  ].join('\n');
+}
+
+const stdio: CommandIO = {
+  out: (t) => process.stdout.write(`${t}\n`),
+  err: (t) => process.stderr.write(`${t}\n`),
+};
+
+/** Runs the CLI and returns the exit status. */
+export async function main(argv: string[], io: CommandIO = stdio): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.out(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) {
+    io.err(`vmroll: unknown command "${name}"\n${usage()}`);
+    return 2;
+  }
+  try {
+    return await command.run(rest, io);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`vmroll ${name}: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof TypeError && 'code' in e && String((e as { code: unknown }).code).startsWith('ERR_PARSE_ARGS')) {
+      io.err(`vmroll ${name}: ${e.message} (see vmroll ${name} --help)`);
+      return 2;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,521 @@
+/**
+ * The rollout engine: given the VM as its running instance started (the baseline), the
+ * desired VM, the running VMI and the KubeVirt CR, it works out what KubeVirt will do in one
+ * reconcile pass: which changes reach the running guest, which wait for a restart and why,
+ * and what happens to the RestartRequired condition. Pure: no I/O, no clock, no logger.
+ */
+import { admitVm, type AdmissionError } from './admission.ts';
+import { type ClusterSettings, resolveCluster } from './cluster.ts';
+import { handleCpuChange } from './cpu.ts';
+import { type RawChange, diffValues } from './diff.ts';
+import { expandVm } from './instancetype.ts';
+import { type Obj, clone, ensureObj, get, getList, getObj, getStr, isObj } from './json.ts';
+import { handleMemoryChange } from './memory.ts';
+import { type NetworkContext, isNonHotplugBinding, networkRestartReason, nicHotplugEnabled, syncNetworks } from './network.ts';
+import type { HandlerOutcome } from './outcome.ts';
+import { type Segment, TEMPLATE_SPEC, formatPath, getAt, isWithin, parsePath } from './paths.ts';
+import { handleAffinityChange, handleTolerationsChange } from './placement.ts';
+import type { FieldChange, RestartReason, VmPlanEntry } from './plan.ts';
+import { semanticEqual } from './semantic.ts';
+import { disksRestartReasons, handleVolumeMigration, isHotplugVolume, syncHotplugVolumes, volumesRestartReasons } from './volumes.ts';
+import { ConditionAction, Message, PlanAction, RestartRequired, Rollout, Strategy } from './vocabulary.ts';
+
+/** Everything one plan is computed from. */
+export interface RolloutInput {
+  /** The VM as it should be (from Git). */
+  desired: Obj;
+  /** The VM spec the running VMI started from (`revision-start-vm-<uid>-<generation>`); a whole VM or `{spec}`. */
+  baseline?: Obj | null;
+  /** The running VirtualMachineInstance; absent when the VM is not running. */
+  vmi?: Obj | null;
+  /** The KubeVirt CR. */
+  kubevirt?: Obj | null;
+  /** Conditions already on the VM (defaults to `desired.status.conditions`). */
+  conditions?: Obj[] | null;
+  /** VirtualMachine(Cluster)Instancetype and VirtualMachine(Cluster)Preference objects. */
+  instancetypes?: Obj[];
+  /** Overrides `status.observedKubeVirtVersion`. */
+  kubevirtVersion?: string;
+}
+
+/** What the engine returns. */
+export interface RolloutResult {
+  /** The plan entry (VmPlan contract). */
+  plan: VmPlanEntry;
+  /** Non-empty when KubeVirt's admission webhook would refuse the desired VM: then nothing else applies. */
+  admissionErrors: AdmissionError[];
+  /** The VMI after this pass's live updates (null when none runs or the VM is being stopped). */
+  vmi: Obj | null;
+  /** The VM's conditions after this pass. */
+  conditions: Obj[];
+  /** The settings the plan was computed under. */
+  cluster: ClusterSettings;
+}
+
+/** Template annotations KubeVirt keeps in sync on a running VMI under any strategy. */
+const DYNAMIC_ANNOTATIONS = ['descheduler.alpha.kubernetes.io/evict', 'descheduler.alpha.kubernetes.io/prefer-no-eviction'];
+
+/** Template fields that live-update handlers own under LiveUpdate. */
+const HANDLER_FIELDS: readonly Segment[][] = [
+  [...TEMPLATE_SPEC, 'domain', 'cpu', 'sockets'],
+  [...TEMPLATE_SPEC, 'domain', 'memory', 'guest'],
+  [...TEMPLATE_SPEC, 'nodeSelector'],
+  [...TEMPLATE_SPEC, 'affinity'],
+  [...TEMPLATE_SPEC, 'tolerations'],
+];
+
+const SAME_LIST_VOLUMES =
+  'changed in the same edit as a volume that needs a restart: KubeVirt judges the volume list as a whole, so this waits too';
+const SAME_LIST_DISKS =
+  'changed in the same edit as a disk that needs a restart: KubeVirt judges the disk list as a whole, so this waits too';
+
+/** Template lists the always-running synchronisers write to the VMI whatever the condition says. */
+const SYNCED_LISTS: readonly Segment[][] = [
+  [...TEMPLATE_SPEC, 'volumes'],
+  [...TEMPLATE_SPEC, 'domain', 'devices', 'disks'],
+  [...TEMPLATE_SPEC, 'domain', 'devices', 'interfaces'],
+  [...TEMPLATE_SPEC, 'networks'],
+];
+
+const RUNNING_STRATEGIES = new Set(['Always', 'RerunOnFailure', 'Once']);
+
+function vmName(vm: Obj): { namespace: string; name: string } {
+  return { namespace: getStr(vm, 'metadata', 'namespace') ?? 'default', name: getStr(vm, 'metadata', 'name') ?? '' };
+}
+
+function restartCondition(conditions: Obj[]): Obj | undefined {
+  return conditions.find((c) => c['type'] === RestartRequired && c['status'] === 'True');
+}
+
+/** Whether the desired VM asks for its instance to be stopped. */
+function wantsStopped(vm: Obj): boolean {
+  const rs = getStr(vm, 'spec', 'runStrategy');
+  return rs === 'Halted' || (rs === undefined && get(vm, 'spec', 'running') === false);
+}
+
+function wantsRunning(vm: Obj): boolean {
+  const rs = getStr(vm, 'spec', 'runStrategy');
+  return rs !== undefined ? RUNNING_STRATEGIES.has(rs) : get(vm, 'spec', 'running') === true;
+}
+
+/** Computes one VM's plan. */
+export function planRollout(input: RolloutInput): RolloutResult {
+  const desired = input.desired;
+  const cluster = resolveCluster(input.kubevirt ?? null, input.kubevirtVersion, desired);
+  const conditions = clone(input.conditions ?? getList(desired, 'status', 'conditions'));
+  const existing = restartCondition(conditions);
+  const vmi = input.vmi ?? null;
+  const entry: VmPlanEntry = {
+    ...vmName(desired),
+    action: PlanAction.none,
+    strategy: cluster.strategy,
+    restartRequired: existing !== undefined,
+    condition: existing !== undefined ? ConditionAction.kept : ConditionAction.absent,
+    conditionMessage: existing !== undefined ? String(existing['message'] ?? '') : null,
+    reasons: [],
+    changes: [],
+    waiting: [],
+    kubevirt: { version: cluster.version, model: cluster.behaviours.model },
+  };
+  const admissionErrors = admitVm(desired, cluster.strategy);
+  if (admissionErrors.length > 0) return { plan: entry, admissionErrors, vmi, conditions, cluster };
+
+  const pass = new Pass(input, cluster, existing);
+  pass.run();
+  entry.changes = pass.changes;
+  entry.reasons = pass.reasons;
+  entry.waiting = pass.waiting;
+  entry.action = pass.changes.length > 0 ? PlanAction.update : PlanAction.none;
+  const final = pass.finalMessage;
+  entry.restartRequired = final !== undefined;
+  entry.conditionMessage = final ?? null;
+  entry.condition =
+    existing === undefined
+      ? final === undefined
+        ? ConditionAction.absent
+        : ConditionAction.set
+      : final === undefined
+        ? ConditionAction.cleared
+        : final === existing['message']
+          ? ConditionAction.kept
+          : ConditionAction.set;
+  const others = conditions.filter((c) => c['type'] !== RestartRequired);
+  const kept = final !== undefined && final === existing?.['message'] ? existing : undefined;
+  const nextConditions = final === undefined ? others : [...others, kept ?? { type: RestartRequired, status: 'True', reason: '', message: final }];
+  return { plan: entry, admissionErrors, vmi: pass.vmiAfter, conditions: nextConditions, cluster };
+}
+
+/** One reconcile pass, step by step in KubeVirt's order. */
+class Pass {
+  readonly changes: FieldChange[] = [];
+  readonly reasons: RestartReason[] = [];
+  readonly waiting: RestartReason[] = [];
+  finalMessage: string | undefined;
+  vmiAfter: Obj | null;
+
+  private readonly desiredSpec: Obj;
+  private readonly baselineSpec: Obj | null;
+  private readonly expandedDesired: Obj;
+  private readonly expandedBaseline: Obj | null;
+  private readonly netCtx: NetworkContext;
+  /** Non-live-updatable differences from the baseline (after neutralisation). */
+  private nonLive: RawChange[] = [];
+  /** Specific explanations for non-live-updatable groups, by path prefix. */
+  private readonly explanations: Array<{ at: Segment[]; why: string }> = [];
+  private readonly handlerRestarts = new Map<string, string>();
+  private readonly handlerWaits = new Map<string, string>();
+  private readonly liveNotes = new Map<string, string>();
+  private handlersRan = false;
+  private expansionError: string | null = null;
+  private stopping = false;
+
+  constructor(
+    private readonly input: RolloutInput,
+    private readonly cluster: ClusterSettings,
+    private readonly existing: Obj | undefined,
+  ) {
+    this.vmiAfter = input.vmi ? clone(input.vmi) : null;
+    this.netCtx = { behaviours: cluster.behaviours, strategy: cluster.strategy, featureGates: cluster.featureGates };
+    const objects = input.instancetypes ?? [];
+    const expDesired = expandVm(input.desired, objects);
+    const expBaseline = input.baseline ? expandVm(input.baseline, objects) : null;
+    if (!expDesired.ok) this.expansionError = expDesired.error;
+    else if (expBaseline && !expBaseline.ok) this.expansionError = expBaseline.error;
+    this.expandedDesired = expDesired.ok ? expDesired.vm : input.desired;
+    this.expandedBaseline = expBaseline === null ? null : expBaseline.ok ? expBaseline.vm : (input.baseline ?? null);
+    this.desiredSpec = getObj(this.expandedDesired, 'spec', 'template', 'spec') ?? {};
+    this.baselineSpec = this.expandedBaseline ? (getObj(this.expandedBaseline, 'spec', 'template', 'spec') ?? {}) : null;
+    this.finalMessage = existing !== undefined ? String(existing['message'] ?? '') : undefined;
+  }
+
+  run(): void {
+    const vmi = this.vmiAfter;
+    if (vmi !== null && this.baselineSpec !== null && this.expansionError === null) {
+      if (wantsStopped(this.input.desired)) {
+        // syncRunStrategy stops the VMI first; stopping removes the condition.
+        this.stopping = true;
+        this.finalMessage = undefined;
+        this.vmiAfter = null;
+      } else {
+        this.restartCheck(vmi);
+        this.synchronisers(vmi);
+      }
+    } else if (this.expansionError !== null) {
+      this.waiting.push({ path: 'spec.instancetype', message: `instancetype expansion failed: ${this.expansionError}` });
+    }
+    this.classify();
+  }
+
+  /** `syncRestartRequired` followed by the gated handlers. */
+  private restartCheck(vmi: Obj): void {
+    const b = this.cluster.behaviours;
+    const live = this.cluster.strategy === Strategy.LiveUpdate;
+    const base = this.baselineSpec ?? {};
+    const neutral = clone(base);
+    const cur = this.desiredSpec;
+    const explain = (at: Segment[], why: string): void => {
+      this.explanations.push({ at: [...TEMPLATE_SPEC, ...at], why });
+    };
+
+    // Always (per version): volumes and disks.
+    const migration = getStr(this.expandedDesired, 'spec', 'updateVolumesStrategy') === 'Migration';
+    if (b.allVolumesNeutralisedUnderLiveUpdate && live) {
+      copyField(neutral, cur, ['volumes']);
+      copyField(neutral, cur, ['domain', 'devices', 'disks']);
+    } else if (b.hotplugVolumes === 'always' || live) {
+      const vr = volumesRestartReasons(base, cur, migration);
+      if (vr.length === 0) copyField(neutral, cur, ['volumes']);
+      else explain(['volumes'], SAME_LIST_VOLUMES);
+      for (const r of vr) explain(['volumes', { name: r.name }], r.why);
+      const dr = disksRestartReasons(base, cur, b.cdromRemovalRestart);
+      if (dr.length === 0) copyField(neutral, cur, ['domain', 'devices', 'disks']);
+      else explain(['domain', 'devices', 'disks'], SAME_LIST_DISKS);
+      for (const r of dr) explain(['domain', 'devices', 'disks', { name: r.name }], r.why);
+    } else {
+      explain(['volumes'], 'volume changes wait for a restart under Stage on this KubeVirt (hotplug without restart came in v1.7)');
+      explain(['domain', 'devices', 'disks'], 'disk changes wait for a restart under Stage on this KubeVirt (hotplug without restart came in v1.7)');
+    }
+
+    // Interfaces and networks are judged against the VMI, not the baseline.
+    const netReason = networkRestartReason(cur, vmi, this.netCtx);
+    const netRule = b.interfaces === 'always' || (b.interfaces === 'liveUpdate' && live);
+    if (netReason === null && netRule) {
+      copyField(neutral, cur, ['domain', 'devices', 'interfaces']);
+      copyField(neutral, cur, ['networks']);
+    } else {
+      const why =
+        netReason ??
+        (b.interfaces === 'restart'
+          ? 'interface changes set RestartRequired on this KubeVirt (without it from v1.6)'
+          : 'interface changes wait for a restart under Stage in this model');
+      explain(['domain', 'devices', 'interfaces'], why);
+      explain(['networks'], why);
+    }
+
+    // Firmware UUID backfilled by the controller.
+    const vmiUuid = getStr(vmi, 'spec', 'domain', 'firmware', 'uuid');
+    if (b.firmwareUuidBackfill && vmiUuid !== undefined && vmiUuid === getStr(cur, 'domain', 'firmware', 'uuid')) {
+      copyField(neutral, cur, ['domain', 'firmware', 'uuid']);
+    }
+
+    // Only under LiveUpdate: the fields the handlers own.
+    if (live) {
+      if (getObj(base, 'domain', 'cpu') !== undefined && getObj(cur, 'domain', 'cpu') !== undefined) {
+        copyField(neutral, cur, ['domain', 'cpu', 'sockets']);
+      }
+      if (get(cur, 'domain', 'memory', 'guest') !== undefined) {
+        ensureObj(neutral, 'domain', 'memory');
+        copyField(neutral, cur, ['domain', 'memory', 'guest']);
+      }
+      copyField(neutral, cur, ['nodeSelector']);
+      copyField(neutral, cur, ['affinity']);
+      if (b.tolerationsLive) copyField(neutral, cur, ['tolerations']);
+      else explain(['tolerations'], 'tolerations are not live-updatable on this KubeVirt (live from v1.4)');
+    } else {
+      for (const f of ['domain.cpu.sockets', 'domain.memory.guest', 'nodeSelector', 'affinity', 'tolerations']) {
+        explain(f.split('.'), 'the rollout strategy is Stage: KubeVirt holds this change until the next restart');
+      }
+    }
+
+    const isNetList = (c: RawChange): boolean =>
+      c.reorder === true && (isWithin(c.segments, [...TEMPLATE_SPEC, 'networks']) || isWithin(c.segments, [...TEMPLATE_SPEC, 'domain', 'devices', 'interfaces']));
+    this.nonLive = diffValues(neutral, cur, [...TEMPLATE_SPEC]).filter((c) => !isNetList(c));
+    const hasNonLive = this.nonLive.length > 0;
+
+    let message = this.existing !== undefined ? String(this.existing['message'] ?? '') : undefined;
+    if (b.conditionSticky) {
+      if (hasNonLive && message === undefined) message = Message.nonLiveUpdatable;
+    } else {
+      message = hasNonLive ? (message ?? Message.nonLiveUpdatable) : undefined;
+    }
+    this.finalMessage = message;
+    if (!live || hasNonLive || message !== undefined) return;
+
+    this.handlersRan = true;
+    let handlerMessage: string | undefined;
+    const handlers: Array<() => HandlerOutcome> = [
+      () => handleCpuChange(cur, vmi, { behaviours: b, cpuAllocationRatio: this.cluster.cpuAllocationRatio }),
+      () => handleAffinityChange(cur, vmi),
+      ...(b.tolerationsLive ? [() => handleTolerationsChange(cur, vmi)] : []),
+      () => handleMemoryChange(cur, vmi),
+      () => handleVolumeMigration(cur, vmi, getStr(this.expandedDesired, 'spec', 'updateVolumesStrategy')),
+    ];
+    for (const handler of handlers) {
+      const outcome = handler();
+      if (outcome.kind === 'patched') {
+        for (const p of outcome.paths) this.liveNotes.set(p, outcome.note);
+      } else if (outcome.kind === 'restart') {
+        this.handlerRestarts.set(outcome.path, outcome.message);
+        handlerMessage ??= outcome.message;
+      } else if (outcome.kind === 'wait') {
+        // A handler error aborts the rest; the condition a handler set in this pass is not written.
+        this.handlerWaits.set(outcome.path, outcome.message);
+        this.waiting.push({ path: outcome.path, message: outcome.message });
+        handlerMessage = undefined;
+        break;
+      }
+    }
+    this.finalMessage = handlerMessage;
+  }
+
+  /** The synchronisers that run under any strategy (KubeVirt ignores the condition; the seed model does not). */
+  private synchronisers(vmi: Obj): void {
+    const b = this.cluster.behaviours;
+    if (!b.syncersIgnoreCondition && this.finalMessage !== undefined) return;
+    syncNetworks(this.desiredSpec, vmi, this.netCtx);
+    if (this.volumeHotplugEnabled(vmi)) syncHotplugVolumes(this.desiredSpec, vmi);
+    const annotations = getObj(this.expandedDesired, 'spec', 'template', 'metadata', 'annotations') ?? {};
+    for (const key of DYNAMIC_ANNOTATIONS) {
+      const wanted = annotations[key];
+      const current = getObj(vmi, 'metadata', 'annotations');
+      if (wanted === undefined) {
+        if (current !== undefined) delete current[key];
+      } else {
+        ensureObj(vmi, 'metadata', 'annotations')[key] = wanted;
+      }
+    }
+  }
+
+  private volumeHotplugEnabled(vmi: Obj): boolean {
+    if (getStr(this.expandedDesired, 'spec', 'updateVolumesStrategy') === 'Migration') return false;
+    const gates = this.cluster.featureGates;
+    switch (this.cluster.behaviours.volumeHotplug) {
+      case 'none':
+        return false;
+      case 'liveUpdate':
+        return this.cluster.strategy === Strategy.LiveUpdate;
+      case 'gated':
+        return gates.has('DeclarativeHotplugVolumes') && !gates.has('HotplugVolumes');
+      case 'defaultOn':
+        return !gates.has('HotplugVolumes') && vmi !== null;
+    }
+  }
+
+  /** Lists every change from the baseline with its rollout and, when staged, why. */
+  private classify(): void {
+    const desired = this.expandedDesired;
+    const baseline = this.expandedBaseline;
+    if (baseline === null) return;
+    const raw: RawChange[] = [];
+    // VM-level fields: never part of the restart comparison.
+    if (isObj(baseline['metadata'])) {
+      for (const key of ['labels', 'annotations']) {
+        raw.push(...diffValues(get(baseline, 'metadata', key), get(this.input.desired, 'metadata', key), ['metadata', key]));
+      }
+    }
+    const baseSpec = getObj(this.input.baseline, 'spec') ?? {};
+    const wantSpec = getObj(this.input.desired, 'spec') ?? {};
+    for (const key of new Set([...Object.keys(baseSpec), ...Object.keys(wantSpec)])) {
+      if (key === 'template') continue;
+      raw.push(...diffValues(baseSpec[key], wantSpec[key], ['spec', key]));
+    }
+    raw.push(...diffValues(get(baseline, 'spec', 'template', 'metadata'), get(desired, 'spec', 'template', 'metadata'), ['spec', 'template', 'metadata']));
+    raw.push(...diffValues(this.baselineSpec, this.desiredSpec, [...TEMPLATE_SPEC]));
+
+    const templateStaged = (): boolean => raw.some((c) => isWithin(c.segments, TEMPLATE_SPEC) && this.stagedWhy(c) !== null);
+    for (const c of raw) {
+      const path = formatPath(c.segments);
+      let why: string | null;
+      if (!isWithin(c.segments, ['spec', 'template'])) {
+        const matcher = isWithin(c.segments, ['spec', 'instancetype']) || isWithin(c.segments, ['spec', 'preference']);
+        why = matcher && templateStaged() ? 'expands to template changes that wait for a restart (listed with them)' : null;
+        this.push(c, path, why, matcher ? 'expands to the template changes listed' : 'VM-level field: takes effect at once, not part of the running instance');
+        continue;
+      }
+      why = this.stagedWhy(c);
+      this.push(c, path, why, this.liveWhy(c, path));
+    }
+    // Handler restarts for fields that equal the baseline but not the VMI (e.g. sockets reverted after a hotplug).
+    for (const [path, message] of this.handlerRestarts) {
+      if (this.changes.some((ch) => ch.path === path)) continue;
+      const segments = parsePath(path);
+      this.changes.push({
+        path,
+        from: getAt(this.input.vmi, ['spec', ...segments.slice(3)]) ?? null,
+        to: getAt(desired, segments) ?? null,
+        rollout: Rollout.staged,
+        why: message,
+      });
+      this.reasons.push({ path, message });
+    }
+  }
+
+  private push(c: RawChange, path: string, stagedWhy: string | null, liveWhy: string): void {
+    const change: FieldChange = {
+      path,
+      from: c.from === undefined ? null : c.from,
+      to: c.to === undefined ? null : c.to,
+      rollout: stagedWhy === null ? Rollout.live : Rollout.staged,
+      why: stagedWhy ?? liveWhy,
+    };
+    this.changes.push(change);
+    if (stagedWhy !== null) this.reasons.push({ path, message: stagedWhy });
+  }
+
+  private liveWhy(c: RawChange, path: string): string {
+    const wait = this.waitFor(c);
+    if (wait !== undefined) return `goes live once KubeVirt can apply it; waiting: ${wait}`;
+    return this.liveNotes.get(path) ?? this.noteFor(c.segments) ?? 'applied to the running VMI';
+  }
+
+  private noteFor(segments: Segment[]): string | undefined {
+    for (const [p, note] of this.liveNotes) if (formatPath(segments).startsWith(p)) return note;
+    return undefined;
+  }
+
+  private waitFor(c: RawChange): string | undefined {
+    for (const [p, message] of this.handlerWaits) {
+      if (formatPath(c.segments).startsWith(p)) return message;
+    }
+    return undefined;
+  }
+
+  /** Null when the change reaches the running guest in this pass; otherwise why it waits. */
+  private stagedWhy(c: RawChange): string | null {
+    const vmi = this.input.vmi ?? null;
+    if (this.stopping) return 'the VM is being stopped by its runStrategy: takes effect at the next start';
+    if (vmi === null) {
+      return wantsRunning(this.input.desired) ? null : 'the VM is not running: takes effect when it starts';
+    }
+    if (this.expansionError !== null) return `cannot be judged until the instancetype expands: ${this.expansionError}`;
+    const path = formatPath(c.segments);
+    // A hotplug the synchronisers did carry out is live even when the rest of its list waits.
+    if (SYNCED_LISTS.some((l) => isWithin(c.segments, l)) && this.reachesVmi(c) && c.to !== undefined) return null;
+    if (this.nonLive.some((n) => isWithin(n.segments, c.segments) || isWithin(c.segments, n.segments))) {
+      return this.explanation(c.segments) ?? Message.nonLiveUpdatable;
+    }
+    for (const [p, message] of this.handlerRestarts) if (path.startsWith(p)) return message;
+    if (this.waitFor(c) !== undefined) return null;
+    if (this.reachesVmi(c)) return null;
+    return this.silentWhy(c);
+  }
+
+  private explanation(segments: Segment[]): string | undefined {
+    let best: { at: Segment[]; why: string } | undefined;
+    for (const e of this.explanations) if (isWithin(segments, e.at) && (best === undefined || e.at.length > best.at.length)) best = e;
+    return best?.why;
+  }
+
+  /** True when the VMI, after this pass, holds the desired value at the change's path. */
+  private reachesVmi(c: RawChange): boolean {
+    const vmi = this.vmiAfter;
+    if (vmi === null) return false;
+    let vmiSegments: Segment[];
+    if (isWithin(c.segments, TEMPLATE_SPEC)) vmiSegments = ['spec', ...c.segments.slice(3)];
+    else if (isWithin(c.segments, ['spec', 'template', 'metadata'])) vmiSegments = ['metadata', ...c.segments.slice(3)];
+    else return false;
+    if (c.reorder) return false;
+    const last = vmiSegments[vmiSegments.length - 1];
+    return semanticEqual(getAt(vmi, vmiSegments), c.to, typeof last === 'string' ? last : undefined);
+  }
+
+  /** Why a change that sets no condition still waits for the next start. */
+  private silentWhy(c: RawChange): string {
+    const b = this.cluster.behaviours;
+    const live = this.cluster.strategy === Strategy.LiveUpdate;
+    if (c.reorder) return 'new order takes effect at the next boot (KubeVirt sets no RestartRequired for it)';
+    if (isWithin(c.segments, ['spec', 'template', 'metadata'])) {
+      return 'template metadata applies to the next instance (KubeVirt sets no RestartRequired for it)';
+    }
+    if (HANDLER_FIELDS.some((f) => isWithin(c.segments, f)) && live && !this.handlersRan) {
+      if (this.nonLive.length > 0) {
+        return 'held: another change in this edit needs a restart, and KubeVirt runs no live update while one is pending';
+      }
+      return this.finalMessage !== undefined
+        ? 'held: RestartRequired is already set, and KubeVirt propagates no further live update until the VM restarts'
+        : 'held until the next restart';
+    }
+    if (isWithin(c.segments, [...TEMPLATE_SPEC, 'domain', 'devices', 'interfaces']) || isWithin(c.segments, [...TEMPLATE_SPEC, 'networks'])) {
+      if (!b.syncersIgnoreCondition && this.finalMessage !== undefined) {
+        return 'held: RestartRequired is already set, and nothing more is propagated until the VM restarts';
+      }
+      if (!nicHotplugEnabled(this.netCtx)) return 'this KubeVirt does not hot-plug interfaces here: the change appears at the next boot';
+      if (isNonHotplugBinding(c.to)) return 'only bridge and SR-IOV interfaces are hot-plugged: this one appears at the next boot (KubeVirt sets no RestartRequired for it)';
+      return 'reaches the guest at the next boot';
+    }
+    if (isWithin(c.segments, [...TEMPLATE_SPEC, 'volumes']) || isWithin(c.segments, [...TEMPLATE_SPEC, 'domain', 'devices', 'disks'])) {
+      if (getStr(this.expandedDesired, 'spec', 'updateVolumesStrategy') === 'Migration' && !live) {
+        return 'volume migration runs only under LiveUpdate: the new volume is used after the next restart (KubeVirt sets no RestartRequired for it)';
+      }
+      const element = c.segments[3 + (isWithin(c.segments, [...TEMPLATE_SPEC, 'volumes']) ? 1 : 3)];
+      const volumeName = typeof element === 'object' ? element.name : undefined;
+      const volume = [...getList(this.desiredSpec, 'volumes'), ...getList(this.baselineSpec, 'volumes')].find((v) => v['name'] === volumeName);
+      if (isHotplugVolume(volume) || !live) {
+        return 'declarative volume hotplug is off on this cluster: the volume changes at the next start (KubeVirt sets no RestartRequired for it)';
+      }
+    }
+    return 'not propagated to the running instance: takes effect at the next start';
+  }
+}
+
+function copyField(target: Obj, source: Obj, keys: string[]): void {
+  const value = get(source, ...keys);
+  const parentKeys = keys.slice(0, -1);
+  const last = keys[keys.length - 1] ?? '';
+  if (value === undefined) {
+    const parent = getObj(target, ...parentKeys);
+    if (parent !== undefined) delete parent[last];
+    return;
+  }
+  ensureObj(target, ...parentKeys)[last] = clone(value);
+}

@@ -1,0 +1,103 @@
+/** Closed vocabularies of the rollout engine: KubeVirt's own names where KubeVirt has one. */
+
+/** KubeVirt's VM rollout strategies (`KubeVirt.spec.configuration.vmRolloutStrategy`). */
+export const Strategy = {
+  /** Propagate live-updatable changes (CPU sockets, memory, placement, hotplug) to the running VMI. */
+  LiveUpdate: 'LiveUpdate',
+  /** Hold every change until the next restart. */
+  Stage: 'Stage',
+} as const;
+export type Strategy = (typeof Strategy)[keyof typeof Strategy];
+
+/** How one changed field reaches the running guest. */
+export const Rollout = {
+  /** Applied to the running VMI now (hotplug, placement patch, link state, …). */
+  live: 'live',
+  /** Held until the next start of the VM. */
+  staged: 'staged',
+} as const;
+export type Rollout = (typeof Rollout)[keyof typeof Rollout];
+
+/** What one reconcile pass does to the VM's RestartRequired condition. */
+export const ConditionAction = {
+  /** The condition is added (or replaced by one with another message). */
+  set: 'set',
+  /** The condition was there and stays, message unchanged. */
+  kept: 'kept',
+  /** The condition was there and is removed. */
+  cleared: 'cleared',
+  /** There was none and there is none. */
+  absent: 'absent',
+} as const;
+export type ConditionAction = (typeof ConditionAction)[keyof typeof ConditionAction];
+
+/** What vmroll does with a VM object in the cluster. */
+export const PlanAction = {
+  /** The VM does not exist yet. */
+  create: 'create',
+  /** The VM exists and its desired state differs. */
+  update: 'update',
+  /** The VM is pruned. */
+  delete: 'delete',
+  /** Nothing to write. */
+  none: 'none',
+} as const;
+export type PlanAction = (typeof PlanAction)[keyof typeof PlanAction];
+
+/** KubeVirt's condition type on the VM (`VirtualMachineRestartRequired`). */
+export const RestartRequired = 'RestartRequired';
+
+/** Feature gates the engine reads, spelled as KubeVirt spells them. */
+export const FeatureGate = {
+  /** Alpha v1.0, GA v1.5: without it (before GA) the strategy is ignored and Stage applies. */
+  VMLiveUpdateFeatures: 'VMLiveUpdateFeatures',
+  /** v1.3.x: NIC hotplug only with this gate listed. */
+  HotplugNICs: 'HotplugNICs',
+  /** Deprecated legacy volume hotplug gate; when listed, declarative volume hotplug is off. */
+  HotplugVolumes: 'HotplugVolumes',
+  /** Declarative (template-driven) volume hotplug: alpha v1.6, beta and on by default from v1.9. */
+  DeclarativeHotplugVolumes: 'DeclarativeHotplugVolumes',
+  /** v1.8.x: NAD reference changes go live only with this gate listed. */
+  LiveUpdateNADRef: 'LiveUpdateNADRef',
+} as const;
+
+/** The exact RestartRequired messages KubeVirt writes. */
+export const Message = {
+  /** `syncRestartRequired`: any non-live-updatable difference from the baseline. */
+  nonLiveUpdatable: 'a non-live-updatable field was changed in the template spec',
+  /** CPU handler: sockets above the VMI's maxSockets. */
+  socketsAboveMax: "CPU sockets updated in template spec to a value higher than what's available",
+  /** CPU handler: fewer sockets than the VMI runs with. */
+  socketsReduced: 'Reduction of CPU socket count requires a restart',
+  /** CPU handler (after v1.9): arm64 has no CPU hotplug. */
+  armNoCpuHotplug: "ARM doesn't support CPU hotplug",
+  /** CPU handler v1.2–v1.5 with multi-queue NICs. */
+  socketsMultiQueue: 'Changes to CPU sockets require a restart when NetworkInterfaceMultiQueue is enabled',
+  /** Memory handler: an earlier hotplug failed on this VMI. */
+  memoryHotplugFailed: 'memory updated in template spec. Memory-hotplug failed and is not available for this VM configuration',
+  /** Memory handler: the VMI is not live-migratable. */
+  memoryNotMigratable: 'memory updated in template spec. Memory-hotplug is only available for migratable VMs',
+  /** Memory handler: the VMI started without a maxGuest ceiling. */
+  memoryNoMaxGuest: 'memory updated in template spec. Memory-hotplug is not available for this VM configuration',
+  /** Memory handler: prefix of the validator's error. */
+  memoryNotSupportedPrefix: 'memory hotplug not supported, ',
+  /** Memory handler: guest below what the VMI booted with. */
+  memoryBelowBoot: 'memory updated in template spec to a value lower than what the VM started with',
+  /** Memory handler: guest above maxGuest (unreachable behind the validator, kept for completeness). */
+  memoryAboveMax: "memory updated in template spec to a value higher than what's available",
+} as const;
+
+/** Retryable handler errors: the change waits, no condition is written. */
+export const WaitMessage = {
+  cpuInProgress: 'another CPU hotplug is in progress',
+  cpuMigrating: 'CPU hotplug is not allowed while VMI is migrating',
+  memoryInProgress: 'another memory hotplug is in progress',
+  memoryMigrating: 'memory hotplug is not allowed while VMI is migrating',
+  affinityMigrating: 'Node affinity should not be changed during VMI migration',
+  tolerationsMigrating: 'tolerations should not be changed during VMI migration',
+} as const;
+
+/** Admission webhook messages for VMs the API server refuses. */
+export const AdmissionMessage = {
+  socketsAboveMaxSockets: 'Number of sockets in CPU topology is greater than the maximum sockets allowed',
+} as const;

@@ -1,0 +1,53 @@
+/** Parses YAML text into documents that remember the line they start on, with errors that name file and line. */
+import { LineCounter, parseAllDocuments } from 'yaml';
+
+/** One parsed YAML document. */
+export interface YamlDoc {
+  /** 1-based line where the document's content starts. */
+  line: number;
+  value: unknown;
+}
+
+/** A YAML problem located in a file. */
+export class ManifestParseError extends Error {
+  readonly code = 'ManifestParse';
+  constructor(
+    readonly file: string,
+    readonly line: number | null,
+    readonly reason: string,
+  ) {
+    super(`${file}${line !== null ? `:${line}` : ''}: ${reason}`);
+  }
+}
+
+/** Default cap on YAML alias expansion, against alias bombs. */
+export const MAX_ALIAS_COUNT = 100;
+
+/** Parses every document of `text`; throws {@link ManifestParseError} on the first syntax error. */
+export function parseYamlDocuments(text: string, file: string, maxAliasCount = MAX_ALIAS_COUNT): YamlDoc[] {
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const list = Array.isArray(docs) ? docs : [docs];
+  const out: YamlDoc[] = [];
+  for (const doc of list) {
+    const err = doc.errors[0];
+    if (err !== undefined) {
+      const line = err.pos[0] >= 0 ? lineCounter.linePos(err.pos[0]).line : null;
+      throw new ManifestParseError(file, line, `invalid YAML: ${firstLine(err.message)}`);
+    }
+    if (doc.contents === null) continue;
+    const start = doc.contents.range?.[0] ?? 0;
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount });
+    } catch (e) {
+      throw new ManifestParseError(file, lineCounter.linePos(start).line, `invalid YAML: ${firstLine(e instanceof Error ? e.message : String(e))}`);
+    }
+    out.push({ line: lineCounter.linePos(start).line, value });
+  }
+  return out;
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0] ?? s;
+}
