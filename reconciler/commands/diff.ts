@@ -45,7 +45,7 @@ async function readDocs(file: string, label: string): Promise<YamlDoc[]> {
   }
 }
 
-async function readOne(file: string, label: string, kind: string): Promise<{ doc: Obj; line: number }> {
+async function readOne(file: string, label: string, kind: string): Promise<{ doc: Obj; line: number; nameLine: number }> {
   const docs = await readDocs(file, label);
   const first = docs[0];
   if (first === undefined) throw new UsageError(`${file}: empty file, expected a ${kind} (--${label})`);
@@ -56,7 +56,7 @@ async function readOne(file: string, label: string, kind: string): Promise<{ doc
   if (doc['kind'] !== kind) {
     throw new UsageError(`${file}:${first.line}: kind is ${doc['kind'] === undefined ? 'missing' : JSON.stringify(doc['kind'])}, expected ${kind} (--${label})`);
   }
-  return { doc, line: first.line };
+  return { doc, line: first.line, nameLine: first.lineOf(['metadata', 'name']) };
 }
 
 function vmId(vm: Obj): string {
@@ -93,7 +93,7 @@ export async function runDiff(argv: string[], io: CommandIO): Promise<number> {
   const baseline = await readOne(values.baseline, 'baseline', 'VirtualMachine');
   const desired = await readOne(values.desired, 'desired', 'VirtualMachine');
   if (vmId(baseline.doc) !== vmId(desired.doc)) {
-    throw new UsageError(`${values.desired}:${desired.line}: names VM ${vmId(desired.doc)} but the baseline ${values.baseline} names ${vmId(baseline.doc)}`);
+    throw new UsageError(`${values.desired}:${desired.nameLine}: names VM ${vmId(desired.doc)} but the baseline ${values.baseline} names ${vmId(baseline.doc)}`);
   }
   const vmi = values.vmi !== undefined ? (await readOne(values.vmi, 'vmi', 'VirtualMachineInstance')).doc : null;
   if (vmi !== null && vmId(vmi) !== vmId(desired.doc)) {

@@ -1,11 +1,13 @@
 /** Parses YAML text into documents that remember the line they start on, with errors that name file and line. */
-import { LineCounter, parseAllDocuments } from 'yaml';
+import { LineCounter, isNode, parseAllDocuments } from 'yaml';
 
 /** One parsed YAML document. */
 export interface YamlDoc {
   /** 1-based line where the document's content starts. */
   line: number;
   value: unknown;
+  /** 1-based line of the node at `keys` (object keys and list indexes); the document's line when absent. */
+  lineOf(keys: ReadonlyArray<string | number>): number;
 }
 
 /** A YAML problem located in a file. */
@@ -43,7 +45,13 @@ export function parseYamlDocuments(text: string, file: string, maxAliasCount = M
     } catch (e) {
       throw new ManifestParseError(file, lineCounter.linePos(start).line, `invalid YAML: ${firstLine(e instanceof Error ? e.message : String(e))}`);
     }
-    out.push({ line: lineCounter.linePos(start).line, value });
+    const line = lineCounter.linePos(start).line;
+    const lineOf = (keys: ReadonlyArray<string | number>): number => {
+      const node: unknown = doc.getIn(keys, true);
+      const offset = isNode(node) ? node.range?.[0] : undefined;
+      return offset === undefined ? line : lineCounter.linePos(offset).line;
+    };
+    out.push({ line, value, lineOf });
   }
   return out;
 }
