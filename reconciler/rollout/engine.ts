@@ -322,8 +322,16 @@ class Pass {
   private synchronisers(vmi: Obj): void {
     const b = this.cluster.behaviours;
     if (!b.syncersIgnoreCondition && this.finalMessage !== undefined) return;
-    syncNetworks(this.desiredSpec, vmi, this.netCtx);
-    if (this.volumeHotplugEnabled(vmi)) syncHotplugVolumes(this.desiredSpec, vmi);
+    for (const name of syncNetworks(this.desiredSpec, vmi, this.netCtx)) {
+      this.liveNotes.set(formatPath([...TEMPLATE_SPEC, 'domain', 'devices', 'interfaces', { name }]), 'interface hot-plugged or its state updated on the running VMI');
+      this.liveNotes.set(formatPath([...TEMPLATE_SPEC, 'networks', { name }]), 'network updated on the running VMI');
+    }
+    if (this.volumeHotplugEnabled(vmi)) {
+      for (const name of syncHotplugVolumes(this.desiredSpec, vmi)) {
+        this.liveNotes.set(formatPath([...TEMPLATE_SPEC, 'volumes', { name }]), 'volume hot-plugged into (or unplugged from) the running VMI');
+        this.liveNotes.set(formatPath([...TEMPLATE_SPEC, 'domain', 'devices', 'disks', { name }]), 'disk of a hotplugged volume');
+      }
+    }
     const annotations = getObj(this.expandedDesired, 'spec', 'template', 'metadata', 'annotations') ?? {};
     for (const key of DYNAMIC_ANNOTATIONS) {
       const wanted = annotations[key];
