@@ -1,0 +1,52 @@
+/** The cluster as the reconcile loop sees it: one interface, a simulator and (later) a Kubernetes implementation behind it. */
+import type { Obj } from '../rollout/index.ts';
+
+/** Identifies a namespaced object. */
+export interface ObjectRef {
+  namespace: string;
+  name: string;
+}
+
+/** One change seen by a watch. */
+export interface WatchEvent {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  kind: string;
+  object: Obj;
+}
+
+/** What a reconcile reads and writes. */
+export interface ClusterBackend {
+  /** Every VirtualMachine. */
+  listVirtualMachines(): Promise<Obj[]>;
+  /** Every VirtualMachineInstance. */
+  listVirtualMachineInstances(): Promise<Obj[]>;
+  /** The newest `revision-start-vm-<uid>-<generation>` ControllerRevision per VM uid, as `{spec}`. */
+  listBaselines(): Promise<Map<string, Obj>>;
+  /** Instancetypes and preferences, namespaced and cluster-wide. */
+  listInstancetypes(): Promise<Obj[]>;
+  /** The KubeVirt CR, or null when KubeVirt is not installed. */
+  getKubeVirt(): Promise<Obj | null>;
+  /** Server-side apply of a VirtualMachine with field manager `vmroll`; returns the stored object. */
+  applyVirtualMachine(vm: Obj): Promise<Obj>;
+  /** Deletes a VirtualMachine (prune). */
+  deleteVirtualMachine(ref: ObjectRef): Promise<void>;
+  /** The `restart` subresource. */
+  restartVirtualMachine(ref: ObjectRef): Promise<void>;
+  /** The `stop` subresource. */
+  stopVirtualMachine(ref: ObjectRef): Promise<void>;
+  /** The `start` subresource. */
+  startVirtualMachine(ref: ObjectRef): Promise<void>;
+  /** Subscribes to changes of VMs and VMIs; returns the unsubscribe function. */
+  watch(onEvent: (event: WatchEvent) => void): () => void;
+}
+
+/** Typed cluster errors, tagged with what to do about them. */
+export class ClusterError extends Error {
+  constructor(
+    readonly code: 'NotFound' | 'Conflict' | 'Invalid' | 'Unavailable',
+    message: string,
+    readonly data: Obj = {},
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * A stand-in for KubeVirt's virt-controller: starts and stops VMIs per runStrategy, records
+ * the start baseline as a ControllerRevision, and on every VM change runs the rollout engine
+ * exactly as KubeVirt's reconcile would, writing live updates to the VMI and the
+ * RestartRequired condition to the VM. Hotplug migrations complete at once.
+ */
+import { expandVm, type Obj, planRollout, resolveCluster, topologyCount, validateLiveUpdateMemory } from '../../rollout/index.ts';
+import { formatBytes, quantityUnits } from '../../rollout/quantity.ts';
+import type { ObjectStore } from './store.ts';
+
+const KUBEVIRT_NS = 'kubevirt';
+const RUNS = new Set(['Always', 'RerunOnFailure', 'Once']);
+
+function m(o: Obj): Obj {
+  return (o['metadata'] ?? {}) as Obj;
+}
+
+function nsOf(o: Obj): string {
+  return String(m(o)['namespace'] ?? 'default');
+}
+
+function nameOf(o: Obj): string {
+  return String(m(o)['name'] ?? '');
+}
+
+/** Annotation (on the VM template) that makes the simulated VMI non-migratable, for tests and demos. */
+export const NON_MIGRATABLE_ANNOTATION = 'sim.vmroll.dev/non-migratable';
+
+/** The simulated controller. */
+export class VirtController {
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** The KubeVirt CR, if installed. */
+  kubevirt(): Obj | null {
+    return this.store.list('KubeVirt')[0] ?? null;
+  }
+
+  /** Reconciles one VM (after any write to it). */
+  reconcile(namespace: string, name: string): void {
+    const vm = this.store.get('VirtualMachine', namespace, name);
+    const vmi = this.store.get('VirtualMachineInstance', namespace, name);
+    if (vm === undefined) {
+      if (vmi !== undefined) this.store.delete('VirtualMachineInstance', namespace, name);
+      return;
+    }
+    const spec = (vm['spec'] ?? {}) as Obj;
+    const runStrategy = typeof spec['runStrategy'] === 'string' ? spec['runStrategy'] : spec['running'] === true ? 'Always' : 'Halted';
+    if (vmi === undefined) {
+      if (RUNS.has(runStrategy)) this.start(vm);
+      else this.writeStatus(vm, false, null);
+      return;
+    }
+    if (runStrategy === 'Halted') {
+      this.stop(vm);
+      return;
+    }
+    const baseline = this.baseline(vm);
+    const result = planRollout({
+      desired: vm,
+      baseline,
+      vmi,
+      kubevirt: this.kubevirt(),
+      conditions: (((vm['status'] ?? {}) as Obj)['conditions'] as Obj[] | undefined) ?? [],
+      instancetypes: this.instancetypes(),
+    });
+    if (result.admissionErrors.length > 0) return;
+    if (result.vmi !== null && JSON.stringify(result.vmi['spec']) !== JSON.stringify(vmi['spec'])) {
+      const next = structuredClone(result.vmi);
+      // The simulated migration finishes at once: the guest runs with what was hot-plugged.
+      const status = (next['status'] ?? {}) as Obj;
+      const memory = (status['memory'] ?? {}) as Obj;
+      const guest = ((((next['spec'] ?? {}) as Obj)['domain'] ?? {}) as Obj)['memory'] as Obj | undefined;
+      if (guest?.['guest'] !== undefined && status['memory'] !== undefined) {
+        memory['guestCurrent'] = guest['guest'];
+        memory['guestRequested'] = guest['guest'];
+      }
+      this.store.update(next);
+    }
+    this.writeConditions(vm, result.conditions);
+  }
+
+  /** Stops and starts the VM's instance; the new instance runs the current template. */
+  restart(namespace: string, name: string): void {
+    const vm = this.store.get('VirtualMachine', namespace, name);
+    if (vm === undefined) return;
+    if (this.store.get('VirtualMachineInstance', namespace, name) !== undefined) this.stop(vm);
+    this.start(this.store.get('VirtualMachine', namespace, name) ?? vm);
+  }
+
+  /** Stops the VM's instance (the `stop` subresource). */
+  stopVm(namespace: string, name: string): void {
+    const vm = this.store.get('VirtualMachine', namespace, name);
+    if (vm !== undefined && this.store.get('VirtualMachineInstance', namespace, name) !== undefined) this.stop(vm);
+  }
+
+  /** Starts the VM's instance (the `start` subresource). */
+  startVm(namespace: string, name: string): void {
+    const vm = this.store.get('VirtualMachine', namespace, name);
+    if (vm !== undefined && this.store.get('VirtualMachineInstance', namespace, name) === undefined) this.start(vm);
+  }
+
+  /** The newest start revision of a VM, as `{spec}`. */
+  baseline(vm: Obj): Obj | null {
+    const prefix = `revision-start-vm-${String(m(vm)['uid'])}-`;
+    let best: { gen: number; data: Obj } | null = null;
+    for (const rev of this.store.list('ControllerRevision', nsOf(vm))) {
+      const n = nameOf(rev);
+      if (!n.startsWith(prefix)) continue;
+      const gen = Number(n.slice(prefix.length));
+      if (best === null || gen > best.gen) best = { gen, data: (rev['data'] ?? {}) as Obj };
+    }
+    return best?.data ?? null;
+  }
+
+  private instancetypes(): Obj[] {
+    return ['VirtualMachineInstancetype', 'VirtualMachineClusterInstancetype', 'VirtualMachinePreference', 'VirtualMachineClusterPreference'].flatMap((k) =>
+      this.store.list(k),
+    );
+  }
+
+  private start(vm: Obj): void {
+    const ns = nsOf(vm);
+    const name = nameOf(vm);
+    const uid = String(m(vm)['uid']);
+    const generation = Number(m(vm)['generation'] ?? 1);
+    const expanded = expandVm(vm, this.instancetypes());
+    const source = expanded.ok ? expanded.vm : vm;
+    const template = (((source['spec'] ?? {}) as Obj)['template'] ?? {}) as Obj;
+    const vmiSpec = structuredClone((template['spec'] ?? {}) as Obj);
+    const cluster = resolveCluster(this.kubevirt(), undefined, vm);
+    const domain = (vmiSpec['domain'] ??= {}) as Obj;
+    const cpu = (domain['cpu'] ??= {}) as Obj;
+    for (const k of ['sockets', 'cores', 'threads'] as const) cpu[k] = topologyCount(cpu, k);
+    const arch = typeof vmiSpec['architecture'] === 'string' ? vmiSpec['architecture'] : 'amd64';
+    if (cluster.strategy === 'LiveUpdate' && arch !== 'arm64') {
+      // setupCPUHotplug / setupMemoryHotplug: ceilings are fixed when the VMI is created.
+      if (!cpu['maxSockets']) {
+        const sockets = Number(cpu['sockets']);
+        let max = cluster.maxCpuSockets !== undefined ? Math.max(cluster.maxCpuSockets, sockets) : sockets * cluster.maxHotplugRatio;
+        const perSocket = Number(cpu['cores']) * Number(cpu['threads']);
+        if (cluster.maxCpuSockets === undefined && max * perSocket > 512) max = Math.max(Math.floor(512 / perSocket), sockets);
+        cpu['maxSockets'] = max;
+      }
+      const memory = domain['memory'] as Obj | undefined;
+      if (memory?.['guest'] !== undefined && memory['maxGuest'] === undefined) {
+        const guestBytes = quantityUnits(memory['guest']);
+        const candidate = cluster.maxGuest ?? (guestBytes !== null ? formatBytes(guestBytes * BigInt(cluster.maxHotplugRatio)) : undefined);
+        if (candidate !== undefined && validateLiveUpdateMemory(vmiSpec, candidate) === null) memory['maxGuest'] = candidate;
+      }
+    }
+    const guest = ((domain['memory'] ?? {}) as Obj)['guest'];
+    const annotations = (((template['metadata'] ?? {}) as Obj)['annotations'] ?? {}) as Obj;
+    const status: Obj = {
+      phase: 'Running',
+      conditions: [{ type: 'LiveMigratable', status: annotations[NON_MIGRATABLE_ANNOTATION] === 'true' ? 'False' : 'True' }],
+      virtualMachineRevisionName: `revision-start-vm-${uid}-${generation}`,
+    };
+    if (guest !== undefined) status['memory'] = { guestAtBoot: guest, guestCurrent: guest, guestRequested: guest };
+    const revisionName = `revision-start-vm-${uid}-${generation}`;
+    for (const rev of this.store.list('ControllerRevision', ns)) {
+      if (nameOf(rev).startsWith(`revision-start-vm-${uid}-`) && nameOf(rev) !== revisionName) this.store.delete('ControllerRevision', ns, nameOf(rev));
+    }
+    if (this.store.get('ControllerRevision', ns, revisionName) === undefined) {
+      this.store.create({
+        apiVersion: 'apps/v1',
+        kind: 'ControllerRevision',
+        metadata: { name: revisionName, namespace: ns, ownerReferences: [{ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', name, uid, controller: true }] },
+        revision: generation,
+        data: { spec: structuredClone(vm['spec'] ?? {}) },
+      });
+    }
+    this.store.create({
+      apiVersion: 'kubevirt.io/v1',
+      kind: 'VirtualMachineInstance',
+      metadata: {
+        name,
+        namespace: ns,
+        labels: structuredClone((((template['metadata'] ?? {}) as Obj)['labels'] ?? {}) as Obj),
+        annotations: { 'kubevirt.io/vm-generation': String(generation) },
+        ownerReferences: [{ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', name, uid, controller: true }],
+      },
+      spec: vmiSpec,
+      status,
+    });
+    // startVMI removes any RestartRequired condition.
+    const fresh = this.store.get('VirtualMachine', ns, name) ?? vm;
+    this.writeConditions(fresh, this.conditionsOf(fresh).filter((c) => c['type'] !== 'RestartRequired'), true);
+  }
+
+  private stop(vm: Obj): void {
+    this.store.delete('VirtualMachineInstance', nsOf(vm), nameOf(vm));
+    const fresh = this.store.get('VirtualMachine', nsOf(vm), nameOf(vm)) ?? vm;
+    this.writeConditions(fresh, this.conditionsOf(fresh).filter((c) => c['type'] !== 'RestartRequired'), false);
+  }
+
+  private conditionsOf(vm: Obj): Obj[] {
+    return (((vm['status'] ?? {}) as Obj)['conditions'] as Obj[] | undefined) ?? [];
+  }
+
+  private writeConditions(vm: Obj, conditions: Obj[], running?: boolean): void {
+    const fresh = this.store.get('VirtualMachine', nsOf(vm), nameOf(vm));
+    if (fresh === undefined) return;
+    const isRunning = running ?? this.store.get('VirtualMachineInstance', nsOf(vm), nameOf(vm)) !== undefined;
+    const stamped = conditions.map((c) => (c['lastTransitionTime'] === undefined ? { ...c, lastTransitionTime: this.now().toISOString().replace(/\.\d{3}Z$/, 'Z') } : c));
+    this.writeStatus(fresh, isRunning, stamped);
+  }
+
+  private writeStatus(vm: Obj, running: boolean, conditions: Obj[] | null): void {
+    const status = { ...((vm['status'] ?? {}) as Obj) };
+    status['printableStatus'] = running ? 'Running' : 'Stopped';
+    status['ready'] = running;
+    if (conditions !== null) status['conditions'] = conditions;
+    const meta = m(vm);
+    status['observedGeneration'] = meta['generation'];
+    const next = { ...vm, status };
+    if (JSON.stringify(next['status']) !== JSON.stringify(vm['status'])) this.store.update(next);
+  }
+
+  /** Namespace the KubeVirt CR lives in. */
+  static readonly kubevirtNamespace = KUBEVIRT_NS;
+}
