@@ -42,7 +42,8 @@ function lastKey(segments: Segment[], back: number): string | undefined {
 
 function walk(a: unknown, b: unknown, at: Segment[], out: RawChange[]): void {
   if (semanticEqual(a, b, lastKey(at, 0), lastKey(at, 1))) return;
-  if (isQuantityField(lastKey(at, 0), lastKey(at, 1)) || isEmpty(a) || isEmpty(b)) {
+  const key = lastKey(at, 0) ?? '';
+  if (isQuantityField(key, lastKey(at, 1)) || isEmpty(a, key) || isEmpty(b, key) || a === undefined || b === undefined) {
     out.push({ segments: at, from: a, to: b });
     return;
   }

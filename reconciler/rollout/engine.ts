@@ -166,6 +166,8 @@ class Pass {
   private readonly handlerWaits = new Map<string, string>();
   private readonly liveNotes = new Map<string, string>();
   private handlersRan = false;
+  /** Set when a handler's retryable error stopped the handlers after it in this pass. */
+  private abortedBy: string | undefined;
   private expansionError: string | null = null;
   private stopping = false;
 
@@ -237,7 +239,13 @@ class Pass {
     }
 
     // Interfaces and networks are judged against the VMI, not the baseline.
-    const netReason = networkRestartReason(cur, vmi, this.netCtx);
+    let netReason = networkRestartReason(cur, vmi, this.netCtx);
+    if (netReason === null && b.interfaces === 'liveUpdate') {
+      // The seed's model knows only hotplug or restart: an interface that cannot be hot-plugged needs a restart.
+      const running = new Set(getList(vmi, 'spec', 'domain', 'devices', 'interfaces').map((i) => i['name']));
+      const added = getList(cur, 'domain', 'devices', 'interfaces').find((i) => !running.has(i['name']) && isNonHotplugBinding(i));
+      if (added !== undefined) netReason = `interface "${String(added['name'])}" cannot be hot-plugged (only bridge and SR-IOV can)`;
+    }
     const netRule = b.interfaces === 'always' || (b.interfaces === 'liveUpdate' && live);
     if (netReason === null && netRule) {
       copyField(neutral, cur, ['domain', 'devices', 'interfaces']);
@@ -311,6 +319,7 @@ class Pass {
         // A handler error aborts the rest; the condition a handler set in this pass is not written.
         this.handlerWaits.set(outcome.path, outcome.message);
         this.waiting.push({ path: outcome.path, message: outcome.message });
+        this.abortedBy = outcome.message;
         handlerMessage = undefined;
         break;
       }
@@ -435,6 +444,8 @@ class Pass {
     for (const [p, message] of this.handlerWaits) {
       if (formatPath(c.segments).startsWith(p)) return message;
     }
+    // Handlers after the one that failed did not run; their fields go live on the retry.
+    if (this.abortedBy !== undefined && HANDLER_FIELDS.some((f) => isWithin(c.segments, f)) && !this.reachesVmi(c)) return this.abortedBy;
     return undefined;
   }
 

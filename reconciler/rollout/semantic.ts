@@ -13,17 +13,35 @@ export function isQuantityField(key: string | undefined, parentKey: string | und
   return (key !== undefined && QUANTITY_KEYS.has(key)) || (parentKey !== undefined && QUANTITY_PARENTS.has(parentKey));
 }
 
-/** True for undefined, null, [] and {}: the values Go's semantic equality treats as empty. */
-export function isEmpty(v: unknown): boolean {
+/**
+ * Keys whose value is a Go map or a non-pointer struct in KubeVirt's types: for these `{}`
+ * equals absent. Everything else that holds an object is a pointer to a struct (`bridge: {}`,
+ * `masquerade: {}`, `cdrom: {}`), where `{}` is a value of its own.
+ */
+const EMPTY_OBJECT_IS_ABSENT = new Set([
+  'labels',
+  'annotations',
+  'nodeSelector',
+  'requests',
+  'limits',
+  'resources',
+  'devices',
+  'domain',
+  'metadata',
+]);
+
+/** True for the values Go's semantic equality treats as empty: nil, empty slices, and `{}` for maps and value structs. */
+export function isEmpty(v: unknown, key?: string): boolean {
   if (v === undefined || v === null) return true;
   if (Array.isArray(v)) return v.length === 0;
-  if (isObj(v)) return Object.keys(v).length === 0;
+  if (isObj(v)) return Object.keys(v).length === 0 && (key === undefined || EMPTY_OBJECT_IS_ABSENT.has(key));
   return false;
 }
 
 /** Semantic deep equality of two JSON values. */
 export function semanticEqual(a: unknown, b: unknown, key?: string, parentKey?: string): boolean {
-  if (isEmpty(a) && isEmpty(b)) return true;
+  if (isEmpty(a, key ?? '') && isEmpty(b, key ?? '')) return true;
+  if (a === undefined || b === undefined) return false;
   if (isQuantityField(key, parentKey)) {
     const qa = parseQuantity(a);
     const qb = parseQuantity(b);
