@@ -1,0 +1,480 @@
+/**
+ * The Git adapter: clones (without checkout) and fetches an http(s) repository into a cache folder,
+ * or reads a local repository in place; resolves refs to commits, lists changed paths between two
+ * commits, and reads files by blob oid. isomorphic-git exceptions become {@link SourceError}s here.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import git, { TREE, type AuthCallback, type HttpClient, type WalkerEntry } from 'isomorphic-git';
+import http from 'isomorphic-git/http/node';
+import { SourceError, SourceErrorCode, redactSecrets, redactUrl, type SourceErrorData } from './errors.ts';
+
+/** How to reach one repository. */
+export interface GitSourceOptions {
+  /** An http(s) URL, or a local directory holding a working tree (with `.git`) or a bare repository. */
+  repo: string;
+  /** Folder under which http(s) repositories are cloned, one subfolder per URL; required for URLs. */
+  cacheDir?: string;
+  /** Token sent as HTTP basic-auth password (GitHub, Gitea, GitLab accept this); the caller reads it from env or file. */
+  token?: string;
+  /** User name sent with the token; default `x-access-token`. */
+  username?: string;
+  /** A single request that stays silent this long fails as `Unreachable`; default 30 s. */
+  requestTimeoutMs?: number;
+  /** A whole clone or fetch that takes longer than this fails as `Unreachable`; default 5 min. */
+  operationTimeoutMs?: number;
+  /** isomorphic-git's object cache; share one per process. Default: one per GitSource. */
+  cache?: object;
+}
+
+/** What a ref name turned out to be. */
+export type RefKind = 'branch' | 'tag' | 'commit' | 'head';
+
+/** A ref resolved to a commit. */
+export interface ResolvedRef {
+  /** The ref as asked for. */
+  ref: string;
+  /** Full commit sha. */
+  commit: string;
+  kind: RefKind;
+  /** The full ref name that matched (`refs/heads/main`, `refs/tags/v1`), or the sha itself. */
+  fullName: string;
+}
+
+/** What one sync did. */
+export interface SyncResult extends ResolvedRef {
+  /** `clone` on first use of a URL, `fetch` later, `none` for a local repository. */
+  transfer: 'clone' | 'fetch' | 'none';
+  /** Wall time of the transfer (clone or fetch), ms. */
+  transferMs: number;
+}
+
+/** How a path differs between two commits. */
+export type ChangeStatus = 'added' | 'modified' | 'deleted';
+
+/** One file (blob, including symlinks) that differs between two commits. */
+export interface ChangedPath {
+  /** Repository-relative path with `/` separators. */
+  path: string;
+  status: ChangeStatus;
+  /** Blob oid at the newer commit; null when deleted. */
+  oid: string | null;
+  /** Git file mode at the newer commit (0o100644, 0o100755, 0o120000 for symlinks); null when deleted. */
+  mode: number | null;
+}
+
+/** One file (blob) in a commit's tree. */
+export interface TreeFile {
+  /** Repository-relative path with `/` separators. */
+  path: string;
+  oid: string;
+  /** Git file mode: 0o100644, 0o100755, or 0o120000 for a symlink. */
+  mode: number;
+}
+
+/** Git file mode of a symbolic link. */
+export const SYMLINK_MODE = 0o120000;
+
+const DEFAULT_USERNAME = 'x-access-token';
+const SHA = /^[0-9a-f]{40}$/i;
+const SHORT_SHA = /^[0-9a-f]{4,39}$/i;
+
+/**
+ * Normalizes a `--path` prefix: `''` means the whole repository. Refuses absolute paths and `..`,
+ * so nothing outside the repository can be named.
+ */
+export function normalizeRepoPath(prefix: string | undefined): string {
+  if (prefix === undefined) return '';
+  const trimmed = prefix.replaceAll('\\', '/').trim();
+  if (trimmed.startsWith('/')) {
+    throw new SourceError(SourceErrorCode.InvalidLocation, `path ${JSON.stringify(prefix)} must be relative to the repository root`, { operation: 'open' });
+  }
+  const segments = trimmed.split('/').filter((s) => s !== '' && s !== '.');
+  if (segments.includes('..')) {
+    throw new SourceError(SourceErrorCode.InvalidLocation, `path ${JSON.stringify(prefix)} must not contain '..'`, { operation: 'open' });
+  }
+  return segments.join('/');
+}
+
+/** True when `file` is `prefix` itself or lies below it. */
+export function isUnderPath(file: string, prefix: string): boolean {
+  return prefix === '' || file === prefix || file.startsWith(`${prefix}/`);
+}
+
+// True for the folders on the way down to the prefix: the walk must enter them but record nothing.
+function isAncestorOf(dir: string, prefix: string): boolean {
+  return prefix.startsWith(`${dir}/`);
+}
+
+interface Location {
+  dir: string;
+  gitdir: string;
+}
+
+/** One repository, remote or local. Safe to reuse across syncs; not meant for concurrent syncs. */
+export class GitSource {
+  /** `http` for a URL (cloned into the cache), `local` for a directory read in place. */
+  readonly transport: 'http' | 'local';
+  /** The repository as it may be logged: URL without credentials, or the local path. */
+  readonly repo: string;
+  private readonly url: string | null;
+  private readonly username: string;
+  private readonly token: string | undefined;
+  private readonly cache: object;
+  private readonly requestTimeoutMs: number;
+  private readonly operationTimeoutMs: number;
+  private readonly cloneDir: string | null;
+  private location: Location | null = null;
+
+  constructor(options: GitSourceOptions) {
+    this.cache = options.cache ?? {};
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.operationTimeoutMs = options.operationTimeoutMs ?? 300_000;
+    let token = options.token;
+    let username = options.username ?? DEFAULT_USERNAME;
+    if (/^https?:\/\//i.test(options.repo)) {
+      const url = new URL(options.repo);
+      // Credentials written into the URL are moved to onAuth so they never reach .git/config or a message.
+      if (url.password !== '' && token === undefined) {
+        token = decodeURIComponent(url.password);
+        if (url.username !== '') username = decodeURIComponent(url.username);
+      }
+      url.username = '';
+      url.password = '';
+      this.transport = 'http';
+      this.url = url.toString();
+      this.repo = this.url;
+      if (options.cacheDir === undefined) {
+        throw new SourceError(SourceErrorCode.InvalidLocation, `cacheDir is required to clone ${this.repo}`, { repo: this.repo, operation: 'open' });
+      }
+      const key = createHash('sha256').update(this.url).digest('hex').slice(0, 16);
+      const name = (url.pathname.split('/').filter(Boolean).pop() ?? 'repo').replace(/\.git$/, '').replace(/[^A-Za-z0-9._-]/g, '_');
+      this.cloneDir = path.resolve(options.cacheDir, `${name}-${key}`);
+    } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(options.repo) || /^[^/]+@[^/]+:/.test(options.repo)) {
+      throw new SourceError(SourceErrorCode.InvalidLocation, `unsupported repository location ${redactUrl(options.repo)}: use an http(s) URL or a local directory`, {
+        repo: redactUrl(options.repo),
+        operation: 'open',
+      });
+    } else {
+      this.transport = 'local';
+      this.url = null;
+      this.repo = path.resolve(options.repo);
+      this.cloneDir = null;
+    }
+    this.token = token;
+    this.username = username;
+  }
+
+  /**
+   * Brings the repository up to date (clone on first use, fetch afterwards; nothing for a local
+   * repository) and resolves `ref` (branch, tag, full or short sha, or `HEAD`) to a commit.
+   */
+  async sync(args: { ref: string }): Promise<SyncResult> {
+    const started = performance.now();
+    let transfer: SyncResult['transfer'] = 'none';
+    if (this.transport === 'http') transfer = await this.transferFromRemote();
+    else await this.openLocal();
+    const transferMs = Math.round(performance.now() - started);
+    const resolved = await this.resolve(args);
+    return { ...resolved, transfer, transferMs };
+  }
+
+  /** Resolves `ref` against what is already on disk (no network). */
+  async resolve(args: { ref: string }): Promise<ResolvedRef> {
+    const { ref } = args;
+    const loc = await this.open();
+    return this.guard('resolve', { ref }, async () => {
+      if (SHA.test(ref)) {
+        const commit = await this.peelToCommit(ref.toLowerCase(), ref);
+        return { ref, commit, kind: 'commit', fullName: commit };
+      }
+      for (const [fullName, kind] of this.candidates(ref)) {
+        let oid: string;
+        try {
+          oid = await git.resolveRef({ fs, ...loc, ref: fullName });
+        } catch (e) {
+          if (libraryCode(e) === 'NotFoundError') continue;
+          throw e;
+        }
+        return { ref, commit: await this.peelToCommit(oid, ref), kind, fullName };
+      }
+      if (SHORT_SHA.test(ref)) {
+        let oid: string | null = null;
+        try {
+          oid = await git.expandOid({ fs, ...loc, oid: ref.toLowerCase(), cache: this.cache });
+        } catch (e) {
+          if (libraryCode(e) !== 'NotFoundError') throw e;
+        }
+        if (oid !== null) {
+          const commit = await this.peelToCommit(oid, ref);
+          return { ref, commit, kind: 'commit', fullName: commit };
+        }
+      }
+      throw new SourceError(SourceErrorCode.RefNotFound, `${this.repo}: no branch, tag or commit named ${JSON.stringify(ref)}`, {
+        repo: this.repo,
+        ref,
+        operation: 'resolve',
+      });
+    });
+  }
+
+  /**
+   * Files that differ between two commits, restricted to `path` (a folder or file prefix; default the
+   * whole repository). Subtrees whose oids are equal are skipped, so the cost follows the size of the change.
+   */
+  async changedPaths(args: { from: string; to: string; path?: string }): Promise<ChangedPath[]> {
+    const prefix = normalizeRepoPath(args.path);
+    const loc = await this.open();
+    return this.guard('diff', {}, async () => {
+      const changes: ChangedPath[] = [];
+      await git.walk({
+        fs,
+        ...loc,
+        cache: this.cache,
+        trees: [TREE({ ref: args.from }), TREE({ ref: args.to })],
+        map: async (filepath, entries) => {
+          const [before, after] = entries;
+          const inside = filepath !== '.' && isUnderPath(filepath, prefix);
+          if (filepath !== '.' && !inside && !isAncestorOf(filepath, prefix)) return null;
+          const [a, b] = await Promise.all([describe(before), describe(after)]);
+          if (a?.oid === b?.oid && a?.mode === b?.mode) return null;
+          if (inside) {
+            if (a?.type === 'blob' && b?.type === 'blob') changes.push({ path: filepath, status: 'modified', oid: b.oid, mode: b.mode });
+            else if (a?.type === 'blob') changes.push({ path: filepath, status: 'deleted', oid: null, mode: null });
+            else if (b?.type === 'blob') changes.push({ path: filepath, status: 'added', oid: b.oid, mode: b.mode });
+          }
+          return a?.type === 'tree' || b?.type === 'tree' ? true : null;
+        },
+        reduce: async () => undefined,
+      });
+      return changes.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+    });
+  }
+
+  /** Every file (blob) at `commit` under `path` (default the whole repository), sorted by path. */
+  async listFiles(args: { commit: string; path?: string }): Promise<TreeFile[]> {
+    const prefix = normalizeRepoPath(args.path);
+    const loc = await this.open();
+    return this.guard('list', {}, async () => {
+      const files: TreeFile[] = [];
+      await git.walk({
+        fs,
+        ...loc,
+        cache: this.cache,
+        trees: [TREE({ ref: args.commit })],
+        map: async (filepath, [entry]) => {
+          if (filepath === '.') return true;
+          const inside = isUnderPath(filepath, prefix);
+          if (!inside && !isAncestorOf(filepath, prefix)) return null;
+          const e = await describe(entry);
+          if (e === null) return null;
+          if (e.type === 'blob' && inside) files.push({ path: filepath, oid: e.oid, mode: e.mode });
+          return e.type === 'tree' ? true : null;
+        },
+        reduce: async () => undefined,
+      });
+      return files.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+    });
+  }
+
+  /** The content of the blob `oid`. */
+  async readBlob(args: { oid: string }): Promise<Uint8Array> {
+    const loc = await this.open();
+    return this.guard('read', {}, async () => {
+      const { blob } = await git.readBlob({ fs, ...loc, oid: args.oid, cache: this.cache });
+      return blob;
+    });
+  }
+
+  private candidates(ref: string): [string, RefKind][] {
+    const remote = this.transport === 'http';
+    if (ref === 'HEAD') return [[remote ? 'refs/remotes/origin/HEAD' : 'HEAD', 'head']];
+    if (ref.startsWith('refs/heads/')) {
+      const branch = ref.slice('refs/heads/'.length);
+      return [[remote ? `refs/remotes/origin/${branch}` : ref, 'branch']];
+    }
+    if (ref.startsWith('refs/tags/')) return [[ref, 'tag']];
+    return [
+      [remote ? `refs/remotes/origin/${ref}` : `refs/heads/${ref}`, 'branch'],
+      [`refs/tags/${ref}`, 'tag'],
+    ];
+  }
+
+  // Annotated tags point at tag objects; follow them down to the commit.
+  private async peelToCommit(oid: string, ref: string): Promise<string> {
+    const loc = await this.open();
+    let current = oid;
+    for (let depth = 0; depth < 10; depth++) {
+      let result;
+      try {
+        result = await git.readObject({ fs, ...loc, oid: current, format: 'parsed', cache: this.cache });
+      } catch (e) {
+        if (libraryCode(e) === 'NotFoundError') {
+          throw new SourceError(SourceErrorCode.RefNotFound, `${this.repo}: commit ${current} of ${JSON.stringify(ref)} is not in the repository`, {
+            repo: this.repo,
+            ref,
+            operation: 'resolve',
+          });
+        }
+        throw e;
+      }
+      if (result.type === 'commit') return current;
+      if (result.type === 'tag') {
+        current = (result.object as { object: string }).object;
+        continue;
+      }
+      break;
+    }
+    throw new SourceError(SourceErrorCode.RefNotFound, `${this.repo}: ${JSON.stringify(ref)} does not point at a commit`, { repo: this.repo, ref, operation: 'resolve' });
+  }
+
+  private async open(): Promise<Location> {
+    if (this.location) return this.location;
+    if (this.transport === 'local') return this.openLocal();
+    const cloneDir = this.cloneDir as string;
+    if (!(await isDirectory(path.join(cloneDir, '.git')))) {
+      throw new SourceError(SourceErrorCode.GitFailed, `${this.repo} has not been synced yet`, { repo: this.repo, operation: 'open' });
+    }
+    this.location = { dir: cloneDir, gitdir: path.join(cloneDir, '.git') };
+    return this.location;
+  }
+
+  private async openLocal(): Promise<Location> {
+    if (this.location) return this.location;
+    if (await isDirectory(path.join(this.repo, '.git'))) {
+      this.location = { dir: this.repo, gitdir: path.join(this.repo, '.git') };
+    } else if ((await isDirectory(path.join(this.repo, 'objects'))) && (await isFile(path.join(this.repo, 'HEAD')))) {
+      this.location = { dir: this.repo, gitdir: this.repo };
+    } else {
+      throw new SourceError(SourceErrorCode.RepoNotFound, `${this.repo} is not a git repository`, { repo: this.repo, operation: 'open' });
+    }
+    return this.location;
+  }
+
+  private async transferFromRemote(): Promise<'clone' | 'fetch'> {
+    const cloneDir = this.cloneDir as string;
+    const url = this.url as string;
+    const deadline = AbortSignal.timeout(this.operationTimeoutMs);
+    const common = {
+      fs,
+      http: this.boundedHttp(deadline),
+      url,
+      cache: this.cache,
+      ...(this.token !== undefined ? { onAuth: this.onAuth } : {}),
+    };
+    if (await isDirectory(path.join(cloneDir, '.git'))) {
+      await this.guard('fetch', {}, () =>
+        git.fetch({ ...common, dir: cloneDir, remote: 'origin', singleBranch: false, tags: true, prune: true, pruneTags: true }),
+      );
+      this.location = { dir: cloneDir, gitdir: path.join(cloneDir, '.git') };
+      return 'fetch';
+    }
+    // Clone beside the final folder and rename, so a crash mid-clone never leaves a half clone that looks complete.
+    const partial = `${cloneDir}.partial-${process.pid}`;
+    await rm(partial, { recursive: true, force: true });
+    await mkdir(path.dirname(cloneDir), { recursive: true });
+    try {
+      await this.guard('clone', {}, () => git.clone({ ...common, dir: partial, noCheckout: true, singleBranch: false }));
+      await rename(partial, cloneDir);
+    } finally {
+      await rm(partial, { recursive: true, force: true });
+    }
+    this.location = { dir: cloneDir, gitdir: path.join(cloneDir, '.git') };
+    return 'clone';
+  }
+
+  // Arrow function so it can be handed to isomorphic-git as is; it answers only with the configured token.
+  private readonly onAuth: AuthCallback = () => ({ username: this.username, password: this.token ?? '' });
+
+  private boundedHttp(deadline: AbortSignal): HttpClient {
+    const idle = this.requestTimeoutMs;
+    return {
+      request: (request) => http.request({ ...request, signal: deadline, fetchOptions: { ...(request.fetchOptions ?? {}), timeout: idle } }),
+    };
+  }
+
+  // Every library call goes through here: isomorphic-git and Node errors become SourceErrors without secrets.
+  private async guard<T>(operation: string, extra: SourceErrorData, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof SourceError) throw e;
+      throw this.translate(e, operation, extra);
+    }
+  }
+
+  private translate(e: unknown, operation: string, extra: SourceErrorData): SourceError {
+    const secrets = this.token !== undefined ? [this.token] : [];
+    const lib = libraryCode(e);
+    const raw = e instanceof Error ? e.message : String(e);
+    const detail = redactSecrets(raw.split('\n')[0] ?? raw, secrets);
+    const data: SourceErrorData = { repo: this.repo, operation, ...extra, ...(lib !== undefined ? { libraryCode: lib } : {}) };
+    const statusCode = httpStatus(e);
+    if (statusCode !== undefined) data.statusCode = statusCode;
+    const where = `${operation} ${this.repo}`;
+    if (statusCode === 401 || statusCode === 403) {
+      const why = this.token === undefined ? 'the Git host wants credentials and no token is configured' : 'the Git host refused the token';
+      return new SourceError(SourceErrorCode.AuthFailed, `${where}: ${why} (HTTP ${statusCode})`, data);
+    }
+    if (statusCode === 404) return new SourceError(SourceErrorCode.RepoNotFound, `${where}: repository not found (HTTP 404)`, data);
+    if (statusCode !== undefined && (statusCode >= 500 || statusCode === 429 || statusCode === 408)) {
+      return new SourceError(SourceErrorCode.Unreachable, `${where}: the Git host answered HTTP ${statusCode}`, data);
+    }
+    const sysCode = (e as { code?: unknown } | null)?.code;
+    const name = (e as { name?: unknown } | null)?.name;
+    if (
+      name === 'AbortError' ||
+      name === 'TimeoutError' ||
+      /timed out/i.test(raw) ||
+      (typeof sysCode === 'string' && /^E(CONNREFUSED|CONNRESET|NOTFOUND|AI_AGAIN|HOSTUNREACH|NETUNREACH|PIPE|TIMEDOUT)$/.test(sysCode))
+    ) {
+      return new SourceError(SourceErrorCode.Unreachable, `${where}: ${detail}`, data);
+    }
+    if (lib === 'NotFoundError' && operation !== 'clone' && operation !== 'fetch') {
+      return new SourceError(SourceErrorCode.RefNotFound, `${where}: ${detail}`, data);
+    }
+    return new SourceError(SourceErrorCode.GitFailed, `${where}: ${detail}`, data);
+  }
+}
+
+interface Described {
+  type: 'blob' | 'tree' | 'commit' | 'special';
+  oid: string;
+  mode: number;
+}
+
+async function describe(entry: WalkerEntry | null | undefined): Promise<Described | null> {
+  if (!entry) return null;
+  const [type, oid, mode] = await Promise.all([entry.type(), entry.oid(), entry.mode()]);
+  return { type, oid, mode };
+}
+
+function libraryCode(e: unknown): string | undefined {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /Error$/.test(code) ? code : undefined;
+}
+
+function httpStatus(e: unknown): number | undefined {
+  const err = e as { code?: unknown; data?: { statusCode?: unknown } } | null;
+  if (err?.code !== 'HttpError') return undefined;
+  const status = err.data?.statusCode;
+  return typeof status === 'number' ? status : undefined;
+}
+
+async function isDirectory(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+async function isFile(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isFile();
+  } catch {
+    return false;
+  }
+}
