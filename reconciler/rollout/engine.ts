@@ -183,8 +183,10 @@ class Pass {
     const expBaseline = input.baseline ? expandVm(input.baseline, objects) : null;
     if (!expDesired.ok) this.expansionError = expDesired.error;
     else if (expBaseline && !expBaseline.ok) this.expansionError = expBaseline.error;
-    this.expandedDesired = expDesired.ok ? expDesired.vm : input.desired;
-    this.expandedBaseline = expBaseline === null ? null : expBaseline.ok ? expBaseline.vm : (input.baseline ?? null);
+    // When either side cannot be expanded, both are compared as written, so nothing is invented.
+    const expanded = this.expansionError === null;
+    this.expandedDesired = expanded && expDesired.ok ? expDesired.vm : input.desired;
+    this.expandedBaseline = expBaseline === null ? null : expanded && expBaseline.ok ? expBaseline.vm : (input.baseline ?? null);
     this.desiredSpec = getObj(this.expandedDesired, 'spec', 'template', 'spec') ?? {};
     this.baselineSpec = this.expandedBaseline ? (getObj(this.expandedBaseline, 'spec', 'template', 'spec') ?? {}) : null;
     this.finalMessage = existing !== undefined ? String(existing['message'] ?? '') : undefined;
@@ -395,7 +397,13 @@ class Pass {
       let why: string | null;
       if (!isWithin(c.segments, ['spec', 'template'])) {
         const matcher = isWithin(c.segments, ['spec', 'instancetype']) || isWithin(c.segments, ['spec', 'preference']);
-        why = matcher && templateStaged() ? 'expands to template changes that wait for a restart (listed with them)' : null;
+        why = !matcher
+          ? null
+          : this.expansionError !== null
+            ? `cannot be expanded yet: ${this.expansionError}; KubeVirt leaves the VM's condition as it is until it can`
+            : templateStaged()
+              ? 'expands to template changes that wait for a restart (listed with them)'
+              : null;
         this.push(c, path, why, matcher ? 'expands to the template changes listed' : 'VM-level field: takes effect at once, not part of the running instance');
         continue;
       }
@@ -485,7 +493,10 @@ class Pass {
     else return false;
     if (c.reorder) return false;
     const last = vmiSegments[vmiSegments.length - 1];
-    return semanticEqual(getAt(vmi, vmiSegments), c.to, typeof last === 'string' ? last : undefined);
+    const running = getAt(vmi, vmiSegments);
+    // An added block is live when the VMI holds everything in it (the VMI may carry more, e.g. maxGuest).
+    if (c.from === undefined && isObj(c.to) && isObj(running)) return containsSemantic(running, c.to);
+    return semanticEqual(running, c.to, typeof last === 'string' ? last : undefined);
   }
 
   /** Why a change that sets no condition still waits for the next start. */
@@ -525,6 +536,13 @@ class Pass {
     }
     return 'not propagated to the running instance: takes effect at the next start';
   }
+}
+
+function containsSemantic(actual: Obj, wanted: Obj): boolean {
+  return Object.entries(wanted).every(([k, v]) => {
+    const a = actual[k];
+    return isObj(v) && isObj(a) ? containsSemantic(a, v) : semanticEqual(a, v, k);
+  });
 }
 
 function copyField(target: Obj, source: Obj, keys: string[]): void {

@@ -67,7 +67,17 @@ function applyInstancetype(it: Obj, spec: Obj, domain: Obj, topology: string | u
     cpu['cores'] = 1;
     cpu['threads'] = 1;
     cpu[key] = guestCpus;
-    for (const k of ['model', 'dedicatedCPUPlacement', 'isolateEmulatorThread', 'numa', 'realtime', 'maxSockets']) setIfUnset(cpu, k, get(it, 'cpu', k));
+    // The instancetype API spells dedicated placement `dedicatedCPUPlacement`; the VM's CPU spells it `dedicatedCpuPlacement`.
+    for (const [from, to] of [
+      ['model', 'model'],
+      ['dedicatedCPUPlacement', 'dedicatedCpuPlacement'],
+      ['isolateEmulatorThread', 'isolateEmulatorThread'],
+      ['numa', 'numa'],
+      ['realtime', 'realtime'],
+      ['maxSockets', 'maxSockets'],
+    ] as const) {
+      setIfUnset(cpu, to, get(it, 'cpu', from));
+    }
   }
   const memory = getObj(it, 'memory');
   if (memory !== undefined) {
