@@ -1,6 +1,8 @@
 /** The `vmroll` entry point: parses the command name and hands over to commands/. */
 import { DIFF_HELP, runDiff } from './commands/diff.ts';
 import { type CommandIO, UsageError } from './commands/common.ts';
+import { RUN_HELP, runRun } from './commands/run.ts';
+import { DEMO_HELP, runDemo } from './commands/demo.ts';
 
 interface Command {
   summary: string;
@@ -9,6 +11,8 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
+  run: { summary: 'follow a Git repository of VM manifests and apply it (the reconcile loop)', help: RUN_HELP, run: runRun },
+  demo: { summary: 'a scripted tour: live CPU change, staged change, revert, restart', help: DEMO_HELP, run: runDemo },
   diff: { summary: 'predict live vs staged rollout of one VM change, offline, from files', help: DIFF_HELP, run: runDiff },
 };
 

@@ -36,7 +36,7 @@ export interface ClusterBackend {
   stopVirtualMachine(ref: ObjectRef): Promise<void>;
   /** The `start` subresource. */
   startVirtualMachine(ref: ObjectRef): Promise<void>;
-  /** Subscribes to changes of VMs and VMIs; returns the unsubscribe function. */
+  /** Subscribes to changes of VMs, VMIs, ControllerRevisions, instancetypes and the KubeVirt CR; returns the unsubscribe function. */
   watch(onEvent: (event: WatchEvent) => void): () => void;
 }
 

@@ -5,6 +5,18 @@ import { type ClusterBackend, ClusterError, type ObjectRef, type WatchEvent } fr
 import { ObjectStore, type StoreSnapshot } from './store.ts';
 import { VirtController } from './virtController.ts';
 
+/** Kinds a watch reports: what the reconcile loop caches. */
+const WATCHED_KINDS = new Set([
+  'VirtualMachine',
+  'VirtualMachineInstance',
+  'ControllerRevision',
+  'KubeVirt',
+  'VirtualMachineInstancetype',
+  'VirtualMachineClusterInstancetype',
+  'VirtualMachinePreference',
+  'VirtualMachineClusterPreference',
+]);
+
 /** Options of the simulator. */
 export interface SimClusterOptions {
   /** The KubeVirt CR to install (default: one with no version, i.e. the seed model). */
@@ -139,7 +151,7 @@ export class SimCluster implements ClusterBackend {
 
   watch(onEvent: (event: WatchEvent) => void): () => void {
     return this.store.watch((e) => {
-      if (e.kind === 'VirtualMachine' || e.kind === 'VirtualMachineInstance') onEvent(e);
+      if (WATCHED_KINDS.has(e.kind)) onEvent(e);
     });
   }
 

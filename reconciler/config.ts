@@ -1,0 +1,114 @@
+/**
+ * Configuration of `vmroll run`: flags over environment, read once here (the only reader of
+ * process.env) and passed down. Secrets are read from files or variables and never logged.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { UsageError } from './commands/common.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** The example repository's sources, copied into {@link EXAMPLE_REPO_DIR} on first use. */
+export const EXAMPLE_FIXTURES = path.join(ROOT, 'fixtures', 'example-repo');
+/** Where the embedded default keeps its Git repository. */
+export const EXAMPLE_REPO_DIR = path.join('.vmroll', 'example-repo');
+const EXAMPLE_SIM_STATE = path.join('.vmroll', 'sim-state.json');
+const EXAMPLE_KUBEVIRT = path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml');
+
+/** Everything `vmroll run` needs. */
+export interface RunConfig {
+  repo: string;
+  ref: string;
+  path: string;
+  /** True when running the embedded default (example repository + simulator). */
+  example: boolean;
+  intervalMs: number;
+  once: boolean;
+  cluster: 'sim';
+  simState: string | undefined;
+  simKubevirt: string | undefined;
+  output: 'json' | 'text';
+  prune: boolean;
+  listen: string | undefined;
+  cacheDir: string;
+  logLevel: string;
+  /** Git token (HTTP basic-auth password), from VMROLL_GIT_TOKEN / GIT_TOKEN or --git-token-file. */
+  gitToken: string | undefined;
+  /** Webhook HMAC secret, from VMROLL_WEBHOOK_SECRET or --webhook-secret-file. */
+  webhookSecret: string | undefined;
+}
+
+/** Flag values as parsed by the command. */
+export interface RunFlags {
+  repo?: string | undefined;
+  branch?: string | undefined;
+  path?: string | undefined;
+  interval?: string | undefined;
+  once?: boolean | undefined;
+  cluster?: string | undefined;
+  'sim-state'?: string | undefined;
+  'sim-kubevirt'?: string | undefined;
+  output?: string | undefined;
+  prune?: boolean | undefined;
+  listen?: string | undefined;
+  'cache-dir'?: string | undefined;
+  'log-level'?: string | undefined;
+  'git-token-file'?: string | undefined;
+  'webhook-secret-file'?: string | undefined;
+}
+
+/** Parses `30s`, `1m`, `1h30m`, `500ms` into milliseconds. */
+export function parseDuration(text: string): number {
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
+  let total = 0;
+  let consumed = 0;
+  for (const m of text.matchAll(re)) {
+    const n = Number(m[1]);
+    total += n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+    consumed += m[0].length;
+  }
+  if (consumed !== text.length || consumed === 0) throw new UsageError(`--interval: "${text}" is not a duration (e.g. 30s, 1m, 1h)`);
+  return total;
+}
+
+function readSecretFile(file: string, flag: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    throw new UsageError(`${flag}: ${file} cannot be read`);
+  }
+}
+
+/** Builds the run configuration from flags and the environment. */
+export function runConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfig {
+  const example = (flags.repo ?? env['VMROLL_REPO'] ?? '') === '';
+  // Without a repository, vmroll runs its embedded default: the example repository against the simulator.
+  const repo = example ? EXAMPLE_REPO_DIR : (flags.repo ?? env['VMROLL_REPO'] ?? '');
+  const cluster = flags.cluster ?? 'sim';
+  if (cluster !== 'sim') throw new UsageError(`--cluster: only "sim" is available in this version, not "${cluster}"`);
+  const output = flags.output ?? 'text';
+  if (output !== 'json' && output !== 'text') throw new UsageError(`--output must be json or text, not "${output}"`);
+  const intervalMs = parseDuration(flags.interval ?? env['VMROLL_INTERVAL'] ?? '1m');
+  if (intervalMs < 1000) throw new UsageError('--interval must be at least 1s');
+  const gitToken = flags['git-token-file'] !== undefined ? readSecretFile(flags['git-token-file'], '--git-token-file') : (env['VMROLL_GIT_TOKEN'] ?? env['GIT_TOKEN']);
+  const webhookSecret =
+    flags['webhook-secret-file'] !== undefined ? readSecretFile(flags['webhook-secret-file'], '--webhook-secret-file') : env['VMROLL_WEBHOOK_SECRET'];
+  return {
+    repo,
+    ref: flags.branch ?? env['VMROLL_BRANCH'] ?? 'main',
+    path: flags.path ?? env['VMROLL_PATH'] ?? '',
+    intervalMs,
+    once: flags.once ?? false,
+    cluster: 'sim',
+    simState: flags['sim-state'] ?? (example ? EXAMPLE_SIM_STATE : undefined),
+    simKubevirt: flags['sim-kubevirt'] ?? (example ? EXAMPLE_KUBEVIRT : undefined),
+    example,
+    output,
+    prune: flags.prune ?? false,
+    listen: flags.listen,
+    cacheDir: flags['cache-dir'] ?? env['VMROLL_CACHE_DIR'] ?? '.vmroll/cache',
+    logLevel: flags['log-level'] ?? env['VMROLL_LOG_LEVEL'] ?? 'info',
+    gitToken: gitToken === '' ? undefined : gitToken,
+    webhookSecret: webhookSecret === '' ? undefined : webhookSecret,
+  };
+}

@@ -1,0 +1,282 @@
+/**
+ * One reconcile, as a fixed sequence of steps: fetch → load → observe → apply → report.
+ * The runner stops at the first error of a step that concerns the whole sync; a bad manifest or
+ * a failed apply concerns one VM only and is reported without stopping the others.
+ */
+import type { Logger } from 'pino';
+import { MANAGED_BY_LABEL, SOURCE_PATH_ANNOTATION, appliedIn, ownedBy, ownedFingerprint, withOwnership } from './apply/ownership.ts';
+import type { ClusterBackend } from './cluster/backend.ts';
+import { ClusterCache } from './cluster/cache.ts';
+import { type Obj, type VmPlan, type VmPlanEntry, planRollout } from './rollout/index.ts';
+import type { ManifestError } from './rollout/plan.ts';
+import type { ChangedPath, GitSource } from './source/gitSource.ts';
+import { type ManifestSet, loadManifests } from './source/manifests.ts';
+
+/** What a reconciler is pointed at. */
+export interface ReconcilerOptions {
+  source: GitSource;
+  /** The repository as it may be shown (no credentials). */
+  repoLabel: string;
+  /** Branch, tag or commit to follow. */
+  ref: string;
+  /** Folder (or file) in the repository holding the manifests. */
+  path: string;
+  cluster: ClusterBackend;
+  /** Delete VMs this repository applied earlier and no longer defines. */
+  prune: boolean;
+  logger: Logger;
+}
+
+/** Counts for a status line such as `12 in sync · 3 live-updated · 1 awaiting restart`. */
+export interface SyncSummary {
+  vms: number;
+  inSync: number;
+  created: number;
+  liveUpdated: number;
+  awaitingRestart: number;
+  deleted: number;
+  errors: number;
+}
+
+/** The outcome of one reconcile. */
+export interface ReconcileReport {
+  plan: VmPlan;
+  summary: SyncSummary;
+  commit: string;
+  /** Milliseconds per step. */
+  timings: { fetch: number; diff: number; load: number; plan: number; apply: number; report: number; total: number };
+  /** Manifest files read in this sync. */
+  read: string[];
+  /** Requests the sync wrote to the cluster. */
+  writes: number;
+}
+
+type Step = 'fetch' | 'diff' | 'load' | 'plan' | 'apply' | 'report';
+
+interface PendingWrite {
+  key: string;
+  action: 'create' | 'update';
+  desired: Obj;
+  file: string;
+  line: number;
+  fingerprint: string;
+}
+
+function vmKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+function metaOf(o: Obj): Obj {
+  return (o['metadata'] ?? {}) as Obj;
+}
+
+function restartCondition(vm: Obj | undefined): Obj | undefined {
+  const conditions = (((vm?.['status'] ?? {}) as Obj)['conditions'] ?? []) as Obj[];
+  return conditions.find((c) => c['type'] === 'RestartRequired' && c['status'] === 'True');
+}
+
+/** Formats a summary the way statuses and logs show it. */
+export function formatSummary(s: SyncSummary): string {
+  const parts = [`${s.inSync} in sync`];
+  if (s.created > 0) parts.push(`${s.created} created`);
+  if (s.liveUpdated > 0) parts.push(`${s.liveUpdated} live-updated`);
+  if (s.awaitingRestart > 0) parts.push(`${s.awaitingRestart} awaiting restart`);
+  if (s.deleted > 0) parts.push(`${s.deleted} deleted`);
+  if (s.errors > 0) parts.push(`${s.errors} error${s.errors === 1 ? '' : 's'}`);
+  return parts.join(' · ');
+}
+
+/** Keeps the state between syncs of one repository and runs them. */
+export class Reconciler {
+  private manifests: ManifestSet | null = null;
+  private readonly cache: ClusterCache;
+  /** Fingerprint of the desired VM last applied (or found applied), per VM. */
+  private readonly applied = new Map<string, string>();
+  /** Plan entries from earlier syncs, reused while their inputs are unchanged. */
+  private readonly entries = new Map<string, { inputs: string; entry: VmPlanEntry }>();
+
+  constructor(private readonly options: ReconcilerOptions) {
+    this.cache = new ClusterCache(options.cluster);
+  }
+
+  /** The commit of the last successful sync. */
+  get lastCommit(): string | null {
+    return this.manifests?.commit ?? null;
+  }
+
+  /** Stops following the cluster. */
+  close(): void {
+    this.cache.stop();
+  }
+
+  /** Runs one reconcile. */
+  async reconcile(): Promise<ReconcileReport> {
+    const o = this.options;
+    const started = performance.now();
+    const timings = { fetch: 0, diff: 0, load: 0, plan: 0, apply: 0, report: 0, total: 0 };
+    const time = async <T>(step: Step, fn: () => Promise<T>): Promise<T> => {
+      const t0 = performance.now();
+      try {
+        return await fn();
+      } finally {
+        timings[step] += performance.now() - t0;
+      }
+    };
+
+    const synced = await time('fetch', () => o.source.sync({ ref: o.ref }));
+    const commit = synced.commit;
+    const log = o.logger.child({ repo: o.repoLabel, commit: commit.slice(0, 12) });
+    const previous = this.manifests;
+    let changes: ChangedPath[] | undefined;
+    if (previous !== null) {
+      changes = previous.commit === commit ? [] : await time('diff', () => o.source.changedPaths({ from: previous.commit, to: commit, path: o.path }));
+    }
+    const manifests = await time('load', () =>
+      loadManifests({ source: o.source, commit, path: o.path, ...(previous !== null ? { previous } : {}), ...(changes !== undefined ? { changes } : {}) }),
+    );
+    await this.cache.start();
+
+    // Decide what to write: only VMs whose desired state differs from what was applied.
+    const pending: PendingWrite[] = [];
+    const prune: Array<{ namespace: string; name: string }> = [];
+    await time('plan', async () => {
+      for (const vm of manifests.vms) {
+        const key = vmKey(vm.namespace, vm.name);
+        const desired = withOwnership(vm.manifest as unknown as Obj, vm.namespace, { repo: o.repoLabel, file: vm.file, commit });
+        const fingerprint = ownedFingerprint(desired);
+        const live = this.cache.vms.get(key);
+        if (live === undefined) {
+          pending.push({ key, action: 'create', desired, file: vm.file, line: vm.line, fingerprint });
+        } else if (this.applied.get(key) !== fingerprint || !appliedIn(desired, live)) {
+          if (this.applied.get(key) === undefined && appliedIn(desired, live)) this.applied.set(key, fingerprint);
+          else pending.push({ key, action: 'update', desired, file: vm.file, line: vm.line, fingerprint });
+        }
+      }
+      if (o.prune) prune.push(...this.pruneCandidates(manifests));
+    });
+
+    const errors: ManifestError[] = [...manifests.errors];
+    const actions = new Map<string, 'create' | 'update' | 'delete'>();
+    const before = new Map<string, Obj | undefined>();
+    let writes = 0;
+    await time('apply', async () => {
+      for (const w of pending) {
+        before.set(w.key, this.cache.vms.get(w.key));
+        const vmLog = log.child({ vm: w.key });
+        try {
+          writes++;
+          await o.cluster.applyVirtualMachine(w.desired);
+          this.applied.set(w.key, w.fingerprint);
+          actions.set(w.key, w.action);
+          vmLog.info({ action: w.action, file: w.file }, `${w.action === 'create' ? 'created' : 'updated'} VirtualMachine`);
+        } catch (e) {
+          const message = e instanceof Error ? e.message : String(e);
+          errors.push({ file: w.file, line: w.line, message: `apply failed: ${message}` });
+          vmLog.error({ action: w.action, file: w.file, err: message }, 'apply failed');
+        }
+      }
+      for (const ref of prune) {
+        const key = vmKey(ref.namespace, ref.name);
+        try {
+          writes++;
+          await o.cluster.deleteVirtualMachine(ref);
+          actions.set(key, 'delete');
+          this.applied.delete(key);
+          log.child({ vm: key }).info({ action: 'delete' }, 'pruned VirtualMachine');
+        } catch (e) {
+          errors.push({ file: key, line: null, message: `prune failed: ${e instanceof Error ? e.message : String(e)}` });
+        }
+      }
+    });
+
+    const vms: VmPlanEntry[] = [];
+    const summary: SyncSummary = { vms: 0, inSync: 0, created: 0, liveUpdated: 0, awaitingRestart: 0, deleted: 0, errors: errors.length };
+    await time('report', async () => {
+      for (const vm of manifests.vms) {
+        const key = vmKey(vm.namespace, vm.name);
+        const entry = this.entryFor(key, actions.get(key) ?? 'none', before.has(key) ? before.get(key) : this.cache.vms.get(key));
+        if (entry === null) continue;
+        vms.push(entry);
+        summary.vms++;
+        if (entry.action === 'create') summary.created++;
+        if (entry.restartRequired) summary.awaitingRestart++;
+        else if (entry.action === 'update') summary.liveUpdated++;
+        else if (entry.action === 'none') summary.inSync++;
+      }
+      for (const [key, action] of actions) {
+        if (action !== 'delete') continue;
+        const [namespace = '', name = ''] = key.split('/');
+        summary.deleted++;
+        vms.push({
+          namespace,
+          name,
+          action: 'delete',
+          strategy: 'Stage',
+          restartRequired: false,
+          condition: 'absent',
+          conditionMessage: null,
+          reasons: [],
+          changes: [],
+          waiting: [],
+          kubevirt: { version: null, model: 'seed' },
+        });
+      }
+    });
+    this.manifests = manifests;
+    timings.total = performance.now() - started;
+    const report: ReconcileReport = { plan: { commit, vms, errors }, summary, commit, timings, read: manifests.read, writes };
+    log.info({ summary: formatSummary(summary), writes, read: manifests.read.length, ms: Math.round(timings.total) }, 'reconciled');
+    return report;
+  }
+
+  /** VMs this repository applied that it no longer defines, less any a broken file may still define. */
+  private pruneCandidates(manifests: ManifestSet): Array<{ namespace: string; name: string }> {
+    const defined = new Set(manifests.vms.map((v) => vmKey(v.namespace, v.name)));
+    const held = new Set(manifests.heldVms);
+    const failedFiles = new Set([...manifests.failedFiles, ...manifests.errors.map((e) => e.file)]);
+    const out: Array<{ namespace: string; name: string }> = [];
+    for (const [key, live] of this.cache.vms) {
+      if (defined.has(key) || held.has(key) || !ownedBy(live, this.options.repoLabel)) continue;
+      const file = String(((metaOf(live)['annotations'] ?? {}) as Obj)[SOURCE_PATH_ANNOTATION] ?? '');
+      if (failedFiles.has(file)) continue;
+      if (((metaOf(live)['labels'] ?? {}) as Obj)[MANAGED_BY_LABEL] === undefined) continue;
+      const [namespace = '', name = ''] = key.split('/');
+      out.push({ namespace, name });
+    }
+    return out;
+  }
+
+  /** The VM's plan entry as the cluster now holds it, reusing the last one while nothing it depends on changed. */
+  private entryFor(key: string, action: VmPlanEntry['action'], before: Obj | undefined): VmPlanEntry | null {
+    const live = this.cache.vms.get(key);
+    if (live === undefined) return null;
+    const vmi = this.cache.vmis.get(key) ?? null;
+    const baseline = this.cache.baseline(live);
+    const kubevirt = this.cache.kubevirt;
+    const inputs = [metaOf(live)['resourceVersion'], vmi ? metaOf(vmi)['resourceVersion'] : '-', kubevirt ? metaOf(kubevirt)['resourceVersion'] : '-', baseline ? 'b' : '-'].join('|');
+    const cached = this.entries.get(key);
+    const condBefore = restartCondition(before);
+    const condAfter = restartCondition(live);
+    const condition: VmPlanEntry['condition'] =
+      condBefore === undefined ? (condAfter === undefined ? 'absent' : 'set') : condAfter === undefined ? 'cleared' : condAfter['message'] === condBefore['message'] ? 'kept' : 'set';
+    if (cached !== undefined && cached.inputs === inputs) return { ...cached.entry, action, condition };
+    const result = planRollout({
+      desired: live,
+      baseline,
+      vmi,
+      kubevirt,
+      conditions: (((live['status'] ?? {}) as Obj)['conditions'] ?? []) as Obj[],
+      instancetypes: [...this.cache.instancetypes.values()],
+    });
+    const entry: VmPlanEntry = {
+      ...result.plan,
+      action,
+      condition,
+      // The cluster's own condition is the truth after the sync.
+      restartRequired: condAfter !== undefined,
+      conditionMessage: condAfter !== undefined ? String(condAfter['message'] ?? '') : null,
+    };
+    this.entries.set(key, { inputs, entry });
+    return entry;
+  }
+}
