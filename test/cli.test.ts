@@ -11,14 +11,18 @@ const run = promisify(execFile);
 const BIN = path.join(ROOT, 'bin', 'vmroll.js');
 const EX = path.join(ROOT, 'fixtures', 'examples');
 
-async function vmroll(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function vmrollIn(cwd: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { cwd: ROOT, timeout: 30_000 });
+    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { cwd, timeout: 30_000 });
     return { code: 0, stdout, stderr };
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string };
     return { code: typeof err.code === 'number' ? err.code : -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
   }
+}
+
+function vmroll(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return vmrollIn(ROOT, ...args);
 }
 
 describe('vmroll CLI', function () {
@@ -39,11 +43,35 @@ describe('vmroll CLI', function () {
   it('--help lists the commands, and each command has --help', async () => {
     const top = await vmroll('--help');
     assert.equal(top.code, 0);
-    assert.match(top.stdout, /Commands:\n\s+diff\s/);
+    for (const name of ['run', 'demo', 'diff']) {
+      assert.match(top.stdout, new RegExp(`\\n  ${name}\\s+\\S`), `${name} is listed`);
+      const help = await vmroll(name, '--help');
+      assert.equal(help.code, 0, name);
+      assert.match(help.stdout, new RegExp(`^Usage: vmroll ${name} `), name);
+    }
     const diff = await vmroll('diff', '--help');
-    assert.equal(diff.code, 0);
     assert.match(diff.stdout, /--baseline <file>/);
     assert.match(diff.stdout, /--kubevirt-version/);
+  });
+
+  it('vmroll run without --repo syncs the embedded default: the example repository on the simulator', async () => {
+    const r = await vmrollIn(dir, 'run', '--once', '--output', 'json', '--log-level', 'silent');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /Created the example repository/);
+    const plan = JSON.parse(r.stdout) as { commit: string; vms: Array<{ name: string; action: string }>; errors: unknown[] };
+    assert.match(plan.commit, /^[0-9a-f]{40}$/);
+    assert.deepEqual(plan.vms.map((v) => `${v.name}:${v.action}`), ['batch:create', 'db:create', 'web:create']);
+    const again = await vmrollIn(dir, 'run', '--once', '--output', 'json', '--log-level', 'silent');
+    const plan2 = JSON.parse(again.stdout) as { vms: Array<{ action: string }> };
+    assert.deepEqual(plan2.vms.map((v) => v.action), ['none', 'none', 'none'], 'the second run finds the simulated cluster in sync');
+  });
+
+  it('vmroll demo runs its tour and exits 0', async () => {
+    const r = await vmroll('demo');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Step 2: A CPU change/);
+    assert.match(r.stdout, /Step 6: A restart/);
+    assert.equal((r.stdout.match(/✓ as expected/g) ?? []).length, 6);
   });
 
   it('an unknown command exits 2 and says so', async () => {
@@ -55,6 +83,7 @@ describe('vmroll CLI', function () {
   it('diff --output json prints a VmPlan and exits 0', async () => {
     const r = await vmroll('diff', '--baseline', ex('web-baseline.yaml'), '--desired', ex('web-desired.yaml'), '--vmi', ex('web-vmi.yaml'), '--kubevirt', ex('kubevirt.yaml'), '--output', 'json');
     assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /Created the example repository/);
     const plan = JSON.parse(r.stdout) as { commit: null; vms: Array<{ name: string; restartRequired: boolean; changes: Array<{ path: string; rollout: string }>; reasons: unknown[] }>; errors: unknown[] };
     assert.equal(plan.commit, null);
     assert.deepEqual(plan.errors, []);

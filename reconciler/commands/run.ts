@@ -219,7 +219,8 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
   const logger = makeLogger(config.logLevel, [config.gitToken ?? '', config.webhookSecret ?? '']);
   if (config.example) {
     const { created } = await ensureExampleRepo(config.repo, EXAMPLE_FIXTURES);
-    io.out(
+    // On stderr, so `--output json` stays one JSON document on stdout.
+    io.err(
       `${created ? 'Created' : 'Using'} the example repository ${config.repo} (embedded default) against the embedded KubeVirt simulator.\n` +
         `Edit a VM there and commit (git -C ${config.repo} commit -am "…"); vmroll syncs every ${Math.round(config.intervalMs / 1000)}s.`,
     );
