@@ -41,6 +41,24 @@ describe('embedded KubeVirt simulator', () => {
     const baselines = await sim.listBaselines();
     assert.ok(baselines.get(uid), 'revision-start-vm baseline recorded');
     assert.ok(sim.store.get('ControllerRevision', 'default', `revision-start-vm-${uid}-1`));
+    assert.ok(sim.store.get('Namespace', undefined, 'default'), 'the namespace exists');
+    const owner = ((sim.store.get('VirtualMachineInstance', 'default', 'testvm')?.['metadata'] as Obj)['ownerReferences'] as Obj[])[0];
+    assert.equal(owner?.['uid'], uid, 'the VMI is owned by its VM');
+  });
+
+  it('keeps resourceVersions increasing and reports watch events', async () => {
+    const sim = new SimCluster({ kubevirt: kubevirt('v1.8.0') });
+    const events: string[] = [];
+    const stop = sim.watch((e) => events.push(`${e.type} ${e.kind}`));
+    const a = await sim.applyVirtualMachine(vm());
+    const b = await sim.applyVirtualMachine(vm(sockets(4)));
+    stop();
+    assert.ok(Number((b['metadata'] as Obj)['resourceVersion']) > Number((a['metadata'] as Obj)['resourceVersion']));
+    assert.equal((b['metadata'] as Obj)['generation'], 2, 'a spec change bumps the generation');
+    assert.ok(events.includes('ADDED VirtualMachine'));
+    assert.ok(events.includes('ADDED VirtualMachineInstance'));
+    assert.ok(events.includes('ADDED ControllerRevision'));
+    assert.ok(events.includes('MODIFIED VirtualMachineInstance'), 'the hotplug modified the VMI');
   });
 
   it('hot-plugs sockets under LiveUpdate and sets RestartRequired for a non-live change', async () => {

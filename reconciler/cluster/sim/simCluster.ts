@@ -114,6 +114,10 @@ export class SimCluster implements ClusterBackend {
 
   async applyVirtualMachine(vm: Obj): Promise<Obj> {
     const r = ref(vm);
+    // The simulator creates a VM's namespace on first use, as a cluster bootstrap would have.
+    if (this.store.get('Namespace', undefined, r.namespace) === undefined) {
+      this.store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: r.namespace }, status: { phase: 'Active' } });
+    }
     const existing = this.store.get('VirtualMachine', r.namespace, r.name);
     const desiredMeta = (vm['metadata'] ?? {}) as Obj;
     let stored: Obj;
