@@ -60,6 +60,8 @@ interface PendingWrite {
   file: string;
   line: number;
   fingerprint: string;
+  /** The loaded manifest object, remembered to skip the VM while its file is unchanged. */
+  manifest: unknown;
 }
 
 function vmKey(namespace: string, name: string): string {
@@ -92,6 +94,8 @@ export class Reconciler {
   private readonly cache: ClusterCache;
   /** Fingerprint of the desired VM last applied (or found applied), per VM. */
   private readonly applied = new Map<string, string>();
+  /** Per VM: the manifest object and live resourceVersion last found in sync, to skip unchanged VMs. */
+  private readonly seen = new Map<string, { manifest: unknown; liveVersion: unknown }>();
   /** Plan entries from earlier syncs, reused while their inputs are unchanged. */
   private readonly entries = new Map<string, { inputs: string; entry: VmPlanEntry }>();
 
@@ -142,15 +146,24 @@ export class Reconciler {
     await time('plan', async () => {
       for (const vm of manifests.vms) {
         const key = vmKey(vm.namespace, vm.name);
+        const live = this.cache.vms.get(key);
+        const seen = this.seen.get(key);
+        // Same manifest object (its file did not change) and the live VM untouched since: nothing to do.
+        if (seen !== undefined && live !== undefined && seen.manifest === vm.manifest && seen.liveVersion === metaOf(live)['resourceVersion']) continue;
         const desired = withOwnership(vm.manifest as unknown as Obj, vm.namespace, { repo: o.repoLabel, file: vm.file, commit });
         const fingerprint = ownedFingerprint(desired);
-        const live = this.cache.vms.get(key);
         if (live === undefined) {
-          pending.push({ key, action: 'create', desired, file: vm.file, line: vm.line, fingerprint });
+          pending.push({ key, action: 'create', desired, file: vm.file, line: vm.line, fingerprint, manifest: vm.manifest });
         } else if (this.applied.get(key) !== fingerprint || !appliedIn(desired, live)) {
           if (this.applied.get(key) === undefined && appliedIn(desired, live)) this.applied.set(key, fingerprint);
-          else pending.push({ key, action: 'update', desired, file: vm.file, line: vm.line, fingerprint });
+          else pending.push({ key, action: 'update', desired, file: vm.file, line: vm.line, fingerprint, manifest: vm.manifest });
         }
+      }
+      const writing = new Set(pending.map((w) => w.key));
+      for (const vm of manifests.vms) {
+        const key = vmKey(vm.namespace, vm.name);
+        const live = this.cache.vms.get(key);
+        if (!writing.has(key) && live !== undefined) this.seen.set(key, { manifest: vm.manifest, liveVersion: metaOf(live)['resourceVersion'] });
       }
       if (o.prune) prune.push(...this.pruneCandidates(manifests));
     });
@@ -167,6 +180,8 @@ export class Reconciler {
           writes++;
           await o.cluster.applyVirtualMachine(w.desired);
           this.applied.set(w.key, w.fingerprint);
+          const after = this.cache.vms.get(w.key);
+          if (after !== undefined) this.seen.set(w.key, { manifest: w.manifest, liveVersion: metaOf(after)['resourceVersion'] });
           actions.set(w.key, w.action);
           vmLog.info({ action: w.action, file: w.file }, `${w.action === 'create' ? 'created' : 'updated'} VirtualMachine`);
         } catch (e) {
@@ -251,15 +266,21 @@ export class Reconciler {
     const live = this.cache.vms.get(key);
     if (live === undefined) return null;
     const vmi = this.cache.vmis.get(key) ?? null;
-    const baseline = this.cache.baseline(live);
     const kubevirt = this.cache.kubevirt;
-    const inputs = [metaOf(live)['resourceVersion'], vmi ? metaOf(vmi)['resourceVersion'] : '-', kubevirt ? metaOf(kubevirt)['resourceVersion'] : '-', baseline ? 'b' : '-'].join('|');
+    const inputs = [
+      metaOf(live)['resourceVersion'],
+      vmi ? metaOf(vmi)['resourceVersion'] : '-',
+      kubevirt ? metaOf(kubevirt)['resourceVersion'] : '-',
+      this.cache.baselineGeneration(live),
+      this.cache.instancetypes.size,
+    ].join('|');
     const cached = this.entries.get(key);
     const condBefore = restartCondition(before);
     const condAfter = restartCondition(live);
     const condition: VmPlanEntry['condition'] =
       condBefore === undefined ? (condAfter === undefined ? 'absent' : 'set') : condAfter === undefined ? 'cleared' : condAfter['message'] === condBefore['message'] ? 'kept' : 'set';
     if (cached !== undefined && cached.inputs === inputs) return { ...cached.entry, action, condition };
+    const baseline = this.cache.baseline(live);
     const result = planRollout({
       desired: live,
       baseline,

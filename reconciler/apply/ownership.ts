@@ -1,4 +1,5 @@
 /** What marks a VM as vmroll's: the managed-by label and the source annotations; and the part of a VM that apply owns. */
+import { createHash } from 'node:crypto';
 import type { Obj } from '../rollout/index.ts';
 
 /** Label on every object vmroll applies. */
@@ -61,7 +62,8 @@ export function ownedFingerprint(vm: Obj): string {
   const meta = (vm['metadata'] ?? {}) as Obj;
   const annotations = { ...((meta['annotations'] ?? {}) as Obj) };
   delete annotations[SOURCE_COMMIT_ANNOTATION];
-  return canonical({ labels: meta['labels'] ?? {}, annotations, spec: vm['spec'] ?? {} });
+  // A digest, not the text: one is kept per VM between syncs.
+  return createHash('sha256').update(canonical({ labels: meta['labels'] ?? {}, annotations, spec: vm['spec'] ?? {} })).digest('base64');
 }
 
 /** True when every field the desired VM sets has the same value on the live VM (lists compared whole). */

@@ -6,7 +6,7 @@ import type { Obj } from '../rollout/index.ts';
 import type { ClusterBackend, WatchEvent } from './backend.ts';
 
 const INSTANCETYPE_KINDS = new Set(['VirtualMachineInstancetype', 'VirtualMachineClusterInstancetype', 'VirtualMachinePreference', 'VirtualMachineClusterPreference']);
-const REVISION_PREFIX = 'revision-start-vm-';
+const REVISION_NAME = /^revision-start-vm-(.+)-(\d+)$/;
 
 function key(o: Obj): string {
   const m = (o['metadata'] ?? {}) as Obj;
@@ -17,8 +17,8 @@ function key(o: Obj): string {
 export class ClusterCache {
   readonly vms = new Map<string, Obj>();
   readonly vmis = new Map<string, Obj>();
-  /** Start revisions by name. */
-  private readonly revisions = new Map<string, Obj>();
+  /** Start revisions per VM uid, by generation. */
+  private readonly revisions = new Map<string, Map<number, Obj>>();
   readonly instancetypes = new Map<string, Obj>();
   kubevirt: Obj | null = null;
   private unsubscribe: (() => void) | null = null;
@@ -38,7 +38,10 @@ export class ClusterCache {
     ]);
     for (const vm of vms) this.vms.set(key(vm), vm);
     for (const vmi of vmis) this.vmis.set(key(vmi), vmi);
-    for (const [uid, data] of baselines) this.revisions.set(`${REVISION_PREFIX}${uid}-listed`, { metadata: { name: `${REVISION_PREFIX}${uid}-0` }, data, uid });
+    for (const [uid, data] of baselines) {
+      // A listed baseline stands at generation -1 until a watch event brings the revision itself.
+      if (!this.revisions.has(uid)) this.revisions.set(uid, new Map([[-1, { data }]]));
+    }
     for (const it of its) this.instancetypes.set(`${String(it['kind'])}/${key(it)}`, it);
     this.kubevirt = kv;
   }
@@ -51,15 +54,21 @@ export class ClusterCache {
 
   /** The newest start baseline of a VM, as `{spec}`, or null. */
   baseline(vm: Obj): Obj | null {
-    const uid = String(((vm['metadata'] ?? {}) as Obj)['uid'] ?? '');
-    let best: { gen: number; data: Obj } | null = null;
-    for (const [name, rev] of this.revisions) {
-      if (!name.startsWith(`${REVISION_PREFIX}${uid}-`)) continue;
-      const suffix = name.slice(REVISION_PREFIX.length + uid.length + 1);
-      const gen = suffix === 'listed' ? -1 : Number(suffix);
-      if (best === null || gen > best.gen) best = { gen, data: (rev['data'] ?? {}) as Obj };
-    }
-    return best?.data ?? null;
+    const best = this.newestRevision(String(((vm['metadata'] ?? {}) as Obj)['uid'] ?? ''));
+    return best === null ? null : ((best.rev['data'] ?? {}) as Obj);
+  }
+
+  /** Generation of the newest start baseline of a VM (-2 when there is none): cheap, for cache keys. */
+  baselineGeneration(vm: Obj): number {
+    return this.newestRevision(String(((vm['metadata'] ?? {}) as Obj)['uid'] ?? ''))?.gen ?? -2;
+  }
+
+  private newestRevision(uid: string): { gen: number; rev: Obj } | null {
+    const byGen = this.revisions.get(uid);
+    if (byGen === undefined) return null;
+    let best: { gen: number; rev: Obj } | null = null;
+    for (const [gen, rev] of byGen) if (best === null || gen > best.gen) best = { gen, rev };
+    return best;
   }
 
   private onEvent(e: WatchEvent): void {
@@ -76,13 +85,21 @@ export class ClusterCache {
         return;
       case 'ControllerRevision': {
         const name = String(((o['metadata'] ?? {}) as Obj)['name'] ?? '');
-        if (!name.startsWith(REVISION_PREFIX)) return;
-        if (remove) this.revisions.delete(name);
-        else {
-          // A new start revision replaces whatever the initial list gave for this VM.
-          for (const k of [...this.revisions.keys()]) if (k.endsWith('-listed') && name.startsWith(k.slice(0, -'listed'.length))) this.revisions.delete(k);
-          this.revisions.set(name, o);
+        const match = REVISION_NAME.exec(name);
+        if (match === null) return;
+        const [, uid = '', gen = '0'] = match;
+        let byGen = this.revisions.get(uid);
+        if (remove) {
+          byGen?.delete(Number(gen));
+          if (byGen?.size === 0) this.revisions.delete(uid);
+          return;
         }
+        if (byGen === undefined) {
+          byGen = new Map();
+          this.revisions.set(uid, byGen);
+        }
+        byGen.delete(-1);
+        byGen.set(Number(gen), o);
         return;
       }
       case 'KubeVirt':

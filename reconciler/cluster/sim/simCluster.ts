@@ -118,19 +118,23 @@ export class SimCluster implements ClusterBackend {
     if (this.store.get('Namespace', undefined, r.namespace) === undefined) {
       this.store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: r.namespace }, status: { phase: 'Active' } });
     }
-    const existing = this.store.get('VirtualMachine', r.namespace, r.name);
+    const existing = this.store.peek('VirtualMachine', r.namespace, r.name);
     const desiredMeta = (vm['metadata'] ?? {}) as Obj;
-    let stored: Obj;
+    // One copy of what the caller sent; the stored VM, its start revision and its VMI share it from here on.
+    const sent = structuredClone({ labels: desiredMeta['labels'] ?? {}, annotations: desiredMeta['annotations'] ?? {}, spec: vm['spec'] ?? {} });
     if (existing === undefined) {
-      stored = this.store.create({ apiVersion: vm['apiVersion'] ?? 'kubevirt.io/v1', kind: 'VirtualMachine', metadata: { ...desiredMeta, namespace: r.namespace }, spec: structuredClone(vm['spec'] ?? {}) });
+      this.store.adopt({
+        apiVersion: vm['apiVersion'] ?? 'kubevirt.io/v1',
+        kind: 'VirtualMachine',
+        metadata: { ...desiredMeta, namespace: r.namespace, labels: sent.labels, annotations: sent.annotations },
+        spec: sent.spec,
+      });
     } else {
-      const meta = { ...((existing['metadata'] ?? {}) as Obj) };
-      meta['labels'] = structuredClone(desiredMeta['labels'] ?? {});
-      meta['annotations'] = structuredClone(desiredMeta['annotations'] ?? {});
-      stored = this.store.update({ ...existing, metadata: meta, spec: structuredClone(vm['spec'] ?? {}) });
+      const meta = { ...((existing['metadata'] ?? {}) as Obj), labels: sent.labels, annotations: sent.annotations };
+      this.store.replace({ ...existing, metadata: meta, spec: sent.spec });
     }
     this.controller.reconcile(r.namespace, r.name);
-    return this.store.get('VirtualMachine', r.namespace, r.name) ?? stored;
+    return this.store.get('VirtualMachine', r.namespace, r.name) ?? {};
   }
 
   async deleteVirtualMachine(r: ObjectRef): Promise<void> {

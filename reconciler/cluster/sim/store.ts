@@ -24,7 +24,8 @@ function meta(o: Obj): Obj {
 
 /** An in-memory API object store. */
 export class ObjectStore {
-  private readonly objects = new Map<string, Obj>();
+  /** Objects by kind, then by namespace/name key: listing a kind never scans the others. */
+  private readonly byKind = new Map<string, Map<string, Obj>>();
   private rv = 0;
   private readonly listeners = new Set<(e: WatchEvent) => void>();
 
@@ -35,36 +36,63 @@ export class ObjectStore {
     return String(this.rv);
   }
 
+  private kindMap(kind: string): Map<string, Obj> {
+    let m = this.byKind.get(kind);
+    if (m === undefined) {
+      m = new Map();
+      this.byKind.set(kind, m);
+    }
+    return m;
+  }
+
   /** Reads one object (a copy), or undefined. */
   get(kind: string, namespace: string | undefined, name: string): Obj | undefined {
-    const o = this.objects.get(keyOf(kind, namespace, name));
+    const o = this.byKind.get(kind)?.get(keyOf(kind, namespace, name));
     return o === undefined ? undefined : structuredClone(o);
+  }
+
+  /** The stored object itself, read-only: callers must not change it. */
+  peek(kind: string, namespace: string | undefined, name: string): Readonly<Obj> | undefined {
+    return this.byKind.get(kind)?.get(keyOf(kind, namespace, name));
+  }
+
+  /** True when the object exists (no copy made). */
+  has(kind: string, namespace: string | undefined, name: string): boolean {
+    return this.byKind.get(kind)?.has(keyOf(kind, namespace, name)) ?? false;
   }
 
   /** Every object of a kind (copies), optionally in one namespace. */
   list(kind: string, namespace?: string): Obj[] {
     const out: Obj[] = [];
-    for (const o of this.objects.values()) {
-      if (o['kind'] !== kind) continue;
+    for (const o of this.byKind.get(kind)?.values() ?? []) {
       if (namespace !== undefined && meta(o)['namespace'] !== namespace) continue;
       out.push(structuredClone(o));
     }
     return out;
   }
 
-  /** Creates an object; AlreadyExists is a Conflict. */
+  /** Creates an object from a copy of `obj`; AlreadyExists is a Conflict. */
   create(obj: Obj): Obj {
-    const o = structuredClone(obj);
+    return structuredClone(this.adopt(structuredClone(obj)));
+  }
+
+  /**
+   * Creates an object from `obj` itself, without copying: the caller hands it over and never
+   * changes it (or anything it shares) again. Returns the stored object.
+   */
+  adopt(obj: Obj): Obj {
+    const o: Obj = { ...obj, metadata: { ...meta(obj) } };
     const m = meta(o);
     const key = keyOf(String(o['kind']), m['namespace'] as string | undefined, String(m['name']));
-    if (this.objects.has(key)) throw new ClusterError('Conflict', `${String(o['kind'])} "${String(m['name'])}" already exists`, { reason: 'AlreadyExists' });
+    const objects = this.kindMap(String(o['kind']));
+    if (objects.has(key)) throw new ClusterError('Conflict', `${String(o['kind'])} "${String(m['name'])}" already exists`, { reason: 'AlreadyExists' });
     m['uid'] = randomUUID();
     m['generation'] = 1;
     m['creationTimestamp'] = this.now().toISOString().replace(/\.\d{3}Z$/, 'Z');
     m['resourceVersion'] = String(++this.rv);
-    this.objects.set(key, o);
-    this.emit({ type: 'ADDED', kind: String(o['kind']), object: structuredClone(o) });
-    return structuredClone(o);
+    objects.set(key, o);
+    this.emit({ type: 'ADDED', kind: String(o['kind']), object: o });
+    return o;
   }
 
   /**
@@ -72,10 +100,16 @@ export class ObjectStore {
    * (optimistic concurrency); a spec change bumps the generation.
    */
   update(obj: Obj): Obj {
-    const o = structuredClone(obj);
+    return structuredClone(this.replace(structuredClone(obj)));
+  }
+
+  /** {@link update} without copying `obj`: the caller hands it over (see {@link adopt}). Returns the stored object. */
+  replace(obj: Obj): Obj {
+    const o: Obj = { ...obj, metadata: { ...meta(obj) } };
     const m = meta(o);
     const key = keyOf(String(o['kind']), m['namespace'] as string | undefined, String(m['name']));
-    const old = this.objects.get(key);
+    const objects = this.kindMap(String(o['kind']));
+    const old = objects.get(key);
     if (old === undefined) throw new ClusterError('NotFound', `${String(o['kind'])} "${String(m['name'])}" not found`);
     const oldMeta = meta(old);
     if (m['resourceVersion'] !== undefined && m['resourceVersion'] !== oldMeta['resourceVersion']) {
@@ -86,26 +120,30 @@ export class ObjectStore {
     const specChanged = JSON.stringify(old['spec']) !== JSON.stringify(o['spec']);
     m['generation'] = Number(oldMeta['generation'] ?? 1) + (specChanged ? 1 : 0);
     if (JSON.stringify({ ...old, metadata: { ...oldMeta, resourceVersion: '' } }) === JSON.stringify({ ...o, metadata: { ...m, resourceVersion: '' } })) {
-      return structuredClone(old);
+      return old;
     }
     m['resourceVersion'] = String(++this.rv);
-    this.objects.set(key, o);
-    this.emit({ type: 'MODIFIED', kind: String(o['kind']), object: structuredClone(o) });
-    return structuredClone(o);
+    objects.set(key, o);
+    this.emit({ type: 'MODIFIED', kind: String(o['kind']), object: o });
+    return o;
   }
 
   /** Deletes an object; NotFound when absent. */
   delete(kind: string, namespace: string | undefined, name: string): Obj {
     const key = keyOf(kind, namespace, name);
-    const old = this.objects.get(key);
+    const objects = this.kindMap(kind);
+    const old = objects.get(key);
     if (old === undefined) throw new ClusterError('NotFound', `${kind} "${name}" not found`);
-    this.objects.delete(key);
-    meta(old)['resourceVersion'] = String(++this.rv);
-    this.emit({ type: 'DELETED', kind, object: structuredClone(old) });
-    return old;
+    objects.delete(key);
+    const gone = { ...old, metadata: { ...meta(old), resourceVersion: String(++this.rv) } };
+    this.emit({ type: 'DELETED', kind, object: gone });
+    return gone;
   }
 
-  /** Subscribes to every change. */
+  /**
+   * Subscribes to every change. Events carry the stored object itself, never a copy: the store
+   * replaces objects and never changes one in place, and listeners must not change them either.
+   */
   watch(listener: (e: WatchEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -113,15 +151,15 @@ export class ObjectStore {
 
   /** A copy of everything, for persisting. */
   snapshot(): StoreSnapshot {
-    return { resourceVersion: this.rv, objects: [...this.objects.values()].map((o) => structuredClone(o)) };
+    return { resourceVersion: this.rv, objects: [...this.byKind.values()].flatMap((m) => [...m.values()]).map((o) => structuredClone(o)) };
   }
 
   /** Replaces the contents with a snapshot (no events). */
   restore(s: StoreSnapshot): void {
-    this.objects.clear();
+    this.byKind.clear();
     for (const o of s.objects) {
       const m = meta(o);
-      this.objects.set(keyOf(String(o['kind']), m['namespace'] as string | undefined, String(m['name'])), structuredClone(o));
+      this.kindMap(String(o['kind'])).set(keyOf(String(o['kind']), m['namespace'] as string | undefined, String(m['name'])), structuredClone(o));
     }
     this.rv = s.resourceVersion;
   }

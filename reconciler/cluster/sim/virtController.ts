@@ -50,7 +50,7 @@ export class VirtController {
     const runStrategy = typeof spec['runStrategy'] === 'string' ? spec['runStrategy'] : spec['running'] === true ? 'Always' : 'Halted';
     if (vmi === undefined) {
       if (RUNS.has(runStrategy)) this.start(vm);
-      else this.writeStatus(vm, false, null);
+      else this.writeStatus((this.store.peek('VirtualMachine', namespace, name) ?? vm) as Obj, false, null);
       return;
     }
     if (runStrategy === 'Halted') {
@@ -86,7 +86,7 @@ export class VirtController {
   restart(namespace: string, name: string): void {
     const vm = this.store.get('VirtualMachine', namespace, name);
     if (vm === undefined) return;
-    if (this.store.get('VirtualMachineInstance', namespace, name) !== undefined) this.stop(vm);
+    if (this.store.has('VirtualMachineInstance', namespace, name)) this.stop(vm);
     this.start(this.store.get('VirtualMachine', namespace, name) ?? vm);
   }
 
@@ -104,15 +104,29 @@ export class VirtController {
 
   /** The newest start revision of a VM, as `{spec}`. */
   baseline(vm: Obj): Obj | null {
-    const prefix = `revision-start-vm-${String(m(vm)['uid'])}-`;
-    let best: { gen: number; data: Obj } | null = null;
-    for (const rev of this.store.list('ControllerRevision', nsOf(vm))) {
-      const n = nameOf(rev);
-      if (!n.startsWith(prefix)) continue;
-      const gen = Number(n.slice(prefix.length));
-      if (best === null || gen > best.gen) best = { gen, data: (rev['data'] ?? {}) as Obj };
+    const name = this.revisionIndex().get(String(m(vm)['uid']));
+    if (name === undefined) return null;
+    const rev = this.store.get('ControllerRevision', nsOf(vm), name);
+    return rev === undefined ? null : ((rev['data'] ?? {}) as Obj);
+  }
+
+  /** Start revision name per VM uid; built once from the store, then kept by {@link start}. */
+  private revisions: Map<string, string> | null = null;
+
+  private revisionIndex(): Map<string, string> {
+    if (this.revisions === null) {
+      const index = new Map<string, { gen: number; name: string }>();
+      for (const rev of this.store.list('ControllerRevision')) {
+        const n = nameOf(rev);
+        const match = /^revision-start-vm-(.+)-(\d+)$/.exec(n);
+        if (match === null) continue;
+        const [, uid = '', gen = '0'] = match;
+        const best = index.get(uid);
+        if (best === undefined || Number(gen) > best.gen) index.set(uid, { gen: Number(gen), name: n });
+      }
+      this.revisions = new Map([...index].map(([uid, v]) => [uid, v.name]));
     }
-    return best?.data ?? null;
+    return this.revisions;
   }
 
   private instancetypes(): Obj[] {
@@ -121,7 +135,8 @@ export class VirtController {
     );
   }
 
-  private start(vm: Obj): void {
+  private start(requested: Obj): void {
+    const vm = (this.store.peek('VirtualMachine', nsOf(requested), nameOf(requested)) ?? requested) as Obj;
     const ns = nsOf(vm);
     const name = nameOf(vm);
     const uid = String(m(vm)['uid']);
@@ -129,10 +144,14 @@ export class VirtController {
     const expanded = expandVm(vm, this.instancetypes());
     const source = expanded.ok ? expanded.vm : vm;
     const template = (((source['spec'] ?? {}) as Obj)['template'] ?? {}) as Obj;
-    const vmiSpec = structuredClone((template['spec'] ?? {}) as Obj);
+    // The VMI shares the template's unchanged parts (devices, volumes, networks); only what start sets is copied.
+    const templateSpec = (template['spec'] ?? {}) as Obj;
+    const templateDomain = (templateSpec['domain'] ?? {}) as Obj;
+    const domain: Obj = { ...templateDomain, cpu: { ...((templateDomain['cpu'] ?? {}) as Obj) } };
+    if (templateDomain['memory'] !== undefined) domain['memory'] = { ...(templateDomain['memory'] as Obj) };
+    const vmiSpec: Obj = { ...templateSpec, domain };
     const cluster = resolveCluster(this.kubevirt(), undefined, vm);
-    const domain = (vmiSpec['domain'] ??= {}) as Obj;
-    const cpu = (domain['cpu'] ??= {}) as Obj;
+    const cpu = domain['cpu'] as Obj;
     for (const k of ['sockets', 'cores', 'threads'] as const) cpu[k] = topologyCount(cpu, k);
     const arch = typeof vmiSpec['architecture'] === 'string' ? vmiSpec['architecture'] : 'amd64';
     if (cluster.strategy === 'LiveUpdate' && arch !== 'arm64') {
@@ -160,19 +179,22 @@ export class VirtController {
     };
     if (guest !== undefined) status['memory'] = { guestAtBoot: guest, guestCurrent: guest, guestRequested: guest };
     const revisionName = `revision-start-vm-${uid}-${generation}`;
-    for (const rev of this.store.list('ControllerRevision', ns)) {
-      if (nameOf(rev).startsWith(`revision-start-vm-${uid}-`) && nameOf(rev) !== revisionName) this.store.delete('ControllerRevision', ns, nameOf(rev));
-    }
-    if (this.store.get('ControllerRevision', ns, revisionName) === undefined) {
-      this.store.create({
+    const index = this.revisionIndex();
+    const older = index.get(uid);
+    // deleteOlderVMRevision: only the newest start revision is kept.
+    if (older !== undefined && older !== revisionName && this.store.has('ControllerRevision', ns, older)) this.store.delete('ControllerRevision', ns, older);
+    index.set(uid, revisionName);
+    if (!this.store.has('ControllerRevision', ns, revisionName)) {
+      // The revision shares the VM's stored spec: stored objects are replaced, never changed in place.
+      this.store.adopt({
         apiVersion: 'apps/v1',
         kind: 'ControllerRevision',
         metadata: { name: revisionName, namespace: ns, ownerReferences: [{ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', name, uid, controller: true }] },
         revision: generation,
-        data: { spec: structuredClone(vm['spec'] ?? {}) },
+        data: { spec: vm['spec'] ?? {} },
       });
     }
-    this.store.create({
+    this.store.adopt({
       apiVersion: 'kubevirt.io/v1',
       kind: 'VirtualMachineInstance',
       metadata: {
@@ -186,7 +208,7 @@ export class VirtController {
       status,
     });
     // startVMI removes any RestartRequired condition.
-    const fresh = this.store.get('VirtualMachine', ns, name) ?? vm;
+    const fresh = this.store.peek('VirtualMachine', ns, name) ?? vm;
     this.writeConditions(fresh, this.conditionsOf(fresh).filter((c) => c['type'] !== 'RestartRequired'), true);
   }
 
@@ -201,9 +223,9 @@ export class VirtController {
   }
 
   private writeConditions(vm: Obj, conditions: Obj[], running?: boolean): void {
-    const fresh = this.store.get('VirtualMachine', nsOf(vm), nameOf(vm));
+    const fresh = this.store.peek('VirtualMachine', nsOf(vm), nameOf(vm)) as Obj | undefined;
     if (fresh === undefined) return;
-    const isRunning = running ?? this.store.get('VirtualMachineInstance', nsOf(vm), nameOf(vm)) !== undefined;
+    const isRunning = running ?? this.store.has('VirtualMachineInstance', nsOf(vm), nameOf(vm));
     const stamped = conditions.map((c) => (c['lastTransitionTime'] === undefined ? { ...c, lastTransitionTime: this.now().toISOString().replace(/\.\d{3}Z$/, 'Z') } : c));
     this.writeStatus(fresh, isRunning, stamped);
   }
@@ -215,8 +237,9 @@ export class VirtController {
     if (conditions !== null) status['conditions'] = conditions;
     const meta = m(vm);
     status['observedGeneration'] = meta['generation'];
-    const next = { ...vm, status };
-    if (JSON.stringify(next['status']) !== JSON.stringify(vm['status'])) this.store.update(next);
+    // A status write replaces the stored VM with one that shares everything but its status.
+    const next = { ...vm, status: structuredClone(status) };
+    if (JSON.stringify(next['status']) !== JSON.stringify(vm['status'])) this.store.replace(next);
   }
 
   /** Namespace the KubeVirt CR lives in. */
