@@ -2,10 +2,10 @@
  * An informer-style cache over a {@link ClusterBackend}: list once, then follow watch events,
  * so a sync reads the cluster from memory and never per VM.
  */
-import type { Obj } from '../rollout/index.ts';
+import { INSTANCETYPE_KINDS, type Obj } from '../rollout/index.ts';
 import type { ClusterBackend, WatchEvent } from './backend.ts';
 
-const INSTANCETYPE_KINDS = new Set(['VirtualMachineInstancetype', 'VirtualMachineClusterInstancetype', 'VirtualMachinePreference', 'VirtualMachineClusterPreference']);
+const INSTANCETYPE_KIND_SET = new Set(INSTANCETYPE_KINDS);
 const REVISION_NAME = /^revision-start-vm-(.+)-(\d+)$/;
 
 function key(o: Obj): string {
@@ -106,7 +106,7 @@ export class ClusterCache {
         this.kubevirt = remove ? null : o;
         return;
       default:
-        if (INSTANCETYPE_KINDS.has(e.kind)) {
+        if (INSTANCETYPE_KIND_SET.has(e.kind)) {
           if (remove) this.instancetypes.delete(`${e.kind}/${key(o)}`);
           else this.instancetypes.set(`${e.kind}/${key(o)}`, o);
         }

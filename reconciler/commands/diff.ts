@@ -1,7 +1,7 @@
 /** `vmroll diff`: the rollout engine offline, on files, for one VM. */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { InvalidVersionError, type Obj, type VmPlan, type VmPlanEntry, planRollout } from '../rollout/index.ts';
+import { INSTANCETYPE_KINDS, InvalidVersionError, type Obj, type VmPlan, type VmPlanEntry, planRollout } from '../rollout/index.ts';
 import { ManifestParseError, parseYamlDocuments, type YamlDoc } from '../source/yamlDocs.ts';
 import { type CommandIO, UsageError, formatValue } from './common.ts';
 
@@ -111,7 +111,7 @@ export async function runDiff(argv: string[], io: CommandIO): Promise<number> {
   }
   const instancetypes: Obj[] = [];
   if (values.instancetypes !== undefined) {
-    const kinds = ['VirtualMachineInstancetype', 'VirtualMachineClusterInstancetype', 'VirtualMachinePreference', 'VirtualMachineClusterPreference'];
+    const kinds = INSTANCETYPE_KINDS;
     for (const d of await readDocs(values.instancetypes, 'instancetypes')) {
       const o = d.value as Obj;
       if (typeof o !== 'object' || o === null || !kinds.includes(String(o['kind']))) {

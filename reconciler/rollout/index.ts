@@ -6,7 +6,7 @@ export type { AdmissionError } from './admission.ts';
 export { BEHAVIOUR_TABLE, type Behaviours, behavioursFor, compareVersions, parseVersion } from './versions.ts';
 export { ConditionAction, FeatureGate, Message, PlanAction, RestartRequired, Rollout, Strategy } from './vocabulary.ts';
 export { parseQuantity, quantitiesEqual } from './quantity.ts';
-export { expandVm } from './instancetype.ts';
+export { INSTANCETYPE_KINDS, expandVm } from './instancetype.ts';
 export { topologyCount } from './cpu.ts';
 export { validateLiveUpdateMemory } from './memory.ts';
 export type { Obj } from './json.ts';

@@ -12,6 +12,9 @@ export const InstancetypeKind = {
   VirtualMachineClusterPreference: 'VirtualMachineClusterPreference',
 } as const;
 
+/** Every instancetype and preference kind, in the order vmroll lists them. */
+export const INSTANCETYPE_KINDS: readonly string[] = Object.values(InstancetypeKind);
+
 /** Result of expanding one VM. */
 export type Expansion = { ok: true; vm: Obj } | { ok: false; error: string };
 

@@ -1,6 +1,6 @@
 /** The embedded KubeVirt simulator as a {@link ClusterBackend}: an object store plus the virt-controller stand-in. */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import type { Obj } from '../../rollout/index.ts';
+import { INSTANCETYPE_KINDS, type Obj } from '../../rollout/index.ts';
 import { type ClusterBackend, ClusterError, type ObjectRef, type WatchEvent } from '../backend.ts';
 import { ObjectStore, type StoreSnapshot } from './store.ts';
 import { VirtController } from './virtController.ts';
@@ -11,10 +11,7 @@ const WATCHED_KINDS = new Set([
   'VirtualMachineInstance',
   'ControllerRevision',
   'KubeVirt',
-  'VirtualMachineInstancetype',
-  'VirtualMachineClusterInstancetype',
-  'VirtualMachinePreference',
-  'VirtualMachineClusterPreference',
+  ...INSTANCETYPE_KINDS,
 ]);
 
 /** Options of the simulator. */
@@ -98,9 +95,7 @@ export class SimCluster implements ClusterBackend {
   }
 
   async listInstancetypes(): Promise<Obj[]> {
-    return ['VirtualMachineInstancetype', 'VirtualMachineClusterInstancetype', 'VirtualMachinePreference', 'VirtualMachineClusterPreference'].flatMap((k) =>
-      this.store.list(k),
-    );
+    return INSTANCETYPE_KINDS.flatMap((k) => this.store.list(k));
   }
 
   async getKubeVirt(): Promise<Obj | null> {

@@ -4,7 +4,7 @@
  * exactly as KubeVirt's reconcile would, writing live updates to the VMI and the
  * RestartRequired condition to the VM. Hotplug migrations complete at once.
  */
-import { expandVm, type Obj, planRollout, resolveCluster, topologyCount, validateLiveUpdateMemory } from '../../rollout/index.ts';
+import { INSTANCETYPE_KINDS, expandVm, type Obj, planRollout, resolveCluster, topologyCount, validateLiveUpdateMemory } from '../../rollout/index.ts';
 import { formatBytes, quantityUnits } from '../../rollout/quantity.ts';
 import type { ObjectStore } from './store.ts';
 
@@ -130,9 +130,7 @@ export class VirtController {
   }
 
   private instancetypes(): Obj[] {
-    return ['VirtualMachineInstancetype', 'VirtualMachineClusterInstancetype', 'VirtualMachinePreference', 'VirtualMachineClusterPreference'].flatMap((k) =>
-      this.store.list(k),
-    );
+    return INSTANCETYPE_KINDS.flatMap((k) => this.store.list(k));
   }
 
   private start(requested: Obj): void {
