@@ -4,7 +4,7 @@
  * a failed apply concerns one VM only and is reported without stopping the others.
  */
 import type { Logger } from 'pino';
-import { MANAGED_BY_LABEL, SOURCE_PATH_ANNOTATION, appliedIn, ownedBy, ownedFingerprint, withOwnership } from './apply/ownership.ts';
+import { SOURCE_PATH_ANNOTATION, appliedIn, ownedBy, ownedFingerprint, withOwnership } from './apply/ownership.ts';
 import type { ClusterBackend } from './cluster/backend.ts';
 import { ClusterCache } from './cluster/cache.ts';
 import { type Obj, type VmPlan, type VmPlanEntry, planRollout } from './rollout/index.ts';
@@ -254,7 +254,6 @@ export class Reconciler {
       if (defined.has(key) || held.has(key) || !ownedBy(live, this.options.repoLabel)) continue;
       const file = String(((metaOf(live)['annotations'] ?? {}) as Obj)[SOURCE_PATH_ANNOTATION] ?? '');
       if (failedFiles.has(file)) continue;
-      if (((metaOf(live)['labels'] ?? {}) as Obj)[MANAGED_BY_LABEL] === undefined) continue;
       const [namespace = '', name = ''] = key.split('/');
       out.push({ namespace, name });
     }

@@ -381,7 +381,10 @@ describe('webhook server', function () {
         v6 = await startWebhookServer({ listen: '[::1]:0', isReady: () => true, onPush: () => {}, logger });
       } catch (e) {
         // Hosts without IPv6 loopback cannot run this one.
-        if (e instanceof WebhookServerError && e.code === 'ListenFailed') this.skip();
+        if (e instanceof WebhookServerError && e.code === 'ListenFailed') {
+          console.log('    skipped: this host has no IPv6 loopback to bind [::1]');
+          this.skip();
+        }
         throw e;
       }
       try {

@@ -337,7 +337,7 @@ class Pass {
       this.liveNotes.set(formatPath([...TEMPLATE_SPEC, 'domain', 'devices', 'interfaces', { name }]), 'interface hot-plugged or its state updated on the running VMI');
       this.liveNotes.set(formatPath([...TEMPLATE_SPEC, 'networks', { name }]), 'network updated on the running VMI');
     }
-    if (this.volumeHotplugEnabled(vmi)) {
+    if (this.volumeHotplugEnabled()) {
       for (const name of syncHotplugVolumes(this.desiredSpec, vmi)) {
         this.liveNotes.set(formatPath([...TEMPLATE_SPEC, 'volumes', { name }]), 'volume hot-plugged into (or unplugged from) the running VMI');
         this.liveNotes.set(formatPath([...TEMPLATE_SPEC, 'domain', 'devices', 'disks', { name }]), 'disk of a hotplugged volume');
@@ -355,7 +355,7 @@ class Pass {
     }
   }
 
-  private volumeHotplugEnabled(vmi: Obj): boolean {
+  private volumeHotplugEnabled(): boolean {
     if (getStr(this.expandedDesired, 'spec', 'updateVolumesStrategy') === 'Migration') return false;
     const gates = this.cluster.featureGates;
     switch (this.cluster.behaviours.volumeHotplug) {
@@ -366,7 +366,7 @@ class Pass {
       case 'gated':
         return gates.has('DeclarativeHotplugVolumes') && !gates.has('HotplugVolumes');
       case 'defaultOn':
-        return !gates.has('HotplugVolumes') && vmi !== null;
+        return !gates.has('HotplugVolumes');
     }
   }
 
