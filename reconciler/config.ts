@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { KubeConfigSource } from './cluster/kube.ts';
 import { UsageError } from './commands/common.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -24,7 +25,10 @@ export interface RunConfig {
   example: boolean;
   intervalMs: number;
   once: boolean;
-  cluster: 'sim';
+  /** `sim`: the embedded simulator; `kube`: the Kubernetes API through {@link kubeconfig}. */
+  cluster: 'sim' | 'kube';
+  /** Where the kube backend's kubeconfig comes from (undefined with `sim`). */
+  kubeconfig: KubeConfigSource | undefined;
   simState: string | undefined;
   simKubevirt: string | undefined;
   output: 'json' | 'text';
@@ -46,6 +50,8 @@ export interface RunFlags {
   interval?: string | undefined;
   once?: boolean | undefined;
   cluster?: string | undefined;
+  kubeconfig?: string | undefined;
+  context?: string | undefined;
   'sim-state'?: string | undefined;
   'sim-kubevirt'?: string | undefined;
   output?: string | undefined;
@@ -79,13 +85,40 @@ function readSecretFile(file: string, flag: string): string {
   }
 }
 
+/**
+ * Which backend: `--cluster`, else `kube` when a kubeconfig is named (`--kubeconfig`) or
+ * vmroll runs in a pod, else the simulator. KUBECONFIG alone does not switch to a real
+ * cluster (a developer's shell often has one set); with `--cluster kube` it is used.
+ */
+export function clusterKind(flags: RunFlags, env: NodeJS.ProcessEnv, example: boolean): 'sim' | 'kube' {
+  const chosen = flags.cluster ?? env['VMROLL_CLUSTER'];
+  if (chosen !== undefined && chosen !== 'sim' && chosen !== 'kube') throw new UsageError(`--cluster must be sim or kube, not "${chosen}"`);
+  const kind = chosen ?? (flags.kubeconfig !== undefined || (!example && env['KUBERNETES_SERVICE_HOST'] !== undefined) ? 'kube' : 'sim');
+  if (kind === 'kube' && (flags['sim-state'] !== undefined || flags['sim-kubevirt'] !== undefined)) {
+    throw new UsageError('--sim-state and --sim-kubevirt apply to the simulator, not to --cluster kube');
+  }
+  if (kind === 'sim' && (flags.kubeconfig !== undefined || flags.context !== undefined)) throw new UsageError('--kubeconfig and --context apply to --cluster kube');
+  return kind;
+}
+
+/** The kubeconfig: `--kubeconfig`, else the first file of KUBECONFIG, else the pod's service account, else ~/.kube/config. */
+export function kubeConfigSource(flags: RunFlags, env: NodeJS.ProcessEnv): KubeConfigSource {
+  const context = flags.context !== undefined ? { context: flags.context } : {};
+  if (flags.kubeconfig !== undefined) return { file: flags.kubeconfig, ...context };
+  const first = (env['KUBECONFIG'] ?? '').split(path.delimiter).find((f) => f !== '');
+  if (first !== undefined) return { file: first, ...context };
+  if (env['KUBERNETES_SERVICE_HOST'] !== undefined) return { inCluster: true };
+  const home = env['HOME'] ?? '';
+  if (home === '') throw new UsageError('--cluster kube needs --kubeconfig, KUBECONFIG, or to run in a pod');
+  return { file: path.join(home, '.kube', 'config'), ...context };
+}
+
 /** Builds the run configuration from flags and the environment. */
 export function runConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfig {
   const example = (flags.repo ?? env['VMROLL_REPO'] ?? '') === '';
   // Without a repository, vmroll runs its embedded default: the example repository against the simulator.
   const repo = example ? EXAMPLE_REPO_DIR : (flags.repo ?? env['VMROLL_REPO'] ?? '');
-  const cluster = flags.cluster ?? 'sim';
-  if (cluster !== 'sim') throw new UsageError(`--cluster: only "sim" is available in this version, not "${cluster}"`);
+  const cluster = clusterKind(flags, env, example);
   const output = flags.output ?? 'text';
   if (output !== 'json' && output !== 'text') throw new UsageError(`--output must be json or text, not "${output}"`);
   const intervalMs = parseDuration(flags.interval ?? env['VMROLL_INTERVAL'] ?? '1m');
@@ -99,9 +132,10 @@ export function runConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env)
     path: flags.path ?? env['VMROLL_PATH'] ?? '',
     intervalMs,
     once: flags.once ?? false,
-    cluster: 'sim',
-    simState: flags['sim-state'] ?? (example ? EXAMPLE_SIM_STATE : undefined),
-    simKubevirt: flags['sim-kubevirt'] ?? (example ? EXAMPLE_KUBEVIRT : undefined),
+    cluster,
+    kubeconfig: cluster === 'kube' ? kubeConfigSource(flags, env) : undefined,
+    simState: cluster === 'sim' ? (flags['sim-state'] ?? (example ? EXAMPLE_SIM_STATE : undefined)) : undefined,
+    simKubevirt: cluster === 'sim' ? (flags['sim-kubevirt'] ?? (example ? EXAMPLE_KUBEVIRT : undefined)) : undefined,
     example,
     output,
     prune: flags.prune ?? false,

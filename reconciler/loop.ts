@@ -25,6 +25,10 @@ export interface ReconcilerOptions {
   /** Delete VMs this repository applied earlier and no longer defines. */
   prune: boolean;
   logger: Logger;
+  /** Writes in flight at once (default 8). */
+  applyConcurrency?: number;
+  /** How long to wait for the cluster to report writes back before reporting (default 10 s). */
+  settleTimeoutMs?: number;
 }
 
 /** Counts for a status line such as `12 in sync · 3 live-updated · 1 awaiting restart`. */
@@ -173,15 +177,14 @@ export class Reconciler {
     const before = new Map<string, Obj | undefined>();
     let writes = 0;
     await time('apply', async () => {
-      for (const w of pending) {
+      const applyOne = async (w: PendingWrite): Promise<void> => {
         before.set(w.key, this.cache.vms.get(w.key));
         const vmLog = log.child({ vm: w.key });
         try {
           writes++;
-          await o.cluster.applyVirtualMachine(w.desired);
+          const stored = await o.cluster.applyVirtualMachine(w.desired);
           this.applied.set(w.key, w.fingerprint);
-          const after = this.cache.vms.get(w.key);
-          if (after !== undefined) this.seen.set(w.key, { manifest: w.manifest, liveVersion: metaOf(after)['resourceVersion'] });
+          written.push({ key: w.key, written: stored, write: w });
           actions.set(w.key, w.action);
           vmLog.info({ action: w.action, file: w.file }, `${w.action === 'create' ? 'created' : 'updated'} VirtualMachine`);
         } catch (e) {
@@ -189,18 +192,35 @@ export class Reconciler {
           errors.push({ file: w.file, line: w.line, message: `apply failed: ${message}` });
           vmLog.error({ action: w.action, file: w.file, err: message }, 'apply failed');
         }
-      }
+      };
+      const written: Array<{ key: string; written: Obj | null; write?: PendingWrite }> = [];
+      // A few writes in flight at once: a cold sync of thousands of VMs is bound by round trips.
+      const queue = [...pending];
+      await Promise.all(
+        Array.from({ length: Math.min(o.applyConcurrency ?? 8, queue.length) }, async () => {
+          for (let w = queue.shift(); w !== undefined; w = queue.shift()) await applyOne(w);
+        }),
+      );
       for (const ref of prune) {
         const key = vmKey(ref.namespace, ref.name);
         try {
           writes++;
+          before.set(key, this.cache.vms.get(key));
           await o.cluster.deleteVirtualMachine(ref);
           actions.set(key, 'delete');
+          written.push({ key, written: null });
           this.applied.delete(key);
           log.child({ vm: key }).info({ action: 'delete' }, 'pruned VirtualMachine');
         } catch (e) {
           errors.push({ file: key, line: null, message: `prune failed: ${e instanceof Error ? e.message : String(e)}` });
         }
+      }
+      // Report what the cluster made of the writes: wait (bounded) until the watch brings them back.
+      const late = await this.cache.settle(written, o.settleTimeoutMs ?? 10_000);
+      if (late.length > 0) log.warn({ vms: late.slice(0, 10), count: late.length }, 'the cluster had not reported these writes back yet; reporting what it showed');
+      for (const { key, write } of written) {
+        const after = this.cache.vms.get(key);
+        if (write !== undefined && after !== undefined) this.seen.set(key, { manifest: write.manifest, liveVersion: metaOf(after)['resourceVersion'] });
       }
     });
 

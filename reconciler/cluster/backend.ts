@@ -1,4 +1,4 @@
-/** The cluster as the reconcile loop sees it: one interface, a simulator and (later) a Kubernetes implementation behind it. */
+/** The cluster as the reconcile loop sees it: one interface, the embedded simulator and the Kubernetes API (kube.ts) behind it. */
 import type { Obj } from '../rollout/index.ts';
 
 /** Identifies a namespaced object. */
@@ -43,7 +43,8 @@ export interface ClusterBackend {
 /** Typed cluster errors, tagged with what to do about them. */
 export class ClusterError extends Error {
   constructor(
-    readonly code: 'NotFound' | 'Conflict' | 'Invalid' | 'Unavailable',
+    /** NotFound, Conflict (data.reason AlreadyExists or Conflict), Invalid (400/422), Forbidden (401/403), Unavailable (5xx, 429, timeouts, connection errors). */
+    readonly code: 'NotFound' | 'Conflict' | 'Invalid' | 'Forbidden' | 'Unavailable',
     message: string,
     readonly data: Obj = {},
   ) {

@@ -8,6 +8,18 @@ import type { ClusterBackend, WatchEvent } from './backend.ts';
 const INSTANCETYPE_KIND_SET = new Set(INSTANCETYPE_KINDS);
 const REVISION_NAME = /^revision-start-vm-(.+)-(\d+)$/;
 
+function metaOf(o: Obj): Obj {
+  return (o['metadata'] ?? {}) as Obj;
+}
+
+/** True when resourceVersion `have` is the same as or later than `want` (numeric when both are; Kubernetes' are etcd revisions). */
+function notOlder(have: unknown, want: unknown): boolean {
+  if (have === want) return true;
+  const h = Number(have);
+  const w = Number(want);
+  return Number.isFinite(h) && Number.isFinite(w) && String(have) !== '' && h >= w;
+}
+
 function key(o: Obj): string {
   const m = (o['metadata'] ?? {}) as Obj;
   return `${String(m['namespace'] ?? '')}/${String(m['name'] ?? '')}`;
@@ -22,13 +34,27 @@ export class ClusterCache {
   readonly instancetypes = new Map<string, Obj>();
   kubevirt: Obj | null = null;
   private unsubscribe: (() => void) | null = null;
+  private starting: Promise<void> | null = null;
+  /** Checks run after every event (pending {@link settle} calls). */
+  private readonly waiters = new Set<() => void>();
 
   constructor(private readonly backend: ClusterBackend) {}
 
   /** Lists everything once and starts following events. */
-  async start(): Promise<void> {
-    if (this.unsubscribe !== null) return;
-    this.unsubscribe = this.backend.watch((e) => this.onEvent(e));
+  start(): Promise<void> {
+    this.starting ??= this.load().catch((e: unknown) => {
+      // A failed first list leaves nothing behind: the next sync starts over.
+      this.stop();
+      throw e;
+    });
+    return this.starting;
+  }
+
+  private async load(): Promise<void> {
+    this.unsubscribe = this.backend.watch((e) => {
+      this.onEvent(e);
+      for (const check of this.waiters) check();
+    });
     const [vms, vmis, baselines, its, kv] = await Promise.all([
       this.backend.listVirtualMachines(),
       this.backend.listVirtualMachineInstances(),
@@ -50,6 +76,48 @@ export class ClusterCache {
   stop(): void {
     this.unsubscribe?.();
     this.unsubscribe = null;
+    this.starting = null;
+  }
+
+  /**
+   * Waits until the cache shows every write: a written VM at least as new as the server's
+   * answer and observed by KubeVirt (status.observedGeneration), with its VMI once KubeVirt
+   * reports it running; a deleted VM gone. Bounded by `timeoutMs`; returns the keys that
+   * did not settle in time. Against the embedded simulator this returns at once.
+   */
+  settle(writes: ReadonlyArray<{ key: string; written: Obj | null }>, timeoutMs: number): Promise<string[]> {
+    const open = new Map(writes.map((w) => [w.key, w.written]));
+    const check = (): void => {
+      for (const [key, written] of open) if (this.settled(key, written)) open.delete(key);
+    };
+    check();
+    if (open.size === 0) return Promise.resolve([]);
+    return new Promise((resolve) => {
+      const finish = (): void => {
+        clearTimeout(timer);
+        this.waiters.delete(waiter);
+        resolve([...open.keys()]);
+      };
+      const waiter = (): void => {
+        check();
+        if (open.size === 0) finish();
+      };
+      const timer = setTimeout(finish, timeoutMs);
+      this.waiters.add(waiter);
+    });
+  }
+
+  private settled(key: string, written: Obj | null): boolean {
+    const cached = this.vms.get(key);
+    if (written === null) return cached === undefined;
+    if (cached === undefined) return false;
+    const have = metaOf(cached);
+    const want = metaOf(written);
+    if (!notOlder(have['resourceVersion'], want['resourceVersion'])) return false;
+    const status = (cached['status'] ?? {}) as Obj;
+    // No KubeVirt installed: nobody will observe the write.
+    if (this.kubevirt !== null && Number(status['observedGeneration'] ?? -1) < Number(want['generation'] ?? 0)) return false;
+    return status['ready'] !== true || this.vmis.has(key);
   }
 
   /** The newest start baseline of a VM, as `{spec}`, or null. */

@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
+import type { ClusterBackend } from '../cluster/backend.ts';
+import { KubeCluster } from '../cluster/kube.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
 import { EXAMPLE_FIXTURES, type RunConfig, runConfig } from '../config.ts';
 import { ensureExampleRepo } from '../source/exampleRepo.ts';
@@ -29,7 +31,11 @@ Options:
   --path <dir>               folder of the repository holding the manifests (default: all)
   --interval <duration>      time between syncs, with ±10% jitter (default 1m)
   --once                     sync once and exit
-  --cluster sim              the embedded KubeVirt simulator (the only backend in this version)
+  --cluster sim|kube         sim: the embedded KubeVirt simulator; kube: the Kubernetes API
+                             (default: kube with --kubeconfig or inside a pod, else sim)
+  --kubeconfig <file>        kubeconfig of the cluster (with --cluster kube and no flag:
+                             KUBECONFIG, the pod's service account, or ~/.kube/config)
+  --context <name>           kubeconfig context (default: its current context)
   --sim-state <file>         keep the simulated cluster in this file, shared between runs
   --sim-kubevirt <file>      the KubeVirt CR the simulator emulates (version, strategy, gates)
   --prune                    delete VMs this repository applied and no longer defines
@@ -89,7 +95,9 @@ export function renderReport(r: ReconcileReport): string {
 /** Everything a running `vmroll run` holds, so tests and `npm start` can drive and stop it. */
 export interface RunHandle {
   reconciler: Reconciler;
-  cluster: SimCluster;
+  cluster: ClusterBackend;
+  /** The embedded simulator, when that is the backend. */
+  sim: SimCluster | null;
   config: RunConfig;
   /** Starts the interval timer (after the first sync). */
   start(): void;
@@ -105,10 +113,22 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
   const isUrl = /^https?:\/\//.test(config.repo);
   const repoLabel = isUrl ? redactUrl(config.repo) : path.resolve(config.repo);
   const source = new GitSource({ repo: isUrl ? config.repo : path.resolve(config.repo), cacheDir: config.cacheDir, ...(config.gitToken !== undefined ? { token: config.gitToken } : {}) });
-  const cluster = new SimCluster({
-    ...(config.simState !== undefined ? { stateFile: config.simState } : {}),
-    ...(config.simKubevirt !== undefined ? { kubevirt: loadKubeVirt(config.simKubevirt) } : {}),
-  });
+  const sim =
+    config.cluster === 'sim'
+      ? new SimCluster({
+          ...(config.simState !== undefined ? { stateFile: config.simState } : {}),
+          ...(config.simKubevirt !== undefined ? { kubevirt: loadKubeVirt(config.simKubevirt) } : {}),
+        })
+      : null;
+  let kube: KubeCluster | null = null;
+  try {
+    if (config.kubeconfig !== undefined) kube = new KubeCluster({ kubeconfig: config.kubeconfig, logger: logger.child({ cluster: 'kube' }) });
+  } catch (e) {
+    // An unreadable or empty kubeconfig is a usage problem: say which file and stop.
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+  const cluster: ClusterBackend = sim ?? kube ?? new SimCluster();
+  if (kube !== null) logger.info({ server: kube.server }, 'using the Kubernetes API');
   const reconciler = new Reconciler({ source, repoLabel, ref: config.ref, path: config.path, cluster, prune: config.prune, logger });
   let running: Promise<ReconcileReport | null> | null = null;
   let again = false;
@@ -120,7 +140,7 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
     try {
       logger.debug({ reason }, 'sync starting');
       const report = await reconciler.reconcile();
-      cluster.save();
+      sim?.save();
       ready = true;
       if (config.output === 'text') io.out(renderReport(report));
       return report;
@@ -169,6 +189,7 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
   return {
     reconciler,
     cluster,
+    sim,
     config,
     trigger,
     address: server?.address ?? null,
@@ -181,7 +202,8 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
       if (running !== null) await running;
       await server?.close();
       reconciler.close();
-      cluster.save();
+      sim?.save();
+      kube?.close();
     },
   };
 }
@@ -197,6 +219,8 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
       interval: { type: 'string' },
       once: { type: 'boolean' },
       cluster: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      context: { type: 'string' },
       'sim-state': { type: 'string' },
       'sim-kubevirt': { type: 'string' },
       prune: { type: 'boolean' },

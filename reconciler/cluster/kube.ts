@@ -1,0 +1,337 @@
+/**
+ * The cluster through the Kubernetes API, on @kubernetes/client-node: informers (list once,
+ * watch with bookmarks, relist on 410) serve every read, server-side apply with field
+ * manager `vmroll` writes, and KubeVirt's `subresources.kubevirt.io` API restarts, stops and
+ * starts. Writes retry conflicts after a fresh read and server errors with backoff.
+ */
+import { ApiException, CustomObjectsApi, HttpMethod, KubeConfig, PatchStrategy, RequestContext, Watch, setHeaderOptions } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { fetch } from 'undici';
+import { INSTANCETYPE_KINDS, type Obj } from '../rollout/index.ts';
+import { type ClusterBackend, ClusterError, type ObjectRef, type WatchEvent } from './backend.ts';
+import { Informer, type InformerOptions, type ListResult, type WatchHandle } from './informer.ts';
+import { DEFAULT_RETRY, type RetryPolicy, withRetry } from './retry.ts';
+
+/** The field manager vmroll applies with. */
+export const FIELD_MANAGER = 'vmroll';
+
+/** One API resource the backend follows. */
+interface Resource {
+  kind: string;
+  group: string;
+  version: string;
+  plural: string;
+}
+
+const VM: Resource = { kind: 'VirtualMachine', group: 'kubevirt.io', version: 'v1', plural: 'virtualmachines' };
+const VMI: Resource = { kind: 'VirtualMachineInstance', group: 'kubevirt.io', version: 'v1', plural: 'virtualmachineinstances' };
+const REVISION: Resource = { kind: 'ControllerRevision', group: 'apps', version: 'v1', plural: 'controllerrevisions' };
+const KUBEVIRT: Resource = { kind: 'KubeVirt', group: 'kubevirt.io', version: 'v1', plural: 'kubevirts' };
+const INSTANCETYPES: Resource[] = INSTANCETYPE_KINDS.map((kind) => ({
+  kind,
+  group: 'instancetype.kubevirt.io',
+  version: 'v1beta1',
+  plural: `${kind.toLowerCase()}s`,
+}));
+
+const REVISION_NAME = /^revision-start-vm-(.+)-(\d+)$/;
+
+/** Where the kubeconfig comes from. */
+export type KubeConfigSource = { file: string; context?: string } | { inCluster: true };
+
+/** Options of {@link KubeCluster}. */
+export interface KubeClusterOptions {
+  kubeconfig: KubeConfigSource | KubeConfig;
+  logger?: Logger;
+  /** Retry bounds for writes and lists. */
+  retry?: RetryPolicy;
+  /** Time limit of one request (watches excluded). Default 15 s. */
+  requestTimeoutMs?: number;
+  /** Informer tunables (tests shorten the retry delays). */
+  informer?: InformerOptions;
+  /** Called after every API request, for metrics. */
+  onRequest?: (verb: string, resource: string, status: number) => void;
+}
+
+/** Loads a kubeconfig: a file (with an optional context) or the pod's service account. */
+export function loadKubeConfig(source: KubeConfigSource): KubeConfig {
+  const kc = new KubeConfig();
+  if ('inCluster' in source) {
+    kc.loadFromCluster();
+  } else {
+    try {
+      kc.loadFromFile(source.file);
+    } catch (e) {
+      throw new ClusterError('Invalid', `kubeconfig ${source.file}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (source.context !== undefined) kc.setCurrentContext(source.context);
+  }
+  if (kc.getCurrentCluster() === null) throw new ClusterError('Invalid', 'kubeconfig: no current cluster');
+  return kc;
+}
+
+function metaOf(o: Obj): Obj {
+  return (o['metadata'] ?? {}) as Obj;
+}
+
+/** Turns whatever client-node or the network threw into a {@link ClusterError}. */
+export function toClusterError(e: unknown, what: string): ClusterError {
+  if (e instanceof ClusterError) return e;
+  if (e instanceof ApiException) {
+    let status: Obj = {};
+    try {
+      const parsed: unknown = typeof e.body === 'string' ? JSON.parse(e.body) : e.body;
+      if (typeof parsed === 'object' && parsed !== null) status = parsed as Obj;
+    } catch {
+      // Not a Status body (a proxy's error page): the code alone decides.
+    }
+    const code = Number(e.code);
+    const message = `${what}: ${typeof status['message'] === 'string' ? status['message'] : `HTTP ${code}`}`;
+    const data = { reason: status['reason'] ?? null, status: code, details: status['details'] ?? null };
+    if (code === 404) return new ClusterError('NotFound', message, data);
+    if (code === 409) return new ClusterError('Conflict', message, data);
+    if (code === 400 || code === 422) return new ClusterError('Invalid', message, data);
+    if (code === 401 || code === 403) return new ClusterError('Forbidden', message, data);
+    return new ClusterError('Unavailable', message, data);
+  }
+  // Network errors (refused, reset, timed out) and anything unexpected: worth retrying.
+  const cause = e instanceof Error && e.cause instanceof Error ? ` (${e.cause.message})` : '';
+  return new ClusterError('Unavailable', `${what}: ${e instanceof Error ? e.message : String(e)}${cause}`, { status: 0 });
+}
+
+/** The Kubernetes backend. */
+export class KubeCluster implements ClusterBackend {
+  /** Requests made, by `verb resource` (e.g. `list virtualmachines`, `apply virtualmachines`). */
+  readonly requests = new Map<string, number>();
+  private readonly kc: KubeConfig;
+  private readonly api: CustomObjectsApi;
+  private readonly informers: Map<string, Informer>;
+  private starting: Promise<void> | null = null;
+
+  constructor(private readonly options: KubeClusterOptions) {
+    this.kc = options.kubeconfig instanceof KubeConfig ? options.kubeconfig : loadKubeConfig(options.kubeconfig);
+    this.api = this.kc.makeApiClient(CustomObjectsApi);
+    this.informers = new Map(
+      [VM, VMI, REVISION, KUBEVIRT, ...INSTANCETYPES].map((r) => [
+        r.kind,
+        new Informer(
+          { kind: r.kind, list: () => this.listAll(r), watch: (rv, onEvent, done) => this.watchFrom(r, rv, onEvent, done) },
+          { ...(options.logger !== undefined ? { logger: options.logger } : {}), ...options.informer },
+        ),
+      ]),
+    );
+  }
+
+  /** The API server's URL (for logs; it carries no credentials). */
+  get server(): string {
+    return this.kc.getCurrentCluster()?.server ?? '';
+  }
+
+  /** Informers, by kind (read-only use: tests and metrics). */
+  informer(kind: string): Informer | undefined {
+    return this.informers.get(kind);
+  }
+
+  /**
+   * Starts every informer and waits for all first lists. All list methods await this one
+   * promise and then read their store synchronously, so they see one consistent moment.
+   */
+  private ready(): Promise<void> {
+    this.starting ??= Promise.all([...this.informers.values()].map((i) => i.start())).then(
+      () => undefined,
+      (e: unknown) => {
+        this.starting = null;
+        throw toClusterError(e, 'listing the cluster');
+      },
+    );
+    return this.starting;
+  }
+
+  private items(kind: string): Obj[] {
+    return [...(this.informers.get(kind)?.store.values() ?? [])];
+  }
+
+  async listVirtualMachines(): Promise<Obj[]> {
+    await this.ready();
+    return this.items(VM.kind);
+  }
+
+  async listVirtualMachineInstances(): Promise<Obj[]> {
+    await this.ready();
+    return this.items(VMI.kind);
+  }
+
+  async listBaselines(): Promise<Map<string, Obj>> {
+    await this.ready();
+    const best = new Map<string, { gen: number; data: Obj }>();
+    for (const rev of this.items(REVISION.kind)) {
+      const match = REVISION_NAME.exec(String(metaOf(rev)['name'] ?? ''));
+      if (match === null) continue;
+      const [, uid = '', gen = '0'] = match;
+      const have = best.get(uid);
+      if (have === undefined || Number(gen) > have.gen) best.set(uid, { gen: Number(gen), data: (rev['data'] ?? {}) as Obj });
+    }
+    return new Map([...best].map(([uid, b]) => [uid, b.data]));
+  }
+
+  async listInstancetypes(): Promise<Obj[]> {
+    await this.ready();
+    return INSTANCETYPE_KINDS.flatMap((k) => this.items(k));
+  }
+
+  async getKubeVirt(): Promise<Obj | null> {
+    await this.ready();
+    return this.items(KUBEVIRT.kind)[0] ?? null;
+  }
+
+  watch(onEvent: (event: WatchEvent) => void): () => void {
+    const offs = [...this.informers.values()].map((i) => i.on(onEvent));
+    return () => {
+      for (const off of offs) off();
+    };
+  }
+
+  async applyVirtualMachine(vm: Obj): Promise<Obj> {
+    const m = metaOf(vm);
+    const namespace = String(m['namespace'] ?? 'default');
+    const name = String(m['name'] ?? '');
+    // Status belongs to KubeVirt; vmroll applies only what the repository says.
+    const body: Obj = { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', ...vm, metadata: { ...m, namespace } };
+    delete body['status'];
+    const what = `applying virtualmachines.kubevirt.io "${name}" in namespace ${namespace}`;
+    return this.retrying(what, () =>
+      this.call('apply', VM.plural, () =>
+        this.api.patchNamespacedCustomObject(
+          { group: VM.group, version: VM.version, namespace, plural: VM.plural, name, body, fieldManager: FIELD_MANAGER, force: true },
+          setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+        ),
+      ),
+      // After a conflict, read the object again so the retry (and the cache) start from the server's state.
+      async () => {
+        await this.call('get', VM.plural, () => this.api.getNamespacedCustomObject({ group: VM.group, version: VM.version, namespace, plural: VM.plural, name })).catch(() => undefined);
+      },
+    ) as Promise<Obj>;
+  }
+
+  async deleteVirtualMachine(ref: ObjectRef): Promise<void> {
+    const what = `deleting virtualmachines.kubevirt.io "${ref.name}" in namespace ${ref.namespace}`;
+    try {
+      await this.retrying(what, () =>
+        this.call('delete', VM.plural, () =>
+          this.api.deleteNamespacedCustomObject({ group: VM.group, version: VM.version, namespace: ref.namespace, plural: VM.plural, name: ref.name }),
+        ),
+      );
+    } catch (e) {
+      // Already gone is what a delete wants.
+      if (!(e instanceof ClusterError && e.code === 'NotFound')) throw e;
+    }
+  }
+
+  restartVirtualMachine(ref: ObjectRef): Promise<void> {
+    return this.subresource(ref, 'restart');
+  }
+
+  stopVirtualMachine(ref: ObjectRef): Promise<void> {
+    return this.subresource(ref, 'stop');
+  }
+
+  startVirtualMachine(ref: ObjectRef): Promise<void> {
+    return this.subresource(ref, 'start');
+  }
+
+  /** Stops every informer. */
+  close(): void {
+    for (const i of this.informers.values()) i.stop();
+    this.starting = null;
+  }
+
+  /** `PUT /apis/subresources.kubevirt.io/v1/namespaces/<ns>/virtualmachines/<name>/<action>`: not in client-node's generated API, so sent with its authentication. */
+  private async subresource(ref: ObjectRef, action: 'restart' | 'stop' | 'start'): Promise<void> {
+    const what = `${action} of virtualmachines.kubevirt.io "${ref.name}" in namespace ${ref.namespace}`;
+    await this.retrying(what, () =>
+      this.call(action, `virtualmachines/${action}`, async () => {
+        const cluster = this.kc.getCurrentCluster();
+        if (cluster === null) throw new ClusterError('Invalid', 'kubeconfig: no current cluster');
+        const url = `${cluster.server.replace(/\/$/, '')}/apis/subresources.kubevirt.io/v1/namespaces/${encodeURIComponent(ref.namespace)}/virtualmachines/${encodeURIComponent(ref.name)}/${action}`;
+        const ctx = new RequestContext(url, HttpMethod.PUT);
+        await this.kc.applySecurityAuthentication(ctx);
+        const headers = { ...ctx.getHeaders(), 'content-type': 'application/json', accept: 'application/json' };
+        const dispatcher = ctx.getDispatcher();
+        const response = await fetch(url, { method: 'PUT', headers, body: '{}', ...(dispatcher !== undefined ? { dispatcher } : {}) });
+        const text = await response.text();
+        if (response.status >= 300) throw new ApiException(response.status, `HTTP ${response.status}`, text, {});
+        return text;
+      }),
+    );
+  }
+
+  private retrying<T>(what: string, fn: () => Promise<T>, refresh?: () => Promise<void>): Promise<T> {
+    return withRetry(fn, {
+      policy: this.options.retry ?? DEFAULT_RETRY,
+      ...(refresh !== undefined ? { refresh } : {}),
+      onRetry: (attempt, e, delayMs) => this.options.logger?.warn({ attempt, delayMs, err: e instanceof Error ? e.message : String(e) }, `${what}: retrying`),
+    }).catch((e: unknown) => {
+      throw toClusterError(e, what);
+    });
+  }
+
+  /** Runs one request with a time limit, counts it, and types its failure. */
+  private async call<T>(verb: string, resource: string, fn: () => Promise<T>): Promise<T> {
+    const key = `${verb} ${resource}`;
+    this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
+    const limit = this.options.requestTimeoutMs ?? 15_000;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const result = await Promise.race([
+        fn(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new ClusterError('Unavailable', `${verb} ${resource}: no answer within ${limit} ms`, { status: 0 })), limit);
+        }),
+      ]);
+      this.options.onRequest?.(verb, resource, 200);
+      return result;
+    } catch (e) {
+      const error = toClusterError(e, `${verb} ${resource}`);
+      this.options.onRequest?.(verb, resource, Number(error.data['status'] ?? 0));
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Every object of a resource, page by page (500 a page). */
+  private async listAll(r: Resource): Promise<ListResult> {
+    const items: Obj[] = [];
+    let next: string | undefined;
+    let resourceVersion = '';
+    do {
+      const page = (await this.retrying(`listing ${r.plural}.${r.group}`, () =>
+        this.call('list', r.plural, () =>
+          this.api.listClusterCustomObject({ group: r.group, version: r.version, plural: r.plural, limit: 500, ...(next !== undefined ? { _continue: next } : {}) }),
+        ),
+      )) as Obj;
+      const meta = (page['metadata'] ?? {}) as Obj;
+      // Lists drop apiVersion and kind from their items; put them back so objects look the same as watched ones.
+      for (const item of (page['items'] ?? []) as Obj[]) items.push({ apiVersion: `${r.group}/${r.version}`, kind: r.kind, ...item });
+      resourceVersion = String(meta['resourceVersion'] ?? '');
+      next = typeof meta['continue'] === 'string' && meta['continue'] !== '' ? meta['continue'] : undefined;
+    } while (next !== undefined);
+    return { items, resourceVersion };
+  }
+
+  private async watchFrom(r: Resource, resourceVersion: string, onEvent: (type: string, object: Obj) => void, done: (error: unknown) => void): Promise<WatchHandle> {
+    const watch = new Watch(this.kc);
+    // Servers send a bookmark about once a minute; a watch silent for longer than this is dead.
+    // (client-node 2.0 declares the field private; it is the only way to set it.)
+    (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = 120_000;
+    this.requests.set(`watch ${r.plural}`, (this.requests.get(`watch ${r.plural}`) ?? 0) + 1);
+    const controller = await watch.watch(
+      `/apis/${r.group}/${r.version}/${r.plural}`,
+      // The server ends each watch after a few minutes (spread so they do not all reconnect at once).
+      { resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 240 + Math.floor(Math.random() * 60) },
+      (type: string, object: unknown) => onEvent(type, (object ?? {}) as Obj),
+      (err: unknown) => done(err ?? null),
+    );
+    return { abort: () => controller.abort() };
+  }
+}
