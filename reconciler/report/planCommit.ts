@@ -1,0 +1,259 @@
+/**
+ * What applying one commit would do to the cluster, without applying it: every VM the commit
+ * defines planned against the live cluster as the cache holds it. Used by PR review and
+ * `vmroll plan`; it reads the cache and Git only and never writes to the cluster.
+ */
+import { createHash } from 'node:crypto';
+import { SOURCE_PATH_ANNOTATION, appliedIn, ownedBy, withOwnership } from '../apply/ownership.ts';
+import type { ClusterCache } from '../cluster/cache.ts';
+import { type Obj, PlanAction, Rollout, type VmPlan, type VmPlanEntry, planRollout, resolveCluster } from '../rollout/index.ts';
+import type { ManifestError } from '../rollout/plan.ts';
+import type { ChangedPath, TreeFile } from '../source/gitSource.ts';
+import { type ManifestSet, loadManifests } from '../source/manifests.ts';
+
+/** What planning needs from Git (GitSource implements it). */
+export interface PlanSource {
+  listFiles(args: { commit: string; path?: string }): Promise<TreeFile[]>;
+  changedPaths(args: { from: string; to: string; path?: string }): Promise<ChangedPath[]>;
+  readBlob(args: { oid: string }): Promise<Uint8Array>;
+}
+
+/** How a plan changes whether a VM's guest runs: the effect of runStrategy (or `running`). */
+export const PowerChange = {
+  /** A running instance is stopped: the desired runStrategy is Halted (or `running: false`). */
+  stop: 'stop',
+  /** An existing VM without an instance is started: its runStrategy moves to Always, RerunOnFailure or Once. */
+  start: 'start',
+} as const;
+export type PowerChange = (typeof PowerChange)[keyof typeof PowerChange];
+
+/**
+ * Counts for the summary line, the status description and the comment. Every VM of the plan
+ * falls in exactly one of created, deleted, inSync, liveUpdated, staged; `restarting` overlaps them.
+ */
+export interface PlanSummary {
+  /** Entries in the plan. */
+  vms: number;
+  /** Updates whose every change reaches the running guest (or the VM object) at once. */
+  liveUpdated: number;
+  /** Updates with at least one change that waits for the next restart (RestartRequired or not). */
+  staged: number;
+  /**
+   * VMs whose guest this plan takes down or brings up because the desired runStrategy (or `running`)
+   * stops a running instance or starts one for an existing VM that has none. KubeVirt's RestartRequired
+   * never restarts a VM by itself, so a staged change alone is counted under `staged`, not here.
+   */
+  restarting: number;
+  created: number;
+  deleted: number;
+  /** VMs whose owned fields already match (action none). */
+  inSync: number;
+  /** Of the in-sync VMs, those that already carry RestartRequired from an earlier change. */
+  pendingRestart: number;
+  /** Manifest errors and admission refusals. */
+  errors: number;
+}
+
+/** Input of {@link planCommit}. */
+export interface PlanCommitOptions {
+  source: PlanSource;
+  commit: string;
+  /** Folder (or file) of the repository holding the manifests; default the whole repository. */
+  path?: string;
+  cache: ClusterCache;
+  /** The repository as vmroll's ownership annotation names it (no credentials). */
+  repoLabel: string;
+  /** Plan deletes for VMs this repository applied that the commit no longer defines. */
+  prune: boolean;
+  /** Only VMs (and errors) of files that changed between this commit and `commit`; deletes only for VMs whose file changed. */
+  base?: string;
+  /** An earlier load (of any commit, same path): only the files that differ from it are read again. */
+  previous?: ManifestSet;
+}
+
+/** Output of {@link planCommit}. */
+export interface PlanCommitResult {
+  /** Schema-valid VmPlan of the commit. */
+  plan: VmPlan;
+  summary: PlanSummary;
+  /** Power changes by `namespace/name`. */
+  power: Record<string, PowerChange>;
+  /** Defining file and line by `namespace/name`, for VMs the commit defines (deletes: the file named by the live VM's annotation). */
+  sources: Record<string, { file: string; line: number | null }>;
+  /** The load, to pass as `previous` to the next plan. */
+  manifests: ManifestSet;
+}
+
+const RUNNING = new Set(['Always', 'RerunOnFailure', 'Once']);
+
+function metaOf(o: Obj): Obj {
+  return (o['metadata'] ?? {}) as Obj;
+}
+
+function specOf(o: Obj): Obj {
+  return (o['spec'] ?? {}) as Obj;
+}
+
+function wantsRunning(vm: Obj): boolean {
+  const rs = specOf(vm)['runStrategy'];
+  return typeof rs === 'string' ? RUNNING.has(rs) : specOf(vm)['running'] === true;
+}
+
+function wantsStopped(vm: Obj): boolean {
+  const rs = specOf(vm)['runStrategy'];
+  return typeof rs === 'string' ? rs === 'Halted' : specOf(vm)['running'] === false;
+}
+
+function conditionsOf(vm: Obj): Obj[] {
+  const list = ((vm['status'] ?? {}) as Obj)['conditions'];
+  return Array.isArray(list) ? (list as Obj[]) : [];
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The stored VM as it will be once applied: the simulator replaces labels, annotations and spec, and keeps status. */
+function projected(live: Obj, desired: Obj): Obj {
+  const d = metaOf(desired);
+  return { ...live, metadata: { ...metaOf(live), labels: d['labels'], annotations: d['annotations'] }, spec: desired['spec'] ?? {} };
+}
+
+/** A plan entry for a VM vmroll would prune. */
+function deleteEntry(namespace: string, name: string, live: Obj, kubevirt: Obj | null): VmPlanEntry {
+  const cluster = resolveCluster(kubevirt, undefined, live);
+  return {
+    namespace,
+    name,
+    action: PlanAction.delete,
+    strategy: cluster.strategy,
+    restartRequired: false,
+    condition: 'absent',
+    conditionMessage: null,
+    reasons: [],
+    changes: [],
+    waiting: [],
+    kubevirt: { version: cluster.version, model: cluster.behaviours.model },
+  };
+}
+
+/**
+ * Digest of the cluster state a plan depends on (every VM, VMI, start baseline, instancetype and
+ * the KubeVirt CR, by resourceVersion): equal digests give equal plans for the same commit.
+ */
+export function clusterStateKey(cache: ClusterCache): string {
+  const h = createHash('sha256');
+  const rv = (o: Obj | null | undefined): string => String(o ? (metaOf(o)['resourceVersion'] ?? '?') : '-');
+  for (const key of [...cache.vms.keys()].sort(compare)) {
+    const vm = cache.vms.get(key) as Obj;
+    h.update(`vm ${key} ${rv(vm)} ${cache.baselineGeneration(vm)}\n`);
+  }
+  for (const key of [...cache.vmis.keys()].sort(compare)) h.update(`vmi ${key} ${rv(cache.vmis.get(key))}\n`);
+  for (const key of [...cache.instancetypes.keys()].sort(compare)) h.update(`it ${key} ${rv(cache.instancetypes.get(key))}\n`);
+  h.update(`kv ${rv(cache.kubevirt)}\n`);
+  return h.digest('hex').slice(0, 32);
+}
+
+/** Counts a plan's entries; `power` adds the runStrategy stops and starts. */
+export function summarizePlan(plan: VmPlan, power: Record<string, PowerChange> = {}): PlanSummary {
+  const s: PlanSummary = { vms: plan.vms.length, liveUpdated: 0, staged: 0, restarting: Object.keys(power).length, created: 0, deleted: 0, inSync: 0, pendingRestart: 0, errors: plan.errors.length };
+  for (const vm of plan.vms) {
+    switch (vm.action) {
+      case PlanAction.create:
+        s.created++;
+        break;
+      case PlanAction.delete:
+        s.deleted++;
+        break;
+      case PlanAction.none:
+        s.inSync++;
+        if (vm.restartRequired) s.pendingRestart++;
+        break;
+      case PlanAction.update:
+        if (vm.restartRequired || vm.changes.some((c) => c.rollout === Rollout.staged)) s.staged++;
+        else s.liveUpdated++;
+        break;
+    }
+  }
+  return s;
+}
+
+/** Plans one commit against the cluster as the cache holds it. */
+export async function planCommit(options: PlanCommitOptions): Promise<PlanCommitResult> {
+  const { cache, commit, repoLabel } = options;
+  await cache.start();
+  const manifests = await loadManifests({
+    source: options.source,
+    commit,
+    ...(options.path !== undefined ? { path: options.path } : {}),
+    ...(options.previous !== undefined ? { previous: options.previous } : {}),
+  });
+  let changedFiles: Set<string> | null = null;
+  if (options.base !== undefined) {
+    const changes = await options.source.changedPaths({ from: options.base, to: commit, path: manifests.path });
+    changedFiles = new Set(changes.map((c) => c.path));
+  }
+  const inScope = (file: string): boolean => changedFiles === null || changedFiles.has(file);
+
+  const vms: VmPlanEntry[] = [];
+  const errors: ManifestError[] = manifests.errors.filter((e) => inScope(e.file));
+  const power: Record<string, PowerChange> = {};
+  const sources: Record<string, { file: string; line: number | null }> = {};
+  const instancetypes = [...cache.instancetypes.values()];
+
+  for (const vm of manifests.vms) {
+    if (!inScope(vm.file)) continue;
+    const key = `${vm.namespace}/${vm.name}`;
+    sources[key] = { file: vm.file, line: vm.line };
+    const desired = withOwnership(vm.manifest as unknown as Obj, vm.namespace, { repo: repoLabel, file: vm.file, commit });
+    const live = cache.vms.get(key);
+    const vmi = live !== undefined ? (cache.vmis.get(key) ?? null) : null;
+    const result =
+      live === undefined
+        ? planRollout({ desired, baseline: null, vmi: null, kubevirt: cache.kubevirt, conditions: [], instancetypes })
+        : planRollout({
+            desired: projected(live, desired),
+            // Without a running instance the stored VM is what the change is measured against.
+            baseline: vmi !== null ? (cache.baseline(live) ?? { spec: specOf(live) }) : { spec: specOf(live) },
+            vmi,
+            kubevirt: cache.kubevirt,
+            conditions: conditionsOf(live),
+            instancetypes,
+          });
+    if (result.admissionErrors.length > 0) {
+      const verb = live === undefined ? 'creation' : 'update';
+      for (const a of result.admissionErrors) {
+        errors.push({ file: vm.file, line: vm.line, path: a.path, message: `VirtualMachine ${key}: admission webhook would deny the ${verb}: ${a.message}` });
+      }
+      continue;
+    }
+    let action: VmPlanEntry['action'];
+    if (live === undefined) action = PlanAction.create;
+    else action = appliedIn(desired, live) ? PlanAction.none : PlanAction.update;
+    vms.push({ ...result.plan, action });
+    if (live !== undefined && action === PlanAction.update) {
+      if (vmi !== null && wantsStopped(desired) && !wantsStopped(live)) power[key] = PowerChange.stop;
+      else if (vmi === null && wantsRunning(desired) && !wantsRunning(live)) power[key] = PowerChange.start;
+    }
+  }
+
+  if (options.prune) {
+    const defined = new Set(manifests.vms.map((v) => `${v.namespace}/${v.name}`));
+    const held = new Set(manifests.heldVms);
+    // A file that failed to parse may still define the VM: never delete on its account.
+    const failedFiles = new Set([...manifests.failedFiles, ...manifests.errors.map((e) => e.file)]);
+    for (const [key, live] of cache.vms) {
+      if (defined.has(key) || held.has(key) || !ownedBy(live, repoLabel)) continue;
+      const file = String(((metaOf(live)['annotations'] ?? {}) as Obj)[SOURCE_PATH_ANNOTATION] ?? '');
+      if (failedFiles.has(file) || !inScope(file)) continue;
+      const [namespace = '', name = ''] = key.split('/');
+      sources[key] = { file, line: null };
+      vms.push(deleteEntry(namespace, name, live, cache.kubevirt));
+    }
+  }
+
+  vms.sort((a, b) => compare(a.namespace, b.namespace) || compare(a.name, b.name));
+  errors.sort((a, b) => compare(a.file, b.file) || (a.line ?? 0) - (b.line ?? 0));
+  const plan: VmPlan = { commit, vms, errors };
+  return { plan, summary: summarizePlan(plan, power), power, sources, manifests };
+}
