@@ -3,6 +3,7 @@ import { DIFF_HELP, runDiff } from './commands/diff.ts';
 import { type CommandIO, UsageError } from './commands/common.ts';
 import { RUN_HELP, runRun } from './commands/run.ts';
 import { DEMO_HELP, runDemo } from './commands/demo.ts';
+import { SIM_HELP, runSim } from './commands/sim.ts';
 
 interface Command {
   summary: string;
@@ -14,6 +15,7 @@ const COMMANDS: Record<string, Command> = {
   run: { summary: 'follow a Git repository of VM manifests and apply it (the reconcile loop)', help: RUN_HELP, run: runRun },
   demo: { summary: 'a scripted tour: live CPU change, staged change, revert, restart', help: DEMO_HELP, run: runDemo },
   diff: { summary: 'predict live vs staged rollout of one VM change, offline, from files', help: DIFF_HELP, run: runDiff },
+  sim: { summary: 'serve the embedded KubeVirt simulator as a Kubernetes API (kubectl, client-node)', help: SIM_HELP, run: (argv, io) => runSim(argv, io) },
 };
 
 /** Top-level help. */

@@ -22,6 +22,8 @@ export interface SimClusterOptions {
   stateFile?: string;
   /** Clock for timestamps. */
   now?: () => Date;
+  /** How many recent events the store keeps for watches resuming from a resourceVersion (default 100,000). */
+  watchHistory?: number;
 }
 
 /** The default KubeVirt CR: no version known, so the engine follows the seed model. */
@@ -46,7 +48,7 @@ export class SimCluster implements ClusterBackend {
   readonly controller: VirtController;
 
   constructor(private readonly options: SimClusterOptions = {}) {
-    this.store = new ObjectStore(options.now);
+    this.store = new ObjectStore(options.now, options.watchHistory !== undefined ? { historySize: options.watchHistory } : {});
     this.controller = new VirtController(this.store, options.now);
     if (options.stateFile !== undefined && existsSync(options.stateFile)) {
       this.store.restore(JSON.parse(readFileSync(options.stateFile, 'utf8')) as StoreSnapshot);
@@ -67,6 +69,18 @@ export class SimCluster implements ClusterBackend {
     m['name'] ??= 'kubevirt';
     delete m['resourceVersion'];
     this.store.create(copy);
+  }
+
+  /** The state file, if one was given. */
+  get stateFile(): string | undefined {
+    return this.options.stateFile;
+  }
+
+  /** Creates a namespace unless it exists; true when it was created. */
+  ensureNamespace(name: string): boolean {
+    if (this.store.has('Namespace', undefined, name)) return false;
+    this.store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name }, spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' } });
+    return true;
   }
 
   /** Writes the state file, if one was given (atomically). */
@@ -110,9 +124,7 @@ export class SimCluster implements ClusterBackend {
   async applyVirtualMachine(vm: Obj): Promise<Obj> {
     const r = ref(vm);
     // The simulator creates a VM's namespace on first use, as a cluster bootstrap would have.
-    if (this.store.get('Namespace', undefined, r.namespace) === undefined) {
-      this.store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: r.namespace }, status: { phase: 'Active' } });
-    }
+    this.ensureNamespace(r.namespace);
     const existing = this.store.peek('VirtualMachine', r.namespace, r.name);
     const desiredMeta = (vm['metadata'] ?? {}) as Obj;
     // One copy of what the caller sent; the stored VM, its start revision and its VMI share it from here on.

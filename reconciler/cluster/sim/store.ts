@@ -6,6 +6,23 @@ import { randomUUID } from 'node:crypto';
 import type { Obj } from '../../rollout/index.ts';
 import { ClusterError, type WatchEvent } from '../backend.ts';
 
+/** A change as the store recorded it: the watch event plus the resourceVersion it created. */
+export interface StoredEvent extends WatchEvent {
+  /** The store's resourceVersion after the change (the DELETED object carries it too). */
+  resourceVersion: number;
+  /** The object before a MODIFIED or DELETED change, so a filtered watch can tell an object leaving its filter. */
+  previous?: Readonly<Obj>;
+}
+
+/** Options of {@link ObjectStore}. */
+export interface ObjectStoreOptions {
+  /** How many recent events are kept for watches that resume from a resourceVersion (default 100,000). */
+  historySize?: number;
+}
+
+/** Default of {@link ObjectStoreOptions.historySize}. */
+export const DEFAULT_HISTORY_SIZE = 100_000;
+
 /** Serialisable form of the store (for `--sim-state`). */
 export interface StoreSnapshot {
   resourceVersion: number;
@@ -27,9 +44,22 @@ export class ObjectStore {
   /** Objects by kind, then by namespace/name key: listing a kind never scans the others. */
   private readonly byKind = new Map<string, Map<string, Obj>>();
   private rv = 0;
-  private readonly listeners = new Set<(e: WatchEvent) => void>();
+  private readonly listeners = new Set<(e: StoredEvent) => void>();
+  /** Recent events, oldest first, as a ring of fixed capacity. */
+  private readonly history: (StoredEvent | undefined)[];
+  private historyStart = 0;
+  private historyCount = 0;
+  /** Every event with a resourceVersion above this one is still in {@link history}. */
+  private historyFloor = 0;
 
-  constructor(private readonly now: () => Date = () => new Date()) {}
+  constructor(
+    private readonly now: () => Date = () => new Date(),
+    options: ObjectStoreOptions = {},
+  ) {
+    const size = options.historySize ?? DEFAULT_HISTORY_SIZE;
+    if (!Number.isInteger(size) || size < 1) throw new RangeError(`historySize must be a positive integer, got ${size}`);
+    this.history = new Array<StoredEvent | undefined>(size);
+  }
 
   /** The store's current resourceVersion. */
   get resourceVersion(): string {
@@ -59,6 +89,13 @@ export class ObjectStore {
   /** True when the object exists (no copy made). */
   has(kind: string, namespace: string | undefined, name: string): boolean {
     return this.byKind.get(kind)?.has(keyOf(kind, namespace, name)) ?? false;
+  }
+
+  /** The stored objects of a kind, optionally in one namespace, without copies: callers must not change them. */
+  *scan(kind: string, namespace?: string): IterableIterator<Readonly<Obj>> {
+    for (const o of this.byKind.get(kind)?.values() ?? []) {
+      if (namespace === undefined || meta(o)['namespace'] === namespace) yield o;
+    }
   }
 
   /** Every object of a kind (copies), optionally in one namespace. */
@@ -91,7 +128,7 @@ export class ObjectStore {
     m['creationTimestamp'] = this.now().toISOString().replace(/\.\d{3}Z$/, 'Z');
     m['resourceVersion'] = String(++this.rv);
     objects.set(key, o);
-    this.emit({ type: 'ADDED', kind: String(o['kind']), object: o });
+    this.emit({ type: 'ADDED', kind: String(o['kind']), object: o, resourceVersion: this.rv });
     return o;
   }
 
@@ -124,7 +161,7 @@ export class ObjectStore {
     }
     m['resourceVersion'] = String(++this.rv);
     objects.set(key, o);
-    this.emit({ type: 'MODIFIED', kind: String(o['kind']), object: o });
+    this.emit({ type: 'MODIFIED', kind: String(o['kind']), object: o, resourceVersion: this.rv, previous: old });
     return o;
   }
 
@@ -136,7 +173,7 @@ export class ObjectStore {
     if (old === undefined) throw new ClusterError('NotFound', `${kind} "${name}" not found`);
     objects.delete(key);
     const gone = { ...old, metadata: { ...meta(old), resourceVersion: String(++this.rv) } };
-    this.emit({ type: 'DELETED', kind, object: gone });
+    this.emit({ type: 'DELETED', kind, object: gone, resourceVersion: this.rv, previous: old });
     return gone;
   }
 
@@ -144,7 +181,7 @@ export class ObjectStore {
    * Subscribes to every change. Events carry the stored object itself, never a copy: the store
    * replaces objects and never changes one in place, and listeners must not change them either.
    */
-  watch(listener: (e: WatchEvent) => void): () => void {
+  watch(listener: (e: StoredEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -162,9 +199,53 @@ export class ObjectStore {
       this.kindMap(String(o['kind'])).set(keyOf(String(o['kind']), m['namespace'] as string | undefined, String(m['name'])), structuredClone(o));
     }
     this.rv = s.resourceVersion;
+    // Events from before the snapshot are gone: a watch resuming from an older version gets 410.
+    this.history.fill(undefined);
+    this.historyStart = 0;
+    this.historyCount = 0;
+    this.historyFloor = this.rv;
   }
 
-  private emit(e: WatchEvent): void {
+  /**
+   * The recorded events after resourceVersion `rv`, oldest first, or null when some of them
+   * have already left the history (the watch must relist: 410 Gone).
+   */
+  eventsSince(rv: number): StoredEvent[] | null {
+    if (rv < this.historyFloor) return null;
+    // Versions are increasing along the ring: binary search for the first event after rv.
+    const size = this.history.length;
+    let lo = 0;
+    let hi = this.historyCount;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const e = this.history[(this.historyStart + mid) % size];
+      if (e !== undefined && e.resourceVersion <= rv) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: StoredEvent[] = [];
+    for (let i = lo; i < this.historyCount; i++) {
+      const e = this.history[(this.historyStart + i) % size];
+      if (e !== undefined) out.push(e);
+    }
+    return out;
+  }
+
+  /** The oldest resourceVersion a watch can still resume from. */
+  get oldestResumableVersion(): number {
+    return this.historyFloor;
+  }
+
+  private emit(e: StoredEvent): void {
+    const size = this.history.length;
+    if (this.historyCount === size) {
+      const dropped = this.history[this.historyStart];
+      if (dropped !== undefined) this.historyFloor = dropped.resourceVersion;
+      this.history[this.historyStart] = e;
+      this.historyStart = (this.historyStart + 1) % size;
+    } else {
+      this.history[(this.historyStart + this.historyCount) % size] = e;
+      this.historyCount++;
+    }
     for (const l of this.listeners) l(e);
   }
 }

@@ -1,0 +1,175 @@
+/** `vmroll sim`: the embedded KubeVirt simulator behind a Kubernetes-API-compatible HTTP server, for kubectl and client-node. */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import { type ApiFaults, parseListen, startApiServer } from '../cluster/sim/apiServer.ts';
+import { SimCluster } from '../cluster/sim/simCluster.ts';
+import { parseDuration } from '../config.ts';
+import type { Obj } from '../rollout/index.ts';
+import { parseYamlDocuments } from '../source/yamlDocs.ts';
+import { type CommandIO, UsageError } from './common.ts';
+import { makeLogger } from './run.ts';
+
+/** Help text of `vmroll sim`. */
+export const SIM_HELP = `Usage: vmroll sim [options]
+
+Serves the embedded KubeVirt simulator over plain HTTP as a Kubernetes API server:
+discovery, get/list/watch, create/update/patch/server-side apply/delete, the status
+subresource and KubeVirt's start/stop/restart. kubectl and @kubernetes/client-node talk
+to it; VirtualMachines written through it start VMIs, hot-plug and get RestartRequired
+as the rollout engine decides. Runs until SIGINT or SIGTERM.
+
+Options:
+  --listen <addr>              where to serve (default 127.0.0.1:8080); port 0 picks a free one
+  --state <file>               keep the cluster in this file: loaded at start, saved after writes
+  --kubevirt <file>            the KubeVirt CR to emulate (version, rollout strategy, gates)
+  --kubeconfig-out <file>      write a kubeconfig for the server (context vmroll-sim)
+  --watch-history <n>          events kept for watches resuming from a resourceVersion (default 100000)
+  --latency <duration>         delay every API request, e.g. 50ms
+  --error-rate <0..1>          answer this share of resource requests with 500 InternalError
+  --error-status 500|503       the status --error-rate answers with (default 500)
+  --conflict-rate <0..1>       answer this share of writes to existing objects with 409 Conflict
+  --drop-watches-after <dur>   end every watch stream this long after it started, e.g. 2s
+  --seed <n>                   seed of the fault generator (default 1)
+  --log-level <level>          pino level on stderr (default info; debug logs every request)
+  -h, --help                   this text
+
+Faults can be changed while running: POST /admin/faults with a JSON body such as
+{"errorRate":0.1,"latencyMs":50} (GET reads them); GET /admin/stats counts requests by
+verb and resource, POST /admin/stats/reset zeroes them.
+
+Exit status: 0 after a clean shutdown; 1 when the server cannot start; 2 bad usage.`;
+
+function loadKubeVirt(file: string): Obj {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new UsageError(`--kubevirt: ${file} cannot be read`);
+  }
+  const doc = parseYamlDocuments(text, file)[0];
+  const v = doc?.value as Obj | undefined;
+  if (v === undefined || v['kind'] !== 'KubeVirt') throw new UsageError(`${file}:${doc?.line ?? 1}: expected a KubeVirt object (--kubevirt)`);
+  return v;
+}
+
+function duration(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return parseDuration(text);
+  } catch {
+    throw new UsageError(`${flag}: "${text}" is not a duration (e.g. 50ms, 2s, 1m)`);
+  }
+}
+
+function number(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n)) throw new UsageError(`${flag}: "${text}" is not a number`);
+  return n;
+}
+
+function rate(flag: string, text: string | undefined): number | undefined {
+  const n = number(flag, text);
+  if (n !== undefined && (n < 0 || n > 1)) throw new UsageError(`${flag}: must be between 0 and 1`);
+  return n;
+}
+
+/** The kubeconfig `--kubeconfig-out` writes: plain http, no credentials, context `vmroll-sim`. */
+export function simKubeconfig(url: string): string {
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    // client-node sends nothing to a cluster entry without skipTLSVerify, even over plain http.
+    clusters: [{ name: 'vmroll-sim', cluster: { server: url, 'insecure-skip-tls-verify': true } }],
+    users: [{ name: 'vmroll-sim', user: {} }],
+    contexts: [{ name: 'vmroll-sim', context: { cluster: 'vmroll-sim', user: 'vmroll-sim', namespace: 'default' } }],
+    'current-context': 'vmroll-sim',
+    preferences: {},
+  });
+}
+
+/** Runs `vmroll sim`. */
+export async function runSim(argv: string[], io: CommandIO, stop?: Promise<void>): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      listen: { type: 'string' },
+      state: { type: 'string' },
+      kubevirt: { type: 'string' },
+      'kubeconfig-out': { type: 'string' },
+      'watch-history': { type: 'string' },
+      latency: { type: 'string' },
+      'error-rate': { type: 'string' },
+      'error-status': { type: 'string' },
+      'conflict-rate': { type: 'string' },
+      'drop-watches-after': { type: 'string' },
+      seed: { type: 'string' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    io.out(SIM_HELP);
+    return 0;
+  }
+  const listen = values.listen ?? '127.0.0.1:8080';
+  try {
+    parseListen(listen);
+  } catch (e) {
+    throw new UsageError(`--listen: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const faults: ApiFaults = {};
+  const latency = duration('--latency', values.latency);
+  if (latency !== undefined) faults.latencyMs = latency;
+  const dropAfter = duration('--drop-watches-after', values['drop-watches-after']);
+  if (dropAfter !== undefined) faults.dropWatchesAfterMs = dropAfter;
+  const errorRate = rate('--error-rate', values['error-rate']);
+  if (errorRate !== undefined) faults.errorRate = errorRate;
+  const conflictRate = rate('--conflict-rate', values['conflict-rate']);
+  if (conflictRate !== undefined) faults.conflictRate = conflictRate;
+  const errorStatus = number('--error-status', values['error-status']);
+  if (errorStatus !== undefined) {
+    if (errorStatus !== 500 && errorStatus !== 503) throw new UsageError('--error-status: must be 500 or 503');
+    faults.errorStatus = errorStatus;
+  }
+  const seed = number('--seed', values.seed);
+  if (seed !== undefined) faults.seed = seed;
+  const watchHistory = number('--watch-history', values['watch-history']);
+  if (watchHistory !== undefined && (!Number.isInteger(watchHistory) || watchHistory < 1)) throw new UsageError('--watch-history: must be a positive integer');
+
+  const logger = makeLogger(values['log-level'] ?? 'info', []);
+  const cluster = new SimCluster({
+    ...(values.state !== undefined ? { stateFile: values.state } : {}),
+    ...(values.kubevirt !== undefined ? { kubevirt: loadKubeVirt(values.kubevirt) } : {}),
+    ...(watchHistory !== undefined ? { watchHistory } : {}),
+  });
+  let server;
+  try {
+    server = await startApiServer({ cluster, listen, faults, logger });
+  } catch (e) {
+    io.err(`vmroll sim: cannot listen on ${listen}: ${e instanceof Error ? ((e as NodeJS.ErrnoException).code ?? e.message) : String(e)}`);
+    return 1;
+  }
+  io.out(`vmroll sim: Kubernetes API at ${server.url} (KubeVirt simulator${values.state !== undefined ? `, state in ${values.state}` : ''})`);
+  const kubeconfigOut = values['kubeconfig-out'];
+  if (kubeconfigOut !== undefined) {
+    writeFileSync(kubeconfigOut, simKubeconfig(server.url), { mode: 0o600 });
+    io.out(`vmroll sim: kubeconfig written to ${kubeconfigOut} (kubectl --kubeconfig ${kubeconfigOut} get vms -A)`);
+  }
+  await (stop ??
+    new Promise<void>((resolve) => {
+      const done = (): void => {
+        process.off('SIGINT', done);
+        process.off('SIGTERM', done);
+        resolve();
+      };
+      process.on('SIGINT', done);
+      process.on('SIGTERM', done);
+    }));
+  await server.close();
+  io.out('vmroll sim: stopped');
+  return 0;
+}
