@@ -416,6 +416,24 @@ describe('Git host reporting', function () {
       github.failNext(0);
     });
 
+    it('close does not sit out a backoff, whether it comes during the failing call or after it', async () => {
+      const { logger } = captureLogger();
+      // Real timers here: a backoff of ten minutes would outlast the test's timeout.
+      const during = new ReportQueue({ reporter: reporter({ requestTimeoutMs: 100 }), logger, initialBackoffMs: 600_000 });
+      github.hangNext(1);
+      const start = github.requests.length;
+      during.status(status());
+      while (github.requests.length === start) await new Promise((resolve) => setTimeout(resolve, 5));
+      await during.close();
+      assert.equal(during.pending(), 1);
+      const after = new ReportQueue({ reporter: reporter(), logger, initialBackoffMs: 600_000 });
+      github.failNext(1, 502);
+      after.status(status({ sha: sha(2) }));
+      while (after.stats().retries === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      await after.close();
+      assert.equal(after.pending(), 1);
+    });
+
     it('never lets the token reach an error, a log line or anything GitHub receives besides the auth header', async () => {
       const pr = github.addPullRequest({ repo, headRef: 'f', headSha: sha(2), baseSha: sha(1) });
       const { logger, lines } = captureLogger();

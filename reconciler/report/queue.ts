@@ -272,6 +272,7 @@ export class ReportQueue {
   }
 
   private async pause(ms: number, reason: WaitReason): Promise<void> {
+    if (this.closed) return;
     const controller = new AbortController();
     this.wait = { reason, controller };
     try {
