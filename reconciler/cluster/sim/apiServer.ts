@@ -733,19 +733,50 @@ class ApiHandler {
 
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
     res.flushHeaders();
-    const table = wantsTable(req);
-    const send = (type: string, object: Readonly<Obj>): void => {
-      this.counters.watchEvents++;
-      const shown = table && type !== 'BOOKMARK' && type !== 'ERROR' ? toTable(t.info, [object], { resourceVersion: String(metaOf(object)['resourceVersion'] ?? '') }) : object;
-      res.write(`${JSON.stringify({ type, object: shown })}\n`);
-      if (res.writableLength > MAX_WATCH_BACKLOG) watch.end();
-    };
     if (replay === null) {
-      const oldest = this.store.oldestResumableVersion;
-      send('ERROR', new ApiError(410, 'Expired', `too old resource version: ${rvText} (${oldest})`).toStatus());
-      res.end();
+      // As Kubernetes does: the watch itself succeeds and its only event says to relist.
+      const expired = new ApiError(410, 'Expired', `too old resource version: ${rvText} (${this.store.oldestResumableVersion})`).toStatus();
+      this.counters.watchEvents++;
+      res.end(`${JSON.stringify({ type: 'ERROR', object: expired })}\n`);
       return;
     }
+
+    let ended = false;
+    let dropTimer: NodeJS.Timeout | null = null;
+    let timeoutTimer: NodeJS.Timeout | null = null;
+    let bookmarkTimer: NodeJS.Timeout | null = null;
+    let unsubscribe = (): void => {};
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      unsubscribe();
+      if (dropTimer !== null) clearTimeout(dropTimer);
+      if (timeoutTimer !== null) clearTimeout(timeoutTimer);
+      if (bookmarkTimer !== null) clearInterval(bookmarkTimer);
+      this.watches.delete(open);
+      if (!res.writableEnded) res.end();
+    };
+    const open: OpenWatch = {
+      startedAt: Date.now(),
+      rearm: () => {
+        if (dropTimer !== null) clearTimeout(dropTimer);
+        dropTimer = null;
+        const after = this.faultSettings.dropWatchesAfterMs;
+        if (after !== undefined && after > 0) dropTimer = setTimeout(end, Math.max(0, open.startedAt + after - Date.now()));
+      },
+      end,
+    };
+    this.watches.add(open);
+    res.on('close', end);
+
+    const table = wantsTable(req);
+    const send = (type: string, object: Readonly<Obj>): void => {
+      if (ended) return;
+      this.counters.watchEvents++;
+      const shown = table && type !== 'BOOKMARK' ? toTable(t.info, [object], { resourceVersion: String(metaOf(object)['resourceVersion'] ?? '') }) : object;
+      res.write(`${JSON.stringify({ type, object: shown })}\n`);
+      if (res.writableLength > MAX_WATCH_BACKLOG) end();
+    };
     const translate = (e: StoredEvent): void => {
       if (e.kind !== t.info.kind) return;
       const now = visible(e.object);
@@ -765,33 +796,8 @@ class ApiHandler {
     };
     const bookmark = (): void => send('BOOKMARK', { kind: t.info.kind, apiVersion: apiVersionOf(t.info), metadata: { resourceVersion: this.store.resourceVersion } });
 
-    let dropTimer: NodeJS.Timeout | null = null;
-    let timeoutTimer: NodeJS.Timeout | null = null;
-    let bookmarkTimer: NodeJS.Timeout | null = null;
-    let unsubscribe = (): void => {};
-    let ended = false;
-    const watch: OpenWatch = {
-      startedAt: Date.now(),
-      rearm: () => {
-        if (dropTimer !== null) clearTimeout(dropTimer);
-        dropTimer = null;
-        const after = this.faultSettings.dropWatchesAfterMs;
-        if (after !== undefined && after > 0) dropTimer = setTimeout(() => watch.end(), Math.max(0, watch.startedAt + after - Date.now()));
-      },
-      end: () => {
-        if (ended) return;
-        ended = true;
-        unsubscribe();
-        for (const timer of [dropTimer, timeoutTimer, bookmarkTimer]) if (timer !== null) clearTimeout(timer);
-        this.watches.delete(watch);
-        if (!res.writableEnded) res.end();
-      },
-    };
-    this.watches.add(watch);
-    res.on('close', () => watch.end());
-
     if (fromNow) {
-      if (rvText === '' || rvText === '0') for (const o of this.store.scan(t.info.kind, t.namespace)) if (match(o)) send('ADDED', o);
+      for (const o of this.store.scan(t.info.kind, t.namespace)) if (match(o)) send('ADDED', o);
     } else {
       for (const e of replay) translate(e);
     }
@@ -801,8 +807,8 @@ class ApiHandler {
       bookmark();
       bookmarkTimer = setInterval(bookmark, this.bookmarkIntervalMs);
     }
-    if (timeoutSeconds > 0) timeoutTimer = setTimeout(() => watch.end(), timeoutSeconds * 1000);
-    watch.rearm();
+    if (timeoutSeconds > 0) timeoutTimer = setTimeout(end, timeoutSeconds * 1000);
+    open.rearm();
   }
 
   // ---- writes ------------------------------------------------------------------------------
@@ -869,9 +875,12 @@ class ApiHandler {
     if (causes.length > 0) throw invalid(t.info, name, causes);
   }
 
-  /** What every accepted write does next: the simulated controllers react, the state file follows. */
-  private afterWrite(kind: string, namespace: string | undefined, name: string): void {
-    if ((kind === 'VirtualMachine' || kind === 'VirtualMachineInstance') && namespace !== undefined) {
+  /**
+   * What every accepted write does next: the simulated controllers react, the state file follows.
+   * Status writes leave the controller alone, so what a client wrote there stays readable.
+   */
+  private afterWrite(kind: string, namespace: string | undefined, name: string, subresource?: string): void {
+    if ((kind === 'VirtualMachine' || kind === 'VirtualMachineInstance') && namespace !== undefined && subresource === undefined) {
       try {
         this.cluster.controller.reconcile(namespace, name);
       } catch (e) {
@@ -902,7 +911,7 @@ class ApiHandler {
     if (rv !== undefined && rv !== '' && rv !== metaOf(current)['resourceVersion']) throw conflict(t.info, name);
     if (dryRun) return next;
     const stored = this.store.replace(next);
-    if (stored !== current) this.afterWrite(t.info.kind, t.namespace, name);
+    if (stored !== current) this.afterWrite(t.info.kind, t.namespace, name, t.subresource);
     return stored;
   }
 
