@@ -292,6 +292,22 @@ describe('simulator API server', () => {
       assert.deepEqual(names(rest), ['c']);
       assert.equal(meta(rest)['continue'], undefined);
     });
+
+    it("answers kubectl's Table requests with KubeVirt's columns", async () => {
+      const r = await call(server, 'GET', '/apis/kubevirt.io/v1/namespaces/sel/virtualmachines', undefined, 'application/json', { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json' });
+      assert.equal(r.body['kind'], 'Table');
+      assert.deepEqual((r.body['columnDefinitions'] as Obj[]).map((c) => c['name']), ['Name', 'Age', 'Status', 'Ready']);
+      assert.deepEqual((r.body['rows'] as Obj[]).map((row) => (row['cells'] as unknown[])[2]), ['Stopped', 'Stopped', 'Stopped']);
+    });
+
+    it('generates names from generateName and takes a resourceVersion in a patch as a precondition', async () => {
+      const r = await call(server, 'POST', VMS, { ...vm(''), metadata: { generateName: 'gen-' } });
+      assert.equal(r.status, 201);
+      const name = String(meta(r.body)['name']);
+      assert.match(name, /^gen-[a-z0-9]{5}$/);
+      const stale = await call(server, 'PATCH', `${VMS}/${name}`, { metadata: { resourceVersion: '1', labels: { a: 'b' } } }, 'application/merge-patch+json');
+      assertStatus(stale, 409, 'Conflict');
+    });
   });
 
   describe('server-side apply', () => {
@@ -371,6 +387,9 @@ describe('simulator API server', () => {
       const left = await stream.until('DELETED');
       assert.equal(summary(left).at(-1), 'DELETED two');
       stream.close();
+      const one = await WatchStream.open(server, `/apis/kubevirt.io/v1/namespaces/w/virtualmachines/three?watch=true&allowWatchBookmarks=true`);
+      assert.deepEqual(summary((await one.until('BOOKMARK')).slice(0, -1)), ['ADDED three'], "a watch on an object's URL sees only that object");
+      one.close();
     });
 
     it('answers a watch from a version older than the history with an ERROR 410 Expired event', async () => {

@@ -39,6 +39,20 @@ function meta(o: Obj): Obj {
   return m as Obj;
 }
 
+/**
+ * Deep equality of JSON values, key order aside. Shared subtrees compare by reference first:
+ * stored versions of an object share most of their structure, so this rarely walks far.
+ */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => sameJson(x, b[i]));
+  const ka = Object.keys(a).filter((k) => (a as Obj)[k] !== undefined);
+  const kb = Object.keys(b).filter((k) => (b as Obj)[k] !== undefined);
+  return ka.length === kb.length && ka.every((k) => sameJson((a as Obj)[k], (b as Obj)[k]));
+}
+
 /** An in-memory API object store. */
 export class ObjectStore {
   /** Objects by kind, then by namespace/name key: listing a kind never scans the others. */
@@ -154,9 +168,9 @@ export class ObjectStore {
     }
     m['uid'] = oldMeta['uid'];
     m['creationTimestamp'] = oldMeta['creationTimestamp'];
-    const specChanged = JSON.stringify(old['spec']) !== JSON.stringify(o['spec']);
+    const specChanged = !sameJson(old['spec'], o['spec']);
     m['generation'] = Number(oldMeta['generation'] ?? 1) + (specChanged ? 1 : 0);
-    if (JSON.stringify({ ...old, metadata: { ...oldMeta, resourceVersion: '' } }) === JSON.stringify({ ...o, metadata: { ...m, resourceVersion: '' } })) {
+    if (sameJson({ ...old, metadata: { ...oldMeta, resourceVersion: '' } }, { ...o, metadata: { ...m, resourceVersion: '' } })) {
       return old;
     }
     m['resourceVersion'] = String(++this.rv);
