@@ -4,6 +4,7 @@ import { type CommandIO, UsageError } from './commands/common.ts';
 import { RUN_HELP, runRun } from './commands/run.ts';
 import { DEMO_HELP, runDemo } from './commands/demo.ts';
 import { SIM_HELP, runSim } from './commands/sim.ts';
+import { PLAN_HELP, runPlan } from './commands/plan.ts';
 
 interface Command {
   summary: string;
@@ -15,6 +16,7 @@ const COMMANDS: Record<string, Command> = {
   run: { summary: 'follow a Git repository of VM manifests and apply it (the reconcile loop)', help: RUN_HELP, run: runRun },
   demo: { summary: 'a scripted tour: live CPU change, staged change, revert, restart', help: DEMO_HELP, run: runDemo },
   diff: { summary: 'predict live vs staged rollout of one VM change, offline, from files', help: DIFF_HELP, run: runDiff },
+  plan: { summary: 'plan a commit or pull request against the live cluster, and post it to the pull request', help: PLAN_HELP, run: (argv, io) => runPlan(argv, io) },
   sim: { summary: 'serve the embedded KubeVirt simulator as a Kubernetes API (kubectl, client-node)', help: SIM_HELP, run: (argv, io) => runSim(argv, io) },
 };
 

@@ -30,7 +30,7 @@ export interface GitSourceOptions {
 }
 
 /** What a ref name turned out to be. */
-export type RefKind = 'branch' | 'tag' | 'commit' | 'head';
+export type RefKind = 'branch' | 'tag' | 'commit' | 'head' | 'pull';
 
 /** A ref resolved to a commit. */
 export interface ResolvedRef {
@@ -78,6 +78,9 @@ export interface TreeFile {
 export const SYMLINK_MODE = 0o120000;
 
 const DEFAULT_USERNAME = 'x-access-token';
+/** The remote, in the clone's config, that pull-request heads are fetched through. */
+const PULLS_REMOTE = 'vmroll-pulls';
+const PULLS_REFSPEC = `+refs/pull/*:refs/remotes/${PULLS_REMOTE}/pull/*`;
 const SHA = /^[0-9a-f]{40}$/i;
 const SHORT_SHA = /^[0-9a-f]{4,39}$/i;
 
@@ -286,6 +289,114 @@ export class GitSource {
       const { blob } = await git.readBlob({ fs, ...loc, oid: args.oid, cache: this.cache });
       return blob;
     });
+  }
+
+  /**
+   * Fetches a pull request's head (`refs/pull/<number>/head`, as GitHub and Gitea publish it) into
+   * `refs/remotes/vmroll-pulls/pull/<number>/head` and resolves it. Only that one ref is fetched; the
+   * clone's branches and tags are left as the last sync put them. A local repository is read in place.
+   */
+  async fetchPullRequest(args: { number: number }): Promise<SyncResult> {
+    const { number } = args;
+    if (!Number.isSafeInteger(number) || number < 1) {
+      throw new SourceError(SourceErrorCode.InvalidLocation, `pull request number must be a positive integer, not ${String(number)}`, { repo: this.repo, operation: 'fetch' });
+    }
+    const remoteRef = `refs/pull/${number}/head`;
+    const started = performance.now();
+    if (this.transport === 'local') {
+      await this.openLocal();
+      const resolved = await this.resolvePull(remoteRef, number);
+      return { ...resolved, transfer: 'none', transferMs: Math.round(performance.now() - started) };
+    }
+    if (!(await isDirectory(path.join(this.cloneDir as string, '.git')))) await this.transferFromRemote();
+    const loc = await this.open();
+    const deadline = AbortSignal.timeout(this.operationTimeoutMs);
+    await this.guard('fetch', { ref: remoteRef }, async () => {
+      // A remote of its own, so the origin's prune never removes these refs and its refspecs stay as cloned.
+      const configured = await git.getConfigAll({ fs, ...loc, path: `remote.${PULLS_REMOTE}.fetch` });
+      if (!configured.includes(PULLS_REFSPEC)) {
+        await git.setConfig({ fs, ...loc, path: `remote.${PULLS_REMOTE}.url`, value: this.url as string });
+        await git.setConfig({ fs, ...loc, path: `remote.${PULLS_REMOTE}.fetch`, value: PULLS_REFSPEC });
+      }
+      const fetching = git.fetch({
+        fs,
+        ...loc,
+        http: this.boundedHttp(deadline),
+        url: this.url as string,
+        cache: this.cache,
+        remote: PULLS_REMOTE,
+        remoteRef,
+        // The one local ref offered as common history: the remote's default branch, which a pull request usually starts from.
+        ref: await this.haveRef(loc),
+        singleBranch: true,
+        tags: false,
+        ...(this.token !== undefined ? { onAuth: this.onAuth } : {}),
+      });
+      try {
+        await fetching;
+      } catch (e) {
+        // The server does not advertise the ref: no such pull request (or the host publishes none).
+        if (libraryCode(e) !== 'NotFoundError') throw e;
+        throw new SourceError(SourceErrorCode.RefNotFound, `${this.repo}: no pull request head ${remoteRef}`, { repo: this.repo, ref: remoteRef, operation: 'fetch' });
+      }
+    });
+    const resolved = await this.resolvePull(`refs/remotes/${PULLS_REMOTE}/pull/${number}/head`, number);
+    return { ...resolved, transfer: 'fetch', transferMs: Math.round(performance.now() - started) };
+  }
+
+  /** The best common ancestor of two commits, or null when they share no history (or one is missing). */
+  async mergeBase(args: { a: string; b: string }): Promise<string | null> {
+    const loc = await this.open();
+    try {
+      const bases = (await git.findMergeBase({ fs, ...loc, oids: [args.a, args.b], cache: this.cache })) as string[];
+      return bases[0] ?? null;
+    } catch (e) {
+      if (libraryCode(e) === 'NotFoundError') return null;
+      throw this.translate(e, 'diff', {});
+    }
+  }
+
+  /**
+   * True when `ancestor` is `commit` or in its history within `depth` commits (default 200): bounded,
+   * because the question is asked about recent pull-request heads on every sync.
+   */
+  async isAncestor(args: { ancestor: string; commit: string; depth?: number }): Promise<boolean> {
+    if (args.ancestor === args.commit) return true;
+    const loc = await this.open();
+    try {
+      return await git.isDescendent({ fs, ...loc, oid: args.commit, ancestor: args.ancestor, depth: args.depth ?? 200, cache: this.cache });
+    } catch (e) {
+      const code = libraryCode(e);
+      if (code === 'MaxDepthError' || code === 'NotFoundError') return false;
+      throw this.translate(e, 'diff', {});
+    }
+  }
+
+  private async resolvePull(fullName: string, number: number): Promise<ResolvedRef> {
+    const loc = await this.open();
+    const ref = `refs/pull/${number}/head`;
+    return this.guard('resolve', { ref }, async () => {
+      let oid: string;
+      try {
+        oid = await git.resolveRef({ fs, ...loc, ref: fullName });
+      } catch (e) {
+        if (libraryCode(e) !== 'NotFoundError') throw e;
+        throw new SourceError(SourceErrorCode.RefNotFound, `${this.repo}: no pull request head ${ref}`, { repo: this.repo, ref, operation: 'resolve' });
+      }
+      return { ref, commit: await this.peelToCommit(oid, ref), kind: 'pull', fullName };
+    });
+  }
+
+  private async haveRef(loc: Location): Promise<string> {
+    for (const candidate of ['refs/remotes/origin/HEAD', 'HEAD']) {
+      try {
+        await git.resolveRef({ fs, ...loc, ref: candidate });
+        return candidate;
+      } catch {
+        // try the next one
+      }
+    }
+    return 'HEAD';
   }
 
   private candidates(ref: string): [string, RefKind][] {

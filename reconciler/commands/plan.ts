@@ -1,0 +1,280 @@
+/** `vmroll plan`: what applying one commit (or pull request head) would do to the live cluster, without applying it. */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino, type Logger } from 'pino';
+import type { ClusterBackend } from '../cluster/backend.ts';
+import { ClusterCache } from '../cluster/cache.ts';
+import { KubeCluster } from '../cluster/kube.ts';
+import { SimCluster } from '../cluster/sim/simCluster.ts';
+import { clusterKind, kubeConfigSource } from '../config.ts';
+import { GiteaReporter } from '../report/gitea.ts';
+import { GitHubReporter } from '../report/github.ts';
+import { renderPlanComment, renderPlanTable, statusDescription } from '../report/markdown.ts';
+import { planCommit } from '../report/planCommit.ts';
+import { GitHostError, type GitHostReporter, type PullRequestInfo, StatusContext, StatusState } from '../report/reporter.ts';
+import type { Obj } from '../rollout/index.ts';
+import { SourceError, redactSecrets, redactUrl } from '../source/errors.ts';
+import { GitSource } from '../source/gitSource.ts';
+import { parseYamlDocuments } from '../source/yamlDocs.ts';
+import { type CommandIO, UsageError } from './common.ts';
+
+/** Help text of `vmroll plan`. */
+export const PLAN_HELP = `Usage: vmroll plan --repo <url|path> [--ref <ref> | --pr <n>] [options]
+
+Plans one commit against the live cluster without applying anything: for every VM, create,
+update or delete, which changed fields go live into the running guest, which wait for a
+restart and every reason why, and the RestartRequired message KubeVirt would set. With
+--post, writes the plan to the pull request as the vmroll/plan commit status and vmroll's
+sticky comment.
+
+Options:
+  --repo <url|path>          Git repository over http(s), or a local repository path; give it
+                             as vmroll run is given it (ownership annotations name it)
+  --ref <ref>                branch, tag or commit to plan (default main)
+  --pr <n>                   plan pull request n's head (refs/pull/<n>/head) instead of --ref
+  --base <ref>               plan only the VMs whose files changed between the merge base of
+                             <ref> and --ref and --ref itself (as git diff <ref>...<ref>);
+                             with --pr and --post, the pull request's base is used when omitted
+  --path <dir>               folder of the repository holding the manifests (default: all)
+  --prune                    plan deletes for VMs this repository applied and no longer defines
+  --cluster sim|kube         sim: the embedded simulator (default); kube: the Kubernetes API
+  --sim-state <file>         the simulated cluster's state file (as written by vmroll run)
+  --sim-kubevirt <file>      the KubeVirt CR the simulator emulates
+  --kubeconfig <file>        kubeconfig of the cluster (implies --cluster kube)
+  --context <name>           kubeconfig context
+  --output table|markdown|json
+                             table (default), the pull-request comment, or the VmPlan JSON
+  --post                     with --pr: post the status and the comment to the Git host
+  --github-repo <owner/name> GitHub repository to post to
+  --github-api-url <url>     GitHub REST root (default https://api.github.com)
+  --github-token-file <f>    GitHub token (else GITHUB_TOKEN)
+  --gitea-url <url>          Gitea server to post to instead of GitHub
+  --gitea-repo <owner/name>  Gitea repository
+  --gitea-token-file <f>     Gitea token (else GITEA_TOKEN)
+  --target-url <url>         link on the commit status
+  --cache-dir <dir>          where http(s) repositories are cloned (default .vmroll/cache)
+  --git-token-file <file>    Git token for cloning (else VMROLL_GIT_TOKEN or GIT_TOKEN)
+  --log-level <level>        pino level on stderr (default warn)
+  -h, --help                 this text
+
+Exit status: 0 the plan has no errors; 1 manifest errors or admission refusals (or the
+plan could not be made or posted); 2 bad usage.`;
+
+const OUTPUTS = ['table', 'markdown', 'json'] as const;
+type Output = (typeof OUTPUTS)[number];
+
+function readSecret(file: string, flag: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    throw new UsageError(`${flag}: ${file} cannot be read`);
+  }
+}
+
+function loadKubeVirt(file: string): Obj {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new UsageError(`--sim-kubevirt: ${file} cannot be read`);
+  }
+  const doc = parseYamlDocuments(text, file)[0];
+  const v = doc?.value as Obj | undefined;
+  if (v === undefined || v === null || typeof v !== 'object' || v['kind'] !== 'KubeVirt') throw new UsageError(`${file}:${doc?.line ?? 1}: expected a KubeVirt object (--sim-kubevirt)`);
+  return v;
+}
+
+function positiveInt(text: string, flag: string): number {
+  if (!/^[1-9]\d{0,9}$/.test(text)) throw new UsageError(`${flag} must be a pull request number, not "${text}"`);
+  return Number(text);
+}
+
+/** Runs `vmroll plan`. `env` is read for tokens and cluster defaults only. */
+export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      repo: { type: 'string' },
+      ref: { type: 'string' },
+      pr: { type: 'string' },
+      base: { type: 'string' },
+      path: { type: 'string' },
+      prune: { type: 'boolean' },
+      cluster: { type: 'string' },
+      'sim-state': { type: 'string' },
+      'sim-kubevirt': { type: 'string' },
+      kubeconfig: { type: 'string' },
+      context: { type: 'string' },
+      output: { type: 'string', default: 'table' },
+      post: { type: 'boolean' },
+      'github-repo': { type: 'string' },
+      'github-api-url': { type: 'string' },
+      'github-token-file': { type: 'string' },
+      'gitea-url': { type: 'string' },
+      'gitea-repo': { type: 'string' },
+      'gitea-token-file': { type: 'string' },
+      'target-url': { type: 'string' },
+      'cache-dir': { type: 'string' },
+      'git-token-file': { type: 'string' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    io.out(PLAN_HELP);
+    return 0;
+  }
+  const output = values.output as Output;
+  if (!OUTPUTS.includes(output)) throw new UsageError(`--output must be table, markdown or json, not "${values.output}"`);
+  if (values.repo === undefined || values.repo === '') throw new UsageError('--repo <url|path> is required');
+  if (values.pr !== undefined && values.ref !== undefined) throw new UsageError('--ref and --pr exclude each other');
+  const pr = values.pr !== undefined ? positiveInt(values.pr, '--pr') : undefined;
+  if (values.post && pr === undefined) throw new UsageError('--post needs --pr <n>: the plan is posted to a pull request');
+  const github = values['github-repo'] !== undefined;
+  const gitea = values['gitea-url'] !== undefined || values['gitea-repo'] !== undefined;
+  if (values.post && github === gitea) throw new UsageError('--post needs either --github-repo or --gitea-url with --gitea-repo');
+  if (!values.post && (github || gitea)) throw new UsageError('--github-repo and --gitea-* are used with --post');
+  if (gitea && (values['gitea-url'] === undefined || values['gitea-repo'] === undefined)) throw new UsageError('--gitea-url and --gitea-repo go together');
+  const kind = clusterKind({ cluster: values.cluster, kubeconfig: values.kubeconfig, context: values.context, 'sim-state': values['sim-state'], 'sim-kubevirt': values['sim-kubevirt'] }, env, false);
+
+  const secrets: string[] = [];
+  const gitToken = values['git-token-file'] !== undefined ? readSecret(values['git-token-file'], '--git-token-file') : (env['VMROLL_GIT_TOKEN'] ?? env['GIT_TOKEN']);
+  if (gitToken) secrets.push(gitToken);
+  let reporter: GitHostReporter | null = null;
+  const logger: Logger = pino({ level: values['log-level'] ?? 'warn', base: null, hooks: { streamWrite: (line) => redactSecrets(line, secrets) } }, pino.destination(2));
+  if (values.post) {
+    if (github) {
+      const token = values['github-token-file'] !== undefined ? readSecret(values['github-token-file'], '--github-token-file') : (env['GITHUB_TOKEN'] ?? '');
+      if (token === '') throw new UsageError('--post to GitHub needs --github-token-file or GITHUB_TOKEN');
+      secrets.push(token);
+      reporter = new GitHubReporter({ repo: values['github-repo'] as string, token, ...(values['github-api-url'] !== undefined ? { apiUrl: values['github-api-url'] } : {}), logger });
+    } else {
+      const token = values['gitea-token-file'] !== undefined ? readSecret(values['gitea-token-file'], '--gitea-token-file') : (env['GITEA_TOKEN'] ?? '');
+      if (token === '') throw new UsageError('--post to Gitea needs --gitea-token-file or GITEA_TOKEN');
+      secrets.push(token);
+      reporter = new GiteaReporter({ repo: values['gitea-repo'] as string, apiUrl: values['gitea-url'] as string, token, logger });
+    }
+  }
+  const fail = (what: string, e: unknown): number => {
+    io.err(`vmroll plan: ${what}: ${redactSecrets(e instanceof Error ? e.message : String(e), secrets)}`);
+    return 1;
+  };
+
+  const isUrl = /^https?:\/\//i.test(values.repo);
+  const repoLabel = isUrl ? redactUrl(values.repo) : path.resolve(values.repo);
+  let source: GitSource;
+  try {
+    source = new GitSource({
+      repo: isUrl ? values.repo : path.resolve(values.repo),
+      cacheDir: values['cache-dir'] ?? env['VMROLL_CACHE_DIR'] ?? '.vmroll/cache',
+      ...(gitToken ? { token: gitToken } : {}),
+    });
+  } catch (e) {
+    if (e instanceof SourceError) throw new UsageError(e.message);
+    throw e;
+  }
+
+  let backend: ClusterBackend;
+  let kube: KubeCluster | null = null;
+  if (kind === 'kube') {
+    try {
+      kube = new KubeCluster({ kubeconfig: kubeConfigSource({ kubeconfig: values.kubeconfig, context: values.context }, env), logger: logger.child({ cluster: 'kube' }) });
+    } catch (e) {
+      throw new UsageError(e instanceof Error ? e.message : String(e));
+    }
+    backend = kube;
+  } else {
+    // Read only: the state file is loaded and never saved.
+    backend = new SimCluster({
+      ...(values['sim-state'] !== undefined ? { stateFile: values['sim-state'] } : {}),
+      ...(values['sim-kubevirt'] !== undefined ? { kubevirt: loadKubeVirt(values['sim-kubevirt']) } : {}),
+    });
+  }
+  const cache = new ClusterCache(backend);
+  try {
+    let commit: string;
+    let headRef = values.ref ?? 'main';
+    let info: PullRequestInfo | undefined;
+    try {
+      if (pr !== undefined) {
+        await source.sync({ ref: 'HEAD' }).catch(async (e: unknown) => {
+          // A repository without HEAD (an empty default branch) still has its pull requests.
+          if (!(e instanceof SourceError) || e.code !== 'RefNotFound') throw e;
+        });
+        commit = (await source.fetchPullRequest({ number: pr })).commit;
+        headRef = `refs/pull/${pr}/head`;
+      } else {
+        commit = (await source.sync({ ref: headRef })).commit;
+      }
+    } catch (e) {
+      return fail('could not fetch', e);
+    }
+    if (reporter !== null && pr !== undefined) {
+      try {
+        info = (await reporter.listOpenPullRequests()).find((p) => p.number === pr);
+      } catch (e) {
+        return fail(`could not read pull request #${pr}`, e);
+      }
+      if (info === undefined) return fail('cannot post', `pull request #${pr} is not open on the Git host`);
+      headRef = info.headRef;
+    }
+    let base: string | undefined;
+    try {
+      const baseCommit = values.base !== undefined ? (await source.resolve({ ref: values.base })).commit : info?.baseSha;
+      if (baseCommit !== undefined) base = (await source.mergeBase({ a: baseCommit, b: commit })) ?? baseCommit;
+    } catch (e) {
+      if (e instanceof SourceError && values.base !== undefined) throw new UsageError(`--base: ${e.message}`);
+      if (!(e instanceof SourceError)) throw e;
+      logger.warn({ err: e.message }, 'the pull request base is not in the clone; planning every VM of the head');
+    }
+
+    let result;
+    try {
+      result = await planCommit({ source, commit, path: values.path ?? '', cache, repoLabel, prune: values.prune ?? false, ...(base !== undefined ? { base } : {}) });
+    } catch (e) {
+      if (e instanceof SourceError) {
+        if (e.code === 'InvalidLocation') throw new UsageError(e.message);
+        return fail('could not load manifests', e);
+      }
+      return fail('could not plan', e);
+    }
+    const comment = (): string =>
+      renderPlanComment({
+        plan: result.plan,
+        summary: result.summary,
+        power: result.power,
+        sources: result.sources,
+        repo: repoLabel,
+        ref: headRef,
+        sha: commit,
+        ...(pr !== undefined ? { prNumber: pr } : {}),
+      });
+    if (output === 'json') io.out(JSON.stringify(result.plan, null, 2));
+    else if (output === 'markdown') io.out(comment());
+    else io.out(renderPlanTable(result.plan, result));
+
+    if (reporter !== null && pr !== undefined) {
+      try {
+        await reporter.postStatus({
+          sha: commit,
+          context: StatusContext.plan,
+          state: result.plan.errors.length > 0 ? StatusState.failure : StatusState.success,
+          description: statusDescription(result.summary),
+          ...(values['target-url'] !== undefined ? { targetUrl: values['target-url'] } : {}),
+        });
+        const written = await reporter.upsertPlanComment(pr, comment());
+        io.err(`vmroll plan: ${written.created ? 'commented on' : written.changed ? 'updated the comment on' : 'comment unchanged on'} pull request #${pr}`);
+      } catch (e) {
+        if (e instanceof GitHostError) return fail(`could not post to pull request #${pr}`, e);
+        throw e;
+      }
+    }
+    return result.plan.errors.length > 0 ? 1 : 0;
+  } finally {
+    cache.stop();
+    kube?.close();
+  }
+}

@@ -1,0 +1,293 @@
+/**
+ * Pull-request review: every open pull request's head is planned against the live cluster (no
+ * apply) and reported as a `vmroll/plan` commit status and one sticky comment. After merge and
+ * sync, the comment is edited once more with what actually happened to each VM.
+ */
+import type { Logger } from 'pino';
+import type { ClusterCache } from '../cluster/cache.ts';
+import type { VmPlan } from '../rollout/index.ts';
+import { SourceError } from '../source/errors.ts';
+import type { ResolvedRef } from '../source/gitSource.ts';
+import type { ManifestSet } from '../source/manifests.ts';
+import { renderPlanComment, statusDescription } from './markdown.ts';
+import { type PlanSource, type PlanSummary, type PowerChange, clusterStateKey, planCommit } from './planCommit.ts';
+import type { ReportQueue } from './queue.ts';
+import { GitHostError, type GitHostReporter, type PullRequestInfo, StatusContext, StatusState } from './reporter.ts';
+
+/** What review needs from Git (GitSource implements it). */
+export interface ReviewSource extends PlanSource {
+  fetchPullRequest(args: { number: number }): Promise<ResolvedRef>;
+  resolve(args: { ref: string }): Promise<ResolvedRef>;
+  mergeBase(args: { a: string; b: string }): Promise<string | null>;
+  isAncestor(args: { ancestor: string; commit: string; depth?: number }): Promise<boolean>;
+}
+
+/** A pull request as last reviewed. */
+export interface ReviewedPullRequest {
+  number: number;
+  headRef: string;
+  /** The commit planned (the head as fetched). */
+  headSha: string;
+  /** Head, base and cluster state the plan was made from: the same key means the same plan. */
+  key: string;
+  plan: VmPlan;
+  summary: PlanSummary;
+  power: Record<string, PowerChange>;
+  sources: Record<string, { file: string; line: number | null }>;
+  /** False once the pull request is no longer listed as open. */
+  open: boolean;
+  /** Outcome checks made since it closed; a closed pull request that never shows up merged is forgotten after a while. */
+  checksSinceClosed: number;
+}
+
+/** What review remembers between rounds, so that an unchanged pull request is not posted again. One per repository. */
+export class ReviewState {
+  /** By pull request number. */
+  readonly reviewed = new Map<number, ReviewedPullRequest>();
+  /** The last manifest load: the next plan reads only files that differ from it. */
+  manifests: ManifestSet | undefined;
+  /** When merged pull requests were last listed. */
+  mergedCheckedAt: Date | undefined;
+}
+
+/** Where reports go: the host itself, or a queue in front of it (retries, deduplication). */
+export interface ReportTarget {
+  /** Lists pull requests, and receives the writes when there is no queue. */
+  reporter: GitHostReporter;
+  /** When given, statuses and comments are queued here instead of written directly. */
+  queue?: ReportQueue;
+}
+
+/** Input of {@link reviewPullRequests}. */
+export interface ReviewOptions extends ReportTarget {
+  source: ReviewSource;
+  cache: ClusterCache;
+  /** The repository as vmroll's ownership annotation names it (no credentials). */
+  repoLabel: string;
+  /** Folder (or file) of the repository holding the manifests. */
+  path: string;
+  prune: boolean;
+  logger: Logger;
+  /** Link on the commit status (e.g. vmroll's dashboard). */
+  targetUrl?: string;
+  state: ReviewState;
+}
+
+/** What one round did with one pull request. */
+export interface PullRequestReview {
+  number: number;
+  headSha: string;
+  /** `posted`: status and comment written (or queued); `unchanged`: already reviewed at this head and cluster state; `failed`: see error. */
+  result: 'posted' | 'unchanged' | 'failed';
+  summary?: PlanSummary;
+  error?: string;
+}
+
+/** Most commits between a synced commit and a merged head that the outcome check walks. */
+const OUTCOME_DEPTH = 50;
+/** Outcome checks after which a closed pull request that never appeared merged is forgotten. */
+const FORGET_CLOSED_AFTER = 20;
+/** First look back for merged pull requests. */
+const MERGED_LOOKBACK_MS = 24 * 3600_000;
+
+async function writeStatus(target: ReportTarget, status: Parameters<GitHostReporter['postStatus']>[0]): Promise<void> {
+  if (target.queue !== undefined) target.queue.status(status);
+  else await target.reporter.postStatus(status);
+}
+
+async function writeComment(target: ReportTarget, pr: number, body: string): Promise<void> {
+  if (target.queue !== undefined) target.queue.comment(pr, body);
+  else await target.reporter.upsertPlanComment(pr, body);
+}
+
+function reviewKey(headSha: string, pr: PullRequestInfo, clusterKey: string): string {
+  return `${headSha} ${pr.baseSha} ${clusterKey}`;
+}
+
+/** The commit the pull request's changes are measured from: the merge base with its base branch. */
+async function baseOf(source: ReviewSource, pr: PullRequestInfo, head: string): Promise<string | null> {
+  const fromListed = await source.mergeBase({ a: pr.baseSha, b: head });
+  if (fromListed !== null) return fromListed;
+  // The base branch moved past what was last fetched: use the base branch as synced.
+  try {
+    const base = await source.resolve({ ref: pr.baseRef });
+    return await source.mergeBase({ a: base.commit, b: head });
+  } catch (e) {
+    if (e instanceof SourceError) return null;
+    throw e;
+  }
+}
+
+/**
+ * One review round: lists open pull requests, and for each whose head, base or the cluster changed
+ * since the last round, fetches the head, plans the VMs of the files it changes (against its merge
+ * base) and posts `vmroll/plan` on the head plus the sticky comment. Throws GitHostError only when
+ * the pull requests cannot be listed; a failure with one pull request is logged and retried next round.
+ */
+export async function reviewPullRequests(options: ReviewOptions): Promise<PullRequestReview[]> {
+  const { state, logger } = options;
+  const prs = await options.reporter.listOpenPullRequests();
+  await options.cache.start();
+  const clusterKey = clusterStateKey(options.cache);
+  const open = new Set(prs.map((p) => p.number));
+  for (const r of state.reviewed.values()) if (!open.has(r.number)) r.open = false;
+
+  const out: PullRequestReview[] = [];
+  for (const pr of [...prs].sort((a, b) => a.number - b.number)) {
+    const log = logger.child({ pr: pr.number, head: pr.headSha.slice(0, 12) });
+    const last = state.reviewed.get(pr.number);
+    if (last !== undefined && last.key === reviewKey(pr.headSha, pr, clusterKey)) {
+      last.open = true;
+      out.push({ number: pr.number, headSha: pr.headSha, result: 'unchanged', summary: last.summary });
+      continue;
+    }
+    let head = pr.headSha;
+    try {
+      head = (await options.source.fetchPullRequest({ number: pr.number })).commit;
+      if (head !== pr.headSha) log.info({ fetched: head.slice(0, 12) }, 'pull request head moved since it was listed; planning the fetched head');
+      const base = await baseOf(options.source, pr, head);
+      const result = await planCommit({
+        source: options.source,
+        commit: head,
+        path: options.path,
+        cache: options.cache,
+        repoLabel: options.repoLabel,
+        prune: options.prune,
+        ...(base !== null ? { base } : {}),
+        ...(state.manifests !== undefined ? { previous: state.manifests } : {}),
+      });
+      state.manifests = result.manifests;
+      const body = renderPlanComment({
+        plan: result.plan,
+        summary: result.summary,
+        power: result.power,
+        sources: result.sources,
+        repo: options.repoLabel,
+        ref: pr.headRef,
+        sha: head,
+        prNumber: pr.number,
+      });
+      await writeStatus(options, {
+        sha: head,
+        context: StatusContext.plan,
+        state: result.plan.errors.length > 0 ? StatusState.failure : StatusState.success,
+        description: statusDescription(result.summary),
+        ...(options.targetUrl !== undefined ? { targetUrl: options.targetUrl } : {}),
+      });
+      await writeComment(options, pr.number, body);
+      state.reviewed.set(pr.number, {
+        number: pr.number,
+        headRef: pr.headRef,
+        headSha: head,
+        key: reviewKey(head, pr, clusterKey),
+        plan: result.plan,
+        summary: result.summary,
+        power: result.power,
+        sources: result.sources,
+        open: true,
+        checksSinceClosed: 0,
+      });
+      log.info({ summary: statusDescription(result.summary), base: base?.slice(0, 12) ?? null }, 'reviewed pull request');
+      out.push({ number: pr.number, headSha: head, result: 'posted', summary: result.summary });
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      out.push({ number: pr.number, headSha: head, result: 'failed', error: message });
+      if (e instanceof GitHostError) {
+        log.warn({ code: e.code, err: message }, 'could not report the plan; retrying next round');
+        continue;
+      }
+      log.error({ err: message }, 'could not plan pull request');
+      if (e instanceof SourceError) {
+        // Say so on the head, so the pull request does not look reviewed; the error message stays in the log.
+        await writeStatus(options, {
+          sha: pr.headSha,
+          context: StatusContext.plan,
+          state: StatusState.error,
+          description: `vmroll could not plan this commit (${e.code}); retrying`,
+          ...(options.targetUrl !== undefined ? { targetUrl: options.targetUrl } : {}),
+        }).catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not report the planning error'));
+        continue;
+      }
+      throw e;
+    }
+  }
+  return out;
+}
+
+/** Input of {@link reportMergedOutcome}. */
+export interface OutcomeOptions extends ReportTarget {
+  source: Pick<ReviewSource, 'isAncestor'>;
+  /** The sync that just ran (loop.ts's ReconcileReport fits). */
+  report: { commit: string; plan: VmPlan };
+  /** The repository as it may be shown. */
+  repoLabel?: string;
+  logger: Logger;
+  state: ReviewState;
+  /** Clock for the merged-pull-request window; default `() => new Date()`. */
+  now?: () => Date;
+}
+
+/**
+ * After a sync: for every reviewed pull request whose head (or merge commit, when the host lists
+ * merges) the synced commit contains, edits its comment once more with what happened to each VM,
+ * then forgets it. Squash and rebase merges are found only through the host's merged list.
+ * Returns the pull request numbers reported.
+ */
+export async function reportMergedOutcome(options: OutcomeOptions): Promise<number[]> {
+  const { state, report, logger } = options;
+  const now = options.now ?? (() => new Date());
+  const mergeCommits = new Map<number, string>();
+  let hostListsMerges = false;
+  if (options.reporter.listRecentlyMergedPullRequests !== undefined && state.reviewed.size > 0) {
+    const startedAt = now();
+    const since = state.mergedCheckedAt ?? new Date(startedAt.getTime() - MERGED_LOOKBACK_MS);
+    try {
+      for (const m of await options.reporter.listRecentlyMergedPullRequests(since)) {
+        if (m.mergeCommitSha !== null) mergeCommits.set(m.number, m.mergeCommitSha);
+      }
+      // A minute of overlap: a merge recorded while the list was read is seen on the next call.
+      state.mergedCheckedAt = new Date(startedAt.getTime() - 60_000);
+      hostListsMerges = true;
+    } catch (e) {
+      if (!(e instanceof GitHostError)) throw e;
+      logger.warn({ code: e.code, err: e.message }, 'could not list merged pull requests; checking heads only');
+    }
+  }
+
+  const reported: number[] = [];
+  for (const pr of [...state.reviewed.values()]) {
+    const mergeCommit = mergeCommits.get(pr.number);
+    const inSynced = (sha: string): Promise<boolean> => options.source.isAncestor({ ancestor: sha, commit: report.commit, depth: OUTCOME_DEPTH });
+    let contained: boolean;
+    if (mergeCommit !== undefined) contained = (await inSynced(mergeCommit)) || (await inSynced(pr.headSha));
+    // Open and not in the host's merged list: a head already in the branch is no merge (e.g. a branch merged before).
+    else if (hostListsMerges && pr.open) contained = false;
+    else contained = await inSynced(pr.headSha);
+    if (!contained) {
+      if (!pr.open && ++pr.checksSinceClosed >= FORGET_CLOSED_AFTER) state.reviewed.delete(pr.number);
+      continue;
+    }
+    const body = renderPlanComment({
+      plan: pr.plan,
+      summary: pr.summary,
+      power: pr.power,
+      sources: pr.sources,
+      ref: pr.headRef,
+      sha: pr.headSha,
+      prNumber: pr.number,
+      ...(options.repoLabel !== undefined ? { repo: options.repoLabel } : {}),
+      outcome: { commit: report.commit, plan: report.plan },
+    });
+    try {
+      await writeComment(options, pr.number, body);
+    } catch (e) {
+      if (!(e instanceof GitHostError)) throw e;
+      logger.warn({ pr: pr.number, code: e.code, err: e.message }, 'could not report the merge outcome; retrying after the next sync');
+      continue;
+    }
+    state.reviewed.delete(pr.number);
+    reported.push(pr.number);
+    logger.info({ pr: pr.number, commit: report.commit.slice(0, 12) }, 'reported merge outcome');
+  }
+  return reported;
+}

@@ -1,0 +1,560 @@
+// Planning commits and pull requests against a live (simulated) cluster, end to end over real
+// sockets: git-http-backend for Git, the embedded simulator for KubeVirt, and the GitHub and
+// Gitea emulators for the Git host.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
+import { ClusterCache } from '../reconciler/cluster/cache.ts';
+import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
+import { main } from '../reconciler/cli.ts';
+import type { CommandIO } from '../reconciler/commands/common.ts';
+import { Reconciler } from '../reconciler/loop.ts';
+import { GiteaReporter } from '../reconciler/report/gitea.ts';
+import { GitHubReporter } from '../reconciler/report/github.ts';
+import { planCommit, type PlanCommitResult } from '../reconciler/report/planCommit.ts';
+import { ReviewState, reportMergedOutcome, reviewPullRequests } from '../reconciler/report/prReview.ts';
+import { ReportQueue } from '../reconciler/report/queue.ts';
+import { PLAN_MARKER } from '../reconciler/report/reporter.ts';
+import type { Obj, VmPlanEntry } from '../reconciler/rollout/index.ts';
+import { SourceError } from '../reconciler/source/errors.ts';
+import { GitSource } from '../reconciler/source/gitSource.ts';
+import { validateVmPlan } from '../reconciler/validate.ts';
+import { startGitServer, type GitServer, type WorkingClone } from './helpers/gitServer.ts';
+import { GitHubEmulator } from './helpers/githubEmulator.ts';
+import { startGiteaEmulator } from './helpers/giteaEmulator.ts';
+
+const KUBEVIRT: Obj = {
+  apiVersion: 'kubevirt.io/v1',
+  kind: 'KubeVirt',
+  metadata: { name: 'kubevirt', namespace: 'kubevirt' },
+  spec: { configuration: { developerConfiguration: { featureGates: [] } } },
+  status: { observedKubeVirtVersion: 'v1.9.0' },
+};
+const KUBEVIRT_YAML = `apiVersion: kubevirt.io/v1
+kind: KubeVirt
+metadata:
+  name: kubevirt
+  namespace: kubevirt
+spec:
+  configuration:
+    developerConfiguration:
+      featureGates: []
+status:
+  observedKubeVirtVersion: v1.9.0
+`;
+const NON_LIVE = 'a non-live-updatable field was changed in the template spec';
+const TOKEN = 'ghp_planTestTokenThatMustNeverLeak0123';
+
+interface VmSpec {
+  name: string;
+  namespace?: string;
+  runStrategy?: string;
+  sockets?: number;
+  cores?: number;
+  threads?: number;
+  maxSockets?: number;
+  memory?: string;
+  note?: string;
+}
+
+function vmYaml(v: VmSpec): string {
+  return `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata:
+  name: ${v.name}
+  namespace: ${v.namespace ?? 'shop'}
+${v.note !== undefined ? `  annotations:\n    note: ${JSON.stringify(v.note)}\n` : ''}spec:
+  runStrategy: ${v.runStrategy ?? 'Always'}
+  template:
+    spec:
+      domain:
+        cpu:
+          sockets: ${v.sockets ?? 2}
+          cores: ${v.cores ?? 1}
+          threads: ${v.threads ?? 1}
+${v.maxSockets !== undefined ? `          maxSockets: ${v.maxSockets}\n` : ''}        memory:
+          guest: ${v.memory ?? '2Gi'}
+        devices: {}
+`;
+}
+
+const BROKEN = `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata:
+  name: broken
+  namespace: shop
+spec:
+  runStrategy: Sometimes
+  template:
+    spec:
+      domain:
+        devices: {}
+`;
+
+function byName(r: PlanCommitResult, name: string): VmPlanEntry {
+  const vm = r.plan.vms.find((v) => v.name === name);
+  assert.ok(vm, `${name} in the plan: ${r.plan.vms.map((v) => v.name).join(', ')}`);
+  return vm;
+}
+
+function captureLogger(): { logger: Logger; text: () => string } {
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      chunks.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  return { logger: pino({ level: 'debug', base: null }, stream), text: () => chunks.join('') };
+}
+
+function captureIO(): CommandIO & { stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return { stdout, stderr, out: (t) => stdout.push(t), err: (t) => stderr.push(t) };
+}
+
+describe('vmroll plan: commits and pull requests against the live cluster', function () {
+  this.timeout(30_000);
+  let server: GitServer;
+  let work: WorkingClone;
+  let url: string;
+  let dir: string;
+  let simState: string;
+  let kubevirtFile: string;
+  let source: GitSource;
+  let cluster: SimCluster;
+  let reconciler: Reconciler;
+  let cache: ClusterCache;
+  let mainSha = '';
+  let featureSha = '';
+  const silent = pino({ level: 'silent' });
+
+  async function pushTo(...refs: string[]): Promise<void> {
+    for (const ref of refs) await work.git('push', '--quiet', '--force', 'origin', `HEAD:${ref}`);
+  }
+
+  before(async function () {
+    server = await startGitServer();
+    dir = await mkdtemp(path.join(tmpdir(), 'vmroll-plan-'));
+    simState = path.join(dir, 'sim-state.json');
+    kubevirtFile = path.join(dir, 'kubevirt.yaml');
+    await writeFile(kubevirtFile, KUBEVIRT_YAML);
+    url = await server.createBareRepo('fleet');
+    work = await server.createWorkingClone('fleet');
+    await work.write('README.md', '# fleet\n');
+    await work.write('vms/web.yaml', vmYaml({ name: 'web' }));
+    await work.write('vms/db.yaml', vmYaml({ name: 'db', memory: '4Gi' }));
+    await work.write('vms/batch.yaml', vmYaml({ name: 'batch', namespace: 'jobs', runStrategy: 'Halted' }));
+    await work.write('vms/old.yaml', vmYaml({ name: 'old' }));
+    mainSha = await work.commit('fleet');
+    await work.push();
+
+    source = new GitSource({ repo: url, cacheDir: path.join(dir, 'cache') });
+    cluster = new SimCluster({ kubevirt: KUBEVIRT, stateFile: simState });
+    reconciler = new Reconciler({ source, repoLabel: url, ref: 'main', path: 'vms', cluster, prune: true, logger: silent });
+    const first = await reconciler.reconcile();
+    assert.equal(first.summary.created, 4);
+    cluster.save();
+    cache = new ClusterCache(cluster);
+
+    // Pull request 1: a live change, a staged change, a create, a broken file, a prune, a start.
+    await work.git('checkout', '--quiet', '-b', 'feature');
+    await work.write('vms/web.yaml', vmYaml({ name: 'web', sockets: 4 }));
+    await work.write('vms/db.yaml', vmYaml({ name: 'db', memory: '4Gi', cores: 2, threads: 2 }));
+    await work.write('vms/cache.yaml', vmYaml({ name: 'cache' }));
+    await work.write('vms/broken.yaml', BROKEN);
+    await work.write('vms/batch.yaml', vmYaml({ name: 'batch', namespace: 'jobs', runStrategy: 'Always' }));
+    await work.remove('vms/old.yaml');
+    featureSha = await work.commit('feature');
+    await pushTo('refs/heads/feature', 'refs/pull/1/head');
+    await work.git('checkout', '--quiet', 'main');
+  });
+
+  after(async function () {
+    cache?.stop();
+    reconciler?.close();
+    await server?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  describe('pull request heads from the Git server', function () {
+    it('fetches refs/pull/<n>/head into its own ref and resolves it, leaving the branches alone', async function () {
+      const fetched = await source.fetchPullRequest({ number: 1 });
+      assert.equal(fetched.commit, featureSha);
+      assert.equal(fetched.kind, 'pull');
+      assert.equal(fetched.fullName, 'refs/remotes/vmroll-pulls/pull/1/head');
+      assert.equal((await source.resolve({ ref: 'main' })).commit, mainSha);
+      await assert.rejects(source.resolve({ ref: 'feature' }), (e: unknown) => e instanceof SourceError && e.code === 'RefNotFound', 'no branch fetched on the side');
+    });
+
+    it('follows a force-push to the pull request head', async function () {
+      await work.git('checkout', '--quiet', 'feature');
+      await work.write('vms/web.yaml', vmYaml({ name: 'web', sockets: 3 }));
+      const second = await work.commit('web: 3 sockets instead');
+      await pushTo('refs/pull/2/head');
+      assert.equal((await source.fetchPullRequest({ number: 2 })).commit, second);
+      await work.git('reset', '--quiet', '--hard', featureSha);
+      await pushTo('refs/pull/2/head');
+      assert.equal((await source.fetchPullRequest({ number: 2 })).commit, featureSha);
+      await work.git('checkout', '--quiet', 'main');
+    });
+
+    it('says RefNotFound for a pull request the server does not have', async function () {
+      await assert.rejects(source.fetchPullRequest({ number: 99 }), (e: unknown) => e instanceof SourceError && e.code === 'RefNotFound' && /refs\/pull\/99\/head/.test(e.message));
+      await assert.rejects(source.fetchPullRequest({ number: 0 }), (e: unknown) => e instanceof SourceError && e.code === 'InvalidLocation');
+    });
+
+    it('finds merge bases and ancestry', async function () {
+      assert.equal(await source.mergeBase({ a: mainSha, b: featureSha }), mainSha);
+      assert.equal(await source.isAncestor({ ancestor: mainSha, commit: featureSha }), true);
+      assert.equal(await source.isAncestor({ ancestor: featureSha, commit: mainSha }), false);
+      assert.equal(await source.isAncestor({ ancestor: featureSha, commit: featureSha }), true);
+    });
+
+    it('reads pull request heads of a local repository in place', async function () {
+      const local = new GitSource({ repo: path.join(server.projectRoot, 'fleet.git') });
+      const r = await local.fetchPullRequest({ number: 1 });
+      assert.equal(r.commit, featureSha);
+      assert.equal(r.transfer, 'none');
+    });
+  });
+
+  describe('planCommit', function () {
+    let r: PlanCommitResult;
+    before(async function () {
+      await source.fetchPullRequest({ number: 1 });
+      r = await planCommit({ source, commit: featureSha, path: 'vms', cache, repoLabel: url, prune: true });
+    });
+
+    it('is schema-valid and sorted', function () {
+      const valid = validateVmPlan(r.plan);
+      assert.ok(valid.ok, JSON.stringify(valid));
+      assert.equal(r.plan.commit, featureSha);
+      assert.deepEqual(
+        r.plan.vms.map((v) => `${v.namespace}/${v.name}`),
+        ['jobs/batch', 'shop/cache', 'shop/db', 'shop/old', 'shop/web'],
+      );
+    });
+
+    it('plans a live change: sockets hot-plugged, no restart', function () {
+      const web = byName(r, 'web');
+      assert.equal(web.action, 'update');
+      assert.equal(web.restartRequired, false);
+      assert.deepEqual(web.changes.map((c) => [c.path, c.from, c.to, c.rollout]), [['spec.template.spec.domain.cpu.sockets', 2, 4, 'live']]);
+      assert.deepEqual(web.reasons, []);
+    });
+
+    it('plans a staged change with every reason and the condition KubeVirt would set', function () {
+      const db = byName(r, 'db');
+      assert.equal(db.action, 'update');
+      assert.equal(db.restartRequired, true);
+      assert.equal(db.condition, 'set');
+      assert.equal(db.conditionMessage, NON_LIVE);
+      assert.deepEqual(db.reasons.map((x) => x.path).sort(), ['spec.template.spec.domain.cpu.cores', 'spec.template.spec.domain.cpu.threads']);
+      assert.ok(db.changes.every((c) => c.rollout === 'staged'));
+    });
+
+    it('plans a create, a prune and a start by runStrategy', function () {
+      assert.equal(byName(r, 'cache').action, 'create');
+      assert.equal(byName(r, 'old').action, 'delete');
+      assert.equal(r.sources['shop/old']?.file, 'vms/old.yaml');
+      assert.deepEqual(r.power, { 'jobs/batch': 'start' });
+      assert.deepEqual(
+        { ...r.summary },
+        { vms: 5, liveUpdated: 2, staged: 1, restarting: 1, created: 1, deleted: 1, inSync: 0, pendingRestart: 0, errors: 1 },
+      );
+    });
+
+    it('passes manifest errors through with file and line', function () {
+      assert.deepEqual(
+        r.plan.errors.map((e) => `${e.file}:${e.line}`),
+        ['vms/broken.yaml:7'],
+      );
+      assert.match(r.plan.errors[0]?.message ?? '', /VirtualMachine shop\/broken: spec\.runStrategy must be one of/);
+    });
+
+    it('writes nothing to the cluster', async function () {
+      const before = cluster.store.resourceVersion;
+      await planCommit({ source, commit: featureSha, path: 'vms', cache, repoLabel: url, prune: true });
+      assert.equal(cluster.store.resourceVersion, before);
+    });
+
+    it('plans nothing to do for the synced commit, and no deletes without prune', async function () {
+      const same = await planCommit({ source, commit: mainSha, path: 'vms', cache, repoLabel: url, prune: true });
+      assert.ok(same.plan.vms.every((v) => v.action === 'none'));
+      assert.equal(same.summary.inSync, 4);
+      const noPrune = await planCommit({ source, commit: featureSha, path: 'vms', cache, repoLabel: url, prune: false });
+      assert.equal(noPrune.plan.vms.find((v) => v.name === 'old'), undefined);
+    });
+
+    it('limits the plan to the files changed since a base', async function () {
+      await work.git('checkout', '--quiet', '-b', 'only-web', 'main');
+      await work.write('vms/web.yaml', vmYaml({ name: 'web', memory: '3Gi' }));
+      const sha = await work.commit('web: 3Gi');
+      await pushTo('refs/pull/3/head');
+      await work.git('checkout', '--quiet', 'main');
+      await source.fetchPullRequest({ number: 3 });
+      const limited = await planCommit({ source, commit: sha, path: 'vms', cache, repoLabel: url, prune: true, base: mainSha });
+      assert.deepEqual(limited.plan.vms.map((v) => [v.name, v.action]), [['web', 'update']]);
+      assert.equal(limited.plan.vms[0]?.changes[0]?.path, 'spec.template.spec.domain.memory.guest');
+    });
+
+    it('turns admission refusals into errors at the VM document', async function () {
+      await work.git('checkout', '--quiet', '-b', 'refused', 'main');
+      await work.write('vms/web.yaml', `# web, now with a ceiling\n${vmYaml({ name: 'web', sockets: 6, maxSockets: 4 })}`);
+      const sha = await work.commit('web: over its own ceiling');
+      await pushTo('refs/pull/4/head');
+      await work.git('checkout', '--quiet', 'main');
+      await source.fetchPullRequest({ number: 4 });
+      const refused = await planCommit({ source, commit: sha, path: 'vms', cache, repoLabel: url, prune: true, base: mainSha });
+      assert.deepEqual(refused.plan.vms, []);
+      assert.equal(refused.plan.errors.length, 1);
+      assert.equal(refused.plan.errors[0]?.file, 'vms/web.yaml');
+      assert.equal(refused.plan.errors[0]?.line, 2);
+      assert.equal(refused.plan.errors[0]?.path, 'spec.template.spec.domain.cpu.sockets');
+      assert.match(refused.plan.errors[0]?.message ?? '', /^VirtualMachine shop\/web: admission webhook would deny the update: /);
+    });
+  });
+
+  describe('vmroll plan (CLI)', function () {
+    it('--output json prints a schema-valid plan and exits 1 for manifest errors', async function () {
+      const io = captureIO();
+      const code = await main(
+        ['plan', '--repo', url, '--pr', '1', '--path', 'vms', '--prune', '--cluster', 'sim', '--sim-state', simState, '--sim-kubevirt', kubevirtFile, '--cache-dir', path.join(dir, 'cli-cache'), '--output', 'json'],
+        io,
+      );
+      assert.equal(code, 1, io.stderr.join('\n'));
+      const plan: unknown = JSON.parse(io.stdout.join('\n'));
+      const valid = validateVmPlan(plan);
+      assert.ok(valid.ok, JSON.stringify(valid));
+      if (!valid.ok) return;
+      assert.equal(valid.value.commit, featureSha);
+      assert.equal(valid.value.vms.find((v) => v.name === 'db')?.conditionMessage, NON_LIVE);
+    });
+
+    it('exits 0 for a clean plan, limited by --base, and prints the table', async function () {
+      const io = captureIO();
+      const code = await main(['plan', '--repo', url, '--pr', '3', '--base', 'main', '--path', 'vms', '--sim-state', simState, '--sim-kubevirt', kubevirtFile, '--cache-dir', path.join(dir, 'cli-cache')], io);
+      assert.equal(code, 0, io.stderr.join('\n'));
+      const text = io.stdout.join('\n');
+      assert.match(text, /^vmroll plan for [0-9a-f]{7}: 1 live-updated · 0 staged until restart · 0 created · 0 deleted/);
+      assert.match(text, /VM shop\/web: update · 1 live/);
+      assert.ok(!text.includes('shop/db'));
+    });
+
+    it('--output markdown prints the comment', async function () {
+      const io = captureIO();
+      const code = await main(['plan', '--repo', url, '--ref', 'feature', '--path', 'vms', '--sim-state', simState, '--sim-kubevirt', kubevirtFile, '--cache-dir', path.join(dir, 'cli-cache'), '--output', 'markdown'], io);
+      assert.equal(code, 1);
+      const text = io.stdout.join('\n');
+      assert.ok(text.startsWith(PLAN_MARKER));
+      assert.ok(text.includes(`**vmroll plan** for <code>${featureSha.slice(0, 7)}</code>: 2 live-updated · 1 staged until restart · 1 stopped or started by runStrategy · 1 created · 0 deleted · 1 error\n`), text.split("\n")[3]);
+    });
+
+    it('exits 2 on bad usage, with one line', async function () {
+      for (const args of [
+        ['plan'],
+        ['plan', '--repo', url, '--output', 'yaml'],
+        ['plan', '--repo', url, '--post'],
+        ['plan', '--repo', url, '--pr', 'x'],
+        ['plan', '--repo', url, '--pr', '1', '--post', '--github-repo', 'a/b', '--gitea-url', 'http://x', '--gitea-repo', 'a/b'],
+        ['plan', '--repo', url, '--sim-state', simState, '--kubeconfig', '/nonexistent'],
+      ]) {
+        const io = captureIO();
+        assert.equal(await main(args, io), 2, args.join(' '));
+        assert.equal(io.stderr.length, 1, io.stderr.join('\n'));
+        assert.match(io.stderr[0] ?? '', /^vmroll plan: /);
+      }
+    });
+
+    it('--help documents the flags', async function () {
+      const io = captureIO();
+      assert.equal(await main(['plan', '--help'], io), 0);
+      for (const flag of ['--repo', '--ref', '--pr', '--base', '--prune', '--sim-state', '--kubeconfig', '--output table|markdown|json', '--post', '--github-repo', '--github-token-file', '--gitea-url']) {
+        assert.ok(io.stdout[0]?.includes(flag), flag);
+      }
+    });
+  });
+
+  describe('pull request review with the GitHub emulator', function () {
+    let gh: GitHubEmulator;
+    let reporter: GitHubReporter;
+    const state = new ReviewState();
+    const log = captureLogger();
+    const writes = (): number => gh.requests.filter((q) => q.method !== 'GET').length;
+
+    before(async function () {
+      gh = await GitHubEmulator.start({ token: TOKEN, repos: ['acme/fleet'] });
+      reporter = new GitHubReporter({ repo: 'acme/fleet', apiUrl: gh.baseUrl, token: TOKEN });
+      gh.addPullRequest({ number: 1, headRef: 'feature', headSha: featureSha, baseRef: 'main', baseSha: mainSha, title: 'Resize the shop' });
+    });
+    after(async function () {
+      assert.deepEqual(gh?.violations ?? [], []);
+      assert.ok(!log.text().includes(TOKEN));
+      await gh?.stop();
+    });
+
+    const review = (): ReturnType<typeof reviewPullRequests> =>
+      reviewPullRequests({ reporter, source, cache, repoLabel: url, path: 'vms', prune: true, logger: log.logger, state, targetUrl: 'https://vmroll.example/plans' });
+
+    it('posts the vmroll/plan status on the head and one sticky comment', async function () {
+      const [pr1] = await review();
+      assert.equal(pr1?.result, 'posted');
+      const statuses = gh.statuses(featureSha).filter((s) => s.context === 'vmroll/plan');
+      assert.equal(statuses.length, 1);
+      assert.equal(statuses[0]?.state, 'failure', 'manifest errors fail the plan');
+      assert.equal(statuses[0]?.description, '1 error · 2 live · 1 staged until restart · 1 stopped/started · 1 created · 1 deleted');
+      assert.equal(statuses[0]?.targetUrl, 'https://vmroll.example/plans');
+      const comments = gh.comments(1);
+      assert.equal(comments.length, 1);
+      const body = comments[0]?.body ?? '';
+      assert.ok(body.startsWith(PLAN_MARKER));
+      assert.ok(body.includes('pull request #1 <code>feature</code>'));
+      assert.ok(body.includes(`"${NON_LIVE}"`));
+      assert.ok(body.includes('<code>vms/broken.yaml:7</code>'));
+    });
+
+    it('posts nothing again while head, base and cluster are unchanged', async function () {
+      const before = writes();
+      const [pr1] = await review();
+      assert.equal(pr1?.result, 'unchanged');
+      assert.equal(writes(), before);
+    });
+
+    it('edits the same comment after a new push to the head, and marks the new head', async function () {
+      await work.git('checkout', '--quiet', 'feature');
+      await work.remove('vms/broken.yaml');
+      const fixed = await work.commit('drop the broken VM');
+      await pushTo('refs/heads/feature', 'refs/pull/1/head');
+      await work.git('checkout', '--quiet', 'main');
+      gh.updatePullRequest(1, { headSha: fixed });
+      const [pr1] = await review();
+      assert.equal(pr1?.result, 'posted');
+      assert.equal(pr1?.headSha, fixed);
+      const comments = gh.comments(1);
+      assert.equal(comments.length, 1, 'still one comment');
+      assert.ok(comments[0]?.body.includes(`at <code>${fixed.slice(0, 7)}</code>`));
+      assert.ok(!comments[0]?.body.includes('broken.yaml'));
+      const status = gh.statuses(fixed).find((s) => s.context === 'vmroll/plan');
+      assert.equal(status?.state, 'success');
+      assert.equal(status?.description, '2 live · 1 staged until restart · 1 stopped/started · 1 created · 1 deleted');
+      featureSha = fixed;
+    });
+
+    it('plans again when the cluster changes, without duplicating the comment', async function () {
+      cluster.createObject({ apiVersion: 'instancetype.kubevirt.io/v1beta1', kind: 'VirtualMachineClusterInstancetype', metadata: { name: 'u1.small' }, spec: { cpu: { guest: 1 }, memory: { guest: '1Gi' } } });
+      const [pr1] = await review();
+      assert.equal(pr1?.result, 'posted');
+      assert.equal(gh.comments(1).length, 1);
+    });
+
+    it('after merge and sync, edits the comment once more with what happened', async function () {
+      // Merge with a merge commit, as GitHub's merge button does.
+      await work.git('merge', '--quiet', '--no-ff', '-m', 'Merge pull request #1', 'feature');
+      const merge = await work.git('rev-parse', 'HEAD');
+      await work.push();
+      gh.updatePullRequest(1, { state: 'closed', mergedAt: new Date().toISOString(), mergeCommitSha: merge });
+      const reviewed = state.reviewed.get(1);
+      assert.ok(reviewed);
+      const report = await reconciler.reconcile();
+      assert.equal(report.commit, merge);
+      // The review predicted what the sync did.
+      for (const name of ['web', 'db']) {
+        const planned: VmPlanEntry | undefined = reviewed.plan.vms.find((v) => v.name === name);
+        const synced = report.plan.vms.find((v) => v.name === name);
+        assert.equal(synced?.restartRequired, planned?.restartRequired, name);
+        assert.equal(synced?.conditionMessage, planned?.conditionMessage, name);
+      }
+      const reported = await reportMergedOutcome({ reporter, source, report, repoLabel: url, logger: log.logger, state });
+      assert.deepEqual(reported, [1]);
+      const comments = gh.comments(1);
+      assert.equal(comments.length, 1);
+      const body = comments[0]?.body ?? '';
+      assert.ok(body.startsWith(PLAN_MARKER));
+      assert.ok(body.includes(`**vmroll sync** of <code>${merge.slice(0, 7)}</code> (contains <code>${featureSha.slice(0, 7)}</code>): 2 live-applied · 1 staged awaiting restart · 0 failed · 1 created · 1 deleted`), body.slice(0, 600));
+      assert.match(body, /\| <code>shop\/db<\/code> \| staged, awaiting restart \| RestartRequired: a non-live-updatable field/);
+      assert.deepEqual(await reportMergedOutcome({ reporter, source, report, logger: log.logger, state }), [], 'only once');
+      // The merged pull request is not listed any more: the next review round has nothing to do.
+      assert.deepEqual(await review(), []);
+    });
+
+    it('goes through a report queue when given one', async function () {
+      await work.git('checkout', '--quiet', '-b', 'queued', 'main');
+      await work.write('vms/web.yaml', vmYaml({ name: 'web', sockets: 4, memory: '3Gi' }));
+      const head = await work.commit('web: 3Gi');
+      await pushTo('refs/pull/5/head');
+      await work.git('checkout', '--quiet', 'main');
+      const base = await work.git('rev-parse', 'HEAD');
+      gh.addPullRequest({ number: 5, headRef: 'queued', headSha: head, baseRef: 'main', baseSha: base });
+      const queue = new ReportQueue({ reporter, logger: log.logger });
+      try {
+        const results = await reviewPullRequests({ reporter, queue, source, cache, repoLabel: url, path: 'vms', prune: true, logger: log.logger, state });
+        assert.deepEqual(results.map((x) => [x.number, x.result]), [[5, 'posted']]);
+        assert.equal(await queue.flush(5000), true);
+      } finally {
+        await queue.close();
+      }
+      assert.equal(gh.comments(5).length, 1);
+      assert.match(gh.comments(5)[0]?.body ?? '', /shop\/web · update · 1 live/);
+      assert.equal(gh.statuses(head).find((s) => s.context === 'vmroll/plan')?.description, '1 live');
+    });
+
+    it('vmroll plan --pr N --post writes the status and the comment, never the token', async function () {
+      const tokenFile = path.join(dir, 'gh-token');
+      await writeFile(tokenFile, `${TOKEN}\n`);
+      const args = ['plan', '--repo', url, '--pr', '5', '--path', 'vms', '--sim-state', simState, '--sim-kubevirt', kubevirtFile, '--cache-dir', path.join(dir, 'cli-cache')];
+      const post = ['--post', '--github-repo', 'acme/fleet', '--github-api-url', gh.baseUrl, '--github-token-file', tokenFile];
+      // The state file still holds the cluster before the merge: the plan is made against it.
+      const io = captureIO();
+      const code = await main([...args, ...post, '--output', 'markdown'], io);
+      assert.equal(code, 0, io.stderr.join('\n'));
+      assert.equal(gh.comments(5).length, 1, 'the queued review comment is edited, not duplicated');
+      assert.equal(gh.comments(5)[0]?.body, io.stdout.join('\n'));
+      assert.match(io.stderr.join('\n'), /updated the comment on pull request #5/);
+      for (const line of [...io.stdout, ...io.stderr]) assert.ok(!line.includes(TOKEN));
+
+      const bad = captureIO();
+      const wrong = path.join(dir, 'wrong-token');
+      await writeFile(wrong, 'ghp_wrong');
+      assert.equal(await main([...args, ...post.slice(0, -1), wrong], bad), 1);
+      assert.match(bad.stderr.join('\n'), /could not read pull request #5/);
+      assert.ok(!bad.stderr.join('\n').includes('ghp_wrong'));
+    });
+  });
+
+  describe('pull request review with the Gitea emulator', function () {
+    it('posts the status and one comment, and edits it on the next head', async function () {
+      const token = 'gitea-token-0123456789';
+      const gitea = await startGiteaEmulator({ token, repos: ['acme/fleet'] });
+      try {
+        const reporter = new GiteaReporter({ repo: 'acme/fleet', apiUrl: gitea.baseUrl, token });
+        await work.git('checkout', '--quiet', '-b', 'gitea', 'main');
+        await work.write('vms/db.yaml', vmYaml({ name: 'db', memory: '4Gi', cores: 4, threads: 2 }));
+        const head = await work.commit('db: 4 cores');
+        await pushTo('refs/pull/6/head');
+        const base = await work.git('rev-parse', 'main');
+        gitea.addPullRequest({ number: 6, headRef: 'gitea', headSha: head, baseSha: base });
+        const state = new ReviewState();
+        const review = (): ReturnType<typeof reviewPullRequests> =>
+          reviewPullRequests({ reporter, source, cache, repoLabel: url, path: 'vms', prune: true, logger: silent, state });
+        assert.deepEqual((await review()).map((x) => x.result), ['posted']);
+        assert.equal(gitea.statuses(head).find((s) => s.context === 'vmroll/plan')?.description, '1 staged until restart');
+        await work.write('vms/db.yaml', vmYaml({ name: 'db', memory: '4Gi', cores: 2, threads: 2 }));
+        const next = await work.commit('db: 2 cores after all');
+        await pushTo('refs/pull/6/head');
+        await work.git('checkout', '--quiet', 'main');
+        gitea.addPullRequest({ number: 6, headRef: 'gitea', headSha: next, baseSha: base });
+        assert.deepEqual((await review()).map((x) => x.result), ['posted']);
+        assert.equal(gitea.comments(6).length, 1);
+        assert.ok(gitea.comments(6)[0]?.body.includes(`at <code>${next.slice(0, 7)}</code>`));
+        assert.deepEqual(gitea.violations, []);
+      } finally {
+        await gitea.stop();
+      }
+    });
+  });
+});
