@@ -8,8 +8,10 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { ClusterCache } from '../reconciler/cluster/cache.ts';
+import { startApiServer } from '../reconciler/cluster/sim/apiServer.ts';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { main } from '../reconciler/cli.ts';
+import { simKubeconfig } from '../reconciler/commands/sim.ts';
 import type { CommandIO } from '../reconciler/commands/common.ts';
 import { Reconciler } from '../reconciler/loop.ts';
 import { GiteaReporter } from '../reconciler/report/gitea.ts';
@@ -363,11 +365,33 @@ describe('vmroll plan: commits and pull requests against the live cluster', func
         ['plan', '--repo', url, '--pr', 'x'],
         ['plan', '--repo', url, '--pr', '1', '--post', '--github-repo', 'a/b', '--gitea-url', 'http://x', '--gitea-repo', 'a/b'],
         ['plan', '--repo', url, '--sim-state', simState, '--kubeconfig', '/nonexistent'],
+        ['plan', '--repo', url, '--kubeconfig', path.join(dir, 'no-such-kubeconfig')],
+        ['plan', '--repo', url, '--pr', '1', '--post', '--github-repo', 'not-a-repo'],
       ]) {
         const io = captureIO();
         assert.equal(await main(args, io), 2, args.join(' '));
         assert.equal(io.stderr.length, 1, io.stderr.join('\n'));
         assert.match(io.stderr[0] ?? '', /^vmroll plan: /);
+      }
+    });
+
+    it('--kubeconfig plans against a Kubernetes API (the simulator served over HTTP) and writes nothing', async function () {
+      const api = await startApiServer({ cluster, listen: '127.0.0.1:0', bookmarkIntervalMs: 50 });
+      try {
+        const kubeconfig = path.join(dir, 'kubeconfig');
+        await writeFile(kubeconfig, simKubeconfig(api.url));
+        api.resetStats();
+        const io = captureIO();
+        const code = await main(['plan', '--repo', url, '--pr', '1', '--path', 'vms', '--prune', '--kubeconfig', kubeconfig, '--cache-dir', path.join(dir, 'cli-cache'), '--output', 'json'], io);
+        assert.equal(code, 1, io.stderr.join('\n'));
+        const viaKube = JSON.parse(io.stdout.join('\n')) as { vms: VmPlanEntry[] };
+        const viaCache = await planCommit({ source, commit: featureSha, path: 'vms', cache, repoLabel: url, prune: true });
+        assert.deepEqual(viaKube, JSON.parse(JSON.stringify(viaCache.plan)));
+        const stats = api.stats();
+        assert.ok(stats.reads > 0);
+        assert.equal(stats.writes, 0);
+      } finally {
+        await api.close();
       }
     });
 
@@ -480,6 +504,26 @@ describe('vmroll plan: commits and pull requests against the live cluster', func
       assert.deepEqual(await reportMergedOutcome({ reporter, source, report, logger: log.logger, state }), [], 'only once');
       // The merged pull request is not listed any more: the next review round has nothing to do.
       assert.deepEqual(await review(), []);
+    });
+
+    it('a commit on top of a pending restart lists only its own changes, held by the condition', async function () {
+      // db's cores and threads were merged and wait for a restart; now its memory changes.
+      await work.git('checkout', '--quiet', '-b', 'db-memory', 'main');
+      await work.write('vms/db.yaml', vmYaml({ name: 'db', memory: '6Gi', cores: 2, threads: 2 }));
+      const head = await work.commit('db: 6Gi');
+      await pushTo('refs/pull/7/head');
+      await work.git('checkout', '--quiet', 'main');
+      await source.fetchPullRequest({ number: 7 });
+      const r = await planCommit({ source, commit: head, path: 'vms', cache, repoLabel: url, prune: true });
+      const db = byName(r, 'db');
+      assert.equal(db.action, 'update');
+      assert.deepEqual(db.changes.map((c) => [c.path, c.from, c.to, c.rollout]), [['spec.template.spec.domain.memory.guest', '4Gi', '6Gi', 'staged']]);
+      assert.equal(db.restartRequired, true);
+      assert.equal(db.condition, 'kept');
+      assert.equal(db.reasons.length, 1);
+      assert.match(db.reasons[0]?.message ?? '', /^held: /);
+      // web, cache and batch are in sync; db is the one update.
+      assert.deepEqual({ ...r.summary }, { vms: 4, liveUpdated: 0, staged: 1, restarting: 0, created: 0, deleted: 0, inSync: 3, pendingRestart: 0, errors: 0 });
     });
 
     it('goes through a report queue when given one', async function () {

@@ -2,7 +2,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { pino, type Logger } from 'pino';
 import type { ClusterBackend } from '../cluster/backend.ts';
 import { ClusterCache } from '../cluster/cache.ts';
 import { KubeCluster } from '../cluster/kube.ts';
@@ -18,6 +17,7 @@ import { SourceError, redactSecrets, redactUrl } from '../source/errors.ts';
 import { GitSource } from '../source/gitSource.ts';
 import { parseYamlDocuments } from '../source/yamlDocs.ts';
 import { type CommandIO, UsageError } from './common.ts';
+import { makeLogger } from './run.ts';
 
 /** Help text of `vmroll plan`. */
 export const PLAN_HELP = `Usage: vmroll plan --repo <url|path> [--ref <ref> | --pr <n>] [options]
@@ -140,23 +140,28 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
   if (gitea && (values['gitea-url'] === undefined || values['gitea-repo'] === undefined)) throw new UsageError('--gitea-url and --gitea-repo go together');
   const kind = clusterKind({ cluster: values.cluster, kubeconfig: values.kubeconfig, context: values.context, 'sim-state': values['sim-state'], 'sim-kubevirt': values['sim-kubevirt'] }, env, false);
 
-  const secrets: string[] = [];
   const gitToken = values['git-token-file'] !== undefined ? readSecret(values['git-token-file'], '--git-token-file') : (env['VMROLL_GIT_TOKEN'] ?? env['GIT_TOKEN']);
-  if (gitToken) secrets.push(gitToken);
+  let hostToken = '';
+  if (values.post && github) {
+    hostToken = values['github-token-file'] !== undefined ? readSecret(values['github-token-file'], '--github-token-file') : (env['GITHUB_TOKEN'] ?? '');
+    if (hostToken === '') throw new UsageError('--post to GitHub needs --github-token-file or GITHUB_TOKEN');
+  } else if (values.post) {
+    hostToken = values['gitea-token-file'] !== undefined ? readSecret(values['gitea-token-file'], '--gitea-token-file') : (env['GITEA_TOKEN'] ?? '');
+    if (hostToken === '') throw new UsageError('--post to Gitea needs --gitea-token-file or GITEA_TOKEN');
+  }
+  const secrets = [gitToken ?? '', hostToken].filter((t) => t !== '');
+  const logger = makeLogger(values['log-level'] ?? 'warn', secrets);
   let reporter: GitHostReporter | null = null;
-  const logger: Logger = pino({ level: values['log-level'] ?? 'warn', base: null, hooks: { streamWrite: (line) => redactSecrets(line, secrets) } }, pino.destination(2));
-  if (values.post) {
-    if (github) {
-      const token = values['github-token-file'] !== undefined ? readSecret(values['github-token-file'], '--github-token-file') : (env['GITHUB_TOKEN'] ?? '');
-      if (token === '') throw new UsageError('--post to GitHub needs --github-token-file or GITHUB_TOKEN');
-      secrets.push(token);
-      reporter = new GitHubReporter({ repo: values['github-repo'] as string, token, ...(values['github-api-url'] !== undefined ? { apiUrl: values['github-api-url'] } : {}), logger });
-    } else {
-      const token = values['gitea-token-file'] !== undefined ? readSecret(values['gitea-token-file'], '--gitea-token-file') : (env['GITEA_TOKEN'] ?? '');
-      if (token === '') throw new UsageError('--post to Gitea needs --gitea-token-file or GITEA_TOKEN');
-      secrets.push(token);
-      reporter = new GiteaReporter({ repo: values['gitea-repo'] as string, apiUrl: values['gitea-url'] as string, token, logger });
+  try {
+    if (values.post && github) {
+      reporter = new GitHubReporter({ repo: values['github-repo'] as string, token: hostToken, ...(values['github-api-url'] !== undefined ? { apiUrl: values['github-api-url'] } : {}), logger });
+    } else if (values.post) {
+      reporter = new GiteaReporter({ repo: values['gitea-repo'] as string, apiUrl: values['gitea-url'] as string, token: hostToken, logger });
     }
+  } catch (e) {
+    // A repository that is not owner/name.
+    if (e instanceof GitHostError) throw new UsageError(`${github ? '--github-repo' : '--gitea-repo'}: ${e.message}`);
+    throw e;
   }
   const fail = (what: string, e: unknown): number => {
     io.err(`vmroll plan: ${what}: ${redactSecrets(e instanceof Error ? e.message : String(e), secrets)}`);
