@@ -2,7 +2,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { type ApiFaults, parseListen, startApiServer } from '../cluster/sim/apiServer.ts';
+import { type ApiFaults, type ApiServer, parseListen, startApiServer } from '../cluster/sim/apiServer.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
 import { parseDuration } from '../config.ts';
 import type { Obj } from '../rollout/index.ts';
@@ -90,7 +90,7 @@ export function simKubeconfig(url: string): string {
 }
 
 /** Runs `vmroll sim`. */
-export async function runSim(argv: string[], io: CommandIO, stop?: Promise<void>): Promise<number> {
+export async function runSim(argv: string[], io: CommandIO): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -146,7 +146,7 @@ export async function runSim(argv: string[], io: CommandIO, stop?: Promise<void>
     ...(values.kubevirt !== undefined ? { kubevirt: loadKubeVirt(values.kubevirt) } : {}),
     ...(watchHistory !== undefined ? { watchHistory } : {}),
   });
-  let server;
+  let server: ApiServer;
   try {
     server = await startApiServer({ cluster, listen, faults, logger });
   } catch (e) {
@@ -159,16 +159,15 @@ export async function runSim(argv: string[], io: CommandIO, stop?: Promise<void>
     writeFileSync(kubeconfigOut, simKubeconfig(server.url), { mode: 0o600 });
     io.out(`vmroll sim: kubeconfig written to ${kubeconfigOut} (kubectl --kubeconfig ${kubeconfigOut} get vms -A)`);
   }
-  await (stop ??
-    new Promise<void>((resolve) => {
-      const done = (): void => {
-        process.off('SIGINT', done);
-        process.off('SIGTERM', done);
-        resolve();
-      };
-      process.on('SIGINT', done);
-      process.on('SIGTERM', done);
-    }));
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      resolve();
+    };
+    process.on('SIGINT', done);
+    process.on('SIGTERM', done);
+  });
   await server.close();
   io.out('vmroll sim: stopped');
   return 0;
