@@ -469,10 +469,19 @@ describe('vmroll plan: commits and pull requests against the live cluster', func
       featureSha = fixed;
     });
 
-    it('plans again when the cluster changes, without duplicating the comment', async function () {
+    it('plans again when the cluster changes, writing only when the plan does, never a second comment', async function () {
+      const before = writes();
       cluster.createObject({ apiVersion: 'instancetype.kubevirt.io/v1beta1', kind: 'VirtualMachineClusterInstancetype', metadata: { name: 'u1.small' }, spec: { cpu: { guest: 1 }, memory: { guest: '1Gi' } } });
-      const [pr1] = await review();
-      assert.equal(pr1?.result, 'posted');
+      assert.equal((await review())[0]?.result, 'unchanged', 'an unrelated object: same plan');
+      assert.equal(writes(), before);
+      // Under Stage, the hot-pluggable sockets change waits for a restart too.
+      cluster.setKubeVirt({ ...KUBEVIRT, spec: { configuration: { vmRolloutStrategy: 'Stage', developerConfiguration: { featureGates: [] } } } });
+      assert.equal((await review())[0]?.result, 'posted');
+      assert.equal(gh.comments(1).length, 1);
+      assert.match(gh.comments(1)[0]?.body ?? '', /#### shop\/web · update · 1 staged/);
+      cluster.setKubeVirt(KUBEVIRT);
+      assert.equal((await review())[0]?.result, 'posted');
+      assert.match(gh.comments(1)[0]?.body ?? '', /#### shop\/web · update · 1 live/);
       assert.equal(gh.comments(1).length, 1);
     });
 

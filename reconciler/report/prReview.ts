@@ -34,6 +34,8 @@ export interface ReviewedPullRequest {
   summary: PlanSummary;
   power: Record<string, PowerChange>;
   sources: Record<string, { file: string; line: number | null }>;
+  /** The comment body and status last written, to skip identical writes when only unrelated cluster state moved. */
+  written: { body: string; status: string };
   /** False once the pull request is no longer listed as open. */
   open: boolean;
   /** Outcome checks made since it closed; a closed pull request that never shows up merged is forgotten after a while. */
@@ -77,7 +79,7 @@ export interface ReviewOptions extends ReportTarget {
 export interface PullRequestReview {
   number: number;
   headSha: string;
-  /** `posted`: status and comment written (or queued); `unchanged`: already reviewed at this head and cluster state; `failed`: see error. */
+  /** `posted`: status or comment written (or queued); `unchanged`: nothing to write, the plan is the one posted; `failed`: see error. */
   result: 'posted' | 'unchanged' | 'failed';
   summary?: PlanSummary;
   error?: string;
@@ -167,14 +169,18 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
         sha: head,
         prNumber: pr.number,
       });
-      await writeStatus(options, {
+      const status = {
         sha: head,
         context: StatusContext.plan,
         state: result.plan.errors.length > 0 ? StatusState.failure : StatusState.success,
         description: statusDescription(result.summary),
         ...(options.targetUrl !== undefined ? { targetUrl: options.targetUrl } : {}),
-      });
-      await writeComment(options, pr.number, body);
+      };
+      const written = { body, status: JSON.stringify(status) };
+      // A VMI's status moving (as it does all day) changes the key, seldom the plan: write only what differs.
+      const same = last !== undefined && last.headSha === head;
+      if (!same || last.written.status !== written.status) await writeStatus(options, status);
+      if (!same || last.written.body !== written.body) await writeComment(options, pr.number, body);
       state.reviewed.set(pr.number, {
         number: pr.number,
         headRef: pr.headRef,
@@ -184,11 +190,13 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
         summary: result.summary,
         power: result.power,
         sources: result.sources,
+        written,
         open: true,
         checksSinceClosed: 0,
       });
-      log.info({ summary: statusDescription(result.summary), base: base?.slice(0, 12) ?? null }, 'reviewed pull request');
-      out.push({ number: pr.number, headSha: head, result: 'posted', summary: result.summary });
+      const unchanged = same && last.written.status === written.status && last.written.body === written.body;
+      log.info({ summary: status.description, base: base?.slice(0, 12) ?? null, unchanged }, 'reviewed pull request');
+      out.push({ number: pr.number, headSha: head, result: unchanged ? 'unchanged' : 'posted', summary: result.summary });
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
       out.push({ number: pr.number, headSha: head, result: 'failed', error: message });
