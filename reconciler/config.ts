@@ -40,6 +40,20 @@ export interface RunConfig {
   gitToken: string | undefined;
   /** Webhook HMAC secret, from VMROLL_WEBHOOK_SECRET or --webhook-secret-file. */
   webhookSecret: string | undefined;
+  /** Where commit statuses and PR comments go, if anywhere. */
+  gitHost: GitHostConfig | undefined;
+}
+
+/** A Git host to report to. The token never leaves the reporter. */
+export interface GitHostConfig {
+  kind: 'github' | 'gitea';
+  /** `owner/name`. */
+  repo: string;
+  /** API root: GitHub's by default (Enterprise: `https://host/api/v3`); Gitea's server URL. */
+  apiUrl: string | undefined;
+  token: string;
+  /** Link shown on commit statuses. */
+  targetUrl: string | undefined;
 }
 
 /** Flag values as parsed by the command. */
@@ -61,6 +75,13 @@ export interface RunFlags {
   'log-level'?: string | undefined;
   'git-token-file'?: string | undefined;
   'webhook-secret-file'?: string | undefined;
+  'github-repo'?: string | undefined;
+  'github-api-url'?: string | undefined;
+  'github-token-file'?: string | undefined;
+  'gitea-url'?: string | undefined;
+  'gitea-repo'?: string | undefined;
+  'gitea-token-file'?: string | undefined;
+  'status-target-url'?: string | undefined;
 }
 
 /** Parses `30s`, `1m`, `1h30m`, `500ms` into milliseconds. */
@@ -113,6 +134,29 @@ export function kubeConfigSource(flags: RunFlags, env: NodeJS.ProcessEnv): KubeC
   return { file: path.join(home, '.kube', 'config'), ...context };
 }
 
+/** The Git host reporter's settings: GitHub (`--github-repo`) or Gitea (`--gitea-url` + `--gitea-repo`), or none. */
+export function gitHostConfig(flags: RunFlags, env: NodeJS.ProcessEnv): GitHostConfig | undefined {
+  const targetUrl = flags['status-target-url'] ?? env['VMROLL_STATUS_TARGET_URL'];
+  const github = flags['github-repo'] ?? env['VMROLL_GITHUB_REPO'];
+  const gitea = flags['gitea-repo'] ?? env['VMROLL_GITEA_REPO'];
+  if (github !== undefined && gitea !== undefined) throw new UsageError('choose one Git host: --github-repo or --gitea-repo');
+  if (github !== undefined) {
+    if (!/^[\w.-]+\/[\w.-]+$/.test(github)) throw new UsageError(`--github-repo must be owner/name, not "${github}"`);
+    const token = flags['github-token-file'] !== undefined ? readSecretFile(flags['github-token-file'], '--github-token-file') : (env['VMROLL_GITHUB_TOKEN'] ?? env['GITHUB_TOKEN'] ?? '');
+    if (token === '') throw new UsageError('--github-repo needs a token: --github-token-file, VMROLL_GITHUB_TOKEN or GITHUB_TOKEN');
+    return { kind: 'github', repo: github, apiUrl: flags['github-api-url'] ?? env['VMROLL_GITHUB_API_URL'], token, targetUrl };
+  }
+  if (gitea !== undefined) {
+    if (!/^[\w.-]+\/[\w.-]+$/.test(gitea)) throw new UsageError(`--gitea-repo must be owner/name, not "${gitea}"`);
+    const apiUrl = flags['gitea-url'] ?? env['VMROLL_GITEA_URL'];
+    if (apiUrl === undefined) throw new UsageError('--gitea-repo needs --gitea-url (the Gitea server, e.g. https://gitea.example.com)');
+    const token = flags['gitea-token-file'] !== undefined ? readSecretFile(flags['gitea-token-file'], '--gitea-token-file') : (env['VMROLL_GITEA_TOKEN'] ?? env['GITEA_TOKEN'] ?? '');
+    if (token === '') throw new UsageError('--gitea-repo needs a token: --gitea-token-file, VMROLL_GITEA_TOKEN or GITEA_TOKEN');
+    return { kind: 'gitea', repo: gitea, apiUrl, token, targetUrl };
+  }
+  return undefined;
+}
+
 /** Builds the run configuration from flags and the environment. */
 export function runConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfig {
   const example = (flags.repo ?? env['VMROLL_REPO'] ?? '') === '';
@@ -144,5 +188,6 @@ export function runConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env)
     logLevel: flags['log-level'] ?? env['VMROLL_LOG_LEVEL'] ?? 'info',
     gitToken: gitToken === '' ? undefined : gitToken,
     webhookSecret: webhookSecret === '' ? undefined : webhookSecret,
+    gitHost: gitHostConfig(flags, env),
   };
 }

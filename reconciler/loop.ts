@@ -29,6 +29,8 @@ export interface ReconcilerOptions {
   applyConcurrency?: number;
   /** How long to wait for the cluster to report writes back before reporting (default 10 s). */
   settleTimeoutMs?: number;
+  /** Called once the plan is made, when there is something to write (for a `pending` commit status). */
+  onWork?: (commit: string, writes: number) => void;
 }
 
 /** Counts for a status line such as `12 in sync · 3 live-updated · 1 awaiting restart`. */
@@ -112,6 +114,11 @@ export class Reconciler {
     return this.manifests?.commit ?? null;
   }
 
+  /** The cluster as this reconciler caches it (PR review plans against the same cache). */
+  get clusterCache(): ClusterCache {
+    return this.cache;
+  }
+
   /** Stops following the cluster. */
   close(): void {
     this.cache.stop();
@@ -172,6 +179,7 @@ export class Reconciler {
       if (o.prune) prune.push(...this.pruneCandidates(manifests));
     });
 
+    if (pending.length + prune.length > 0) o.onWork?.(commit, pending.length + prune.length);
     const errors: ManifestError[] = [...manifests.errors];
     const actions = new Map<string, 'create' | 'update' | 'delete'>();
     const before = new Map<string, Obj | undefined>();

@@ -190,7 +190,7 @@ describe('vmroll run end to end', function () {
     const logger = makeLogger('info', [secret], { write: (l: string) => (lines.push(l), true) } as unknown as NodeJS.WritableStream);
     const config: RunConfig = {
       repo: url, ref: 'main', path: 'vms', intervalMs: 3_600_000, once: false, cluster: 'sim', kubeconfig: undefined, simState: undefined, simKubevirt: undefined, example: false,
-      output: 'json', prune: false, listen: '127.0.0.1:0', cacheDir: path.join(dir, 'cache5'), logLevel: 'info', gitToken: undefined, webhookSecret: secret,
+      output: 'json', prune: false, listen: '127.0.0.1:0', cacheDir: path.join(dir, 'cache5'), logLevel: 'info', gitToken: undefined, webhookSecret: secret, gitHost: undefined,
     };
     const handle = await startRun(config, { out: () => {}, err: () => {} }, logger);
     try {

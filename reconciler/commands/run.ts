@@ -6,7 +6,12 @@ import { pino, type Logger } from 'pino';
 import type { ClusterBackend } from '../cluster/backend.ts';
 import { KubeCluster } from '../cluster/kube.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
-import { EXAMPLE_FIXTURES, type RunConfig, runConfig } from '../config.ts';
+import { EXAMPLE_FIXTURES, type GitHostConfig, type RunConfig, runConfig } from '../config.ts';
+import { GiteaReporter } from '../report/gitea.ts';
+import { GitHubReporter } from '../report/github.ts';
+import { ReviewState, reportMergedOutcome, reviewPullRequests } from '../report/prReview.ts';
+import { ReportQueue } from '../report/queue.ts';
+import { StatusContext, type GitHostReporter } from '../report/reporter.ts';
 import { ensureExampleRepo } from '../source/exampleRepo.ts';
 import { type ReconcileReport, Reconciler, formatSummary } from '../loop.ts';
 import type { Obj } from '../rollout/index.ts';
@@ -45,6 +50,15 @@ Options:
   --cache-dir <dir>          where http(s) repositories are cloned (default .vmroll/cache)
   --git-token-file <file>    Git token (else VMROLL_GIT_TOKEN or GIT_TOKEN)
   --webhook-secret-file <f>  GitHub webhook secret (else VMROLL_WEBHOOK_SECRET)
+  --github-repo <owner/name> report to GitHub: commit status vmroll/sync on every synced
+                             commit, vmroll/plan and one sticky plan comment on every open
+                             pull request (reviewed every interval and on pull_request webhooks)
+  --github-api-url <url>     GitHub API root (default https://api.github.com; Enterprise:
+                             https://HOST/api/v3)
+  --github-token-file <f>    GitHub token (else VMROLL_GITHUB_TOKEN or GITHUB_TOKEN)
+  --gitea-url <url> --gitea-repo <owner/name> --gitea-token-file <f>
+                             the same reports on Gitea (token else GITEA_TOKEN)
+  --status-target-url <url>  link shown on commit statuses
   --log-level <level>        pino level on stderr (default info)
   -h, --help                 this text
 
@@ -106,6 +120,8 @@ export interface RunHandle {
   stop(): Promise<void>;
   /** `host:port` of the webhook server, when listening. */
   address: string | null;
+  /** Waits (bounded) until queued Git host reports are delivered; true when none is left. */
+  flushReports(timeoutMs: number): Promise<boolean>;
 }
 
 /** Starts the loop (without --once semantics); used by `vmroll run` and the demo. */
@@ -129,7 +145,39 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
   }
   const cluster: ClusterBackend = sim ?? kube ?? new SimCluster();
   if (kube !== null) logger.info({ server: kube.server }, 'using the Kubernetes API');
-  const reconciler = new Reconciler({ source, repoLabel, ref: config.ref, path: config.path, cluster, prune: config.prune, logger });
+  const host = config.gitHost !== undefined ? gitHostReporter(config.gitHost, logger) : null;
+  const queue = host !== null ? new ReportQueue({ reporter: host, logger: logger.child({ reporter: host.kind }) }) : null;
+  const target = config.gitHost?.targetUrl !== undefined ? { targetUrl: config.gitHost.targetUrl } : {};
+  const review = new ReviewState();
+  const reconciler = new Reconciler({
+    source,
+    repoLabel,
+    ref: config.ref,
+    path: config.path,
+    cluster,
+    prune: config.prune,
+    logger,
+    // `pending` only when the sync has something to write.
+    onWork: (commit) => queue?.status({ sha: commit, context: StatusContext.sync, state: 'pending', description: 'vmroll is applying this commit', ...target }),
+  });
+  let reportedCommit: string | null = null;
+  /** Statuses after a sync, then merged-PR outcomes and the review of open PRs, all in the sync's serial chain. */
+  const reportSync = async (report: ReconcileReport): Promise<void> => {
+    if (host === null || queue === null) return;
+    // A sync of an already reported commit that changed nothing posts nothing.
+    if (report.commit !== reportedCommit || report.writes > 0) {
+      const failed = report.plan.errors.length > 0;
+      queue.status({ sha: report.commit, context: StatusContext.sync, state: failed ? 'failure' : 'success', description: formatSummary(report.summary), ...target });
+      reportedCommit = report.commit;
+    }
+    try {
+      await reportMergedOutcome({ reporter: host, queue, source, report, repoLabel, logger, state: review });
+      await reviewPullRequests({ reporter: host, queue, source, cache: reconciler.clusterCache, repoLabel, path: config.path, prune: config.prune, logger, state: review, ...target });
+    } catch (e) {
+      // The Git host being down delays reviews; the next interval tries again.
+      logger.warn({ err: e instanceof Error ? e.message : String(e) }, 'pull request review failed');
+    }
+  };
   let running: Promise<ReconcileReport | null> | null = null;
   let again = false;
   let ready = false;
@@ -142,6 +190,7 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
       const report = await reconciler.reconcile();
       sim?.save();
       ready = true;
+      await reportSync(report);
       if (config.output === 'text') io.out(renderReport(report));
       return report;
     } catch (e) {
@@ -183,6 +232,10 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
             logger.info({ ref: push.ref, after: push.after.slice(0, 12) }, 'push webhook: syncing now');
             void trigger('webhook');
           },
+          onPullRequest: () => {
+            // A sync is followed by the pull request review, so one trigger does both.
+            if (host !== null) void trigger('pull_request');
+          },
           logger,
         })
       : null;
@@ -193,6 +246,7 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
     config,
     trigger,
     address: server?.address ?? null,
+    flushReports: (timeoutMs) => queue?.flush(timeoutMs) ?? Promise.resolve(true),
     start() {
       schedule();
     },
@@ -201,11 +255,20 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
       if (timer !== null) clearTimeout(timer);
       if (running !== null) await running;
       await server?.close();
+      // Reports still queued get a bounded chance to reach the Git host before exit.
+      if (queue !== null && !(await queue.flush(10_000))) logger.warn({ pending: queue.pending() }, 'reports not delivered before shutdown');
+      await queue?.close();
       reconciler.close();
       sim?.save();
       kube?.close();
     },
   };
+}
+
+/** The reporter for the configured Git host. */
+function gitHostReporter(config: GitHostConfig, logger: Logger): GitHostReporter {
+  if (config.kind === 'gitea') return new GiteaReporter({ repo: config.repo, apiUrl: config.apiUrl ?? '', token: config.token, logger });
+  return new GitHubReporter({ repo: config.repo, token: config.token, ...(config.apiUrl !== undefined ? { apiUrl: config.apiUrl } : {}), logger });
 }
 
 /** Runs `vmroll run`. */
@@ -229,6 +292,13 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
       'cache-dir': { type: 'string' },
       'git-token-file': { type: 'string' },
       'webhook-secret-file': { type: 'string' },
+      'github-repo': { type: 'string' },
+      'github-api-url': { type: 'string' },
+      'github-token-file': { type: 'string' },
+      'gitea-url': { type: 'string' },
+      'gitea-repo': { type: 'string' },
+      'gitea-token-file': { type: 'string' },
+      'status-target-url': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -240,7 +310,7 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
     return 0;
   }
   const config = runConfig(values);
-  const logger = makeLogger(config.logLevel, [config.gitToken ?? '', config.webhookSecret ?? '']);
+  const logger = makeLogger(config.logLevel, [config.gitToken ?? '', config.webhookSecret ?? '', config.gitHost?.token ?? '']);
   if (config.example) {
     const { created } = await ensureExampleRepo(config.repo, EXAMPLE_FIXTURES);
     // On stderr, so `--output json` stays one JSON document on stdout.

@@ -1,0 +1,104 @@
+/**
+ * `vmroll run --github-repo`: after each sync a `vmroll/sync` status on the synced commit
+ * (`pending` only when there is work, nothing when nothing changed), then the review of open
+ * pull requests (status `vmroll/plan` on the head and one sticky comment), against the GitHub
+ * emulator that checks every request and response with GitHub's own description.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { makeLogger, startRun } from '../reconciler/commands/run.ts';
+import type { RunConfig } from '../reconciler/config.ts';
+import { PLAN_MARKER } from '../reconciler/report/reporter.ts';
+import { ROOT } from './helpers/cases.ts';
+import { type GitServer, type WorkingClone, startGitServer } from './helpers/gitServer.ts';
+import { GitHubEmulator } from './helpers/githubEmulator.ts';
+
+const EXAMPLE = path.join(ROOT, 'fixtures', 'example-repo', 'vms');
+const KUBEVIRT = path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml');
+const TOKEN = 'ghp_runE2eTokenThatMustNeverBeLogged0001';
+
+describe('vmroll run --github-repo', function () {
+  this.timeout(60_000);
+  let git: GitServer;
+  let work: WorkingClone;
+  let repo: string;
+  let dir: string;
+  let gh: GitHubEmulator;
+
+  before(async () => {
+    git = await startGitServer();
+    dir = mkdtempSync(path.join(tmpdir(), 'vmroll-run-gh-'));
+    repo = await git.createBareRepo('fleet');
+    work = await git.createWorkingClone('fleet');
+    for (const f of ['web.yaml', 'db.yaml', 'batch.yaml']) await work.write(`vms/${f}`, readFileSync(path.join(EXAMPLE, f), 'utf8'));
+    await work.commit('three VMs');
+    await work.push();
+    gh = await GitHubEmulator.start({ token: TOKEN, repos: ['acme/fleet'] });
+  });
+  after(async () => {
+    await gh?.stop();
+    await git?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('posts statuses on synced commits, reviews open pull requests, and stays quiet when nothing changed', async () => {
+    const lines: string[] = [];
+    const logger = makeLogger('debug', [TOKEN], { write: (l: string) => (lines.push(l), true) } as unknown as NodeJS.WritableStream);
+    const config: RunConfig = {
+      repo, ref: 'main', path: 'vms', intervalMs: 3_600_000, once: false, cluster: 'sim', kubeconfig: undefined, simState: undefined, simKubevirt: KUBEVIRT,
+      example: false, output: 'json', prune: false, listen: undefined, cacheDir: path.join(dir, 'cache'), logLevel: 'debug', gitToken: undefined, webhookSecret: undefined,
+      gitHost: { kind: 'github', repo: 'acme/fleet', apiUrl: gh.baseUrl, token: TOKEN, targetUrl: 'https://vmroll.example/fleet' },
+    };
+    const handle = await startRun(config, { out: () => {}, err: () => {} }, logger);
+    try {
+      const main1 = await work.git('rev-parse', 'HEAD');
+      await handle.trigger('test');
+      assert.equal(await handle.flushReports(10_000), true);
+      const first = gh.statuses(main1).filter((s) => s.context === 'vmroll/sync');
+      assert.deepEqual(first.map((s) => s.state), ['pending', 'success'], 'pending while applying, then the outcome');
+      assert.equal(first[1]?.description, '0 in sync · 3 created');
+      assert.equal(first[1]?.targetUrl, 'https://vmroll.example/fleet');
+
+      // A pull request that changes web's firmware (staged until restart) and db's sockets (live).
+      await work.git('checkout', '--quiet', '-b', 'resize');
+      await work.write('vms/web.yaml', readFileSync(path.join(EXAMPLE, 'web.yaml'), 'utf8').replace('cores: 1', 'cores: 2'));
+      await work.write('vms/db.yaml', readFileSync(path.join(EXAMPLE, 'db.yaml'), 'utf8').replace('sockets: 4', 'sockets: 6'));
+      const head = await work.commit('resize web and db');
+      await work.git('push', '--quiet', 'origin', 'HEAD:refs/heads/resize', 'HEAD:refs/pull/1/head');
+      await work.git('checkout', '--quiet', 'main');
+      gh.addPullRequest({ number: 1, headRef: 'resize', headSha: head, baseRef: 'main', baseSha: main1, title: 'Resize' });
+
+      await handle.trigger('test');
+      assert.equal(await handle.flushReports(10_000), true);
+      assert.equal(gh.statuses(main1).filter((s) => s.context === 'vmroll/sync').length, 2, 'nothing changed: no new status on main');
+      const plan = gh.statuses(head).filter((s) => s.context === 'vmroll/plan');
+      assert.equal(plan.length, 1);
+      assert.match(plan[0]?.description ?? '', /staged until restart/);
+      const comments = gh.comments(1);
+      assert.equal(comments.length, 1);
+      assert.ok(comments[0]?.body.startsWith(PLAN_MARKER));
+      assert.match(comments[0]?.body ?? '', /shop\/web/);
+      assert.match(comments[0]?.body ?? '', /shop\/db/);
+
+      // Again with nothing new anywhere: no request writes anything.
+      const writesBefore = gh.requests.filter((r) => r.method !== 'GET').length;
+      await handle.trigger('test');
+      assert.equal(await handle.flushReports(10_000), true);
+      assert.equal(gh.requests.filter((r) => r.method !== 'GET').length, writesBefore, 'an idle sync and review post nothing');
+
+      // A new commit on main: statuses on the new commit only.
+      await work.write('vms/batch.yaml', readFileSync(path.join(EXAMPLE, 'batch.yaml'), 'utf8') + '\n# touched\n');
+      const main2 = await work.commit('touch batch');
+      await work.push();
+      await handle.trigger('test');
+      assert.equal(await handle.flushReports(10_000), true);
+      assert.deepEqual(gh.statuses(main2).filter((s) => s.context === 'vmroll/sync').map((s) => s.state), ['success'], 'no write to do: no pending, just the result');
+    } finally {
+      await handle.stop();
+    }
+    assert.deepEqual(gh.violations, []);
+    assert.ok(!lines.join('\n').includes(TOKEN), 'the token never reaches the log');
+  });
+});
