@@ -127,6 +127,11 @@ export class KubeCluster implements ClusterBackend {
     return this.kc.getCurrentCluster()?.server ?? '';
   }
 
+  /** The loaded kubeconfig, so other API clients (leader election) reach the same server as the same user. */
+  get kubeConfig(): KubeConfig {
+    return this.kc;
+  }
+
   /** Informers, by kind (read-only use: tests and metrics). */
   informer(kind: string): Informer | undefined {
     return this.informers.get(kind);

@@ -1,0 +1,280 @@
+/**
+ * Leader election over a Lease served by the simulator's Kubernetes API on 127.0.0.1: one of
+ * several electors leads; a leader cut off from the API steps down by itself before another
+ * takes over; a released lease is taken over at once; injected 409s never make two leaders.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, type Server, type Socket, connect, createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { LeaderElector, SoleLeader, podNamespace } from '../reconciler/cluster/leaderElection.ts';
+import { type ApiServer, startApiServer } from '../reconciler/cluster/sim/apiServer.ts';
+import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
+import { simKubeconfig } from '../reconciler/commands/sim.ts';
+
+/** Polls until `check` holds (every 5 ms, at most `ms`). */
+async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A TCP relay to the API server that a test can cut, as if the replica behind it had lost the network. */
+interface Relay {
+  url: string;
+  cut(): void;
+  close(): Promise<void>;
+}
+
+async function startRelay(target: { host: string; port: number }): Promise<Relay> {
+  const sockets = new Set<Socket>();
+  let cut = false;
+  const server: Server = createServer((client) => {
+    if (cut) return void client.destroy();
+    const upstream = connect(target.port, target.host);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    cut() {
+      cut = true;
+      for (const s of sockets) s.destroy();
+    },
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Who led when, across every elector of a test; fails the moment two lead at once. */
+class Timeline {
+  readonly intervals: Array<{ who: string; from: number; to: number | null }> = [];
+  readonly overlaps: string[] = [];
+  private readonly leading = new Set<string>();
+
+  started(who: string): void {
+    if (this.leading.size > 0) this.overlaps.push(`${who} started leading while ${[...this.leading].join(', ')} led`);
+    this.leading.add(who);
+    this.intervals.push({ who, from: performance.now(), to: null });
+  }
+
+  stopped(who: string): void {
+    this.leading.delete(who);
+    const open = [...this.intervals].reverse().find((i) => i.who === who && i.to === null);
+    if (open !== undefined) open.to = performance.now();
+  }
+
+  leaders(): string[] {
+    return [...this.leading];
+  }
+}
+
+describe('leader election over a Lease (vmroll sim API server)', function () {
+  this.timeout(20_000);
+  let dir: string;
+  let sim: SimCluster;
+  let server: ApiServer;
+  let timeline: Timeline;
+  const electors: LeaderElector[] = [];
+  const relays: Relay[] = [];
+
+  /** A kubeconfig for the API server, through a fresh relay when `relay` is set. */
+  const kubeconfigFor = (url: string, name: string): string => {
+    const file = path.join(dir, `kubeconfig-${name}`);
+    writeFileSync(file, simKubeconfig(url));
+    return file;
+  };
+
+  const elector = async (
+    identity: string,
+    timing: { leaseDurationMs: number; renewDeadlineMs: number; retryPeriodMs: number } = { leaseDurationMs: 300, renewDeadlineMs: 200, retryPeriodMs: 40 },
+  ): Promise<{ elector: LeaderElector; relay: Relay }> => {
+    const relay = await startRelay({ host: '127.0.0.1', port: server.port });
+    relays.push(relay);
+    const e = new LeaderElector({
+      kubeconfig: { file: kubeconfigFor(relay.url, identity) },
+      namespace: 'default',
+      identity,
+      ...timing,
+      requestTimeoutMs: 150,
+      onStartedLeading: () => timeline.started(identity),
+      onStoppedLeading: () => timeline.stopped(identity),
+    });
+    electors.push(e);
+    return { elector: e, relay };
+  };
+
+  const readLease = async (): Promise<Record<string, unknown>> => {
+    const res = await fetch(`${server.url}/apis/coordination.k8s.io/v1/namespaces/default/leases/vmroll`);
+    assert.equal(res.status, 200);
+    return ((await res.json()) as { spec: Record<string, unknown> }).spec;
+  };
+
+  beforeEach(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'vmroll-lease-'));
+    sim = new SimCluster();
+    server = await startApiServer({ cluster: sim, listen: '127.0.0.1:0' });
+    timeline = new Timeline();
+  });
+
+  afterEach(async () => {
+    await Promise.all(electors.splice(0).map((e) => e.stop()));
+    await Promise.all(relays.splice(0).map((r) => r.close()));
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('makes exactly one of two electors leader and writes the lease as Kubernetes does', async () => {
+    const a = await elector('replica-a');
+    const b = await elector('replica-b');
+    a.elector.start();
+    b.elector.start();
+    await until('a leader', () => timeline.leaders().length === 1);
+    // Several renewals later, still the same single leader.
+    await pause(400);
+    assert.deepEqual(timeline.overlaps, []);
+    const [leader] = timeline.leaders();
+    assert.ok(leader !== undefined);
+    assert.equal(a.elector.isLeader(), leader === 'replica-a');
+    assert.equal(b.elector.isLeader(), leader === 'replica-b');
+    assert.equal(timeline.intervals.length, 1, 'leadership never changed hands');
+    const spec = await readLease();
+    assert.equal(spec['holderIdentity'], leader);
+    assert.equal(spec['leaseDurationSeconds'], 1, 'whole seconds, at least one');
+    assert.equal(spec['leaseTransitions'], 0);
+    // MicroTime: RFC 3339 with six fractional digits.
+    assert.match(String(spec['acquireTime']), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+    assert.match(String(spec['renewTime']), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+    assert.ok(Date.parse(String(spec['renewTime'])) > Date.parse(String(spec['acquireTime'])), 'renewals move renewTime, not acquireTime');
+  });
+
+  it('a leader cut off from the API steps down by itself, then the other takes over once the lease expires', async () => {
+    const a = await elector('replica-a');
+    a.elector.start();
+    await until('a leads', () => a.elector.isLeader());
+    const b = await elector('replica-b');
+    b.elector.start();
+    await pause(100);
+    assert.equal(b.elector.isLeader(), false, 'a valid lease is not taken');
+    a.relay.cut();
+    await until('b leads', () => b.elector.isLeader());
+    assert.equal(a.elector.isLeader(), false);
+    assert.deepEqual(timeline.overlaps, []);
+    const [first, second] = timeline.intervals;
+    assert.equal(first?.who, 'replica-a');
+    assert.equal(second?.who, 'replica-b');
+    assert.ok(first.to !== null && first.to <= second.from, 'a stopped before b started');
+    const spec = await readLease();
+    assert.equal(spec['holderIdentity'], 'replica-b');
+    assert.equal(spec['leaseTransitions'], 1);
+  });
+
+  it('a leader that stops renewing (dies) is replaced after the lease expires, not before', async () => {
+    const a = await elector('replica-a');
+    a.elector.start();
+    await until('a leads', () => a.elector.isLeader());
+    const before = await readLease();
+    const b = await elector('replica-b');
+    b.elector.start();
+    await a.elector.stop();
+    // b first sees a's lease now and must sit out a whole lease duration.
+    assert.equal(b.elector.isLeader(), false);
+    await until('b leads', () => b.elector.isLeader());
+    const after = await readLease();
+    assert.equal(after['holderIdentity'], 'replica-b');
+    assert.equal(after['leaseTransitions'], 1);
+    assert.notEqual(after['acquireTime'], before['acquireTime']);
+  });
+
+  it('release hands the lease over at once, long before it would expire', async () => {
+    // A 30 s lease: without the release, the follower could not take over within this test.
+    const slow = { leaseDurationMs: 30_000, renewDeadlineMs: 20_000, retryPeriodMs: 30 };
+    const a = await elector('replica-a', slow);
+    a.elector.start();
+    await until('a leads', () => a.elector.isLeader());
+    const b = await elector('replica-b', slow);
+    b.elector.start();
+    await pause(100);
+    assert.equal(b.elector.isLeader(), false);
+    await a.elector.release();
+    assert.equal(a.elector.isLeader(), false);
+    await until('b leads', () => b.elector.isLeader(), 3000);
+    assert.deepEqual(timeline.overlaps, []);
+    const spec = await readLease();
+    assert.equal(spec['holderIdentity'], 'replica-b');
+    assert.equal(spec['leaseDurationSeconds'], 30);
+    assert.equal(spec['leaseTransitions'], 1);
+  });
+
+  it('under injected conflicts and a lost leader, never two leaders at once', async () => {
+    server.setFaults({ conflictRate: 0.5, seed: 7 });
+    const replicas = await Promise.all(['replica-a', 'replica-b', 'replica-c'].map((id) => elector(id)));
+    for (const r of replicas) r.elector.start();
+    await until('a leader', () => timeline.leaders().length === 1);
+    await pause(600);
+    const first = replicas.find((r) => r.elector.isLeader());
+    assert.ok(first !== undefined, 'conflicts alone do not leave the lease leaderless for long');
+    first.relay.cut();
+    await until('another leader', () => replicas.some((r) => r !== first && r.elector.isLeader()));
+    await pause(400);
+    assert.ok(server.stats().faultsInjected > 0, 'conflicts were injected');
+    assert.deepEqual(timeline.overlaps, []);
+    const sorted = [...timeline.intervals].sort((x, y) => x.from - y.from);
+    for (let i = 1; i < sorted.length; i++) {
+      const prev = sorted[i - 1];
+      const next = sorted[i];
+      assert.ok(prev !== undefined && next !== undefined && prev.to !== null && prev.to <= next.from, `${prev?.who} and ${next?.who} overlapped`);
+    }
+    assert.equal(timeline.leaders().length, 1);
+  });
+
+  it('refuses timings where a leader could outlive its lease', () => {
+    assert.throws(
+      () => new LeaderElector({ kubeconfig: { file: kubeconfigFor(server.url, 'x') }, namespace: 'default', leaseDurationMs: 1000, renewDeadlineMs: 1000 }),
+      /renew deadline must be shorter than the lease duration/,
+    );
+  });
+});
+
+describe('SoleLeader and podNamespace', () => {
+  it('the embedded simulator’s election leads from start to release', async () => {
+    const events: string[] = [];
+    const e = new SoleLeader({ onStartedLeading: () => events.push('start'), onStoppedLeading: (why) => events.push(`stop: ${why}`) });
+    assert.equal(e.isLeader(), false);
+    e.start();
+    assert.equal(e.isLeader(), true);
+    await e.release();
+    assert.equal(e.isLeader(), false);
+    assert.deepEqual(events, ['start', 'stop: stopping']);
+  });
+
+  it('reads the pod namespace file, trimmed, and nothing outside a pod', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'vmroll-ns-'));
+    try {
+      const file = path.join(dir, 'namespace');
+      writeFileSync(file, 'vm-ops\n');
+      assert.equal(podNamespace(file), 'vm-ops');
+      assert.equal(podNamespace(path.join(dir, 'missing')), undefined);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
