@@ -3,6 +3,8 @@
  * defines planned against the live cluster as the cache holds it. Used by PR review and
  * `vmroll plan`; it reads the cache and Git only and never writes to the cluster.
  */
+import { FIELD_MANAGER } from '../cluster/kube.ts';
+import { serverSideApply } from '../cluster/sim/patch.ts';
 import { createHash } from 'node:crypto';
 import { SOURCE_PATH_ANNOTATION, appliedIn, ownedBy, withOwnership } from '../apply/ownership.ts';
 import type { ClusterCache } from '../cluster/cache.ts';
@@ -115,8 +117,17 @@ function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** The stored VM as it will be once applied: the simulator replaces labels, annotations and spec, and keeps status. */
+/**
+ * The stored VM as it will be once applied. Where the server tracks managedFields (a real API
+ * server, `vmroll sim`), it is server-side apply's own result: fields other managers own
+ * (defaults, KubeVirt's additions) stay, fields vmroll stops applying go. The embedded
+ * simulator keeps no managedFields and replaces labels, annotations and spec.
+ */
 function projected(live: Obj, desired: Obj): Obj {
+  if (Array.isArray(metaOf(live)['managedFields'])) {
+    const applied = serverSideApply(live, desired, { manager: FIELD_MANAGER, force: true, now: new Date(0).toISOString() });
+    if (applied.ok) return applied.object;
+  }
   const d = metaOf(desired);
   return { ...live, metadata: { ...metaOf(live), labels: d['labels'], annotations: d['annotations'] }, spec: desired['spec'] ?? {} };
 }
