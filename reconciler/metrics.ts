@@ -1,0 +1,230 @@
+/**
+ * vmroll's Prometheus metrics, on a registry of its own (never prom-client's global one, so
+ * that several runs in one process, tests above all, do not share counters). The loop, the
+ * cluster backend and the Git host reporters feed it through the small helpers below; the
+ * `/metrics` endpoint serves {@link VmrollMetrics.metricsText}.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ReconcileReport } from './loop.ts';
+import { GitHostError, type GitHostReporter } from './report/reporter.ts';
+
+/** The states `vmroll_vms` counts VMs in. */
+export const VmState = {
+  /** The cluster holds what Git says (created or unchanged), nothing waits for a restart. */
+  inSync: 'in_sync',
+  /** Updated by the last sync and all of it went live. */
+  liveUpdated: 'live_updated',
+  /** KubeVirt set RestartRequired: some of the change waits for the next restart. */
+  awaitingRestart: 'awaiting_restart',
+  /** Manifests that failed to load or apply (one per error: a broken file may hold several VMs). */
+  error: 'error',
+} as const;
+/** One of {@link VmState}. */
+export type VmState = (typeof VmState)[keyof typeof VmState];
+
+/** How a reconcile ended, the `result` label of `vmroll_reconcile_duration_seconds`. */
+export const ReconcileResult = {
+  /** Synced without any manifest or apply error. */
+  ok: 'ok',
+  /** Synced, but some manifests failed to load or apply. */
+  errors: 'errors',
+  /** The sync as a whole failed (fetch, cluster unreachable). */
+  failed: 'failed',
+} as const;
+/** One of {@link ReconcileResult}. */
+export type ReconcileResult = (typeof ReconcileResult)[keyof typeof ReconcileResult];
+
+/** How a Git host API call ended, the `result` label of `vmroll_githost_api_calls_total`. */
+export const GitHostCallResult = {
+  ok: 'ok',
+  rate_limited: 'rate_limited',
+  unavailable: 'unavailable',
+  unauthorized: 'unauthorized',
+  not_found: 'not_found',
+  invalid: 'invalid',
+  /** Anything that is not a GitHostError (a bug, not the host). */
+  error: 'error',
+} as const;
+/** One of {@link GitHostCallResult}. */
+export type GitHostCallResult = (typeof GitHostCallResult)[keyof typeof GitHostCallResult];
+
+const HOST_RESULT: Record<GitHostError['code'], GitHostCallResult> = {
+  RateLimited: 'rate_limited',
+  Unavailable: 'unavailable',
+  Unauthorized: 'unauthorized',
+  NotFound: 'not_found',
+  Invalid: 'invalid',
+};
+
+/** A reporter that says how much of its rate limit is left (GitHub does; Gitea does not). */
+interface RateLimited {
+  rateLimit(): { remaining: number } | undefined;
+}
+
+function hasRateLimit(r: object): r is RateLimited {
+  return typeof (r as { rateLimit?: unknown }).rateLimit === 'function';
+}
+
+function isPromise(v: unknown): v is Promise<unknown> {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
+
+/** Options of {@link VmrollMetrics}. */
+export interface VmrollMetricsOptions {
+  /** Add prom-client's process and Node.js metrics (default true). */
+  defaultMetrics?: boolean;
+}
+
+/** Every metric vmroll exports, and the helpers that feed them. */
+export class VmrollMetrics {
+  /** The registry `/metrics` serves. */
+  readonly registry = new Registry();
+  private readonly reconcileDuration: Histogram<'repository' | 'result'>;
+  private readonly vms: Gauge<'repository' | 'state'>;
+  private readonly gitFetchDuration: Histogram<'repository'>;
+  private readonly kubeRequests: Counter<'verb' | 'resource' | 'code'>;
+  private readonly hostCalls: Counter<'host' | 'result'>;
+  private readonly hostRateLimit: Gauge<'host'>;
+  private readonly leader: Gauge;
+  private readonly queues = new Map<string, () => number>();
+
+  constructor(options: VmrollMetricsOptions = {}) {
+    const registers = [this.registry];
+    this.reconcileDuration = new Histogram({
+      name: 'vmroll_reconcile_duration_seconds',
+      help: 'Time one reconcile of a repository took, fetch to report.',
+      labelNames: ['repository', 'result'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      registers,
+    });
+    this.vms = new Gauge({
+      name: 'vmroll_vms',
+      help: 'VirtualMachines of a repository by state after its last sync.',
+      labelNames: ['repository', 'state'],
+      registers,
+    });
+    this.gitFetchDuration = new Histogram({
+      name: 'vmroll_git_fetch_duration_seconds',
+      help: 'Time fetching the tracked ref from the Git server took.',
+      labelNames: ['repository'],
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.kubeRequests = new Counter({
+      name: 'vmroll_kube_api_requests_total',
+      help: 'Requests to the Kubernetes API by verb, resource and HTTP status (0: no answer).',
+      labelNames: ['verb', 'resource', 'code'],
+      registers,
+    });
+    this.hostCalls = new Counter({
+      name: 'vmroll_githost_api_calls_total',
+      help: 'Calls to the Git host API (commit statuses, pull requests, comments) by host and result.',
+      labelNames: ['host', 'result'],
+      registers,
+    });
+    this.hostRateLimit = new Gauge({
+      name: 'vmroll_githost_rate_limit_remaining',
+      help: 'Requests left in the Git host rate-limit window, as the host last reported.',
+      labelNames: ['host'],
+      registers,
+    });
+    this.leader = new Gauge({ name: 'vmroll_leader', help: '1 while this replica is the leader and reconciles, else 0.', registers });
+    this.leader.set(0);
+    const queues = this.queues;
+    new Gauge({
+      name: 'vmroll_reports_pending',
+      help: 'Commit statuses and comments waiting for the Git host.',
+      labelNames: ['repository'],
+      registers,
+      collect() {
+        for (const [repository, pending] of queues) this.set({ repository }, pending());
+      },
+    });
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Records a finished reconcile: its duration, the Git fetch it made, and VMs by state. */
+  recordReconcile(repository: string, report: ReconcileReport): void {
+    const result: ReconcileResult = report.plan.errors.length > 0 ? 'errors' : 'ok';
+    this.reconcileDuration.observe({ repository, result }, report.timings.total / 1000);
+    this.gitFetchDuration.observe({ repository }, report.timings.fetch / 1000);
+    const counts: Record<VmState, number> = { in_sync: 0, live_updated: 0, awaiting_restart: 0, error: report.plan.errors.length };
+    for (const vm of report.plan.vms) {
+      if (vm.action === 'delete') continue;
+      if (vm.restartRequired) counts.awaiting_restart++;
+      else if (vm.action === 'update') counts.live_updated++;
+      else counts.in_sync++;
+    }
+    for (const state of Object.values(VmState)) this.vms.set({ repository, state }, counts[state]);
+  }
+
+  /** Records a reconcile that failed as a whole; the VM counts keep their last values. */
+  recordFailure(repository: string, durationMs: number): void {
+    this.reconcileDuration.observe({ repository, result: 'failed' }, durationMs / 1000);
+  }
+
+  /** Records a Git fetch made outside a reconcile (pull-request review). */
+  recordGitFetch(repository: string, durationMs: number): void {
+    this.gitFetchDuration.observe({ repository }, durationMs / 1000);
+  }
+
+  /** Counts one Kubernetes API request; fits `KubeClusterOptions.onRequest`. */
+  readonly kubeRequest = (verb: string, resource: string, status: number): void => {
+    this.kubeRequests.inc({ verb, resource, code: String(status) });
+  };
+
+  /** Sets whether this replica leads. */
+  setLeader(leading: boolean): void {
+    this.leader.set(leading ? 1 : 0);
+  }
+
+  /** Reports a report queue's backlog on every scrape. */
+  watchReportQueue(repository: string, queue: { pending(): number }): void {
+    this.queues.set(repository, () => queue.pending());
+  }
+
+  /**
+   * Wraps a reporter so that every call to the host is counted by result and, where the host
+   * says, the rate limit left is recorded. The wrapper is the reporter in every other respect.
+   */
+  instrumentReporter<T extends GitHostReporter>(reporter: T): T {
+    const host = reporter.kind;
+    const settle = (result: GitHostCallResult): void => {
+      this.hostCalls.inc({ host, result });
+      if (hasRateLimit(reporter)) {
+        const limit = reporter.rateLimit();
+        if (limit !== undefined) this.hostRateLimit.set({ host }, limit.remaining);
+      }
+    };
+    return new Proxy(reporter, {
+      get(target, property) {
+        const value: unknown = Reflect.get(target, property, target);
+        if (typeof value !== 'function' || property === 'rateLimit') return value;
+        return (...args: unknown[]): unknown => {
+          const out: unknown = (value as (...a: unknown[]) => unknown).apply(target, args);
+          if (!isPromise(out)) return out;
+          return out.then(
+            (v) => {
+              settle('ok');
+              return v;
+            },
+            (e: unknown) => {
+              settle(e instanceof GitHostError ? HOST_RESULT[e.code] : 'error');
+              throw e;
+            },
+          );
+        };
+      },
+    });
+  }
+
+  /** The Prometheus content type of {@link metricsText}. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** Every metric in Prometheus' text exposition format. */
+  metricsText(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
