@@ -77,6 +77,29 @@ export interface ApiServerOptions {
   saveDelayMs?: number;
   /** Largest request body accepted (default 3 MiB, Kubernetes' own limit). */
   maxBodyBytes?: number;
+  /** Called once per API request when it is answered (a watch: when it ends); tests check RBAC rules with it. */
+  onRequest?: (info: ApiRequestInfo) => void;
+}
+
+/** One API request as an authorizer sees it (admin endpoints excluded). */
+export interface ApiRequestInfo {
+  /** False for discovery, version and OpenAPI documents (RBAC's non-resource URLs). */
+  resourceRequest: boolean;
+  /** get, list, watch, create, update, patch, delete, deletecollection, or `apply` (server-side apply, which RBAC checks as patch). */
+  verb: string;
+  /** The URL path. */
+  path: string;
+  /** API group ('' for the core group and for non-resource requests). */
+  group: string;
+  version: string;
+  /** Plural resource name ('' for non-resource requests). */
+  resource: string;
+  /** `status`, or a KubeVirt action (`restart`, `start`, `stop`). */
+  subresource: string | undefined;
+  namespace: string | undefined;
+  name: string | undefined;
+  /** The HTTP status answered. */
+  code: number;
 }
 
 /** Request counts since the start or the last reset; the benchmark counts reads and writes here. */
@@ -441,6 +464,7 @@ class ApiHandler {
   private readonly bookmarkIntervalMs: number;
   private readonly saveDelayMs: number;
   private readonly maxBodyBytes: number;
+  private readonly onRequest: ApiServerOptions['onRequest'];
   serverAddress = '';
 
   constructor(
@@ -451,6 +475,7 @@ class ApiHandler {
     this.bookmarkIntervalMs = options.bookmarkIntervalMs ?? 5_000;
     this.saveDelayMs = options.saveDelayMs ?? 500;
     this.maxBodyBytes = options.maxBodyBytes ?? 3 * 1024 * 1024;
+    this.onRequest = options.onRequest;
     this.setFaults(options.faults ?? {});
   }
 
@@ -536,6 +561,12 @@ class ApiHandler {
     sendJson(res, error.code, error.toStatus());
   }
 
+  /** Reports the request to {@link ApiServerOptions.onRequest} once it is answered. */
+  private observe(res: ServerResponse, info: Omit<ApiRequestInfo, 'code'>): void {
+    const hook = this.onRequest;
+    if (hook !== undefined) res.once('close', () => hook({ ...info, code: res.statusCode }));
+  }
+
   private count(verb: string, resourceKey: string): void {
     const c = this.counters;
     c.byVerb[verb] = (c.byVerb[verb] ?? 0) + 1;
@@ -578,6 +609,7 @@ class ApiHandler {
     const r = route(segments, this.serverAddress);
     if (r.type === 'document' || r.type === 'openapi') {
       this.counters.discovery++;
+      this.observe(res, { resourceRequest: false, verb: method.toLowerCase(), path: `/${path}`, group: '', version: '', resource: '', subresource: undefined, namespace: undefined, name: undefined });
       if (method !== 'GET') throw methodNotAllowed();
       if (r.type === 'openapi') {
         // v3 is absent (clients fall back to v2). v2 is a document without schemas: kubectl 1.20's
@@ -603,6 +635,7 @@ class ApiHandler {
     const verb = verbOf(method, t, query, contentTypeOf(req));
     const resourceKey = qualifiedResource({ group: t.info.group, resource: t.subresource === undefined ? t.info.resource : `${t.info.resource}/${t.subresource}` });
     this.count(verb, resourceKey);
+    this.observe(res, { resourceRequest: true, verb, path: `/${path}`, group: t.info.group, version: t.info.version, resource: t.info.resource, subresource: t.subresource, namespace: t.namespace, name: t.name });
     const writeToExisting = verb === 'update' || verb === 'patch' || verb === 'apply' || verb === 'delete';
     const fault = this.injectedFault(writeToExisting, t.info, t.name);
     if (fault !== null) throw fault;
@@ -1100,6 +1133,7 @@ class ApiHandler {
   private async vmAction(req: IncomingMessage, res: ServerResponse, method: string, action: ActionInfo, namespace: string, name: string, query: URLSearchParams): Promise<void> {
     const vmResource = { group: 'kubevirt.io', resource: 'virtualmachines' };
     this.count('update', qualifiedResource({ group: action.group, resource: `${action.resource}/${action.action}` }));
+    this.observe(res, { resourceRequest: true, verb: 'update', path: `/apis/${action.group}/${action.version}/namespaces/${namespace}/${action.resource}/${name}/${action.action}`, group: action.group, version: action.version, resource: action.resource, subresource: action.action, namespace, name });
     if (method !== 'PUT') throw methodNotAllowed();
     const fault = this.injectedFault(false, vmResource, name);
     if (fault !== null) throw fault;

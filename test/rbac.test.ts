@@ -1,0 +1,356 @@
+/**
+ * The RBAC rules in deploy/base are exactly what vmroll needs: a full cycle of the kube backend
+ * and leader election against the simulator's API server over HTTP (create, update, prune,
+ * restart/stop/start, a conflict and its fresh read, a lease acquired, renewed and released),
+ * every request recorded, and each request checked against the ClusterRole and the leases
+ * Role the manifests bind to vmroll's ServiceAccount. Every request must be allowed, and every
+ * verb the roles grant on every resource must have been used by some request.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { parse, parseAllDocuments } from 'yaml';
+import { ClusterError } from '../reconciler/cluster/backend.ts';
+import { KubeCluster } from '../reconciler/cluster/kube.ts';
+import { LeaderElector } from '../reconciler/cluster/leaderElection.ts';
+import { type ApiRequestInfo, type ApiServer, startApiServer } from '../reconciler/cluster/sim/apiServer.ts';
+import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
+import { makeLogger } from '../reconciler/commands/run.ts';
+import { simKubeconfig } from '../reconciler/commands/sim.ts';
+import { Reconciler } from '../reconciler/loop.ts';
+import type { Obj } from '../reconciler/rollout/index.ts';
+import { GitSource } from '../reconciler/source/gitSource.ts';
+import { ROOT } from './helpers/cases.ts';
+import { type GitServer, startGitServer } from './helpers/gitServer.ts';
+
+const BASE = path.join(ROOT, 'deploy', 'base');
+const EXAMPLE = path.join(ROOT, 'fixtures', 'example-repo', 'vms');
+const KUBEVIRT = path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml');
+
+// ---------------------------------------------------------------------------------------------
+// A small RBAC authorizer, after Kubernetes' documented rule semantics.
+
+/** One rule of a Role or ClusterRole. */
+interface PolicyRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+  resourceNames: string[];
+  nonResourceURLs: string[];
+}
+
+/** Rules granted to a subject, and where they apply (undefined: every namespace). */
+interface Grant {
+  source: string;
+  namespace: string | undefined;
+  rules: PolicyRule[];
+}
+
+/** What the authorizer is asked: one verb on one resource (or a non-resource path). */
+interface Attributes {
+  resourceRequest: boolean;
+  verb: string;
+  group: string;
+  resource: string;
+  subresource: string | undefined;
+  namespace: string | undefined;
+  name: string | undefined;
+  path: string;
+}
+
+const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+
+function toRule(r: unknown): PolicyRule {
+  const o = (r ?? {}) as Obj;
+  return { apiGroups: strings(o['apiGroups']), resources: strings(o['resources']), verbs: strings(o['verbs']), resourceNames: strings(o['resourceNames']), nonResourceURLs: strings(o['nonResourceURLs']) };
+}
+
+function metaOf(o: Obj): Obj {
+  return (o['metadata'] ?? {}) as Obj;
+}
+
+/** Whether one rule allows the request: verb, group, `resource` or `resource/subresource`, name. */
+function ruleAllows(rule: PolicyRule, a: Attributes): boolean {
+  if (!rule.verbs.includes(a.verb) && !rule.verbs.includes('*')) return false;
+  if (!a.resourceRequest) return rule.nonResourceURLs.some((u) => u === a.path || u === '*' || (u.endsWith('*') && a.path.startsWith(u.slice(0, -1))));
+  if (!rule.apiGroups.includes(a.group) && !rule.apiGroups.includes('*')) return false;
+  const combined = a.subresource === undefined ? a.resource : `${a.resource}/${a.subresource}`;
+  const resourceOk = rule.resources.some(
+    (r) => r === '*' || r === combined || (a.subresource !== undefined && (r === `${a.resource}/*` || r === `*/${a.subresource}`)),
+  );
+  if (!resourceOk) return false;
+  // A rule naming objects matches only requests for one of them: never a create, list or collection watch.
+  return rule.resourceNames.length === 0 || (a.name !== undefined && rule.resourceNames.includes(a.name));
+}
+
+/** Whether any grant allows the request; a namespaced grant only inside its namespace. */
+function allowed(grants: readonly Grant[], a: Attributes): boolean {
+  return grants.some((g) => (g.namespace === undefined || g.namespace === a.namespace) && g.rules.some((r) => ruleAllows(r, a)));
+}
+
+/**
+ * The checks RBAC makes for one recorded request. Server-side apply is a patch, and when it
+ * creates the object (201) the API server also checks create.
+ */
+function checksFor(info: ApiRequestInfo): Attributes[] {
+  const base: Attributes = {
+    resourceRequest: info.resourceRequest,
+    verb: info.verb,
+    group: info.group,
+    resource: info.resource,
+    subresource: info.subresource,
+    namespace: info.namespace,
+    name: info.name,
+    path: info.path,
+  };
+  if (info.verb !== 'apply') return [base];
+  return info.code === 201 ? [{ ...base, verb: 'patch' }, { ...base, verb: 'create', name: undefined }] : [{ ...base, verb: 'patch' }];
+}
+
+/**
+ * Kubernetes binds the default ClusterRoles system:discovery and system:public-info-viewer
+ * to every authenticated user: these non-resource paths need nothing from vmroll's roles.
+ */
+const DEFAULT_NON_RESOURCE_GRANT: Grant = {
+  source: 'system:discovery (Kubernetes default)',
+  namespace: undefined,
+  rules: [toRule({ verbs: ['get'], nonResourceURLs: ['/api', '/api/*', '/apis', '/apis/*', '/healthz', '/livez', '/readyz', '/version', '/version/', '/openapi', '/openapi/*'] })],
+};
+
+/** Every object of every YAML file in a folder. */
+function loadObjects(dir: string): Obj[] {
+  const out: Obj[] = [];
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.yaml')).sort()) {
+    for (const doc of parseAllDocuments(readFileSync(path.join(dir, f), 'utf8'))) {
+      const o = doc.toJS() as unknown;
+      if (typeof o === 'object' && o !== null) out.push(o as Obj);
+    }
+  }
+  return out;
+}
+
+/** The rules the manifests give a ServiceAccount, following its ClusterRoleBindings and RoleBindings. */
+function grantsOf(objects: readonly Obj[], account: { namespace: string; name: string }): Grant[] {
+  const grants: Grant[] = [];
+  const find = (kind: string, name: string, namespace?: string): Obj | undefined =>
+    objects.find((o) => o['kind'] === kind && metaOf(o)['name'] === name && (namespace === undefined || metaOf(o)['namespace'] === namespace));
+  for (const binding of objects.filter((o) => o['kind'] === 'ClusterRoleBinding' || o['kind'] === 'RoleBinding')) {
+    const subjects = (binding['subjects'] ?? []) as Obj[];
+    const bindingNs = metaOf(binding)['namespace'] as string | undefined;
+    const mine = subjects.some((s) => s['kind'] === 'ServiceAccount' && s['name'] === account.name && (s['namespace'] ?? bindingNs) === account.namespace);
+    if (!mine) continue;
+    const ref = (binding['roleRef'] ?? {}) as Obj;
+    const roleName = String(ref['name'] ?? '');
+    const role = ref['kind'] === 'ClusterRole' ? find('ClusterRole', roleName) : find('Role', roleName, bindingNs);
+    assert.ok(role !== undefined, `${String(binding['kind'])} ${String(metaOf(binding)['name'])} refers to ${String(ref['kind'])} ${roleName}, which the manifests do not define`);
+    grants.push({
+      source: `${String(role['kind'])} ${roleName}`,
+      // A ClusterRoleBinding grants everywhere; any RoleBinding only in its own namespace.
+      namespace: binding['kind'] === 'ClusterRoleBinding' ? undefined : bindingNs,
+      rules: ((role['rules'] ?? []) as unknown[]).map(toRule),
+    });
+  }
+  return grants;
+}
+
+function describeRequest(a: Attributes): string {
+  if (!a.resourceRequest) return `${a.verb} ${a.path}`;
+  const res = `${a.subresource === undefined ? a.resource : `${a.resource}/${a.subresource}`}${a.group === '' ? '' : `.${a.group}`}`;
+  return `${a.verb} ${res}${a.namespace !== undefined ? ` in ${a.namespace}` : ' (all namespaces)'}${a.name !== undefined ? ` name ${a.name}` : ''}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('RBAC authorizer used by these tests', () => {
+  const grants: Grant[] = [
+    { source: 'cluster', namespace: undefined, rules: [toRule({ apiGroups: ['kubevirt.io'], resources: ['virtualmachines'], verbs: ['get', 'patch'] })] },
+    {
+      source: 'ns',
+      namespace: 'team',
+      rules: [
+        toRule({ apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['vmroll'], verbs: ['get', 'update'] }),
+        toRule({ apiGroups: ['subresources.kubevirt.io'], resources: ['virtualmachines/restart'], verbs: ['update'] }),
+      ],
+    },
+  ];
+  const req = (over: Partial<Attributes>): Attributes => ({ resourceRequest: true, verb: 'get', group: 'kubevirt.io', resource: 'virtualmachines', subresource: undefined, namespace: 'a', name: 'x', path: '/x', ...over });
+  const cases: Array<[string, Partial<Attributes>, boolean]> = [
+    ['granted verb on the granted resource, any namespace', { namespace: 'elsewhere' }, true],
+    ['a verb not granted', { verb: 'delete' }, false],
+    ['same resource name in another group', { group: 'apps' }, false],
+    ['a subresource is not its resource', { subresource: 'status', verb: 'patch' }, false],
+    ['resource/subresource as a resource', { group: 'subresources.kubevirt.io', subresource: 'restart', verb: 'update', namespace: 'team' }, true],
+    ['another subresource of the same resource', { group: 'subresources.kubevirt.io', subresource: 'stop', verb: 'update', namespace: 'team' }, false],
+    ['a namespaced grant outside its namespace', { group: 'coordination.k8s.io', resource: 'leases', name: 'vmroll', namespace: 'other' }, false],
+    ['a named object in resourceNames', { group: 'coordination.k8s.io', resource: 'leases', name: 'vmroll', namespace: 'team' }, true],
+    ['an object not in resourceNames', { group: 'coordination.k8s.io', resource: 'leases', name: 'other', namespace: 'team' }, false],
+    ['a request without a name against resourceNames', { group: 'coordination.k8s.io', resource: 'leases', name: undefined, namespace: 'team', verb: 'update' }, false],
+  ];
+  for (const [title, over, expected] of cases) {
+    it(`${expected ? 'allows' : 'denies'}: ${title}`, () => assert.equal(allowed(grants, req(over)), expected));
+  }
+
+  it('turns an apply that created its object into patch and create, and a later apply into patch only', () => {
+    const info: ApiRequestInfo = { resourceRequest: true, verb: 'apply', path: '/p', group: 'kubevirt.io', version: 'v1', resource: 'virtualmachines', subresource: undefined, namespace: 'a', name: 'x', code: 201 };
+    assert.deepEqual(checksFor(info).map((a) => a.verb), ['patch', 'create']);
+    assert.deepEqual(checksFor({ ...info, code: 200 }).map((a) => a.verb), ['patch']);
+  });
+});
+
+describe('deploy/base RBAC against every request of a full vmroll cycle', function () {
+  this.timeout(60_000);
+  let git: GitServer;
+  let server: ApiServer;
+  let sim: SimCluster;
+  let dir: string;
+  const recorded: ApiRequestInfo[] = [];
+  let recording = false;
+
+  const objects = loadObjects(BASE);
+  const account = objects.find((o) => o['kind'] === 'ServiceAccount');
+  const deployment = objects.find((o) => o['kind'] === 'Deployment');
+  const vmrollNamespace = String(metaOf(account ?? {})['namespace'] ?? '');
+
+  before(async () => {
+    git = await startGitServer();
+    dir = mkdtempSync(path.join(tmpdir(), 'vmroll-rbac-'));
+    sim = new SimCluster({ kubevirt: parse(readFileSync(KUBEVIRT, 'utf8')) as Obj });
+    server = await startApiServer({
+      cluster: sim,
+      listen: '127.0.0.1:0',
+      bookmarkIntervalMs: 100,
+      onRequest: (info) => {
+        if (recording) recorded.push(info);
+      },
+    });
+    // The cluster as an administrator prepared it, before vmroll runs: not vmroll's requests.
+    for (const ns of ['shop', 'jobs', vmrollNamespace]) {
+      const res = await fetch(`${server.url}/api/v1/namespaces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }) });
+      assert.equal(res.status, 201);
+    }
+  });
+  after(async () => {
+    await server?.close();
+    await git?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the manifests bind the roles to the ServiceAccount the Deployment runs as', () => {
+    assert.ok(account !== undefined && deployment !== undefined);
+    const pod = ((((deployment['spec'] ?? {}) as Obj)['template'] ?? {}) as Obj)['spec'] as Obj;
+    assert.equal(pod['serviceAccountName'], metaOf(account)['name']);
+    assert.equal(metaOf(deployment)['namespace'], vmrollNamespace);
+    const grants = grantsOf(objects, { namespace: vmrollNamespace, name: String(metaOf(account)['name']) });
+    assert.deepEqual(grants.map((g) => [g.source, g.namespace ?? '*']).sort(), [
+      ['ClusterRole vmroll', '*'],
+      ['Role vmroll-leader-election', vmrollNamespace],
+    ]);
+  });
+
+  it('allows every request and grants nothing unused', async () => {
+    const repo = await git.createBareRepo('fleet');
+    const work = await git.createWorkingClone('fleet');
+    const manifest = (f: string): string => readFileSync(path.join(EXAMPLE, f), 'utf8');
+    for (const f of ['web.yaml', 'db.yaml', 'batch.yaml']) await work.write(`vms/${f}`, manifest(f));
+    await work.commit('three VMs');
+    await work.push();
+
+    const kc = new KubeConfig();
+    kc.loadFromString(simKubeconfig(server.url));
+    const kube = new KubeCluster({ kubeconfig: kc, retry: { attempts: 2, baseMs: 1, capMs: 5 }, requestTimeoutMs: 5000, informer: { retryMs: 10 } });
+    const reconciler = new Reconciler({
+      source: new GitSource({ repo, cacheDir: path.join(dir, 'cache') }),
+      repoLabel: repo,
+      ref: 'main',
+      path: 'vms',
+      cluster: kube,
+      prune: true,
+      logger: makeLogger('silent', []),
+      settleTimeoutMs: 3000,
+    });
+    const elector = new LeaderElector({ kubeconfig: kc, namespace: vmrollNamespace, identity: 'vmroll-0', leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 30 });
+    const until = async (what: string, ok: () => boolean): Promise<void> => {
+      for (const deadline = Date.now() + 10_000; !ok(); ) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    const seen = (verb: string, resource: string): boolean => recorded.some((r) => r.verb === verb && r.resource === resource && r.code < 300);
+    recording = true;
+    try {
+      // Leader election: get (none yet), create; then get + update to renew.
+      elector.start();
+      await until('the lease to be renewed', () => elector.isLeader() && seen('update', 'leases'));
+
+      // Create three VMs.
+      const first = await reconciler.reconcile();
+      assert.deepEqual(first.plan.vms.map((v) => `${v.namespace}/${v.name}:${v.action}`), ['jobs/batch:create', 'shop/db:create', 'shop/web:create']);
+      assert.deepEqual(first.plan.errors, []);
+
+      // Update one, prune another.
+      await work.write('vms/db.yaml', manifest('db.yaml').replace('sockets: 4', 'sockets: 6'));
+      await work.remove('vms/batch.yaml');
+      await work.commit('db: 6 sockets; batch gone');
+      await work.push();
+      const second = await reconciler.reconcile();
+      assert.deepEqual(second.plan.errors, []);
+      assert.equal(second.summary.deleted, 1);
+      assert.equal(sim.store.get('VirtualMachine', 'jobs', 'batch'), undefined, 'pruned');
+
+      // KubeVirt's actions.
+      const web = { namespace: 'shop', name: 'web' };
+      await until('web to run', () => sim.store.get('VirtualMachineInstance', 'shop', 'web') !== undefined);
+      await kube.restartVirtualMachine(web);
+      await until('web to run again', () => sim.store.get('VirtualMachineInstance', 'shop', 'web') !== undefined);
+      await kube.stopVirtualMachine(web);
+      await until('web to stop', () => sim.store.get('VirtualMachineInstance', 'shop', 'web') === undefined);
+      await kube.startVirtualMachine(web);
+
+      // A conflict on apply is followed by a fresh read of the VM before the retry.
+      server.setFaults({ conflictRate: 1 });
+      const live = sim.store.get('VirtualMachine', 'shop', 'db') as Obj;
+      await assert.rejects(kube.applyVirtualMachine(live), (e: unknown) => e instanceof ClusterError && e.code === 'Conflict');
+      server.setFaults({});
+
+      // Hand the lease over: get + update.
+      await elector.release();
+    } finally {
+      reconciler.close();
+      kube.close();
+      await elector.stop();
+    }
+    // Watches are reported when they end; end them all.
+    await server.close();
+    recording = false;
+
+    const grants = [...grantsOf(objects, { namespace: vmrollNamespace, name: String(metaOf(account ?? {})['name']) }), DEFAULT_NON_RESOURCE_GRANT];
+    const checks = recorded.flatMap(checksFor);
+    const denied = [...new Set(checks.filter((a) => !allowed(grants, a)).map(describeRequest))];
+    assert.deepEqual(denied, [], `requests the roles do not allow:\n  ${denied.join('\n  ')}`);
+
+    // Every verb on every resource a rule grants was needed by some request.
+    const unused: string[] = [];
+    for (const g of grants.filter((x) => x !== DEFAULT_NON_RESOURCE_GRANT)) {
+      for (const rule of g.rules) {
+        for (const group of rule.apiGroups) {
+          for (const resource of rule.resources) {
+            for (const verb of rule.verbs) {
+              const used = checks.some((a) => a.resourceRequest && a.verb === verb && a.group === group && (a.subresource === undefined ? a.resource : `${a.resource}/${a.subresource}`) === resource && ruleAllows(rule, a));
+              if (!used) unused.push(`${g.source}: ${verb} ${resource}.${group}${rule.resourceNames.length > 0 ? ` [${rule.resourceNames.join(', ')}]` : ''}`);
+            }
+          }
+        }
+      }
+    }
+    assert.deepEqual(unused, [], `granted but never used:\n  ${unused.join('\n  ')}`);
+
+    // The cycle really went through the paths that need the rarer grants.
+    const did = (verb: string, resource: string, code?: number): boolean => recorded.some((r) => r.verb === verb && `${r.resource}${r.subresource === undefined ? '' : `/${r.subresource}`}` === resource && (code === undefined || r.code === code));
+    assert.ok(did('apply', 'virtualmachines', 201), 'an apply created a VM');
+    assert.ok(did('apply', 'virtualmachines', 200), 'an apply updated a VM');
+    assert.ok(did('apply', 'virtualmachines', 409), 'an apply met a conflict');
+    assert.ok(did('get', 'leases', 404), 'the first lease read found none');
+  });
+});
