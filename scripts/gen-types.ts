@@ -12,6 +12,7 @@ export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.u
 export const targets = [
   { schema: 'schemas/vmplan.schema.json', output: 'schemas/generated/vmplan.ts' },
   { schema: 'schemas/virtualmachine.schema.json', output: 'schemas/generated/virtualmachine.ts' },
+  { schema: 'schemas/vmroll-config.schema.json', output: 'schemas/generated/vmroll-config.ts' },
 ] as const;
 
 /** One generated file: its path relative to the project root, and its full text. */
