@@ -48,8 +48,8 @@ export interface ResolvedRepository {
   /** http(s) URL, or an absolute local path. */
   url: string;
   branch: string;
-  /** Folders holding manifests; `['']` for the whole repository. */
-  paths: string[];
+  /** Folder holding the manifests; `''` for the whole repository. */
+  path: string;
   /** Namespaces the repository may write; undefined for any. */
   namespaces: string[] | undefined;
   /** Time between syncs, when the file says. */
@@ -148,7 +148,7 @@ export function repositoriesOf(config: VmrollConfig): ResolvedRepository[] {
       name: r.name,
       url: r.url,
       branch: r.branch ?? config.branch ?? 'main',
-      paths: r.paths ?? [r.path ?? ''],
+      path: r.path ?? '',
       namespaces: r.namespaces,
       intervalMs: interval !== undefined ? durationMs(interval) : undefined,
       prune: r.prune ?? config.prune ?? false,
@@ -162,7 +162,6 @@ export function repositoriesOf(config: VmrollConfig): ResolvedRepository[] {
     name: repositoryName(config.repo),
     url: config.repo,
     ...(config.path !== undefined && { path: config.path }),
-    ...(config.paths !== undefined && { paths: config.paths }),
     ...(config.namespaces !== undefined && { namespaces: config.namespaces }),
   };
   return [resolve(single)];
@@ -186,13 +185,9 @@ type IssueAt = (keys: ReadonlyArray<string | number>, message: string) => Config
 /** Rules that need more than one field at a time. */
 function semanticIssues(config: VmrollConfig, issue: IssueAt): ConfigIssue[] {
   const out: ConfigIssue[] = [];
-  const both = (keys: ReadonlyArray<string | number>, o: { path?: unknown; paths?: unknown }): void => {
-    if (o.path !== undefined && o.paths !== undefined) out.push(issue([...keys, 'paths'], 'give path or paths, not both'));
-  };
-  both([], config);
   if (config.repositories !== undefined) {
     if (config.repo !== undefined) out.push(issue(['repo'], 'give one repository at the top level (repo, branch, path, ...) or several under repositories, not both'));
-    for (const key of ['path', 'paths', 'namespaces'] as const) {
+    for (const key of ['path', 'namespaces'] as const) {
       if (config[key] !== undefined) out.push(issue([key], `belongs to one repository: set it in each entry of repositories`));
     }
     const seen = new Map<string, number>();
@@ -200,11 +195,10 @@ function semanticIssues(config: VmrollConfig, issue: IssueAt): ConfigIssue[] {
       const first = seen.get(r.name);
       if (first !== undefined) out.push(issue(['repositories', i, 'name'], `"${r.name}" is already the name of repositories[${first}]`));
       else seen.set(r.name, i);
-      both(['repositories', i], r);
       if (r.interval !== undefined && durationMs(r.interval) < 1000) out.push(issue(['repositories', i, 'interval'], 'must be at least 1s'));
     });
   } else if (config.repo === undefined) {
-    for (const key of ['path', 'paths', 'namespaces'] as const) {
+    for (const key of ['path', 'namespaces'] as const) {
       if (config[key] !== undefined) out.push(issue([key], 'has no repository to apply to: add repo (or pass --repo)'));
     }
   }

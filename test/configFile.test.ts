@@ -38,7 +38,7 @@ repositories:
     reportTo: shop/vms
   - name: lab
     url: ../lab-repo
-    paths: [vms, templates/vms]
+    path: vms
     namespaces: ["lab-*"]
 cluster:
   kind: kube
@@ -73,7 +73,7 @@ describe('vmroll.yaml (configuration file)', () => {
       name: 'shop',
       url: 'https://git.example.com/shop/vms.git',
       branch: 'production',
-      paths: ['clusters/east'],
+      path: 'clusters/east',
       namespaces: ['shop', 'shop-staging'],
       intervalMs: 30_000,
       prune: true,
@@ -84,7 +84,7 @@ describe('vmroll.yaml (configuration file)', () => {
       name: 'lab',
       url: '/etc/lab-repo',
       branch: 'main',
-      paths: ['vms', 'templates/vms'],
+      path: 'vms',
       namespaces: ['lab-*'],
       intervalMs: 120_000,
       prune: false,
@@ -96,7 +96,7 @@ describe('vmroll.yaml (configuration file)', () => {
   it('takes the single-repository form (the flags as keys) as one repository', () => {
     const config = parseConfig('repo: https://git.example.com/infra/vms.git\nbranch: main\npath: vms\ninterval: 1m\nprune: false\n', FILE);
     assert.deepEqual(repositoriesOf(config), [
-      { name: 'vms', url: 'https://git.example.com/infra/vms.git', branch: 'main', paths: ['vms'], namespaces: undefined, intervalMs: 60_000, prune: false, gitTokenFile: undefined, reportTo: undefined },
+      { name: 'vms', url: 'https://git.example.com/infra/vms.git', branch: 'main', path: 'vms', namespaces: undefined, intervalMs: 60_000, prune: false, gitTokenFile: undefined, reportTo: undefined },
     ]);
     // Only settings, the repository given by flag: no repository from the file.
     assert.deepEqual(repositoriesOf(parseConfig('listen: ":8080"\n', FILE)), []);
@@ -134,7 +134,7 @@ describe('vmroll.yaml (configuration file)', () => {
       '  enabled: "true"', //                   12
     ].join('\n');
     assert.deepEqual(problems(text), [
-      `${FILE}:4: repositories[0].intervall: unknown setting (did you mean interval?); known here: name, url, branch, path, paths, namespaces, interval, prune, gitTokenFile, reportTo`,
+      `${FILE}:4: repositories[0].intervall: unknown setting (did you mean interval?); known here: name, url, branch, path, namespaces, interval, prune, gitTokenFile, reportTo`,
       `${FILE}:5: repositories[0].namespaces[0]: must be a namespace (lowercase letters, digits and -), a prefix followed by *, or *`,
       `${FILE}:6: repositories[1].url: is required`,
       `${FILE}:6: repositories[1].name: must be lowercase letters, digits, -, _ or ., starting and ending with a letter or digit`,
@@ -156,7 +156,7 @@ describe('vmroll.yaml (configuration file)', () => {
     const text = [
       'repo: https://git.example.com/a.git', //     1
       'path: vms', //                               2
-      'paths: [a]', //                              3
+      'namespaces: [a]', //                         3
       'repositories:', //                           4
       '  - name: a', //                             5
       '    url: https://git.example.com/a.git', //  6
@@ -175,8 +175,7 @@ describe('vmroll.yaml (configuration file)', () => {
     assert.deepEqual(problems(text), [
       `${FILE}:1: repo: give one repository at the top level (repo, branch, path, ...) or several under repositories, not both`,
       `${FILE}:2: path: belongs to one repository: set it in each entry of repositories`,
-      `${FILE}:3: paths: give path or paths, not both`,
-      `${FILE}:3: paths: belongs to one repository: set it in each entry of repositories`,
+      `${FILE}:3: namespaces: belongs to one repository: set it in each entry of repositories`,
       `${FILE}:5: repositories[0]: repository a has nowhere to report: set its reportTo, or reporters.github.repo`,
       `${FILE}:7: repositories[1].name: "a" is already the name of repositories[0]`,
       `${FILE}:7: repositories[1]: repository a has nowhere to report: set its reportTo, or reporters.github.repo`,

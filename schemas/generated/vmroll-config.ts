@@ -30,12 +30,6 @@ export interface VmrollConfig {
    */
   path?: string;
   /**
-   * Single-repository form: several folders holding manifests.
-   *
-   * @minItems 1
-   */
-  paths?: [string, ...string[]];
-  /**
    * Single-repository form: the namespaces the repository may write (default: any).
    */
   namespaces?: NamespacePattern[];
@@ -97,12 +91,6 @@ export interface RepositoryConfig {
    * Folder of the repository holding the manifests (default: all).
    */
   path?: string;
-  /**
-   * Several folders holding manifests.
-   *
-   * @minItems 1
-   */
-  paths?: [string, ...string[]];
   /**
    * The namespaces this repository may write; a manifest for any other is refused. Default: any.
    */
