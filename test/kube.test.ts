@@ -4,6 +4,7 @@
  * latency, dropped watches) under which a reconcile still converges and loses nothing.
  */
 import assert from 'node:assert/strict';
+import { HttpMethod, RequestContext } from '@kubernetes/client-node';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -177,6 +178,14 @@ describe('kube backend against vmroll sim over HTTP', function () {
     server.setFaults({ conflictRate: 0.5, latencyMs: 20, seed: 3 });
     await k.applyVirtualMachine(vm('web', (s) => void (domain(s)['cpu'] = { sockets: 3, cores: 1, threads: 1 })));
     assert.equal(((domain((sim.store.get('VirtualMachine', 'shop', 'web')?.['spec'] ?? {}) as Obj)['cpu'] as Obj)['sockets']), 3);
+  });
+
+  it('shares one connection pool across requests (client-node would make one per request)', async () => {
+    const k = kube();
+    const contexts = [new RequestContext(`${server.url}/api`, HttpMethod.GET), new RequestContext(`${server.url}/apis`, HttpMethod.GET)];
+    for (const c of contexts) await k.kubeConfig.applySecurityAuthentication(c);
+    assert.ok(contexts[0]?.getDispatcher() !== undefined, 'a pool for the skip-verify cluster');
+    assert.equal(contexts[0]?.getDispatcher(), contexts[1]?.getDispatcher());
   });
 
   it('names the file of an unreadable kubeconfig', () => {

@@ -6,7 +6,8 @@
  */
 import { ApiException, CustomObjectsApi, HttpMethod, KubeConfig, PatchStrategy, RequestContext, Watch, setHeaderOptions } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { fetch } from 'undici';
+import { createHash } from 'node:crypto';
+import { type Dispatcher, fetch } from 'undici';
 import { INSTANCETYPE_KINDS, type Obj } from '../rollout/index.ts';
 import { type ClusterBackend, ClusterError, type ObjectRef, type WatchEvent } from './backend.ts';
 import { Informer, type InformerOptions, type ListResult, type WatchHandle } from './informer.ts';
@@ -74,6 +75,31 @@ function metaOf(o: Obj): Obj {
   return (o['metadata'] ?? {}) as Obj;
 }
 
+/** What client-node's `createDispatcher` takes and gives (not in its published types). */
+type CreateDispatcher = (cluster: unknown, agentOptions: object) => Dispatcher | undefined;
+
+/**
+ * client-node builds a new undici connection pool for every request whenever the kubeconfig
+ * sets a TLS option (a cluster CA, skip-verify): a new TCP connection and TLS handshake per
+ * request, and thousands of idle sockets after a cold sync. One pool per distinct set of
+ * options (certificates may rotate) keeps connections alive and reused. Returns the closer.
+ */
+function sharePools(kc: KubeConfig): () => Promise<void> {
+  const target = kc as unknown as { createDispatcher: CreateDispatcher };
+  const create = target.createDispatcher.bind(kc);
+  const pools = new Map<string, Dispatcher | undefined>();
+  target.createDispatcher = (cluster, agentOptions) => {
+    const key = createHash('sha256').update(JSON.stringify([cluster, agentOptions])).digest('hex');
+    if (!pools.has(key)) pools.set(key, create(cluster, agentOptions));
+    return pools.get(key);
+  };
+  return async () => {
+    const open = [...pools.values()];
+    pools.clear();
+    await Promise.all(open.map((d) => d?.close().catch(() => undefined)));
+  };
+}
+
 /** Turns whatever client-node or the network threw into a {@link ClusterError}. */
 export function toClusterError(e: unknown, what: string): ClusterError {
   if (e instanceof ClusterError) return e;
@@ -107,9 +133,11 @@ export class KubeCluster implements ClusterBackend {
   private readonly api: CustomObjectsApi;
   private readonly informers: Map<string, Informer>;
   private starting: Promise<void> | null = null;
+  private readonly closePools: () => Promise<void>;
 
   constructor(private readonly options: KubeClusterOptions) {
     this.kc = options.kubeconfig instanceof KubeConfig ? options.kubeconfig : loadKubeConfig(options.kubeconfig);
+    this.closePools = sharePools(this.kc);
     this.api = this.kc.makeApiClient(CustomObjectsApi);
     this.informers = new Map(
       [VM, VMI, REVISION, KUBEVIRT, ...INSTANCETYPES].map((r) => [
@@ -248,6 +276,7 @@ export class KubeCluster implements ClusterBackend {
   close(): void {
     for (const i of this.informers.values()) i.stop();
     this.starting = null;
+    void this.closePools();
   }
 
   /** `PUT /apis/subresources.kubevirt.io/v1/namespaces/<ns>/virtualmachines/<name>/<action>`: not in client-node's generated API, so sent with its authentication. */
