@@ -1,12 +1,15 @@
 /**
- * Configuration of `vmroll run`: flags over environment, read once here (the only reader of
- * process.env) and passed down. Secrets are read from files or variables and never logged.
+ * Configuration of `vmroll run`: flags over environment over the configuration file
+ * (`--config vmroll.yaml`), read once here (the only reader of process.env) and passed down.
+ * Secrets are read from files or variables and never logged.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KubeConfigSource } from './cluster/kube.ts';
+import { DEFAULT_LEASE_NAME, defaultIdentity, podNamespace } from './cluster/leaderElection.ts';
 import { UsageError } from './commands/common.ts';
+import { type ResolvedRepository, type VmrollConfig, durationMs, loadConfigFile, repositoriesOf, repositoryName } from './configFile.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The example repository's sources, copied into {@link EXAMPLE_REPO_DIR} on first use. */
@@ -42,6 +45,39 @@ export interface RunConfig {
   webhookSecret: string | undefined;
   /** Where commit statuses and PR comments go, if anywhere. */
   gitHost: GitHostConfig | undefined;
+  /**
+   * Every repository followed, each with its own reconciler. Absent: the one repository the
+   * fields above describe (repo, ref, path, prune, intervalMs, gitToken, gitHost).
+   */
+  repositories?: RepositoryRunConfig[];
+  /** Take part in leader election (kube only); absent: this process is the only replica. */
+  leaderElection?: LeaderElectionRunConfig;
+}
+
+/** One followed repository, with every setting resolved. */
+export interface RepositoryRunConfig {
+  /** Short name for logs and metrics. */
+  name: string;
+  repo: string;
+  ref: string;
+  path: string;
+  /** Namespaces the repository may write; undefined for any. */
+  namespaces: string[] | undefined;
+  intervalMs: number;
+  prune: boolean;
+  gitToken: string | undefined;
+  gitHost: GitHostConfig | undefined;
+}
+
+/** Leader election among replicas over a Lease. */
+export interface LeaderElectionRunConfig {
+  namespace: string;
+  leaseName: string;
+  /** This replica's name in the lease: POD_NAME, else hostname-pid. */
+  identity: string;
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
 }
 
 /** A Git host to report to. The token never leaves the reporter. */
@@ -82,6 +118,9 @@ export interface RunFlags {
   'gitea-repo'?: string | undefined;
   'gitea-token-file'?: string | undefined;
   'status-target-url'?: string | undefined;
+  config?: string | undefined;
+  'leader-elect'?: boolean | undefined;
+  'leader-election-namespace'?: string | undefined;
 }
 
 /** Parses `30s`, `1m`, `1h30m`, `500ms` into milliseconds. */
@@ -157,8 +196,150 @@ export function gitHostConfig(flags: RunFlags, env: NodeJS.ProcessEnv): GitHostC
   return undefined;
 }
 
-/** Builds the run configuration from flags and the environment. */
-export function runConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfig {
+/** Environment variables that stand for a flag: when set, the file's value for that flag does not apply. */
+const ENV_OF: Partial<Record<keyof RunFlags, readonly string[]>> = {
+  repo: ['VMROLL_REPO'],
+  branch: ['VMROLL_BRANCH'],
+  path: ['VMROLL_PATH'],
+  interval: ['VMROLL_INTERVAL'],
+  cluster: ['VMROLL_CLUSTER'],
+  kubeconfig: ['KUBECONFIG'],
+  'cache-dir': ['VMROLL_CACHE_DIR'],
+  'log-level': ['VMROLL_LOG_LEVEL'],
+  'git-token-file': ['VMROLL_GIT_TOKEN', 'GIT_TOKEN'],
+  'webhook-secret-file': ['VMROLL_WEBHOOK_SECRET'],
+  'github-repo': ['VMROLL_GITHUB_REPO'],
+  'github-api-url': ['VMROLL_GITHUB_API_URL'],
+  'github-token-file': ['VMROLL_GITHUB_TOKEN', 'GITHUB_TOKEN'],
+  'gitea-repo': ['VMROLL_GITEA_REPO'],
+  'gitea-url': ['VMROLL_GITEA_URL'],
+  'gitea-token-file': ['VMROLL_GITEA_TOKEN', 'GITEA_TOKEN'],
+  'status-target-url': ['VMROLL_STATUS_TARGET_URL'],
+};
+
+/** Flags that describe one repository: with several repositories in the file they are ambiguous. */
+const REPOSITORY_FLAGS = ['branch', 'path', 'prune', 'git-token-file'] as const;
+
+/**
+ * The flags with the configuration file's settings filled in where neither a flag nor its
+ * environment variable says anything (flags > environment > file).
+ */
+function withFile(flags: RunFlags, env: NodeJS.ProcessEnv, file: VmrollConfig, repositories: ResolvedRepository[], configPath: string): RunFlags {
+  const out: RunFlags = { ...flags };
+  const fill = <K extends keyof RunFlags>(key: K, value: RunFlags[K] | undefined): void => {
+    if (value === undefined || out[key] !== undefined) return;
+    if ((ENV_OF[key] ?? []).some((name) => (env[name] ?? '') !== '')) return;
+    out[key] = value;
+  };
+  const single = repositories.length === 1 ? repositories[0] : undefined;
+  const flagRepo = flags.repo !== undefined || (env['VMROLL_REPO'] ?? '') !== '';
+  if (single !== undefined && !flagRepo) {
+    fill('repo', single.url);
+    fill('branch', single.branch);
+    fill('path', single.path);
+    fill('prune', single.prune);
+    fill('git-token-file', single.gitTokenFile);
+  } else if (flagRepo) {
+    // The flag's repository replaces the file's; the file's defaults still apply to it.
+    fill('branch', file.branch);
+    fill('prune', file.prune);
+    fill('git-token-file', file.gitTokenFile);
+  } else if (repositories.length > 1) {
+    for (const key of REPOSITORY_FLAGS) {
+      if (flags[key] !== undefined) throw new UsageError(`--${key} describes one repository, and ${configPath} lists ${repositories.length}: set it per repository there`);
+      // A token in the environment is for every repository; a branch or path is not.
+      const variable = key === 'git-token-file' ? undefined : (ENV_OF[key] ?? []).find((name) => (env[name] ?? '') !== '');
+      if (variable !== undefined) throw new UsageError(`${variable} describes one repository, and ${configPath} lists ${repositories.length}: set it per repository there`);
+    }
+    // The single-repository fields of RunConfig then describe the first repository.
+    const first = repositories[0];
+    if (first !== undefined) {
+      out.repo = first.url;
+      out.branch = first.branch;
+      out.path = first.path;
+      out.prune = first.prune;
+    }
+  }
+  fill('interval', file.interval);
+  fill('cluster', file.cluster?.kind);
+  fill('kubeconfig', file.cluster?.kubeconfig);
+  fill('context', file.cluster?.context);
+  fill('sim-state', file.cluster?.simState);
+  fill('sim-kubevirt', file.cluster?.simKubevirt);
+  fill('listen', file.listen);
+  fill('cache-dir', file.cacheDir);
+  fill('log-level', file.logLevel);
+  fill('webhook-secret-file', file.webhookSecretFile);
+  const github = file.reporters?.github;
+  const gitea = file.reporters?.gitea;
+  // With several repositories, each names its own target; the first one stands for the host settings.
+  const firstTarget = repositories.find((r) => r.reportTo !== undefined)?.reportTo;
+  if (github !== undefined) {
+    fill('github-repo', github.repo ?? firstTarget);
+    fill('github-api-url', github.apiUrl);
+    fill('github-token-file', github.tokenFile);
+    fill('status-target-url', github.targetUrl);
+  }
+  if (gitea !== undefined) {
+    fill('gitea-repo', gitea.repo ?? firstTarget);
+    fill('gitea-url', gitea.apiUrl);
+    fill('gitea-token-file', gitea.tokenFile);
+    fill('status-target-url', gitea.targetUrl);
+  }
+  return out;
+}
+
+/** Leader election settings: `--leader-elect` (VMROLL_LEADER_ELECT, file), namespace from flag, env, file, the pod, else `vmroll`. */
+function leaderElectionConfig(flags: RunFlags, env: NodeJS.ProcessEnv, file: VmrollConfig | undefined): LeaderElectionRunConfig | undefined {
+  const envEnabled = env['VMROLL_LEADER_ELECT'];
+  const enabled = flags['leader-elect'] ?? (envEnabled !== undefined && envEnabled !== '' ? ['1', 'true', 'yes'].includes(envEnabled.toLowerCase()) : (file?.leaderElection?.enabled ?? false));
+  if (!enabled) return undefined;
+  const le = file?.leaderElection;
+  const config: LeaderElectionRunConfig = {
+    namespace: flags['leader-election-namespace'] ?? env['VMROLL_LEADER_ELECTION_NAMESPACE'] ?? le?.namespace ?? podNamespace() ?? 'vmroll',
+    leaseName: le?.leaseName ?? DEFAULT_LEASE_NAME,
+    identity: env['POD_NAME'] ?? defaultIdentity(),
+    leaseDurationMs: durationMs(le?.leaseDuration ?? '15s'),
+    renewDeadlineMs: durationMs(le?.renewDeadline ?? '10s'),
+    retryPeriodMs: durationMs(le?.retryPeriod ?? '2s'),
+  };
+  return config;
+}
+
+/** Builds the run configuration from flags, the environment and the configuration file (`--config`, VMROLL_CONFIG). */
+export function runConfig(rawFlags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfig {
+  const configPath = rawFlags.config ?? (env['VMROLL_CONFIG'] !== '' ? env['VMROLL_CONFIG'] : undefined);
+  const file = configPath !== undefined ? loadConfigFile(configPath) : undefined;
+  const fileRepositories = file !== undefined ? repositoriesOf(file) : [];
+  const flags = file !== undefined && configPath !== undefined ? withFile(rawFlags, env, file, fileRepositories, configPath) : rawFlags;
+  const base = singleRunConfig(flags, env);
+  const leaderElection = leaderElectionConfig(flags, env, file);
+  if (leaderElection !== undefined) {
+    if (base.cluster !== 'kube') throw new UsageError('--leader-elect needs --cluster kube: the embedded simulator lives in this one process');
+    if (base.once) throw new UsageError('--leader-elect and --once do not go together');
+  }
+  const flagRepo = rawFlags.repo !== undefined || (env['VMROLL_REPO'] ?? '') !== '';
+  const fromFile = !flagRepo && fileRepositories.length > 0;
+  const repositories: RepositoryRunConfig[] = fromFile
+    ? fileRepositories.map((r) => repositoryRunConfig(r, base, rawFlags, env))
+    : [{ name: repositoryName(base.repo), repo: base.repo, ref: base.ref, path: base.path, namespaces: undefined, intervalMs: base.intervalMs, prune: base.prune, gitToken: base.gitToken, gitHost: base.gitHost }];
+  if (fromFile && fileRepositories.length > 1 && base.once && base.output === 'json') throw new UsageError(`--output json prints one plan, and ${configPath ?? 'the file'} lists ${fileRepositories.length} repositories`);
+  return { ...base, repositories, ...(leaderElection !== undefined && { leaderElection }) };
+}
+
+/** A file repository with the flags, environment and file-wide settings laid over it. */
+function repositoryRunConfig(r: ResolvedRepository, base: RunConfig, flags: RunFlags, env: NodeJS.ProcessEnv): RepositoryRunConfig {
+  // --interval (or VMROLL_INTERVAL) is for every repository; else the repository's own, else the file's.
+  const intervalMs = flags.interval !== undefined || (env['VMROLL_INTERVAL'] ?? '') !== '' ? base.intervalMs : (r.intervalMs ?? base.intervalMs);
+  if (intervalMs < 1000) throw new UsageError(`repository ${r.name}: the interval must be at least 1s`);
+  const overridden = flags['git-token-file'] !== undefined || (env['VMROLL_GIT_TOKEN'] ?? env['GIT_TOKEN'] ?? '') !== '';
+  const gitToken = !overridden && r.gitTokenFile !== undefined ? readSecretFile(r.gitTokenFile, `repository ${r.name}: gitTokenFile`) : base.gitToken;
+  const gitHost = base.gitHost !== undefined && r.reportTo !== undefined ? { ...base.gitHost, repo: r.reportTo } : base.gitHost;
+  return { name: r.name, repo: r.url, ref: r.branch, path: r.path, namespaces: r.namespaces, intervalMs, prune: r.prune, gitToken: gitToken === '' ? undefined : gitToken, gitHost };
+}
+
+/** The configuration of one repository from flags and environment alone (the file already laid in as flags). */
+function singleRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv): RunConfig {
   const example = (flags.repo ?? env['VMROLL_REPO'] ?? '') === '';
   // Without a repository, vmroll runs its embedded default: the example repository against the simulator.
   const repo = example ? EXAMPLE_REPO_DIR : (flags.repo ?? env['VMROLL_REPO'] ?? '');

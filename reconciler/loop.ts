@@ -31,6 +31,8 @@ export interface ReconcilerOptions {
   settleTimeoutMs?: number;
   /** Called once the plan is made, when there is something to write (for a `pending` commit status). */
   onWork?: (commit: string, writes: number) => void;
+  /** Why this repository may not write to a namespace, or null when it may; absent: any namespace. */
+  refuseNamespace?: (namespace: string) => string | null;
 }
 
 /** Counts for a status line such as `12 in sync · 3 live-updated · 1 awaiting restart`. */
@@ -154,9 +156,20 @@ export class Reconciler {
     // Decide what to write: only VMs whose desired state differs from what was applied.
     const pending: PendingWrite[] = [];
     const prune: Array<{ namespace: string; name: string }> = [];
+    // A VM in a namespace the repository may not write is a manifest error: not applied, not
+    // reported as the cluster's, and (still defined) never pruned; the other VMs go on.
+    const refused = new Set<string>();
+    const refusals: ManifestError[] = [];
+    for (const vm of manifests.vms) {
+      const why = o.refuseNamespace?.(vm.namespace) ?? null;
+      if (why === null) continue;
+      refused.add(vmKey(vm.namespace, vm.name));
+      refusals.push({ file: vm.file, line: vm.line, message: why });
+    }
     await time('plan', async () => {
       for (const vm of manifests.vms) {
         const key = vmKey(vm.namespace, vm.name);
+        if (refused.has(key)) continue;
         const live = this.cache.vms.get(key);
         const seen = this.seen.get(key);
         // Same manifest object (its file did not change) and the live VM untouched since: nothing to do.
@@ -174,13 +187,13 @@ export class Reconciler {
       for (const vm of manifests.vms) {
         const key = vmKey(vm.namespace, vm.name);
         const live = this.cache.vms.get(key);
-        if (!writing.has(key) && live !== undefined) this.seen.set(key, { manifest: vm.manifest, liveVersion: metaOf(live)['resourceVersion'] });
+        if (!writing.has(key) && !refused.has(key) && live !== undefined) this.seen.set(key, { manifest: vm.manifest, liveVersion: metaOf(live)['resourceVersion'] });
       }
       if (o.prune) prune.push(...this.pruneCandidates(manifests));
     });
 
     if (pending.length + prune.length > 0) o.onWork?.(commit, pending.length + prune.length);
-    const errors: ManifestError[] = [...manifests.errors];
+    const errors: ManifestError[] = [...manifests.errors, ...refusals];
     const actions = new Map<string, 'create' | 'update' | 'delete'>();
     const before = new Map<string, Obj | undefined>();
     let writes = 0;
@@ -237,6 +250,7 @@ export class Reconciler {
     await time('report', async () => {
       for (const vm of manifests.vms) {
         const key = vmKey(vm.namespace, vm.name);
+        if (refused.has(key)) continue;
         const entry = this.entryFor(key, actions.get(key) ?? 'none', before.has(key) ? before.get(key) : this.cache.vms.get(key));
         if (entry === null) continue;
         vms.push(entry);

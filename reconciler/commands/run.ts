@@ -5,8 +5,11 @@ import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
 import type { ClusterBackend } from '../cluster/backend.ts';
 import { KubeCluster } from '../cluster/kube.ts';
+import { type LeaderElection, LeaderElector, SoleLeader } from '../cluster/leaderElection.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
-import { EXAMPLE_FIXTURES, type GitHostConfig, type RunConfig, runConfig } from '../config.ts';
+import { EXAMPLE_FIXTURES, type GitHostConfig, type RepositoryRunConfig, type RunConfig, runConfig } from '../config.ts';
+import { namespaceRefusal } from '../configFile.ts';
+import { VmrollMetrics } from '../metrics.ts';
 import { GiteaReporter } from '../report/gitea.ts';
 import { GitHubReporter } from '../report/github.ts';
 import { ReviewState, reportMergedOutcome, reviewPullRequests } from '../report/prReview.ts';
@@ -29,6 +32,9 @@ fetch, plan every changed VM with the rollout engine, apply only what changed, a
 what went live and what waits for a restart.
 
 Options:
+  --config <file>            vmroll.yaml: several repositories, the namespaces each may write,
+                             intervals, reporters, leader election (else VMROLL_CONFIG);
+                             flags and environment variables override it
   --repo <url|path>          Git repository over http(s), or a local repository path;
                              without it: the embedded default (fixtures/example-repo as a
                              Git repository in .vmroll/example-repo, on the simulator)
@@ -45,7 +51,12 @@ Options:
   --sim-kubevirt <file>      the KubeVirt CR the simulator emulates (version, strategy, gates)
   --prune                    delete VMs this repository applied and no longer defines
                              (never one whose file failed to parse)
-  --listen <addr>            serve /healthz, /readyz and POST /webhook/github (e.g. 127.0.0.1:8080)
+  --listen <addr>            serve /healthz, /readyz, /metrics (Prometheus) and POST
+                             /webhook/github (e.g. 127.0.0.1:8080)
+  --leader-elect             several replicas, one reconciling: the holder of a Lease
+                             (--cluster kube; else VMROLL_LEADER_ELECT=true)
+  --leader-election-namespace <ns>
+                             namespace of the Lease (default: the pod's, else vmroll)
   --output json|text         json: with --once, the VmPlan of the sync (default text)
   --cache-dir <dir>          where http(s) repositories are cloned (default .vmroll/cache)
   --git-token-file <file>    Git token (else VMROLL_GIT_TOKEN or GIT_TOKEN)
@@ -63,7 +74,8 @@ Options:
   -h, --help                 this text
 
 Exit status with --once: 0 synced, 1 synced with manifest or apply errors, or the sync
-failed; 2 bad usage.`;
+failed; 2 bad usage. SIGTERM or SIGINT: the sync under way finishes, queued reports get up
+to 10 s, the lease is released, exit 0.`;
 
 /** Builds the pino logger: JSON lines on stderr, secrets redacted. */
 export function makeLogger(level: string, secrets: readonly string[], destination: NodeJS.WritableStream = process.stderr): Logger {
@@ -106,17 +118,36 @@ export function renderReport(r: ReconcileReport): string {
   return lines.join('\n');
 }
 
+/** One followed repository inside a running `vmroll run`. */
+export interface RepositoryHandle {
+  name: string;
+  config: RepositoryRunConfig;
+  reconciler: Reconciler;
+  /** Runs one sync of this repository now (or joins the one under way); null when it failed or this replica does not lead. */
+  trigger(reason: string): Promise<ReconcileReport | null>;
+}
+
 /** Everything a running `vmroll run` holds, so tests and `npm start` can drive and stop it. */
 export interface RunHandle {
+  /** The first repository's reconciler. */
   reconciler: Reconciler;
+  /** Every followed repository. */
+  repositories: RepositoryHandle[];
   cluster: ClusterBackend;
   /** The embedded simulator, when that is the backend. */
   sim: SimCluster | null;
   config: RunConfig;
-  /** Starts the interval timer (after the first sync). */
+  metrics: VmrollMetrics;
+  /** The leader election (a sole leader without --leader-elect). */
+  election: LeaderElection;
+  /** Starts the interval timers and the leader election (after the first sync, without election). */
   start(): void;
-  /** Runs one sync now (or joins the one under way). */
+  /** Runs one sync of every repository now (or joins the ones under way); the first repository's report. */
   trigger(reason: string): Promise<ReconcileReport | null>;
+  /**
+   * Shuts down: no new syncs, the ones under way finish (their applies included), queued
+   * reports get a bounded chance to reach the Git host, the lease is released.
+   */
   stop(): Promise<void>;
   /** `host:port` of the webhook server, when listening. */
   address: string | null;
@@ -124,11 +155,21 @@ export interface RunHandle {
   flushReports(timeoutMs: number): Promise<boolean>;
 }
 
+/** How long a shutdown waits for queued reports. */
+const SHUTDOWN_FLUSH_MS = 10_000;
+
+/** The repositories of a configuration: the list, or the one its single-repository fields describe. */
+function repositoriesOfRun(config: RunConfig): RepositoryRunConfig[] {
+  return (
+    config.repositories ?? [
+      { name: 'default', repo: config.repo, ref: config.ref, path: config.path, namespaces: undefined, intervalMs: config.intervalMs, prune: config.prune, gitToken: config.gitToken, gitHost: config.gitHost },
+    ]
+  );
+}
+
 /** Starts the loop (without --once semantics); used by `vmroll run` and the demo. */
 export async function startRun(config: RunConfig, io: CommandIO, logger: Logger): Promise<RunHandle> {
-  const isUrl = /^https?:\/\//.test(config.repo);
-  const repoLabel = isUrl ? redactUrl(config.repo) : path.resolve(config.repo);
-  const source = new GitSource({ repo: isUrl ? config.repo : path.resolve(config.repo), cacheDir: config.cacheDir, ...(config.gitToken !== undefined ? { token: config.gitToken } : {}) });
+  const metrics = new VmrollMetrics();
   const sim =
     config.cluster === 'sim'
       ? new SimCluster({
@@ -138,32 +179,194 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
       : null;
   let kube: KubeCluster | null = null;
   try {
-    if (config.kubeconfig !== undefined) kube = new KubeCluster({ kubeconfig: config.kubeconfig, logger: logger.child({ cluster: 'kube' }) });
+    if (config.kubeconfig !== undefined) kube = new KubeCluster({ kubeconfig: config.kubeconfig, logger: logger.child({ cluster: 'kube' }), onRequest: metrics.kubeRequest });
   } catch (e) {
     // An unreadable or empty kubeconfig is a usage problem: say which file and stop.
     throw new UsageError(e instanceof Error ? e.message : String(e));
   }
   const cluster: ClusterBackend = sim ?? kube ?? new SimCluster();
   if (kube !== null) logger.info({ server: kube.server }, 'using the Kubernetes API');
-  const host = config.gitHost !== undefined ? gitHostReporter(config.gitHost, logger) : null;
-  const queue = host !== null ? new ReportQueue({ reporter: host, logger: logger.child({ reporter: host.kind }) }) : null;
-  const target = config.gitHost?.targetUrl !== undefined ? { targetUrl: config.gitHost.targetUrl } : {};
+
+  let stopped = false;
+  const elected = config.leaderElection !== undefined;
+  const repositories: RepositoryUnit[] = [];
+  const callbacks = {
+    onStartedLeading: () => {
+      metrics.setLeader(true);
+      // A new leader syncs at once: the old one may have left work half done.
+      if (elected && !stopped) for (const r of repositories) void r.trigger('leader');
+    },
+    onStoppedLeading: () => metrics.setLeader(false),
+  };
+  const le = config.leaderElection;
+  let election: LeaderElection;
+  if (le !== undefined) {
+    if (kube === null) throw new UsageError('--leader-elect needs --cluster kube');
+    election = new LeaderElector({
+      kubeconfig: kube.kubeConfig,
+      namespace: le.namespace,
+      name: le.leaseName,
+      identity: le.identity,
+      leaseDurationMs: le.leaseDurationMs,
+      renewDeadlineMs: le.renewDeadlineMs,
+      retryPeriodMs: le.retryPeriodMs,
+      logger,
+      ...callbacks,
+    });
+  } else {
+    election = new SoleLeader(callbacks);
+  }
+  /** Only the leader reconciles and reports; without election this process is the only replica. */
+  const leading = (): boolean => !elected || election.isLeader();
+
+  // One reporter and queue per Git host repository, shared by the repositories that report there.
+  const queues = new Map<string, { host: GitHostReporter; queue: ReportQueue }>();
+  const hostFor = (gitHost: GitHostConfig | undefined): { host: GitHostReporter; queue: ReportQueue } | null => {
+    if (gitHost === undefined) return null;
+    const key = `${gitHost.kind} ${gitHost.apiUrl ?? ''} ${gitHost.repo}`;
+    let entry = queues.get(key);
+    if (entry === undefined) {
+      const host = metrics.instrumentReporter(gitHostReporter(gitHost, logger));
+      entry = { host, queue: new ReportQueue({ reporter: host, logger: logger.child({ reporter: host.kind, hostRepo: gitHost.repo }) }) };
+      metrics.watchReportQueue(gitHost.repo, entry.queue);
+      queues.set(key, entry);
+    }
+    return entry;
+  };
+
+  for (const rc of repositoriesOfRun(config)) {
+    repositories.push(startRepository({ rc, config, io, logger, cluster, sim, metrics, host: hostFor(rc.gitHost), leading, isStopped: () => stopped, several: config.repositories !== undefined && config.repositories.length > 1 }));
+  }
+  const first = repositories[0];
+  if (first === undefined) throw new UsageError('no repository to follow');
+
+  const triggerAll = async (reason: string): Promise<ReconcileReport | null> => {
+    const reports = await Promise.all(repositories.map((r) => r.trigger(reason)));
+    return reports[0] ?? null;
+  };
+  const server =
+    config.listen !== undefined
+      ? await startWebhookServer({
+          listen: config.listen,
+          ...(config.webhookSecret !== undefined ? { webhookSecret: config.webhookSecret } : {}),
+          // A follower is ready: it is up and waiting to take over; a leader once it has synced.
+          isReady: () => !leading() || repositories.every((r) => r.synced()),
+          onPush: (push) => {
+            const matching = repositories.filter((r) => r.matchesPush(push.repository));
+            logger.info({ ref: push.ref, after: push.after.slice(0, 12) }, 'push webhook: syncing now');
+            for (const r of matching.length > 0 ? matching : repositories) void r.trigger('webhook');
+          },
+          onPullRequest: () => {
+            // A sync is followed by the pull request review, so one trigger does both.
+            for (const r of repositories) if (r.reviews) void r.trigger('pull_request');
+          },
+          metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metricsText() }),
+          logger,
+        })
+      : null;
+  let stopping: Promise<void> | null = null;
+  return {
+    reconciler: first.reconciler,
+    repositories: repositories.map((r) => ({ name: r.config.name, config: r.config, reconciler: r.reconciler, trigger: r.trigger })),
+    cluster,
+    sim,
+    config,
+    metrics,
+    election,
+    trigger: triggerAll,
+    address: server?.address ?? null,
+    flushReports: async (timeoutMs) => (await Promise.all([...queues.values()].map((q) => q.queue.flush(timeoutMs)))).every(Boolean),
+    start() {
+      for (const r of repositories) r.schedule();
+      election.start();
+    },
+    stop() {
+      stopping ??= (async () => {
+        stopped = true;
+        for (const r of repositories) r.cancelTimer();
+        // The syncs under way finish, applies included: a half-applied commit is worse than a late exit.
+        await Promise.all(repositories.map((r) => r.idle()));
+        await server?.close();
+        // Reports still queued get a bounded chance to reach the Git host before exit.
+        await Promise.all(
+          [...queues.values()].map(async ({ queue }) => {
+            if (!(await queue.flush(SHUTDOWN_FLUSH_MS))) logger.warn({ pending: queue.pending() }, 'reports not delivered before shutdown');
+            await queue.close();
+          }),
+        );
+        // Last: hand the lease over, so another replica starts only after this one is done.
+        await election.release();
+        for (const r of repositories) r.reconciler.close();
+        sim?.save();
+        kube?.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** What {@link startRepository} needs. */
+interface RepositoryUnitOptions {
+  rc: RepositoryRunConfig;
+  config: RunConfig;
+  io: CommandIO;
+  logger: Logger;
+  cluster: ClusterBackend;
+  sim: SimCluster | null;
+  metrics: VmrollMetrics;
+  host: { host: GitHostReporter; queue: ReportQueue } | null;
+  leading: () => boolean;
+  isStopped: () => boolean;
+  /** Several repositories: log lines name the repository. */
+  several: boolean;
+}
+
+/** One repository's reconciler, its serial chain of syncs, its timer and its reports. */
+interface RepositoryUnit {
+  config: RepositoryRunConfig;
+  reconciler: Reconciler;
+  trigger(reason: string): Promise<ReconcileReport | null>;
+  /** Whether it has synced at least once. */
+  synced(): boolean;
+  /** Whether a push to `owner/name` concerns it. */
+  matchesPush(repository: string | null): boolean;
+  /** Whether it reviews pull requests. */
+  reviews: boolean;
+  schedule(): void;
+  cancelTimer(): void;
+  /** Resolves when no sync of it is under way. */
+  idle(): Promise<void>;
+}
+
+function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
+  const { rc, config, io, sim, metrics, leading, isStopped } = options;
+  const logger = options.several ? options.logger.child({ repository: rc.name }) : options.logger;
+  const isUrl = /^https?:\/\//.test(rc.repo);
+  const repoLabel = isUrl ? redactUrl(rc.repo) : path.resolve(rc.repo);
+  const source = new GitSource({ repo: isUrl ? rc.repo : path.resolve(rc.repo), cacheDir: config.cacheDir, ...(rc.gitToken !== undefined ? { token: rc.gitToken } : {}) });
+  const host = options.host?.host ?? null;
+  const queue = options.host?.queue ?? null;
+  const target = rc.gitHost?.targetUrl !== undefined ? { targetUrl: rc.gitHost.targetUrl } : {};
   const review = new ReviewState();
   const reconciler = new Reconciler({
     source,
     repoLabel,
-    ref: config.ref,
-    path: config.path,
-    cluster,
-    prune: config.prune,
+    ref: rc.ref,
+    path: rc.path,
+    cluster: options.cluster,
+    prune: rc.prune,
     logger,
     // `pending` only when the sync has something to write.
-    onWork: (commit) => queue?.status({ sha: commit, context: StatusContext.sync, state: 'pending', description: 'vmroll is applying this commit', ...target }),
+    onWork: (commit) => {
+      if (leading()) queue?.status({ sha: commit, context: StatusContext.sync, state: 'pending', description: 'vmroll is applying this commit', ...target });
+    },
+    ...(rc.namespaces !== undefined && { refuseNamespace: (namespace: string) => namespaceRefusal({ name: rc.name, namespaces: rc.namespaces }, namespace) }),
   });
   let reportedCommit: string | null = null;
   /** Statuses after a sync, then merged-PR outcomes and the review of open PRs, all in the sync's serial chain. */
   const reportSync = async (report: ReconcileReport): Promise<void> => {
-    if (host === null || queue === null) return;
+    // A replica that lost the lease during the sync leaves reporting to the new leader.
+    if (host === null || queue === null || !leading()) return;
     // A sync of an already reported commit that changed nothing posts nothing.
     if (report.commit !== reportedCommit || report.writes > 0) {
       const failed = report.plan.errors.length > 0;
@@ -172,7 +375,7 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
     }
     try {
       await reportMergedOutcome({ reporter: host, queue, source, report, repoLabel, logger, state: review });
-      await reviewPullRequests({ reporter: host, queue, source, cache: reconciler.clusterCache, repoLabel, path: config.path, prune: config.prune, logger, state: review, ...target });
+      await reviewPullRequests({ reporter: host, queue, source, cache: reconciler.clusterCache, repoLabel, path: rc.path, prune: rc.prune, logger, state: review, ...target });
     } catch (e) {
       // The Git host being down delays reviews; the next interval tries again.
       logger.warn({ err: e instanceof Error ? e.message : String(e) }, 'pull request review failed');
@@ -180,87 +383,70 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
   };
   let running: Promise<ReconcileReport | null> | null = null;
   let again = false;
-  let ready = false;
-  let stopped = false;
+  let synced = false;
   let timer: NodeJS.Timeout | null = null;
 
   const syncOnce = async (reason: string): Promise<ReconcileReport | null> => {
+    const started = performance.now();
     try {
       logger.debug({ reason }, 'sync starting');
       const report = await reconciler.reconcile();
       sim?.save();
-      ready = true;
+      synced = true;
+      metrics.recordReconcile(rc.name, report);
       await reportSync(report);
       if (config.output === 'text') io.out(renderReport(report));
       return report;
     } catch (e) {
+      metrics.recordFailure(rc.name, performance.now() - started);
       logger.error({ err: e instanceof Error ? e.message : String(e) }, 'sync failed');
       if (config.output === 'text') io.err(`sync failed: ${e instanceof Error ? e.message : String(e)}`);
       return null;
     }
   };
   const trigger = (reason: string): Promise<ReconcileReport | null> => {
+    if (isStopped() || !leading()) return Promise.resolve(null);
     if (running !== null) {
       again = true;
       return running;
     }
     running = (async () => {
       let report = await syncOnce(reason);
-      while (again && !stopped) {
+      while (again && !isStopped() && leading()) {
         again = false;
         report = await syncOnce('queued');
       }
+      again = false;
       running = null;
       return report;
     })();
     return running;
   };
   const schedule = (): void => {
-    if (stopped || config.once) return;
-    const jitter = config.intervalMs * (0.9 + Math.random() * 0.2);
+    if (isStopped() || config.once) return;
+    const jitter = rc.intervalMs * (0.9 + Math.random() * 0.2);
     timer = setTimeout(() => {
       void trigger('interval').then(schedule);
     }, jitter);
   };
-  const server =
-    config.listen !== undefined
-      ? await startWebhookServer({
-          listen: config.listen,
-          ...(config.webhookSecret !== undefined ? { webhookSecret: config.webhookSecret } : {}),
-          isReady: () => ready,
-          onPush: (push) => {
-            logger.info({ ref: push.ref, after: push.after.slice(0, 12) }, 'push webhook: syncing now');
-            void trigger('webhook');
-          },
-          onPullRequest: () => {
-            // A sync is followed by the pull request review, so one trigger does both.
-            if (host !== null) void trigger('pull_request');
-          },
-          logger,
-        })
-      : null;
+  const pushNames = new Set<string>();
+  const m = /^https?:\/\/[^/]+\/(.+?)(?:\.git)?\/?$/.exec(rc.repo);
+  if (m?.[1] !== undefined) pushNames.add(m[1].toLowerCase());
+  if (rc.gitHost !== undefined) pushNames.add(rc.gitHost.repo.toLowerCase());
   return {
+    config: rc,
     reconciler,
-    cluster,
-    sim,
-    config,
     trigger,
-    address: server?.address ?? null,
-    flushReports: (timeoutMs) => queue?.flush(timeoutMs) ?? Promise.resolve(true),
-    start() {
-      schedule();
-    },
-    async stop() {
-      stopped = true;
+    synced: () => synced,
+    matchesPush: (repository) => repository !== null && pushNames.has(repository.toLowerCase()),
+    reviews: host !== null,
+    schedule,
+    cancelTimer: () => {
       if (timer !== null) clearTimeout(timer);
-      if (running !== null) await running;
-      await server?.close();
-      // Reports still queued get a bounded chance to reach the Git host before exit.
-      if (queue !== null && !(await queue.flush(10_000))) logger.warn({ pending: queue.pending() }, 'reports not delivered before shutdown');
-      await queue?.close();
-      reconciler.close();
-      sim?.save();
-      kube?.close();
+      timer = null;
+    },
+    idle: async () => {
+      while (running !== null) await running;
     },
   };
 }
@@ -299,6 +485,9 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
       'gitea-repo': { type: 'string' },
       'gitea-token-file': { type: 'string' },
       'status-target-url': { type: 'string' },
+      config: { type: 'string' },
+      'leader-elect': { type: 'boolean' },
+      'leader-election-namespace': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -310,7 +499,11 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
     return 0;
   }
   const config = runConfig(values);
-  const logger = makeLogger(config.logLevel, [config.gitToken ?? '', config.webhookSecret ?? '', config.gitHost?.token ?? '']);
+  const secrets = [config.gitToken, config.webhookSecret, config.gitHost?.token, ...(config.repositories ?? []).flatMap((r) => [r.gitToken, r.gitHost?.token])];
+  const logger = makeLogger(
+    config.logLevel,
+    secrets.filter((x): x is string => x !== undefined),
+  );
   if (config.example) {
     const { created } = await ensureExampleRepo(config.repo, EXAMPLE_FIXTURES);
     // On stderr, so `--output json` stays one JSON document on stdout.
@@ -328,13 +521,16 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
     return report.plan.errors.length > 0 ? 1 : 0;
   }
   if (handle.address !== null) logger.info({ address: handle.address }, 'listening');
-  await handle.trigger('start');
+  // With leader election, the first sync waits for the lease (and starts when it is won).
+  if (config.leaderElection === undefined) await handle.trigger('start');
+  else logger.info({ identity: handle.election.identity, lease: `${config.leaderElection.namespace}/${config.leaderElection.leaseName}` }, 'waiting for the lease');
   handle.start();
-  await new Promise<void>((resolve) => {
-    const done = (): void => resolve();
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
   });
+  logger.info({ signal }, 'shutting down: finishing the sync under way');
   await handle.stop();
+  logger.info('stopped');
   return 0;
 }

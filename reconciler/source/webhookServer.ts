@@ -50,6 +50,8 @@ export interface WebhookServerOptions {
   logger: Logger;
   /** Largest request body accepted; default 1 MiB (GitHub caps payloads at 25 MB, pushes are far smaller). */
   maxBodyBytes?: number;
+  /** Serves `GET /metrics` (Prometheus text) when set. */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
 }
 
 /** A listening webhook server. */
@@ -210,8 +212,23 @@ class RequestHandler {
         if (!allowMethods(req, res, ['POST'])) return;
         void this.webhook(req, res);
         return;
-      default:
-        refuseUnread(req, res, 404, 'not found');
+      case '/metrics':
+        if (this.options.metrics === undefined) break;
+        if (!allowMethods(req, res, ['GET'])) return;
+        void this.serveMetrics(this.options.metrics, res);
+        return;
+    }
+    refuseUnread(req, res, 404, 'not found');
+  }
+
+  private async serveMetrics(metrics: () => Promise<{ contentType: string; body: string }>, res: ServerResponse): Promise<void> {
+    try {
+      const { contentType, body } = await metrics();
+      res.writeHead(200, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
+      res.end(body);
+    } catch (e) {
+      this.options.logger.error({ err: e instanceof Error ? e.message : String(e) }, 'metrics failed');
+      reply(res, 500, 'metrics failed');
     }
   }
 
