@@ -166,6 +166,18 @@ describe('vmroll run in a cluster: config file, namespaces, /metrics, leader ele
     }
   });
 
+  it('stop during a sync lets it finish its applies, then refuses new syncs', async () => {
+    const config = runConfig({ repo: shopUrl, path: 'vms', cluster: 'sim', 'sim-kubevirt': KUBEVIRT, 'cache-dir': path.join(dir, 'cache-stop'), output: 'json' }, {});
+    const handle = await startRun(config, { out: () => {}, err: () => {} }, makeLogger('silent', []));
+    const sync = handle.trigger('test');
+    await handle.stop();
+    const report = await sync;
+    assert.ok(report !== null, 'the sync under way completed');
+    assert.equal(report.writes, 3);
+    for (const [ns, name] of [['shop', 'web'], ['shop', 'db'], ['jobs', 'batch']] as const) assert.ok(handle.sim?.store.get('VirtualMachine', ns, name) !== undefined, `${ns}/${name} applied`);
+    assert.equal(await handle.trigger('after stop'), null);
+  });
+
   it('flags win over the environment, which wins over the file; a broken file names file:line', () => {
     const file = path.join(dir, 'single.yaml');
     writeFileSync(file, `repo: ${shopUrl}\nbranch: from-file\npath: vms\ninterval: 5m\nlogLevel: debug\nleaderElection:\n  enabled: true\n  namespace: from-file\n`);
