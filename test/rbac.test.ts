@@ -4,17 +4,20 @@
  * restart/stop/start, a conflict and its fresh read, a lease acquired, renewed and released),
  * every request recorded, and each request checked against the ClusterRole and the leases
  * Role the manifests bind to vmroll's ServiceAccount. Every request must be allowed, and every
- * verb the roles grant on every resource must have been used by some request.
+ * verb the roles grant on every resource must have been used by some request. Then `vmroll run`
+ * itself, as a process started with the Deployment's arguments over the ConfigMap's and the
+ * Secret's files, must make only allowed requests too.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
-import { parse, parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments, stringify } from 'yaml';
 import { ClusterError } from '../reconciler/cluster/backend.ts';
 import { KubeCluster } from '../reconciler/cluster/kube.ts';
-import { LeaderElector } from '../reconciler/cluster/leaderElection.ts';
+import { DEFAULT_LEASE_NAME, LeaderElector } from '../reconciler/cluster/leaderElection.ts';
 import { type ApiRequestInfo, type ApiServer, startApiServer } from '../reconciler/cluster/sim/apiServer.ts';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { makeLogger } from '../reconciler/commands/run.ts';
@@ -352,5 +355,128 @@ describe('deploy/base RBAC against every request of a full vmroll cycle', functi
     assert.ok(did('apply', 'virtualmachines', 200), 'an apply updated a VM');
     assert.ok(did('apply', 'virtualmachines', 409), 'an apply met a conflict');
     assert.ok(did('get', 'leases', 404), 'the first lease read found none');
+  });
+});
+
+/**
+ * The pod's files as the kubelet would lay them out, in a local folder: ConfigMap keys and
+ * Secret items as files, emptyDirs empty. Returns mount path → local folder.
+ */
+function podFiles(objects: readonly Obj[], container: Obj, pod: Obj, dir: string, edit: { config: (key: string, text: string) => string; secrets: Record<string, string> }): Map<string, string> {
+  const mounts = new Map<string, string>();
+  const volumes = (pod['volumes'] ?? []) as Obj[];
+  for (const mount of (container['volumeMounts'] ?? []) as Obj[]) {
+    const local = path.join(dir, 'pod', String(mount['name']));
+    mkdirSync(local, { recursive: true });
+    mounts.set(String(mount['mountPath']), local);
+    const volume = volumes.find((v) => v['name'] === mount['name']) ?? {};
+    const configMap = volume['configMap'] as Obj | undefined;
+    const secret = volume['secret'] as Obj | undefined;
+    if (configMap !== undefined) {
+      const source = objects.find((o) => o['kind'] === 'ConfigMap' && metaOf(o)['name'] === configMap['name']);
+      for (const [key, text] of Object.entries((source?.['data'] ?? {}) as Record<string, string>)) writeFileSync(path.join(local, key), edit.config(key, text));
+    } else if (secret !== undefined) {
+      for (const item of (secret['items'] ?? []) as Obj[]) writeFileSync(path.join(local, String(item['path'])), edit.secrets[String(item['key'])] ?? '');
+    }
+  }
+  return mounts;
+}
+
+describe('deploy/base RBAC against `vmroll run` started with the Deployment\'s own arguments', function () {
+  this.timeout(60_000);
+  let git: GitServer;
+  let dir: string;
+
+  before(async () => {
+    git = await startGitServer();
+    dir = mkdtempSync(path.join(tmpdir(), 'vmroll-rbac-pod-'));
+  });
+  after(async () => {
+    await git?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reads its ConfigMap and Secret files, wins the Lease, applies, gets ready, and makes only allowed requests', async () => {
+    const objects = loadObjects(BASE);
+    const deployment = objects.find((o) => o['kind'] === 'Deployment') ?? {};
+    const pod = ((((deployment['spec'] ?? {}) as Obj)['template'] ?? {}) as Obj)['spec'] as Obj;
+    const container = ((pod['containers'] ?? []) as Obj[])[0] ?? {};
+    const namespace = String(metaOf(deployment)['namespace']);
+    const webhookSecret = 'webhook-secret-of-the-test';
+
+    const recorded: ApiRequestInfo[] = [];
+    let recording = false;
+    const sim = new SimCluster({ kubevirt: parse(readFileSync(KUBEVIRT, 'utf8')) as Obj });
+    const server = await startApiServer({ cluster: sim, listen: '127.0.0.1:0', bookmarkIntervalMs: 100, onRequest: (info) => recording && recorded.push(info) });
+    try {
+      for (const ns of ['shop', 'jobs', namespace]) sim.createObject({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+      const repo = await git.createBareRepo('fleet');
+      const work = await git.createWorkingClone('fleet');
+      for (const f of ['web.yaml', 'db.yaml', 'batch.yaml']) await work.write(`vms/${f}`, readFileSync(path.join(EXAMPLE, f), 'utf8'));
+      await work.commit('three VMs');
+      await work.push();
+
+      // The ConfigMap as shipped, but pointing at the test's repository; tokens as the Secret holds them.
+      const mounts = podFiles(objects, container, pod, dir, {
+        config: (_key, text) => stringify({ ...(parse(text) as Obj), repo }),
+        secrets: { 'git-token': '', 'webhook-secret': webhookSecret, 'github-token': '' },
+      });
+      const local = (arg: string): string => {
+        for (const [mountPath, folder] of [...mounts].sort((a, b) => b[0].length - a[0].length)) {
+          const at = arg.indexOf(`=${mountPath}`);
+          if (at >= 0) return `${arg.slice(0, at + 1)}${folder}${arg.slice(at + 1 + mountPath.length)}`;
+        }
+        return arg;
+      };
+      const args = ((container['args'] ?? []) as string[]).map((a) => (a.startsWith('--listen=') ? '--listen=127.0.0.1:0' : local(a)));
+      // In a pod, the namespace comes from the service account's files, and the API server from its environment.
+      args.push(`--leader-election-namespace=${namespace}`);
+      const kubeconfig = path.join(dir, 'kubeconfig');
+      writeFileSync(kubeconfig, simKubeconfig(server.url));
+      const tmp = mounts.get('/tmp') ?? '';
+      assert.notEqual(tmp, '', 'the pod has a /tmp volume');
+
+      recording = true;
+      const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'vmroll.js'), ...args], {
+        cwd: ROOT,
+        env: { PATH: process.env['PATH'] ?? '', KUBECONFIG: kubeconfig, TMPDIR: tmp },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let logs = '';
+      child.stdout.on('data', (d: Buffer) => (logs += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (logs += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      try {
+        const until = async (what: string, ok: () => boolean | Promise<boolean>): Promise<void> => {
+          for (const deadline = Date.now() + 20_000; !(await ok()); ) {
+            if (Date.now() > deadline || child.exitCode !== null) throw new Error(`timed out waiting for ${what}; vmroll said:\n${logs}`);
+            await new Promise((r) => setTimeout(r, 25));
+          }
+        };
+        let port = 0;
+        await until('vmroll to listen', () => {
+          port = Number(/"address":"[^"]*:(\d+)","msg":"listening"/.exec(logs)?.[1] ?? 0);
+          return port > 0;
+        });
+        await until('the three VMs', () => sim.store.list('VirtualMachine').length === 3);
+        await until('/readyz', async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.status === 200);
+        const lease = sim.store.get('Lease', namespace, DEFAULT_LEASE_NAME);
+        assert.ok(typeof ((lease?.['spec'] ?? {}) as Obj)['holderIdentity'] === 'string', `the Lease ${namespace}/${DEFAULT_LEASE_NAME} is held`);
+      } finally {
+        child.kill('SIGTERM');
+      }
+      assert.equal(await exited, 0, logs);
+      assert.ok(!logs.includes(webhookSecret), 'the webhook secret stays out of the logs');
+      assert.equal(((sim.store.get('Lease', namespace, DEFAULT_LEASE_NAME)?.['spec'] ?? {}) as Obj)['holderIdentity'], undefined, 'the Lease was handed back on SIGTERM');
+    } finally {
+      await server.close();
+      recording = false;
+    }
+
+    const account = objects.find((o) => o['kind'] === 'ServiceAccount') ?? {};
+    const grants = [...grantsOf(objects, { namespace, name: String(metaOf(account)['name']) }), DEFAULT_NON_RESOURCE_GRANT];
+    assert.ok(recorded.some((r) => r.resource === 'leases' && r.verb === 'create') && recorded.some((r) => r.verb === 'apply' && r.code === 201), 'the run acquired a lease and created VMs');
+    const denied = [...new Set(recorded.flatMap(checksFor).filter((a) => !allowed(grants, a)).map(describeRequest))];
+    assert.deepEqual(denied, [], `requests the roles do not allow:\n  ${denied.join('\n  ')}`);
   });
 });
