@@ -15,8 +15,7 @@ import { GitHostError, type GitHostReporter, type PullRequestInfo, StatusContext
 import type { Obj } from '../rollout/index.ts';
 import { SourceError, redactSecrets, redactUrl } from '../source/errors.ts';
 import { GitSource } from '../source/gitSource.ts';
-import { parseYamlDocuments } from '../source/yamlDocs.ts';
-import { type CommandIO, UsageError } from './common.ts';
+import { type CommandIO, UsageError, loadKubeVirt } from './common.ts';
 import { makeLogger } from './run.ts';
 
 /** Help text of `vmroll plan`. */
@@ -72,18 +71,6 @@ function readSecret(file: string, flag: string): string {
   }
 }
 
-function loadKubeVirt(file: string): Obj {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    throw new UsageError(`--sim-kubevirt: ${file} cannot be read`);
-  }
-  const doc = parseYamlDocuments(text, file)[0];
-  const v = doc?.value as Obj | undefined;
-  if (v === undefined || v === null || typeof v !== 'object' || v['kind'] !== 'KubeVirt') throw new UsageError(`${file}:${doc?.line ?? 1}: expected a KubeVirt object (--sim-kubevirt)`);
-  return v;
-}
 
 function positiveInt(text: string, flag: string): number {
   if (!/^[1-9]\d{0,9}$/.test(text)) throw new UsageError(`${flag} must be a pull request number, not "${text}"`);
@@ -195,7 +182,7 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
     // Read only: the state file is loaded and never saved.
     backend = new SimCluster({
       ...(values['sim-state'] !== undefined ? { stateFile: values['sim-state'] } : {}),
-      ...(values['sim-kubevirt'] !== undefined ? { kubevirt: loadKubeVirt(values['sim-kubevirt']) } : {}),
+      ...(values['sim-kubevirt'] !== undefined ? { kubevirt: loadKubeVirt(values['sim-kubevirt'], '--sim-kubevirt') } : {}),
     });
   }
   const cache = new ClusterCache(backend);

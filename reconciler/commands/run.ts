@@ -1,5 +1,4 @@
 /** `vmroll run`: the reconcile loop (fetch → plan → apply → report), once or every interval and on webhooks. */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
@@ -21,8 +20,7 @@ import type { Obj } from '../rollout/index.ts';
 import { redactUrl } from '../source/errors.ts';
 import { GitSource } from '../source/gitSource.ts';
 import { startWebhookServer } from '../source/webhookServer.ts';
-import { parseYamlDocuments } from '../source/yamlDocs.ts';
-import { type CommandIO, UsageError, formatValue } from './common.ts';
+import { type CommandIO, UsageError, loadKubeVirt, formatValue } from './common.ts';
 
 /** Help text of `vmroll run`. */
 export const RUN_HELP = `Usage: vmroll run --repo <url|path> [options]
@@ -93,18 +91,6 @@ export function makeLogger(level: string, secrets: readonly string[], destinatio
   );
 }
 
-function loadKubeVirt(file: string): Obj {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    throw new UsageError(`--sim-kubevirt: ${file} cannot be read`);
-  }
-  const doc = parseYamlDocuments(text, file)[0];
-  const v = doc?.value as Obj | undefined;
-  if (v === undefined || v['kind'] !== 'KubeVirt') throw new UsageError(`${file}:${doc?.line ?? 1}: expected a KubeVirt object (--sim-kubevirt)`);
-  return v;
-}
 
 /** Renders one sync for people. */
 export function renderReport(r: ReconcileReport): string {
@@ -174,7 +160,7 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
     config.cluster === 'sim'
       ? new SimCluster({
           ...(config.simState !== undefined ? { stateFile: config.simState } : {}),
-          ...(config.simKubevirt !== undefined ? { kubevirt: loadKubeVirt(config.simKubevirt) } : {}),
+          ...(config.simKubevirt !== undefined ? { kubevirt: loadKubeVirt(config.simKubevirt, '--sim-kubevirt') } : {}),
         })
       : null;
   let kube: KubeCluster | null = null;

@@ -1,13 +1,12 @@
 /** `vmroll sim`: the embedded KubeVirt simulator behind a Kubernetes-API-compatible HTTP server, for kubectl and client-node. */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { type ApiFaults, type ApiServer, parseListen, startApiServer } from '../cluster/sim/apiServer.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
 import { parseDuration } from '../config.ts';
 import type { Obj } from '../rollout/index.ts';
-import { parseYamlDocuments } from '../source/yamlDocs.ts';
-import { type CommandIO, UsageError } from './common.ts';
+import { type CommandIO, UsageError, loadKubeVirt } from './common.ts';
 import { makeLogger } from './run.ts';
 
 /** Help text of `vmroll sim`. */
@@ -40,18 +39,6 @@ verb and resource, POST /admin/stats/reset zeroes them.
 
 Exit status: 0 after a clean shutdown; 1 when the server cannot start; 2 bad usage.`;
 
-function loadKubeVirt(file: string): Obj {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    throw new UsageError(`--kubevirt: ${file} cannot be read`);
-  }
-  const doc = parseYamlDocuments(text, file)[0];
-  const v = doc?.value as Obj | undefined;
-  if (v === undefined || v['kind'] !== 'KubeVirt') throw new UsageError(`${file}:${doc?.line ?? 1}: expected a KubeVirt object (--kubevirt)`);
-  return v;
-}
 
 function duration(flag: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
@@ -143,7 +130,7 @@ export async function runSim(argv: string[], io: CommandIO): Promise<number> {
   const logger = makeLogger(values['log-level'] ?? 'info', []);
   const cluster = new SimCluster({
     ...(values.state !== undefined ? { stateFile: values.state } : {}),
-    ...(values.kubevirt !== undefined ? { kubevirt: loadKubeVirt(values.kubevirt) } : {}),
+    ...(values.kubevirt !== undefined ? { kubevirt: loadKubeVirt(values.kubevirt, '--kubevirt') } : {}),
     ...(watchHistory !== undefined ? { watchHistory } : {}),
   });
   let server: ApiServer;
