@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { SOURCE_PATH_ANNOTATION, appliedIn, ownedBy, ownedFingerprint, withOwnership } from './apply/ownership.ts';
 import type { ClusterBackend } from './cluster/backend.ts';
 import { ClusterCache } from './cluster/cache.ts';
-import { type Obj, type VmPlan, type VmPlanEntry, planRollout } from './rollout/index.ts';
+import { type FieldRevert, type Obj, RELEASED_WHY, type VmPlan, type VmPlanEntry, changeOutcome, planRollout } from './rollout/index.ts';
 import type { ManifestError } from './rollout/plan.ts';
 import type { ChangedPath, GitSource } from './source/gitSource.ts';
 import { type ManifestSet, loadManifests } from './source/manifests.ts';
@@ -35,15 +35,60 @@ export interface ReconcilerOptions {
   refuseNamespace?: (namespace: string) => string | null;
 }
 
-/** Counts for a status line such as `12 in sync · 3 live-updated · 1 awaiting restart`. */
+/**
+ * Where a sync leaves each VM of the repository, for the counts: every VM the commit defines (or
+ * would define, but for a broken file) is in exactly one state.
+ */
+export const SyncState = {
+  /** Created by this sync. */
+  created: 'created',
+  /** Updated by this sync; every field it changed reached the running guest, or is not part of it (VM metadata, runStrategy). */
+  liveUpdated: 'live-updated',
+  /** Updated by this sync; some field waits for the next start, and KubeVirt set no RestartRequired (a stopped VM, template metadata). */
+  staged: 'staged',
+  /** Updated by this sync, and every field it changed is a revert (see `changeOutcome` in rollout/introduced.ts); no restart pending. */
+  reverted: 'reverted',
+  /** RestartRequired is on the VM after this sync, set by this sync or earlier. */
+  awaitingRestart: 'awaiting restart',
+  /** Left alone by this sync, nothing waits for a restart. */
+  inSync: 'in sync',
+  /** Left as the cluster holds it because its file has errors at this commit (or the apply failed): the errors say why. */
+  held: 'held',
+  /** Pruned by this sync. */
+  deleted: 'deleted',
+} as const;
+/** One of {@link SyncState}. */
+export type SyncState = (typeof SyncState)[keyof typeof SyncState];
+
+/** Counts for a status line such as `12 in sync · 3 live-updated · 1 awaiting restart`: one per {@link SyncState}. */
 export interface SyncSummary {
+  /** VMs counted (the sum of the states). */
   vms: number;
   inSync: number;
   created: number;
   liveUpdated: number;
+  staged: number;
+  reverted: number;
   awaitingRestart: number;
+  held: number;
   deleted: number;
+  /** Manifest and apply errors (one broken file may hold several VMs, and one VM several errors). */
   errors: number;
+}
+
+/** What one sync did to one VM, as the text report shows it. */
+export interface VmOutcome {
+  namespace: string;
+  name: string;
+  state: SyncState;
+  /**
+   * Whether the text lists the VM this sync: it was created, updated or deleted, it entered
+   * `awaiting restart` without a write (first seen by this process), or RestartRequired went away
+   * without a write. A VM that stays awaiting restart is listed once and then only counted.
+   */
+  listed: boolean;
+  /** Fields this sync set back to what the running instance runs. */
+  reverts: FieldRevert[];
 }
 
 /** The outcome of one reconcile. */
@@ -57,6 +102,10 @@ export interface ReconcileReport {
   read: string[];
   /** Requests the sync wrote to the cluster. */
   writes: number;
+  /** Per VM, sorted by namespace/name: its state for the counts and what the text shows of it. */
+  outcomes: VmOutcome[];
+  /** The errors of `plan.errors` that the previous sync of this process did not have (the text lists only these). */
+  newErrors: ManifestError[];
 }
 
 type Step = 'fetch' | 'diff' | 'load' | 'plan' | 'apply' | 'report';
@@ -85,15 +134,63 @@ function restartCondition(vm: Obj | undefined): Obj | undefined {
   return conditions.find((c) => c['type'] === 'RestartRequired' && c['status'] === 'True');
 }
 
-/** Formats a summary the way statuses and logs show it. */
+/** The {@link SyncSummary} count of each state. */
+const SUMMARY_FIELD: Record<SyncState, Exclude<keyof SyncSummary, 'vms' | 'errors'>> = {
+  created: 'created',
+  'live-updated': 'liveUpdated',
+  staged: 'staged',
+  reverted: 'reverted',
+  'awaiting restart': 'awaitingRestart',
+  'in sync': 'inSync',
+  held: 'held',
+  deleted: 'deleted',
+};
+
+/** The state of a VM this sync planned (created, updated or left alone), given the fields it reverted. */
+function stateOf(entry: VmPlanEntry, reverts: readonly FieldRevert[]): SyncState {
+  if (entry.action === 'create') return SyncState.created;
+  if (entry.restartRequired) return SyncState.awaitingRestart;
+  if (entry.action !== 'update') return SyncState.inSync;
+  // Released live updates are a consequence of the commit's change, not a change of their own.
+  const own = entry.changes.filter((c) => c.why !== RELEASED_WHY);
+  if (reverts.length > 0 && own.length === 0) return SyncState.reverted;
+  return own.some((c) => c.rollout === 'staged') ? SyncState.staged : SyncState.liveUpdated;
+}
+
+/** Identity of an error across syncs, to report it once. */
+function errorKey(e: ManifestError): string {
+  return `${e.file}\n${e.line ?? ''}\n${e.message}`;
+}
+
+function compareKeys(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** GitHub's cap on a commit status description; the summary is made to fit rather than be cut. */
+export const SUMMARY_MAX_CHARS = 140;
+
+/**
+ * Formats a summary the way statuses, logs and the text report show it, e.g.
+ * `12 in sync · 3 live-updated · 1 reverted · 1 awaiting restart · 1 held · 2 errors`. States with
+ * no VM are left out, but `in sync` always shows. Longer than {@link SUMMARY_MAX_CHARS} (counts in
+ * the hundred thousands), the labels shorten and the separators tighten, so no count is cut off.
+ */
 export function formatSummary(s: SyncSummary): string {
-  const parts = [`${s.inSync} in sync`];
-  if (s.created > 0) parts.push(`${s.created} created`);
-  if (s.liveUpdated > 0) parts.push(`${s.liveUpdated} live-updated`);
-  if (s.awaitingRestart > 0) parts.push(`${s.awaitingRestart} awaiting restart`);
-  if (s.deleted > 0) parts.push(`${s.deleted} deleted`);
-  if (s.errors > 0) parts.push(`${s.errors} error${s.errors === 1 ? '' : 's'}`);
-  return parts.join(' · ');
+  const parts: Array<[number, string, string]> = [
+    [s.inSync, 'in sync', 'in sync'],
+    [s.created, 'created', 'new'],
+    [s.liveUpdated, 'live-updated', 'live'],
+    [s.staged, 'staged', 'staged'],
+    [s.reverted, 'reverted', 'reverted'],
+    [s.awaitingRestart, 'awaiting restart', 'restart'],
+    [s.held, 'held', 'held'],
+    [s.deleted, 'deleted', 'deleted'],
+    [s.errors, s.errors === 1 ? 'error' : 'errors', 'err'],
+  ];
+  const shown = parts.filter(([n], i) => i === 0 || n > 0);
+  const long = shown.map(([n, label]) => `${n} ${label}`).join(' · ');
+  if (long.length <= SUMMARY_MAX_CHARS) return long;
+  return shown.map(([n, , short]) => `${n} ${short}`).join(', ');
 }
 
 /** Keeps the state between syncs of one repository and runs them. */
@@ -106,6 +203,10 @@ export class Reconciler {
   private readonly seen = new Map<string, { manifest: unknown; liveVersion: unknown }>();
   /** Plan entries from earlier syncs, reused while their inputs are unchanged. */
   private readonly entries = new Map<string, { inputs: string; entry: VmPlanEntry }>();
+  /** VMs awaiting restart that the text has listed: they are only counted until they leave that state. */
+  private readonly announced = new Set<string>();
+  /** The errors of the previous sync, by {@link errorKey}: one already reported is only counted. */
+  private reportedErrors = new Set<string>();
 
   constructor(private readonly options: ReconcilerOptions) {
     this.cache = new ClusterCache(options.cluster);
@@ -196,10 +297,13 @@ export class Reconciler {
     const errors: ManifestError[] = [...manifests.errors, ...refusals];
     const actions = new Map<string, 'create' | 'update' | 'delete'>();
     const before = new Map<string, Obj | undefined>();
+    const vmisBefore = new Map<string, Obj | null>();
+    const failedApplies = new Set<string>();
     let writes = 0;
     await time('apply', async () => {
       const applyOne = async (w: PendingWrite): Promise<void> => {
         before.set(w.key, this.cache.vms.get(w.key));
+        vmisBefore.set(w.key, this.cache.vmis.get(w.key) ?? null);
         const vmLog = log.child({ vm: w.key });
         try {
           writes++;
@@ -211,6 +315,7 @@ export class Reconciler {
         } catch (e) {
           const message = e instanceof Error ? e.message : String(e);
           errors.push({ file: w.file, line: w.line, message: `apply failed: ${message}` });
+          failedApplies.add(w.key);
           vmLog.error({ action: w.action, file: w.file, err: message }, 'apply failed');
         }
       };
@@ -246,24 +351,55 @@ export class Reconciler {
     });
 
     const vms: VmPlanEntry[] = [];
-    const summary: SyncSummary = { vms: 0, inSync: 0, created: 0, liveUpdated: 0, awaitingRestart: 0, deleted: 0, errors: errors.length };
+    const outcomes: VmOutcome[] = [];
+    const summary: SyncSummary = { vms: 0, inSync: 0, created: 0, liveUpdated: 0, staged: 0, reverted: 0, awaitingRestart: 0, held: 0, deleted: 0, errors: errors.length };
+    const count = (namespace: string, name: string, state: SyncState, listed: boolean, reverts: FieldRevert[] = []): void => {
+      outcomes.push({ namespace, name, state, listed, reverts });
+      summary.vms++;
+      summary[SUMMARY_FIELD[state]]++;
+    };
+    let newErrors: ManifestError[] = [];
     await time('report', async () => {
       for (const vm of manifests.vms) {
         const key = vmKey(vm.namespace, vm.name);
         if (refused.has(key)) continue;
-        const entry = this.entryFor(key, actions.get(key) ?? 'none', before.has(key) ? before.get(key) : this.cache.vms.get(key));
+        const action = actions.get(key) ?? 'none';
+        const stored = before.has(key) ? before.get(key) : this.cache.vms.get(key);
+        let entry = this.entryFor(key, action, stored);
         if (entry === null) continue;
+        let reverts: FieldRevert[] = [];
+        const after = this.cache.vms.get(key);
+        if (action === 'update' && stored !== undefined && after !== undefined) {
+          // What this sync changed in the stored VM, not everything since the VM last started.
+          const vmi = vmisBefore.get(key) ?? null;
+          const planBefore = vmi === null ? { ...entry, changes: [] } : this.planOf(stored, vmi);
+          const delta = changeOutcome(planBefore, entry, stored, after);
+          entry = delta.entry;
+          reverts = delta.reverts;
+        }
         vms.push(entry);
-        summary.vms++;
-        if (entry.action === 'create') summary.created++;
-        if (entry.restartRequired) summary.awaitingRestart++;
-        else if (entry.action === 'update') summary.liveUpdated++;
-        else if (entry.action === 'none') summary.inSync++;
+        const state = failedApplies.has(key) ? SyncState.held : stateOf(entry, reverts);
+        let listed = action !== 'none';
+        if (state === SyncState.awaitingRestart) {
+          // Listed when it enters the state (or this process first sees it), then only counted.
+          if (!this.announced.has(key)) listed = true;
+          this.announced.add(key);
+        } else if (this.announced.delete(key) && action === 'none' && state === SyncState.inSync) {
+          listed = true; // RestartRequired went away without a write from vmroll: say so once.
+        }
+        count(vm.namespace, vm.name, state, listed, reverts);
+      }
+      // A VM whose file broke (or that is defined twice) keeps its place in the counts.
+      for (const key of this.heldKeys(manifests, refused)) {
+        this.announced.delete(key);
+        const [namespace = '', name = ''] = key.split('/');
+        count(namespace, name, SyncState.held, false);
       }
       for (const [key, action] of actions) {
         if (action !== 'delete') continue;
         const [namespace = '', name = ''] = key.split('/');
-        summary.deleted++;
+        this.announced.delete(key);
+        count(namespace, name, SyncState.deleted, true);
         vms.push({
           namespace,
           name,
@@ -278,10 +414,18 @@ export class Reconciler {
           kubevirt: { version: null, model: 'seed' },
         });
       }
+      outcomes.sort((a, b) => compareKeys(vmKey(a.namespace, a.name), vmKey(b.namespace, b.name)));
+      // Each error is reported (text and log) when it first appears, then only counted.
+      newErrors = errors.filter((e) => !this.reportedErrors.has(errorKey(e)));
+      this.reportedErrors = new Set(errors.map(errorKey));
+      for (const e of newErrors) {
+        if (e.message.startsWith('apply failed: ') || e.message.startsWith('prune failed: ')) continue; // logged where they happened
+        log.warn({ file: e.file, line: e.line, ...(e.path !== undefined ? { path: e.path } : {}), message: e.message }, 'manifest error');
+      }
     });
     this.manifests = manifests;
     timings.total = performance.now() - started;
-    const report: ReconcileReport = { plan: { commit, vms, errors }, summary, commit, timings, read: manifests.read, writes };
+    const report: ReconcileReport = { plan: { commit, vms, errors }, summary, commit, timings, read: manifests.read, writes, outcomes, newErrors };
     log.info({ summary: formatSummary(summary), writes, read: manifests.read.length, ms: Math.round(timings.total) }, 'reconciled');
     return report;
   }
@@ -300,6 +444,36 @@ export class Reconciler {
       out.push({ namespace, name });
     }
     return out;
+  }
+
+  /** The engine's plan of a stored VM against the running instance `vmi` (uncached: for the few VMs a sync writes). */
+  private planOf(stored: Obj, vmi: Obj | null): VmPlanEntry {
+    return planRollout({
+      desired: stored,
+      baseline: this.cache.baseline(stored),
+      vmi,
+      kubevirt: this.cache.kubevirt,
+      conditions: (((stored['status'] ?? {}) as Obj)['conditions'] ?? []) as Obj[],
+      instancetypes: [...this.cache.instancetypes.values()],
+    }).plan;
+  }
+
+  /**
+   * VMs in the cluster that this commit would define but for an error in their file: Git defines
+   * them but none is usable (invalid, duplicated, carried over from a file that stopped parsing),
+   * or the cluster's copy names a failed file as its source (a first sync knows no earlier load).
+   */
+  private heldKeys(manifests: ManifestSet, refused: ReadonlySet<string>): string[] {
+    const defined = new Set(manifests.vms.map((v) => vmKey(v.namespace, v.name)));
+    const out = new Set<string>();
+    for (const key of manifests.heldVms) if (this.cache.vms.has(key)) out.add(key);
+    const failedFiles = new Set([...manifests.failedFiles, ...manifests.errors.map((e) => e.file)]);
+    for (const [key, live] of this.cache.vms) {
+      if (!ownedBy(live, this.options.repoLabel)) continue;
+      const file = String(((metaOf(live)['annotations'] ?? {}) as Obj)[SOURCE_PATH_ANNOTATION] ?? '');
+      if (failedFiles.has(file)) out.add(key);
+    }
+    return [...out].filter((key) => !defined.has(key) && !refused.has(key)).sort(compareKeys);
   }
 
   /** The VM's plan entry as the cluster now holds it, reusing the last one while nothing it depends on changed. */

@@ -8,14 +8,20 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ReconcileReport } from './loop.ts';
 import { GitHostError, type GitHostReporter } from './report/reporter.ts';
 
-/** The states `vmroll_vms` counts VMs in. */
+/** The states `vmroll_vms` counts VMs in: the sync's own counts (`SyncState` in loop.ts), so metrics, text and status agree. */
 export const VmState = {
   /** The cluster holds what Git says (created or unchanged), nothing waits for a restart. */
   inSync: 'in_sync',
   /** Updated by the last sync and all of it went live. */
   liveUpdated: 'live_updated',
+  /** Updated by the last sync; some of it waits for the next start, without RestartRequired (a stopped VM, template metadata). */
+  staged: 'staged',
+  /** Updated by the last sync, which set fields back to what the running instance runs. */
+  reverted: 'reverted',
   /** KubeVirt set RestartRequired: some of the change waits for the next restart. */
   awaitingRestart: 'awaiting_restart',
+  /** Left as the cluster holds it because its file has errors (or its apply failed). */
+  held: 'held',
   /** Manifests that failed to load or apply (one per error: a broken file may hold several VMs). */
   error: 'error',
 } as const;
@@ -148,13 +154,16 @@ export class VmrollMetrics {
     const result: ReconcileResult = report.plan.errors.length > 0 ? 'errors' : 'ok';
     this.reconcileDuration.observe({ repository, result }, report.timings.total / 1000);
     this.gitFetchDuration.observe({ repository }, report.timings.fetch / 1000);
-    const counts: Record<VmState, number> = { in_sync: 0, live_updated: 0, awaiting_restart: 0, error: report.plan.errors.length };
-    for (const vm of report.plan.vms) {
-      if (vm.action === 'delete') continue;
-      if (vm.restartRequired) counts.awaiting_restart++;
-      else if (vm.action === 'update') counts.live_updated++;
-      else counts.in_sync++;
-    }
+    const s = report.summary;
+    const counts: Record<VmState, number> = {
+      in_sync: s.inSync + s.created,
+      live_updated: s.liveUpdated,
+      staged: s.staged,
+      reverted: s.reverted,
+      awaiting_restart: s.awaitingRestart,
+      held: s.held,
+      error: s.errors,
+    };
     for (const state of Object.values(VmState)) this.vms.set({ repository, state }, counts[state]);
   }
 

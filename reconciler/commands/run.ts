@@ -15,8 +15,8 @@ import { ReviewState, reportMergedOutcome, reviewPullRequests } from '../report/
 import { ReportQueue } from '../report/queue.ts';
 import { StatusContext, type GitHostReporter } from '../report/reporter.ts';
 import { ensureExampleRepo } from '../source/exampleRepo.ts';
-import { type ReconcileReport, Reconciler, formatSummary } from '../loop.ts';
-import type { Obj } from '../rollout/index.ts';
+import { type ReconcileReport, Reconciler, SyncState, formatSummary } from '../loop.ts';
+import type { FieldRevert, Obj, VmPlanEntry } from '../rollout/index.ts';
 import { redactUrl } from '../source/errors.ts';
 import { GitSource } from '../source/gitSource.ts';
 import { startWebhookServer } from '../source/webhookServer.ts';
@@ -92,14 +92,79 @@ export function makeLogger(level: string, secrets: readonly string[], destinatio
 }
 
 
-/** Renders one sync for people. */
+/** Width of the verb column of {@link renderReport}. */
+const VERB = 8;
+
+/** The lines of one field change: rollout, path, from → to, then every reason for it. */
+function changeLines(vm: VmPlanEntry, indent: string): string[] {
+  const lines: string[] = [];
+  for (const c of vm.changes) {
+    const reasons = vm.reasons.filter((r) => r.path === c.path).map((r) => r.message);
+    // `why` often repeats the reason; said once is enough.
+    const why = c.why !== undefined && !reasons.includes(c.why) ? ` (${c.why})` : '';
+    lines.push(`${indent}${c.rollout.padEnd(VERB)}${c.path}: ${formatValue(c.from, 40)} → ${formatValue(c.to, 40)}${why}`);
+    for (const message of reasons) lines.push(`${indent}${''.padEnd(VERB)}because ${message}`);
+  }
+  return lines;
+}
+
+function revertText(r: FieldRevert): string {
+  return `${r.path} ${formatValue(r.from, 40)} → ${formatValue(r.to, 40)} (back to what the VM runs)`;
+}
+
+function conditionText(vm: VmPlanEntry): string {
+  switch (vm.condition) {
+    case 'set':
+      return ` · RestartRequired set: "${vm.conditionMessage ?? ''}"`;
+    case 'kept':
+      return ` · RestartRequired kept: "${vm.conditionMessage ?? ''}"`;
+    case 'cleared':
+      return ' · RestartRequired cleared';
+    default:
+      return '';
+  }
+}
+
+/**
+ * Renders one sync for people (stdout). The first line counts every VM by state; below it come only
+ * the errors that are new since the previous sync of this process, and the VMs the sync changed:
+ * per VM the fields it changed since the previous synced commit, live or staged with every reason,
+ * and the fields it reverted. A VM that stays awaiting restart is listed when it enters that state
+ * (or on the first sync of the process) and afterwards only counted.
+ */
 export function renderReport(r: ReconcileReport): string {
   const lines = [`sync ${r.commit.slice(0, 12)}: ${formatSummary(r.summary)} (${Math.round(r.timings.total)} ms, ${r.writes} write${r.writes === 1 ? '' : 's'})`];
-  for (const e of r.plan.errors) lines.push(`  error ${e.file}${e.line !== null ? `:${e.line}` : ''}: ${e.message}`);
-  for (const vm of r.plan.vms) {
-    if (vm.action === 'none' && !vm.restartRequired) continue;
-    lines.push(`  ${vm.action.padEnd(6)} ${vm.namespace}/${vm.name}${vm.restartRequired ? ` · RestartRequired: "${vm.conditionMessage ?? ''}"` : ''}`);
-    for (const c of vm.changes) lines.push(`         ${c.rollout.padEnd(6)} ${c.path}: ${formatValue(c.from, 40)} → ${formatValue(c.to, 40)}`);
+  for (const e of r.newErrors) lines.push(`  ${'error'.padEnd(VERB)}${e.file}${e.line !== null ? `:${e.line}` : ''}: ${e.message}`);
+  const entries = new Map(r.plan.vms.map((vm) => [`${vm.namespace}/${vm.name}`, vm]));
+  const indent = `  ${''.padEnd(VERB)}`;
+  for (const o of r.outcomes) {
+    if (!o.listed) continue;
+    const key = `${o.namespace}/${o.name}`;
+    const vm = entries.get(key);
+    if (vm === undefined) continue;
+    if (vm.action === 'delete' || vm.action === 'create') {
+      lines.push(`  ${vm.action.padEnd(VERB)}${key}${conditionText(vm)}`);
+      continue;
+    }
+    if (vm.action === 'none') {
+      // Listed without a write: it entered (or this process first saw) awaiting restart, or left it.
+      lines.push(
+        vm.restartRequired
+          ? `  ${'awaiting'.padEnd(VERB)}${key} · RestartRequired: "${vm.conditionMessage ?? ''}"`
+          : `  ${'ready'.padEnd(VERB)}${key} · RestartRequired gone without a write from vmroll (the VM was restarted or stopped)`,
+      );
+      if (vm.restartRequired) lines.push(...changeLines(vm, indent));
+      continue;
+    }
+    const [only] = o.reverts;
+    if (o.state === SyncState.reverted && o.reverts.length === 1 && only !== undefined) {
+      const condition = vm.condition === 'cleared' ? ' · RestartRequired cleared' : '';
+      lines.push(`  ${'revert'.padEnd(VERB)}${key}${condition}: ${revertText(only)}`);
+    } else {
+      lines.push(`  ${(o.state === SyncState.reverted ? 'revert' : 'update').padEnd(VERB)}${key}${conditionText(vm)}`);
+      for (const rv of o.reverts) lines.push(`${indent}${'revert'.padEnd(VERB)}${revertText(rv)}`);
+    }
+    lines.push(...changeLines(vm, indent));
   }
   return lines.join('\n');
 }
@@ -386,7 +451,8 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
     } catch (e) {
       metrics.recordFailure(rc.name, performance.now() - started);
       logger.error({ err: e instanceof Error ? e.message : String(e) }, 'sync failed');
-      if (config.output === 'text') io.err(`sync failed: ${e instanceof Error ? e.message : String(e)}`);
+      // Human text goes to stdout only; stderr carries the JSON log (and the banner).
+      if (config.output === 'text') io.out(`sync failed: ${e instanceof Error ? e.message : String(e)}`);
       return null;
     }
   };

@@ -8,10 +8,8 @@ import { serverSideApply } from '../cluster/sim/patch.ts';
 import { createHash } from 'node:crypto';
 import { SOURCE_PATH_ANNOTATION, appliedIn, ownedBy, withOwnership } from '../apply/ownership.ts';
 import type { ClusterCache } from '../cluster/cache.ts';
-import { type Obj, PlanAction, Rollout, type VmPlan, type VmPlanEntry, planRollout, resolveCluster } from '../rollout/index.ts';
-import { getAt, parsePath } from '../rollout/paths.ts';
-import type { FieldChange, ManifestError } from '../rollout/plan.ts';
-import { semanticEqual } from '../rollout/semantic.ts';
+import { type Obj, PlanAction, Rollout, type VmPlan, type VmPlanEntry, introducedBy, planRollout, resolveCluster } from '../rollout/index.ts';
+import type { ManifestError } from '../rollout/plan.ts';
 import type { ChangedPath, TreeFile } from '../source/gitSource.ts';
 import { type ManifestSet, loadManifests } from '../source/manifests.ts';
 
@@ -132,24 +130,6 @@ function projected(live: Obj, desired: Obj): Obj {
   return { ...live, metadata: { ...metaOf(live), labels: d['labels'], annotations: d['annotations'] }, spec: desired['spec'] ?? {} };
 }
 
-/**
- * Keeps the changes this commit makes to the stored VM. The engine measures against the running
- * instance, so a field changed by an earlier commit (hot-plugged, or staged and still waiting)
- * shows up too; a reviewer wants what this commit does, so those go, with their reasons.
- * RestartRequired and its message stay as the engine says: they describe the VM after the apply.
- */
-function introducedBy(entry: VmPlanEntry, live: Obj, desired: Obj): VmPlanEntry {
-  const changed = (c: FieldChange): boolean => {
-    const segments = parsePath(c.path);
-    const last = segments[segments.length - 1];
-    return !semanticEqual(getAt(live, segments), getAt(desired, segments), typeof last === 'string' ? last : undefined);
-  };
-  const changes = entry.changes.filter(changed);
-  if (changes.length === entry.changes.length) return entry;
-  const kept = new Set(changes.map((c) => c.path));
-  return { ...entry, changes, reasons: entry.reasons.filter((r) => kept.has(r.path)) };
-}
-
 /** A plan entry for a VM vmroll would prune. */
 function deleteEntry(namespace: string, name: string, live: Obj, kubevirt: Obj | null): VmPlanEntry {
   const cluster = resolveCluster(kubevirt, undefined, live);
@@ -261,6 +241,7 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
     let action: VmPlanEntry['action'];
     if (live === undefined) action = PlanAction.create;
     else action = appliedIn(desired, live) ? PlanAction.none : PlanAction.update;
+    // The engine measures against the running instance; a reviewer wants what this commit does to the stored VM.
     vms.push(live === undefined ? { ...result.plan, action } : { ...introducedBy(result.plan, live, projected(live, desired)), action });
     if (live !== undefined && action === PlanAction.update) {
       if (vmi !== null && wantsStopped(desired) && !wantsStopped(live)) power[key] = PowerChange.stop;
