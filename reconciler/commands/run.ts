@@ -95,6 +95,11 @@ export function makeLogger(level: string, secrets: readonly string[], destinatio
 /** Width of the verb column of {@link renderReport}. */
 const VERB = 8;
 
+/** A word of the verb column, padded to {@link VERB} and never touching what follows. */
+function col(word: string): string {
+  return word.length < VERB ? word.padEnd(VERB) : `${word} `;
+}
+
 /** The lines of one field change: rollout, path, from → to, then every reason for it. */
 function changeLines(vm: VmPlanEntry, indent: string): string[] {
   const lines: string[] = [];
@@ -102,7 +107,7 @@ function changeLines(vm: VmPlanEntry, indent: string): string[] {
     const reasons = vm.reasons.filter((r) => r.path === c.path).map((r) => r.message);
     // `why` often repeats the reason; said once is enough.
     const why = c.why !== undefined && !reasons.includes(c.why) ? ` (${c.why})` : '';
-    lines.push(`${indent}${c.rollout.padEnd(VERB)}${c.path}: ${formatValue(c.from, 40)} → ${formatValue(c.to, 40)}${why}`);
+    lines.push(`${indent}${col(c.rollout)}${c.path}: ${formatValue(c.from, 40)} → ${formatValue(c.to, 40)}${why}`);
     for (const message of reasons) lines.push(`${indent}${''.padEnd(VERB)}because ${message}`);
   }
   return lines;
@@ -134,7 +139,7 @@ function conditionText(vm: VmPlanEntry): string {
  */
 export function renderReport(r: ReconcileReport): string {
   const lines = [`sync ${r.commit.slice(0, 12)}: ${formatSummary(r.summary)} (${Math.round(r.timings.total)} ms, ${r.writes} write${r.writes === 1 ? '' : 's'})`];
-  for (const e of r.newErrors) lines.push(`  ${'error'.padEnd(VERB)}${e.file}${e.line !== null ? `:${e.line}` : ''}: ${e.message}`);
+  for (const e of r.newErrors) lines.push(`  ${col('error')}${e.file}${e.line !== null ? `:${e.line}` : ''}: ${e.message}`);
   const entries = new Map(r.plan.vms.map((vm) => [`${vm.namespace}/${vm.name}`, vm]));
   const indent = `  ${''.padEnd(VERB)}`;
   for (const o of r.outcomes) {
@@ -143,15 +148,15 @@ export function renderReport(r: ReconcileReport): string {
     const vm = entries.get(key);
     if (vm === undefined) continue;
     if (vm.action === 'delete' || vm.action === 'create') {
-      lines.push(`  ${vm.action.padEnd(VERB)}${key}${conditionText(vm)}`);
+      lines.push(`  ${col(vm.action)}${key}${conditionText(vm)}`);
       continue;
     }
     if (vm.action === 'none') {
       // Listed without a write: it entered (or this process first saw) awaiting restart, or left it.
       lines.push(
         vm.restartRequired
-          ? `  ${'awaiting'.padEnd(VERB)}${key} · RestartRequired: "${vm.conditionMessage ?? ''}"`
-          : `  ${'ready'.padEnd(VERB)}${key} · RestartRequired gone without a write from vmroll (the VM was restarted or stopped)`,
+          ? `  ${col('awaiting')}${key} · RestartRequired: "${vm.conditionMessage ?? ''}"`
+          : `  ${col('ready')}${key} · RestartRequired gone without a write from vmroll (the VM was restarted or stopped)`,
       );
       if (vm.restartRequired) lines.push(...changeLines(vm, indent));
       continue;
@@ -159,10 +164,10 @@ export function renderReport(r: ReconcileReport): string {
     const [only] = o.reverts;
     if (o.state === SyncState.reverted && o.reverts.length === 1 && only !== undefined) {
       const condition = vm.condition === 'cleared' ? ' · RestartRequired cleared' : '';
-      lines.push(`  ${'revert'.padEnd(VERB)}${key}${condition}: ${revertText(only)}`);
+      lines.push(`  ${col('revert')}${key}${condition}: ${revertText(only)}`);
     } else {
-      lines.push(`  ${(o.state === SyncState.reverted ? 'revert' : 'update').padEnd(VERB)}${key}${conditionText(vm)}`);
-      for (const rv of o.reverts) lines.push(`${indent}${'revert'.padEnd(VERB)}${revertText(rv)}`);
+      lines.push(`  ${col(o.state === SyncState.reverted ? 'revert' : 'update')}${key}${conditionText(vm)}`);
+      for (const rv of o.reverts) lines.push(`${indent}${col('revert')}${revertText(rv)}`);
     }
     lines.push(...changeLines(vm, indent));
   }
