@@ -4,10 +4,10 @@
  * a failed apply concerns one VM only and is reported without stopping the others.
  */
 import type { Logger } from 'pino';
-import { SOURCE_PATH_ANNOTATION, appliedIn, ownedBy, ownedFingerprint, withOwnership } from './apply/ownership.ts';
+import { SOURCE_COMMIT_ANNOTATION, SOURCE_PATH_ANNOTATION, appliedIn, ownedBy, ownedFingerprint, withOwnership } from './apply/ownership.ts';
 import type { ClusterBackend } from './cluster/backend.ts';
 import { ClusterCache } from './cluster/cache.ts';
-import { type FieldRevert, type Obj, RELEASED_WHY, type VmPlan, type VmPlanEntry, changeOutcome, planRollout } from './rollout/index.ts';
+import { type FieldRevert, type Obj, RELEASED_WHY, type VmPlan, type VmPlanEntry, changeOutcome, planRollout, vmMetadataChanges } from './rollout/index.ts';
 import type { ManifestError } from './rollout/plan.ts';
 import type { ChangedPath, GitSource } from './source/gitSource.ts';
 import { type ManifestSet, loadManifests } from './source/manifests.ts';
@@ -374,7 +374,9 @@ export class Reconciler {
           const vmi = vmisBefore.get(key) ?? null;
           const planBefore = vmi === null ? { ...entry, changes: [] } : this.planOf(stored, vmi);
           const delta = changeOutcome(planBefore, entry, stored, after);
-          entry = delta.entry;
+          // The VM's own labels and annotations, less the source commit vmroll stamps on every apply.
+          const metadata = vmMetadataChanges(stored, after, (kind, k) => kind === 'annotations' && k === SOURCE_COMMIT_ANNOTATION);
+          entry = { ...delta.entry, changes: [...metadata.filter((m) => !delta.entry.changes.some((c) => c.path === m.path)), ...delta.entry.changes] };
           reverts = delta.reverts;
         }
         vms.push(entry);

@@ -164,6 +164,12 @@ describe('vmroll run output: what the operator reads, sync after sync', function
       const conditions = (((vm?.['status'] ?? {}) as Obj)['conditions'] ?? []) as Obj[];
       assert.equal(conditions.find((c) => c['type'] === 'RestartRequired'), undefined, 'KubeVirt (simulated) cleared the condition');
 
+      // A label on the VirtualMachine itself: listed as a VM-level change; the source-commit annotation vmroll stamps is not.
+      await commitWeb((t) => t.replace('    app: web', '    app: web\n    tier: front'), 'web: tier label');
+      text = await run.sync();
+      assert.match(text.split('\n')[0] ?? '', /: 1 in sync · 1 live-updated \(/);
+      assert.deepEqual(linesOf(text, 'shop/web'), ['update  shop/web', 'live    metadata.labels.tier: ∅ → front (VM-level field: takes effect at once, not part of the running instance)']);
+
       // 6. web's file breaks: web keeps its place in the counts (held), the error is listed once.
       const c6 = await commitWeb((t) => t.replace('kind: VirtualMachine', 'kind: VirtualMachine\nspec: [unclosed'), 'web: broken');
       text = await run.sync();

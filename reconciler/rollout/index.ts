@@ -10,4 +10,4 @@ export { INSTANCETYPE_KINDS, expandVm } from './instancetype.ts';
 export { topologyCount } from './cpu.ts';
 export { validateLiveUpdateMemory } from './memory.ts';
 export type { Obj } from './json.ts';
-export { type ChangeOutcome, type FieldRevert, RELEASED_WHY, changeOutcome, fieldChanged, introducedBy } from './introduced.ts';
+export { type ChangeOutcome, type FieldRevert, RELEASED_WHY, VM_LEVEL_WHY, changeOutcome, fieldChanged, introducedBy, vmMetadataChanges } from './introduced.ts';

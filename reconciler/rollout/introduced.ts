@@ -6,7 +6,7 @@
  * by comparing the stored VM before and after the change. Pure, like the rest of rollout/.
  */
 import type { Obj } from './json.ts';
-import { getAt, parsePath } from './paths.ts';
+import { formatPath, getAt, parsePath } from './paths.ts';
 import type { FieldChange, VmPlanEntry } from './plan.ts';
 import { semanticEqual } from './semantic.ts';
 import { Rollout } from './vocabulary.ts';
@@ -94,4 +94,27 @@ export function changeOutcome(before: VmPlanEntry, after: VmPlanEntry, storedBef
   }
   const kept = new Set(changes.filter((c) => !released.includes(c.path)).map((c) => c.path));
   return { entry: { ...after, changes, reasons: after.reasons.filter((r) => kept.has(r.path)) }, reverts, released };
+}
+
+/** `why` of a change to the VirtualMachine's own labels or annotations. */
+export const VM_LEVEL_WHY = 'VM-level field: takes effect at once, not part of the running instance';
+
+/**
+ * Changes to the VirtualMachine's own labels and annotations between two stored copies, as live
+ * changes: they are not part of the running instance. The engine lists them only against a baseline
+ * that carries metadata, and a start baseline (KubeVirt's ControllerRevision) carries the spec only.
+ * `ignore` leaves out keys that change on every apply (vmroll's source-commit annotation).
+ */
+export function vmMetadataChanges(before: Obj, after: Obj, ignore: (kind: 'labels' | 'annotations', key: string) => boolean = () => false): FieldChange[] {
+  const out: FieldChange[] = [];
+  for (const kind of ['labels', 'annotations'] as const) {
+    const was = (getAt(before, ['metadata', kind]) ?? {}) as Obj;
+    const now = (getAt(after, ['metadata', kind]) ?? {}) as Obj;
+    for (const key of [...new Set([...Object.keys(was), ...Object.keys(now)])].sort()) {
+      if (ignore(kind, key) || semanticEqual(was[key], now[key])) continue;
+      const change: FieldChange = { path: formatPath(['metadata', kind, key]), to: now[key] ?? null, rollout: Rollout.live, why: VM_LEVEL_WHY };
+      out.push(was[key] === undefined ? change : { ...change, from: was[key] });
+    }
+  }
+  return out;
 }
