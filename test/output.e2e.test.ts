@@ -273,6 +273,22 @@ describe('vmroll run output: what the operator reads, sync after sync', function
     assert.match(String(manifestError?.['message']), /invalid YAML/);
   });
 
+  it('a sync that fails as a whole says so on stdout in text mode, and logs the error on the log stream', async () => {
+    const run = await startCaptured(server.repoUrl('missing'), dir, path.join(dir, 'missing.json'));
+    try {
+      const report = await run.handle.trigger('test');
+      assert.equal(report, null);
+      assert.equal(run.out.length, 1);
+      assert.match(run.out[0] ?? '', /^sync failed: /);
+      assert.deepEqual(run.err, [], 'no human text on stderr');
+      const failed = run.log.map((l) => JSON.parse(l) as Obj).filter((e) => e['msg'] === 'sync failed');
+      assert.equal(failed.length, 1);
+      assert.equal(failed[0]?.['level'], 50);
+    } finally {
+      await run.handle.stop();
+    }
+  });
+
   it('formatSummary fits a commit status description and keeps every count', () => {
     const big: SyncSummary = { vms: 0, inSync: 123456, created: 23456, liveUpdated: 34567, staged: 45678, reverted: 56789, awaitingRestart: 67890, held: 78901, deleted: 89012, errors: 90123 };
     const text = formatSummary(big);
