@@ -295,6 +295,7 @@ export class Reconciler {
 
     if (pending.length + prune.length > 0) o.onWork?.(commit, pending.length + prune.length);
     const errors: ManifestError[] = [...manifests.errors, ...refusals];
+    const manifestErrors = new Set(errors);
     const actions = new Map<string, 'create' | 'update' | 'delete'>();
     const before = new Map<string, Obj | undefined>();
     const vmisBefore = new Map<string, Obj | null>();
@@ -370,7 +371,10 @@ export class Reconciler {
         let reverts: FieldRevert[] = [];
         const after = this.cache.vms.get(key);
         if (action === 'update' && stored !== undefined && after !== undefined) {
-          // What this sync changed in the stored VM, not everything since the VM last started.
+          // What this sync changed in the stored VM, not everything since the VM last started. The
+          // stored VM before is the previous synced commit's; on a process's first sync it is
+          // whatever the cluster held (an earlier process's commit, a hand edit), and the list says
+          // what this sync changed in that.
           const vmi = vmisBefore.get(key) ?? null;
           const planBefore = vmi === null ? { ...entry, changes: [] } : this.planOf(stored, vmi);
           const delta = changeOutcome(planBefore, entry, stored, after);
@@ -421,7 +425,7 @@ export class Reconciler {
       newErrors = errors.filter((e) => !this.reportedErrors.has(errorKey(e)));
       this.reportedErrors = new Set(errors.map(errorKey));
       for (const e of newErrors) {
-        if (e.message.startsWith('apply failed: ') || e.message.startsWith('prune failed: ')) continue; // logged where they happened
+        if (!manifestErrors.has(e)) continue; // apply and prune failures were logged where they happened
         log.warn({ file: e.file, line: e.line, ...(e.path !== undefined ? { path: e.path } : {}), message: e.message }, 'manifest error');
       }
     });
