@@ -170,6 +170,16 @@ describe('vmroll run output: what the operator reads, sync after sync', function
       assert.match(text.split('\n')[0] ?? '', /: 1 in sync · 1 live-updated \(/);
       assert.deepEqual(linesOf(text, 'shop/web'), ['update  shop/web', 'live    metadata.labels.tier: ∅ → front (VM-level field: takes effect at once, not part of the running instance)']);
 
+      // Sockets set back to the value web started with: no revert, since the guest runs the hot-plugged 4.
+      await commitWeb((t) => t.replace('sockets: 4', 'sockets: 2'), 'web: 2 sockets');
+      text = await run.sync();
+      assert.match(text.split('\n')[0] ?? '', /: 1 in sync · 1 awaiting restart \(/);
+      assert.deepEqual(linesOf(text, 'shop/web'), [
+        'update  shop/web · RestartRequired set: "Reduction of CPU socket count requires a restart"',
+        'staged  spec.template.spec.domain.cpu.sockets: 4 → 2',
+        'because Reduction of CPU socket count requires a restart',
+      ]);
+
       // 6. web's file breaks: web keeps its place in the counts (held), the error is listed once.
       const c6 = await commitWeb((t) => t.replace('kind: VirtualMachine', 'kind: VirtualMachine\nspec: [unclosed'), 'web: broken');
       text = await run.sync();
