@@ -18,6 +18,19 @@ export const Rollout = {
 } as const;
 export type Rollout = (typeof Rollout)[keyof typeof Rollout];
 
+/** When one changed field takes effect: the honest answer also when no instance is running. */
+export const TakesEffect = {
+  /** The running VMI holds it after this pass (or once a listed retryable wait is over). */
+  running: 'running',
+  /** A VM-level field (VM metadata, runStrategy, …): the VirtualMachine object changes when applied; no instance is involved. */
+  vmObject: 'vmObject',
+  /** Waits until the running instance restarts. */
+  nextRestart: 'nextRestart',
+  /** No instance is running (or it is being stopped): the VM's next start uses it; no restart is needed. */
+  nextStart: 'nextStart',
+} as const;
+export type TakesEffect = (typeof TakesEffect)[keyof typeof TakesEffect];
+
 /** What one reconcile pass does to the VM's RestartRequired condition. */
 export const ConditionAction = {
   /** The condition is added (or replaced by one with another message). */
