@@ -11,9 +11,9 @@ export type Strategy = (typeof Strategy)[keyof typeof Strategy];
 
 /** How one changed field reaches the running guest. */
 export const Rollout = {
-  /** Applied to the running VMI now (hotplug, placement patch, link state, …). */
+  /** Applied to the running VMI now (hotplug, placement patch, link state, …); for a VM-level field, to the VM object at once. */
   live: 'live',
-  /** Held until the next start of the VM. */
+  /** Not on a running guest now: held until the next restart, or with no instance running, until the next start. */
   staged: 'staged',
 } as const;
 export type Rollout = (typeof Rollout)[keyof typeof Rollout];
