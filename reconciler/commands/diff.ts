@@ -17,7 +17,7 @@ import { ManifestParseError, parseYamlDocuments, type YamlDoc } from '../source/
 import { type CommandIO, UsageError, formatValue } from './common.ts';
 
 /** Help text of `vmroll diff`. */
-export const DIFF_HELP = `Usage: vmroll diff --baseline <vm.yaml> --desired <vm.yaml> [options]
+export const DIFF_HELP = `Usage: vmroll diff --baseline <vm.yaml or controllerrevision.yaml> --desired <vm.yaml> [options]
 
 Predicts, offline, what KubeVirt does with a change to one VirtualMachine: which fields
 go live into the running instance, which wait for a restart and why, and what happens to
@@ -50,8 +50,9 @@ change, and says so (a "filled from the baseline" line; clusterDefaults in the J
     machine.type only while architecture and preference are unchanged),
   spec.instancetype.kind, spec.preference.kind (the webhook's cluster kinds) and their
     revisionName (the controller), while the matcher names the same object,
-  from KubeVirt v1.8: spec.template.spec.domain.firmware.uuid and .serial, and the
-    template annotation kubevirt.io/pci-topology-version.
+  from KubeVirt v1.8 (the version modelled: --kubevirt or --kubevirt-version):
+    spec.template.spec.domain.firmware.uuid and .serial, and the template annotation
+    kubevirt.io/pci-topology-version.
 A value that --desired does set, and that differs, is reported as a change.
 
 Output: the table, or with --output json a VmPlan (schemas/vmplan.schema.json) whose
