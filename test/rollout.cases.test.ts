@@ -47,8 +47,21 @@ describe('rollout engine cases', () => {
             assert.ok(plan.reasons.some((p) => p.path === r.path && p.message === r.message), `missing reason ${JSON.stringify(r)}\n${shown}`);
           }
           if (want.waiting) assert.deepEqual(plan.waiting.map((w) => w.message), want.waiting, `waiting\n${shown}`);
-          const stagedPaths = new Set(paths('staged'));
-          for (const p of stagedPaths) assert.ok(plan.reasons.some((r) => r.path === p), `staged change ${p} has no reason\n${shown}`);
+          if (vmi === null) {
+            // Nothing runs: nothing waits for a restart, every change takes effect at the next start (or on the VM object).
+            assert.deepEqual(plan.reasons, [], `no restart reasons without an instance\n${shown}`);
+            for (const ch of plan.changes) {
+              assert.ok(ch.takesEffect === 'nextStart' || ch.takesEffect === 'vmObject', `${ch.path} takes effect ${ch.takesEffect} with no instance\n${shown}`);
+              assert.doesNotMatch(ch.why ?? '', /running VMI|running instance|hot-?plug/i, `${ch.path}\n${shown}`);
+            }
+          } else {
+            const stagedPaths = new Set(paths('staged'));
+            for (const p of stagedPaths) assert.ok(plan.reasons.some((r) => r.path === p), `staged change ${p} has no reason\n${shown}`);
+          }
+          for (const ch of plan.changes) {
+            const expected = ch.rollout === 'live' ? ['running', 'vmObject'] : ['nextRestart', 'nextStart'];
+            assert.ok(expected.includes(ch.takesEffect ?? ''), `${ch.path}: rollout ${ch.rollout} but takesEffect ${ch.takesEffect}\n${shown}`);
+          }
           if (want.vmi !== undefined) {
             assert.ok(containsSubset(result.vmi, want.vmi), `VMI after the pass:\n${JSON.stringify(result.vmi, null, 1)}`);
           }

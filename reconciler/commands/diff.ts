@@ -1,21 +1,38 @@
 /** `vmroll diff`: the rollout engine offline, on files, for one VM. */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { INSTANCETYPE_KINDS, InvalidVersionError, type Obj, type VmPlan, type VmPlanEntry, planRollout } from '../rollout/index.ts';
+import {
+  type ClusterDefault,
+  INSTANCETYPE_KINDS,
+  InvalidVersionError,
+  type Obj,
+  TakesEffect,
+  type VmPlan,
+  type VmPlanEntry,
+  fillClusterDefaults,
+  planRollout,
+  resolveCluster,
+} from '../rollout/index.ts';
 import { ManifestParseError, parseYamlDocuments, type YamlDoc } from '../source/yamlDocs.ts';
 import { type CommandIO, UsageError, formatValue } from './common.ts';
 
 /** Help text of `vmroll diff`. */
-export const DIFF_HELP = `Usage: vmroll diff --baseline <vm.yaml> --desired <vm.yaml> [options]
+export const DIFF_HELP = `Usage: vmroll diff --baseline <vm.yaml or controllerrevision.yaml> --desired <vm.yaml> [options]
 
 Predicts, offline, what KubeVirt does with a change to one VirtualMachine: which fields
 go live into the running instance, which wait for a restart and why, and what happens to
 the RestartRequired condition.
 
 Options:
-  --baseline <file>        the VM as it was when its running instance started
-  --desired <file>         the VM as it should be
-  --vmi <file>             the running VirtualMachineInstance (without it nothing runs)
+  --baseline <file>        the VM as it was when its running instance started: a
+                           VirtualMachine, or the ControllerRevision KubeVirt stores at
+                           each start (kubectl get controllerrevision
+                           revision-start-vm-<uid>-<generation> -o yaml; the VM spec is
+                           under data.spec)
+  --desired <file>         the VM as it should be (e.g. the manifest in Git)
+  --vmi <file>             the running VirtualMachineInstance. Without it no instance is
+                           running: every change takes effect at the VM's next start,
+                           nothing is applied live and no restart is needed
   --kubevirt <file>        the KubeVirt CR (strategy, feature gates, liveUpdateConfiguration,
                            status.observedKubeVirtVersion)
   --conditions <file>      YAML list of conditions already on the VM
@@ -24,6 +41,23 @@ Options:
                            status.observedKubeVirtVersion, else the seed model
   --output json|table      default table
   -h, --help               this text
+
+Fields KubeVirt fills in itself: a stored VM (and so a baseline) carries fields that
+KubeVirt writes when a manifest leaves them out, and applying the manifest keeps them.
+When --desired leaves one out, diff takes the baseline's value instead of reporting a
+change, and says so (a "filled from the baseline" line; clusterDefaults in the JSON):
+  spec.template.spec.architecture, spec.template.spec.domain.machine.type (the webhook;
+    machine.type only while architecture and preference are unchanged),
+  spec.instancetype.kind, spec.preference.kind (the webhook's cluster kinds) and their
+    revisionName (the controller), while the matcher names the same object,
+  from KubeVirt v1.8 (the version modelled: --kubevirt or --kubevirt-version):
+    spec.template.spec.domain.firmware.uuid and .serial, and the template annotation
+    kubevirt.io/pci-topology-version.
+A value that --desired does set, and that differs, is reported as a change.
+
+Output: the table, or with --output json a VmPlan (schemas/vmplan.schema.json) whose
+changes each carry rollout (live|staged) and takesEffect (running, vmObject,
+nextRestart or nextStart).
 
 Exit status: 0 a plan was computed; 1 KubeVirt's admission would refuse the desired VM;
 2 bad input.`;
@@ -45,18 +79,88 @@ async function readDocs(file: string, label: string): Promise<YamlDoc[]> {
   }
 }
 
-async function readOne(file: string, label: string, kind: string): Promise<{ doc: Obj; line: number; nameLine: number }> {
+interface Loaded {
+  doc: Obj;
+  line: number;
+  nameLine: number;
+  lineOf(keys: ReadonlyArray<string | number>): number;
+}
+
+async function readOne(file: string, label: string, kind: string | readonly string[]): Promise<Loaded> {
+  const kinds = typeof kind === 'string' ? [kind] : kind;
+  const wanted = kinds.join(' or ');
   const docs = await readDocs(file, label);
   const first = docs[0];
-  if (first === undefined) throw new UsageError(`${file}: empty file, expected a ${kind} (--${label})`);
-  if (docs.length > 1) throw new UsageError(`${file}:${docs[1]?.line ?? 1}: expected one ${kind}, found ${docs.length} documents (--${label})`);
+  if (first === undefined) throw new UsageError(`${file}: empty file, expected a ${wanted} (--${label})`);
+  if (docs.length > 1) throw new UsageError(`${file}:${docs[1]?.line ?? 1}: expected one ${wanted}, found ${docs.length} documents (--${label})`);
   const v = first.value;
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`${file}:${first.line}: expected a ${kind} object (--${label})`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`${file}:${first.line}: expected a ${wanted} object (--${label})`);
   const doc = v as Obj;
-  if (doc['kind'] !== kind) {
-    throw new UsageError(`${file}:${first.line}: kind is ${doc['kind'] === undefined ? 'missing' : JSON.stringify(doc['kind'])}, expected ${kind} (--${label})`);
+  if (!kinds.includes(String(doc['kind']))) {
+    throw new UsageError(`${file}:${first.line}: kind is ${doc['kind'] === undefined ? 'missing' : JSON.stringify(doc['kind'])}, expected ${wanted} (--${label})`);
   }
-  return { doc, line: first.line, nameLine: first.lineOf(['metadata', 'name']) };
+  return { doc, line: first.line, nameLine: first.lineOf(['metadata', 'name']), lineOf: first.lineOf };
+}
+
+/** KubeVirt's name for the revision it stores when it starts a VM (`vmRevisionName`). */
+const START_REVISION_NAME = /^revision-start-vm-(.+)-(\d+)$/;
+
+/** The baseline as the engine takes it, and what the file said it was. */
+interface Baseline {
+  /** A whole VM, or `{spec}` from a ControllerRevision. */
+  vm: Obj;
+  /** The ControllerRevision's name when the file held one. */
+  revision: string | null;
+  /** The VM it names: from the VM itself, or from the revision's namespace and owner reference. */
+  namespace: string;
+  name: string | null;
+  uid: string | null;
+}
+
+function isObject(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Reads --baseline: a VirtualMachine, or the `revision-start-vm-<uid>-<generation>` ControllerRevision KubeVirt keeps. */
+async function readBaseline(file: string): Promise<Baseline> {
+  const loaded = await readOne(file, 'baseline', ['VirtualMachine', 'ControllerRevision']);
+  const doc = loaded.doc;
+  const meta = isObject(doc['metadata']) ? doc['metadata'] : {};
+  const namespace = typeof meta['namespace'] === 'string' ? meta['namespace'] : 'default';
+  if (doc['kind'] === 'VirtualMachine') {
+    return { vm: doc, revision: null, namespace, name: String(meta['name'] ?? ''), uid: typeof meta['uid'] === 'string' ? meta['uid'] : null };
+  }
+  const at = (keys: ReadonlyArray<string | number>): string => `${file}:${loaded.lineOf(keys)}`;
+  if (doc['apiVersion'] !== undefined && doc['apiVersion'] !== 'apps/v1') {
+    throw new UsageError(`${at(['apiVersion'])}: a ControllerRevision is apps/v1, not ${JSON.stringify(doc['apiVersion'])} (--baseline)`);
+  }
+  const revision = typeof meta['name'] === 'string' ? meta['name'] : '';
+  const match = START_REVISION_NAME.exec(revision);
+  if (match === null) {
+    throw new UsageError(
+      `${at(['metadata', 'name'])}: ControllerRevision ${JSON.stringify(revision)} is not a VM start revision; KubeVirt names those revision-start-vm-<uid>-<generation> (--baseline)`,
+    );
+  }
+  const data = doc['data'];
+  const dataKind = isObject(data) ? data['kind'] : undefined;
+  if (dataKind !== undefined && dataKind !== 'VirtualMachine') {
+    throw new UsageError(`${at(['data', 'kind'])}: ControllerRevision ${revision} holds a ${String(dataKind)}, not a VM spec (--baseline)`);
+  }
+  if (!isObject(data) || !isObject(data['spec']) || !isObject(data['spec']['template'])) {
+    const what = !isObject(data) ? 'no data' : !isObject(data['spec']) ? 'no data.spec' : 'no data.spec.template';
+    const where = data === undefined ? [] : isObject(data) && isObject(data['spec']) ? ['data', 'spec'] : ['data'];
+    throw new UsageError(`${at(where)}: ControllerRevision ${revision} holds no VM spec (${what}; KubeVirt stores {spec: <the VM's spec>} there) (--baseline)`);
+  }
+  const owner = Array.isArray(meta['ownerReferences'])
+    ? (meta['ownerReferences'] as unknown[]).find((o): o is Obj => isObject(o) && o['kind'] === 'VirtualMachine')
+    : undefined;
+  return {
+    vm: data,
+    revision,
+    namespace,
+    name: typeof owner?.['name'] === 'string' ? owner['name'] : null,
+    uid: typeof owner?.['uid'] === 'string' ? owner['uid'] : (match[1] ?? null),
+  };
 }
 
 function vmId(vm: Obj): string {
@@ -90,10 +194,22 @@ export async function runDiff(argv: string[], io: CommandIO): Promise<number> {
   if (values.baseline === undefined) throw new UsageError('--baseline <vm.yaml> is required');
   if (values.desired === undefined) throw new UsageError('--desired <vm.yaml> is required');
 
-  const baseline = await readOne(values.baseline, 'baseline', 'VirtualMachine');
+  const baseline = await readBaseline(values.baseline);
   const desired = await readOne(values.desired, 'desired', 'VirtualMachine');
-  if (vmId(baseline.doc) !== vmId(desired.doc)) {
-    throw new UsageError(`${values.desired}:${desired.nameLine}: names VM ${vmId(desired.doc)} but the baseline ${values.baseline} names ${vmId(baseline.doc)}`);
+  const desiredMeta = (desired.doc['metadata'] ?? {}) as Obj;
+  if (baseline.revision === null && vmId(baseline.vm) !== vmId(desired.doc)) {
+    throw new UsageError(`${values.desired}:${desired.nameLine}: names VM ${vmId(desired.doc)} but the baseline ${values.baseline} names ${vmId(baseline.vm)}`);
+  }
+  if (baseline.revision !== null) {
+    // A revision names its VM through its namespace and owner reference (and the uid in its name).
+    const ns = typeof desiredMeta['namespace'] === 'string' ? desiredMeta['namespace'] : 'default';
+    const owner = `${baseline.namespace}/${baseline.name ?? '?'}`;
+    if (ns !== baseline.namespace || (baseline.name !== null && baseline.name !== desiredMeta['name'])) {
+      throw new UsageError(`${values.desired}:${desired.nameLine}: names VM ${vmId(desired.doc)} but the baseline ${values.baseline} is ControllerRevision ${baseline.revision} of ${owner}`);
+    }
+    if (typeof desiredMeta['uid'] === 'string' && baseline.uid !== null && desiredMeta['uid'] !== baseline.uid) {
+      throw new UsageError(`${values.desired}:${desired.lineOf(['metadata', 'uid'])}: VM uid ${desiredMeta['uid']} but the baseline ${values.baseline} is the start revision of uid ${baseline.uid}`);
+    }
   }
   const vmi = values.vmi !== undefined ? (await readOne(values.vmi, 'vmi', 'VirtualMachineInstance')).doc : null;
   if (vmi !== null && vmId(vmi) !== vmId(desired.doc)) {
@@ -122,10 +238,16 @@ export async function runDiff(argv: string[], io: CommandIO): Promise<number> {
   }
 
   let result;
+  let filled: ClusterDefault[];
   try {
+    const version = values['kubevirt-version'];
+    const { behaviours } = resolveCluster(kubevirt, version, desired.doc);
+    // Compared the way KubeVirt compares the stored VM: what KubeVirt fills in is not a change.
+    const projected = fillClusterDefaults(desired.doc, baseline.vm, behaviours);
+    filled = projected.filled;
     result = planRollout({
-      baseline: baseline.doc,
-      desired: desired.doc,
+      baseline: baseline.vm,
+      desired: projected.vm,
       vmi,
       kubevirt,
       conditions,
@@ -138,7 +260,7 @@ export async function runDiff(argv: string[], io: CommandIO): Promise<number> {
   }
   const plan: VmPlan = {
     commit: null,
-    vms: result.admissionErrors.length > 0 ? [] : [result.plan],
+    vms: result.admissionErrors.length > 0 ? [] : [{ ...result.plan, clusterDefaults: filled }],
     errors: result.admissionErrors.map((a) => ({
       file: values.desired ?? '',
       line: desired.line,
@@ -147,34 +269,61 @@ export async function runDiff(argv: string[], io: CommandIO): Promise<number> {
     })),
   };
   if (values.output === 'json') io.out(JSON.stringify(plan, null, 2));
-  else io.out(renderTable(plan));
+  else io.out(renderTable(plan, { running: vmi !== null, baseline: baseline.revision !== null ? `ControllerRevision ${baseline.revision}` : null }));
   return result.admissionErrors.length > 0 ? 1 : 0;
 }
 
-/** Renders a plan for people: one line per changed field. */
-export function renderTable(plan: VmPlan): string {
+/** What the table says about the inputs, beside the plan. */
+export interface TableContext {
+  /** Whether a running instance was given (--vmi). */
+  running: boolean;
+  /** How the baseline was given, when not as a VirtualMachine (e.g. `ControllerRevision revision-start-vm-…`). */
+  baseline: string | null;
+}
+
+/** The ROLLOUT column: live and staged while an instance runs; without one, when the change takes effect. */
+const WHEN: Record<TakesEffect, string> = {
+  [TakesEffect.running]: 'live',
+  [TakesEffect.vmObject]: 'VM object',
+  [TakesEffect.nextRestart]: 'staged',
+  [TakesEffect.nextStart]: 'next start',
+};
+
+/** Renders a plan for people: what it ran against, then one line per changed field. */
+export function renderTable(plan: VmPlan, context: TableContext = { running: true, baseline: null }): string {
   const lines: string[] = [];
+  if (!context.running) {
+    lines.push('No instance is running (no --vmi): every change takes effect at the next start of the VM; nothing is applied live and no restart is needed.');
+  }
+  if (context.baseline !== null) lines.push(`Baseline: ${context.baseline} (the VM as KubeVirt stored it at its last start).`);
   for (const e of plan.errors) lines.push(`error ${e.file}${e.line !== null ? `:${e.line}` : ''}: ${e.path ? `${e.path}: ` : ''}${e.message}`);
-  for (const vm of plan.vms) lines.push(...renderVm(vm));
+  for (const vm of plan.vms) lines.push(...renderVm(vm, context));
   return lines.join('\n');
 }
 
-function renderVm(vm: VmPlanEntry): string[] {
+function renderVm(vm: VmPlanEntry, context: TableContext): string[] {
   const lines = [
     `VM ${vm.namespace}/${vm.name}: ${vm.action} · strategy ${vm.strategy} · KubeVirt ${vm.kubevirt.version ?? 'unknown'} (model ${vm.kubevirt.model})`,
     vm.restartRequired
       ? `RestartRequired: ${vm.condition} · "${vm.conditionMessage ?? ''}"`
-      : `RestartRequired: ${vm.condition === 'cleared' ? 'cleared' : 'no'}`,
+      : `RestartRequired: ${vm.condition === 'cleared' ? 'cleared' : context.running ? 'no' : 'no (nothing is running to restart)'}`,
   ];
+  const filled = vm.clusterDefaults ?? [];
+  if (filled.length > 0) {
+    lines.push(`  filled from the baseline (KubeVirt sets these when a manifest leaves them out; applying keeps them, so they are no change):`);
+    for (const f of filled) lines.push(`    ${f.path} = ${formatValue(f.value)} · set by ${f.setBy}`);
+  }
   if (vm.changes.length === 0) {
     lines.push('  no changes');
     return lines;
   }
-  const rows = vm.changes.map((c) => [c.path, `${formatValue(c.from)} → ${formatValue(c.to)}`, c.rollout, c.why ?? '']);
+  const rows = vm.changes.map((c) => [c.path, `${formatValue(c.from)} → ${formatValue(c.to)}`, c.takesEffect !== undefined ? WHEN[c.takesEffect] : c.rollout, c.why ?? '']);
   const w0 = Math.max(...rows.map((r) => r[0]?.length ?? 0), 5);
   const w1 = Math.max(...rows.map((r) => r[1]?.length ?? 0), 9);
-  lines.push(`  ${'FIELD'.padEnd(w0)}  ${'FROM → TO'.padEnd(w1)}  ${'ROLLOUT'.padEnd(7)}  WHY`);
-  for (const r of rows) lines.push(`  ${(r[0] ?? '').padEnd(w0)}  ${(r[1] ?? '').padEnd(w1)}  ${(r[2] ?? '').padEnd(7)}  ${r[3] ?? ''}`);
+  const header = context.running ? 'ROLLOUT' : 'TAKES EFFECT';
+  const w2 = Math.max(...rows.map((r) => r[2]?.length ?? 0), header.length);
+  lines.push(`  ${'FIELD'.padEnd(w0)}  ${'FROM → TO'.padEnd(w1)}  ${header.padEnd(w2)}  WHY`);
+  for (const r of rows) lines.push(`  ${(r[0] ?? '').padEnd(w0)}  ${(r[1] ?? '').padEnd(w1)}  ${(r[2] ?? '').padEnd(w2)}  ${r[3] ?? ''}`);
   for (const w of vm.waiting) lines.push(`  waiting: ${w.path}: ${w.message}`);
   return lines;
 }

@@ -18,7 +18,7 @@ import { handleAffinityChange, handleTolerationsChange } from './placement.ts';
 import type { FieldChange, RestartReason, VmPlanEntry } from './plan.ts';
 import { semanticEqual } from './semantic.ts';
 import { disksRestartReasons, handleVolumeMigration, isHotplugVolume, syncHotplugVolumes, volumesRestartReasons } from './volumes.ts';
-import { ConditionAction, Message, PlanAction, RestartRequired, Rollout, Strategy } from './vocabulary.ts';
+import { ConditionAction, Message, PlanAction, RestartRequired, Rollout, Strategy, TakesEffect } from './vocabulary.ts';
 
 /** Everything one plan is computed from. */
 export interface RolloutInput {
@@ -96,6 +96,15 @@ function wantsStopped(vm: Obj): boolean {
 function wantsRunning(vm: Obj): boolean {
   const rs = getStr(vm, 'spec', 'runStrategy');
   return rs !== undefined ? RUNNING_STRATEGIES.has(rs) : get(vm, 'spec', 'running') === true;
+}
+
+/** Why a template change waits when no instance runs: there is nothing to restart, the next start uses it. */
+function nextStartWhy(vm: Obj): string {
+  const rs = getStr(vm, 'spec', 'runStrategy') ?? (get(vm, 'spec', 'running') === true ? 'running: true' : undefined);
+  const starts = rs === 'Always' || rs === 'RerunOnFailure' || rs === 'running: true';
+  return starts
+    ? `no instance is running: takes effect when KubeVirt starts the VM (${rs === 'running: true' ? 'running: true' : `runStrategy ${rs}`})`
+    : 'no instance is running: takes effect at the next start';
 }
 
 /** Computes one VM's plan. */
@@ -391,20 +400,27 @@ class Pass {
     raw.push(...diffValues(get(baseline, 'spec', 'template', 'metadata'), get(desired, 'spec', 'template', 'metadata'), ['spec', 'template', 'metadata']));
     raw.push(...diffValues(this.baselineSpec, this.desiredSpec, [...TEMPLATE_SPEC]));
 
+    if (this.input.vmi == null) {
+      this.classifyWithoutInstance(raw);
+      return;
+    }
     const templateStaged = (): boolean => raw.some((c) => isWithin(c.segments, TEMPLATE_SPEC) && this.stagedWhy(c) !== null);
     for (const c of raw) {
       const path = formatPath(c.segments);
       let why: string | null;
       if (!isWithin(c.segments, ['spec', 'template'])) {
         const matcher = isWithin(c.segments, ['spec', 'instancetype']) || isWithin(c.segments, ['spec', 'preference']);
-        why = !matcher
-          ? null
-          : this.expansionError !== null
+        if (!matcher) {
+          this.push(c, path, null, 'VM-level field: takes effect at once, not part of the running instance', TakesEffect.vmObject);
+          continue;
+        }
+        why =
+          this.expansionError !== null
             ? `cannot be expanded yet: ${this.expansionError}; KubeVirt leaves the VM's condition as it is until it can`
             : templateStaged()
               ? 'expands to template changes that wait for a restart (listed with them)'
               : null;
-        this.push(c, path, why, matcher ? 'expands to the template changes listed' : 'VM-level field: takes effect at once, not part of the running instance');
+        this.push(c, path, why, 'expands to the template changes listed');
         continue;
       }
       why = this.stagedWhy(c);
@@ -419,18 +435,49 @@ class Pass {
         from: getAt(this.input.vmi, ['spec', ...segments.slice(3)]) ?? null,
         to: getAt(desired, segments) ?? null,
         rollout: Rollout.staged,
+        takesEffect: TakesEffect.nextRestart,
         why: message,
       });
       this.reasons.push({ path, message });
     }
   }
 
-  private push(c: RawChange, path: string, stagedWhy: string | null, liveWhy: string): void {
+  /**
+   * With no instance running nothing is live and nothing needs a restart: every template change
+   * takes effect at the next start (so there are no restart reasons), and VM-level fields change
+   * the VM object when applied.
+   */
+  private classifyWithoutInstance(raw: RawChange[]): void {
+    const desired = this.input.desired;
+    for (const c of raw) {
+      const path = formatPath(c.segments);
+      const change: FieldChange = { path, from: c.from === undefined ? null : c.from, to: c.to === undefined ? null : c.to, rollout: Rollout.staged, takesEffect: TakesEffect.nextStart };
+      const vmLevel = !isWithin(c.segments, ['spec', 'template']) && !isWithin(c.segments, ['spec', 'instancetype']) && !isWithin(c.segments, ['spec', 'preference']);
+      if (vmLevel) {
+        change.rollout = Rollout.live;
+        change.takesEffect = TakesEffect.vmObject;
+        const power = isWithin(c.segments, ['spec', 'runStrategy']) || isWithin(c.segments, ['spec', 'running']);
+        change.why = !power
+          ? 'VM-level field: the VirtualMachine object changes when applied; no instance is running'
+          : wantsRunning(desired)
+            ? 'VM-level field: no instance is running, and once this is applied KubeVirt starts one from the template'
+            : 'VM-level field: no instance is running, and the VM stays stopped';
+      } else if (this.expansionError !== null && !isWithin(c.segments, ['spec', 'template'])) {
+        change.why = `cannot be expanded yet: ${this.expansionError}; no instance is running, so nothing waits on it but the next start`;
+      } else {
+        change.why = isWithin(c.segments, ['spec', 'template']) ? nextStartWhy(desired) : `expands to template changes: ${nextStartWhy(desired)}`;
+      }
+      this.changes.push(change);
+    }
+  }
+
+  private push(c: RawChange, path: string, stagedWhy: string | null, liveWhy: string, live: TakesEffect = TakesEffect.running): void {
     const change: FieldChange = {
       path,
       from: c.from === undefined ? null : c.from,
       to: c.to === undefined ? null : c.to,
       rollout: stagedWhy === null ? Rollout.live : Rollout.staged,
+      takesEffect: stagedWhy === null ? live : this.stopping ? TakesEffect.nextStart : TakesEffect.nextRestart,
       why: stagedWhy ?? liveWhy,
     };
     this.changes.push(change);
@@ -461,9 +508,8 @@ class Pass {
   private stagedWhy(c: RawChange): string | null {
     const vmi = this.input.vmi ?? null;
     if (this.stopping) return 'the VM is being stopped by its runStrategy: takes effect at the next start';
-    if (vmi === null) {
-      return wantsRunning(this.input.desired) ? null : 'the VM is not running: takes effect when it starts';
-    }
+    // classifyWithoutInstance handles a VM with no instance; this is only a guard.
+    if (vmi === null) return nextStartWhy(this.input.desired);
     if (this.expansionError !== null) return `cannot be judged until the instancetype expands: ${this.expansionError}`;
     const path = formatPath(c.segments);
     // A hotplug the synchronisers did carry out is live even when the rest of its list waits.

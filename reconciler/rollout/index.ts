@@ -1,12 +1,13 @@
 /** The rollout engine's public surface. */
 export { planRollout, type RolloutInput, type RolloutResult } from './engine.ts';
-export type { FieldChange, ManifestError, RestartReason, VmPlan, VmPlanEntry } from './plan.ts';
+export type { ClusterDefault, FieldChange, ManifestError, RestartReason, VmPlan, VmPlanEntry } from './plan.ts';
 export { type ClusterSettings, InvalidVersionError, resolveCluster } from './cluster.ts';
 export type { AdmissionError } from './admission.ts';
 export { BEHAVIOUR_TABLE, type Behaviours, behavioursFor, compareVersions, parseVersion } from './versions.ts';
-export { ConditionAction, FeatureGate, Message, PlanAction, RestartRequired, Rollout, Strategy } from './vocabulary.ts';
+export { ConditionAction, FeatureGate, Message, PlanAction, RestartRequired, Rollout, Strategy, TakesEffect } from './vocabulary.ts';
 export { parseQuantity, quantitiesEqual } from './quantity.ts';
 export { INSTANCETYPE_KINDS, expandVm } from './instancetype.ts';
+export { CLUSTER_DEFAULT_PATHS, type ClusterDefaultsResult, PCI_TOPOLOGY_ANNOTATION, fillClusterDefaults } from './clusterDefaults.ts';
 export { topologyCount } from './cpu.ts';
 export { validateLiveUpdateMemory } from './memory.ts';
 export type { Obj } from './json.ts';

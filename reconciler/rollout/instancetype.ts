@@ -18,9 +18,20 @@ export const INSTANCETYPE_KINDS: readonly string[] = Object.values(InstancetypeK
 /** Result of expanding one VM. */
 export type Expansion = { ok: true; vm: Obj } | { ok: false; error: string };
 
+/**
+ * The kind a matcher names, as KubeVirt reads it: case-insensitive, singular or plural resource name.
+ * The webhook itself writes the lower-case singular (`virtualmachineclusterinstancetype`), so a stored VM carries that.
+ */
+export function matcherKind(matcher: Obj | undefined, fallback: string): string {
+  const written = getStr(matcher, 'kind');
+  if (written === undefined || written === '') return fallback;
+  const lower = written.toLowerCase();
+  return INSTANCETYPE_KINDS.find((k) => k.toLowerCase() === lower || `${k.toLowerCase()}s` === lower) ?? written;
+}
+
 function find(objects: readonly Obj[], matcher: Obj, namespaced: string, cluster: string, namespace: string): Obj | undefined {
   const name = getStr(matcher, 'name');
-  const kind = getStr(matcher, 'kind') ?? cluster;
+  const kind = matcherKind(matcher, cluster);
   return objects.find(
     (o) =>
       o['kind'] === kind &&
@@ -47,13 +58,13 @@ export function expandVm(vm: Obj, objects: readonly Obj[]): Expansion {
   if (prefMatcher !== undefined) {
     preference = find(objects, prefMatcher, InstancetypeKind.VirtualMachinePreference, InstancetypeKind.VirtualMachineClusterPreference, namespace);
     if (preference === undefined) {
-      return { ok: false, error: `preference ${getStr(prefMatcher, 'kind') ?? InstancetypeKind.VirtualMachineClusterPreference}/${getStr(prefMatcher, 'name') ?? ''} not found` };
+      return { ok: false, error: `preference ${matcherKind(prefMatcher, InstancetypeKind.VirtualMachineClusterPreference)}/${getStr(prefMatcher, 'name') ?? ''} not found` };
     }
   }
   if (itMatcher !== undefined) {
     const it = find(objects, itMatcher, InstancetypeKind.VirtualMachineInstancetype, InstancetypeKind.VirtualMachineClusterInstancetype, namespace);
     if (it === undefined) {
-      return { ok: false, error: `instancetype ${getStr(itMatcher, 'kind') ?? InstancetypeKind.VirtualMachineClusterInstancetype}/${getStr(itMatcher, 'name') ?? ''} not found` };
+      return { ok: false, error: `instancetype ${matcherKind(itMatcher, InstancetypeKind.VirtualMachineClusterInstancetype)}/${getStr(itMatcher, 'name') ?? ''} not found` };
     }
     applyInstancetype(getObj(it, 'spec') ?? {}, spec, domain, getStr(preference, 'spec', 'cpu', 'preferredCPUTopology'));
   }

@@ -54,6 +54,8 @@ export interface Behaviours {
   cdromRemovalRestart: boolean;
   /** A firmware UUID equal to the VMI's is neutralised (v1.8+). */
   firmwareUuidBackfill: boolean;
+  /** The VM webhook fills in firmware.uuid, firmware.serial and the PCI topology template annotation when a manifest leaves them out (v1.8+). */
+  firmwarePciDefaults: boolean;
   /** RestartRequired stays until restart and blocks further propagation (before v1.8). */
   conditionSticky: boolean;
   /** Tolerations are live-updatable under LiveUpdate (v1.4+). */
@@ -92,6 +94,7 @@ export const BEHAVIOUR_TABLE: { readonly [K in Exclude<keyof Behaviours, 'model'
   volumeHotplug: { seed: 'liveUpdate', before: 'none', since: [['v1.6.0', 'gated'], ['v1.9.0', 'defaultOn']] },
   cdromRemovalRestart: { seed: false, before: false, since: [['v1.7.0', true]] },
   firmwareUuidBackfill: { seed: false, before: false, since: [['v1.8.0', true]] },
+  firmwarePciDefaults: { seed: false, before: false, since: [['v1.8.0', true]] },
   conditionSticky: { seed: true, before: true, since: [['v1.8.0', false]] },
   tolerationsLive: { seed: true, before: false, since: [['v1.4.0', true]] },
   multiQueueSocketsRestart: { seed: false, before: false, since: [['v1.2.0', true], ['v1.6.0', false]] },

@@ -11,12 +11,25 @@ export type Strategy = (typeof Strategy)[keyof typeof Strategy];
 
 /** How one changed field reaches the running guest. */
 export const Rollout = {
-  /** Applied to the running VMI now (hotplug, placement patch, link state, …). */
+  /** Applied to the running VMI now (hotplug, placement patch, link state, …); for a VM-level field, to the VM object at once. */
   live: 'live',
-  /** Held until the next start of the VM. */
+  /** Not on a running guest now: held until the next restart, or with no instance running, until the next start. */
   staged: 'staged',
 } as const;
 export type Rollout = (typeof Rollout)[keyof typeof Rollout];
+
+/** When one changed field takes effect: the honest answer also when no instance is running. */
+export const TakesEffect = {
+  /** The running VMI holds it after this pass (or once a listed retryable wait is over). */
+  running: 'running',
+  /** A VM-level field (VM metadata, runStrategy, …): the VirtualMachine object changes when applied; no instance is involved. */
+  vmObject: 'vmObject',
+  /** Waits until the running instance restarts. */
+  nextRestart: 'nextRestart',
+  /** No instance is running (or it is being stopped): the VM's next start uses it; no restart is needed. */
+  nextStart: 'nextStart',
+} as const;
+export type TakesEffect = (typeof TakesEffect)[keyof typeof TakesEffect];
 
 /** What one reconcile pass does to the VM's RestartRequired condition. */
 export const ConditionAction = {

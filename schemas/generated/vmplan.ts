@@ -50,7 +50,7 @@ export interface VmPlanEntry {
    */
   conditionMessage: string | null;
   /**
-   * Every change that needs a restart, not only the one KubeVirt names in the condition.
+   * Every change that needs a restart, not only the one KubeVirt names in the condition. Empty when no instance is running: then nothing needs a restart, and every template change says takesEffect nextStart.
    */
   reasons: RestartReason[];
   /**
@@ -65,6 +65,10 @@ export interface VmPlanEntry {
    * The KubeVirt version and behaviour model the plan was computed with.
    */
   kubevirt: KubeVirtModel;
+  /**
+   * Fields the desired manifest leaves out that KubeVirt fills in itself (its mutating webhook or controller), taken from the baseline so they are not reported as changes. Absent or empty when none were filled.
+   */
+  clusterDefaults?: ClusterDefault[];
 }
 /**
  * Why a field cannot be applied to the running guest now.
@@ -96,9 +100,13 @@ export interface FieldChange {
    */
   to: unknown;
   /**
-   * live: applied to the running guest now; staged: takes effect at the next restart.
+   * live: applied to the running guest now (for a VM-level field such as a VM label or runStrategy: the VM object changes at once); staged: not applied to a running guest now, it waits for the next restart, or, with no instance running, for the next start (see takesEffect).
    */
   rollout: "live" | "staged";
+  /**
+   * When the change takes effect. running: the running VMI holds it after this pass; vmObject: a VM-level field, the VirtualMachine object changes when applied and no instance is involved; nextRestart: when the running instance restarts; nextStart: no instance is running (or it is being stopped), so the VM's next start uses it and no restart is needed.
+   */
+  takesEffect?: "running" | "vmObject" | "nextRestart" | "nextStart";
   /**
    * Short explanation of the rollout decision, when it is not obvious from the path.
    */
@@ -116,6 +124,23 @@ export interface KubeVirtModel {
    * Name of the behaviour table the engine applied for that version, e.g. "seed" or "v1.8".
    */
   model: string;
+}
+/**
+ * A field KubeVirt sets on a stored VM when a manifest leaves it out, compared as the stored value.
+ */
+export interface ClusterDefault {
+  /**
+   * Dotted path of the field in the VirtualMachine, e.g. spec.template.spec.domain.machine.type.
+   */
+  path: string;
+  /**
+   * The value taken from the baseline, any JSON value.
+   */
+  value: unknown;
+  /**
+   * Who in KubeVirt sets it when the manifest leaves it out.
+   */
+  setBy: string;
 }
 /**
  * A manifest file (or one document in it) that vmroll could not load.
