@@ -374,6 +374,56 @@ describe('config reload: vmroll run on the embedded simulator, config from a Con
   });
 });
 
+describe('config reload: a repository is replaced only after its sync under way', function () {
+  this.timeout(60_000);
+  let git: GitServer;
+  let dir: string;
+  let url: string;
+
+  before(async () => {
+    git = await startGitServer();
+    dir = mkdtempSync(path.join(tmpdir(), 'vmroll-reload-idle-'));
+    url = await git.createBareRepo('shop');
+    const shop = await git.createWorkingClone('shop');
+    for (const f of ['web.yaml', 'db.yaml']) await shop.write(`vms/${f}`, example(f));
+    await shop.commit('shop VMs');
+    await shop.push();
+  });
+  after(async () => {
+    await git?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reconfigure waits for the sync under way (its applies done), then the old unit takes no sync and the new one syncs', async () => {
+    const file = path.join(dir, 'vmroll.yaml');
+    const text = (extra: string): string => ['interval: 1h', 'cluster: {kind: sim}', `cacheDir: ${path.join(dir, 'cache')}`, 'repositories:', '  - name: shop', `    url: ${url}`, extra].join('\n');
+    const handle = await startRun(resolved(file, text('    path: vms')), { out: () => {}, err: () => {} }, makeLogger('silent', []));
+    try {
+      handle.start();
+      const [old] = handle.repositories;
+      assert.ok(old !== undefined);
+      let finished = false;
+      const sync = old.trigger('test').then((report) => {
+        finished = true;
+        return report;
+      });
+      const plan = await handle.reconfigure(resolved(file, text('    path: vms\n    prune: true')));
+      assert.ok(finished, 'the sync under way had finished when the unit was replaced');
+      assert.equal((await sync)?.writes, 2, 'and it applied what it set out to');
+      assert.deepEqual(plan.changed.map((c) => [c.config.name, c.fields]), [['shop', ['prune']]]);
+      const [fresh] = handle.repositories;
+      assert.ok(fresh !== undefined && fresh.reconciler !== old.reconciler, 'a new unit');
+      assert.equal(fresh.config.prune, true);
+      assert.equal(await old.trigger('after'), null, 'the replaced unit takes no new sync');
+      const report = await fresh.trigger('after');
+      assert.ok(report !== null);
+      assert.deepEqual(report.plan.vms.map((v) => `${v.namespace}/${v.name}:${v.action}`), ['shop/db:none', 'shop/web:none'], 'the new unit finds what the old one applied');
+    } finally {
+      await handle.stop();
+    }
+  });
+});
+
 describe('config reload: `vmroll run --config` as a process against the simulator API server', function () {
   this.timeout(120_000);
   let git: GitServer;
