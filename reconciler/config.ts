@@ -344,6 +344,7 @@ export function runConfigSource(rawFlags: RunFlags, env: NodeJS.ProcessEnv = pro
     } catch {
       throw new UsageError(`VMROLL_CONFIG_POLL_INTERVAL: "${poll}" is not a duration (e.g. 5s, 500ms)`);
     }
+    if (pollMs < 100) throw new UsageError(`VMROLL_CONFIG_POLL_INTERVAL must be at least 100ms, not "${poll}"`);
   }
   return { file, pollMs, resolve: (text) => resolveRunConfig(rawFlags, env, { path: file, text }) };
 }

@@ -141,6 +141,15 @@ describe('config reload: what a new vmroll.yaml changes (planReload)', () => {
     assert.deepEqual(plan.changed, []);
   });
 
+  it('the file is looked at every 5s unless VMROLL_CONFIG_POLL_INTERVAL says otherwise; no file, nothing to reload', () => {
+    assert.equal(runConfigSource({ config: file }, {})?.pollMs, 5000);
+    assert.equal(runConfigSource({}, { VMROLL_CONFIG: file, VMROLL_CONFIG_POLL_INTERVAL: '2s' })?.file, file);
+    assert.equal(runConfigSource({}, { VMROLL_CONFIG: file, VMROLL_CONFIG_POLL_INTERVAL: '2s' })?.pollMs, 2000);
+    assert.equal(runConfigSource({}, {}), undefined);
+    assert.throws(() => runConfigSource({ config: file }, { VMROLL_CONFIG_POLL_INTERVAL: 'often' }), /VMROLL_CONFIG_POLL_INTERVAL: "often" is not a duration/);
+    assert.throws(() => runConfigSource({ config: file }, { VMROLL_CONFIG_POLL_INTERVAL: '10ms' }), /at least 100ms/);
+  });
+
   it('a file that names no repository is refused rather than following the bundled example', () => {
     const current = resolved(file, base.join('\n'));
     assert.throws(() => planReload(current, resolved(file, 'cluster: {kind: sim}\n')), (e: unknown) => e instanceof ConfigReloadError && /names no repository/.test(e.message));

@@ -222,7 +222,8 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger,
   const queues = new Map<string, { host: GitHostReporter; queue: ReportQueue }>();
   const hostFor = (gitHost: GitHostConfig | undefined): { host: GitHostReporter; queue: ReportQueue } | null => {
     if (gitHost === undefined) return null;
-    const key = `${gitHost.kind} ${gitHost.apiUrl ?? ''} ${gitHost.repo}`;
+    // The token is part of the key: a reload with a new token gets a reporter that uses it.
+    const key = `${gitHost.kind} ${gitHost.apiUrl ?? ''} ${gitHost.repo} ${gitHost.token}`;
     let entry = queues.get(key);
     if (entry === undefined) {
       const host = metrics.instrumentReporter(gitHostReporter(gitHost, logger));
