@@ -305,7 +305,8 @@ describe('config reload: vmroll run on the embedded simulator, config from a Con
     const mount = new ConfigMapMount(path.join(dir, 'config'));
     const common = ['interval: 1s', 'cluster:', '  kind: sim', `  simKubevirt: ${KUBEVIRT}`, 'listen: 127.0.0.1:0', `cacheDir: ${path.join(dir, 'cache')}`];
     const shopEntry = (extra: string[] = []): string[] => ['  - name: shop', `    url: ${shopUrl}`, '    path: vms', '    namespaces: [shop]', ...extra];
-    const labEntry = ['  - name: lab', `    url: ${labUrl}`, '    namespaces: [jobs]'];
+    // lab prunes: were removing it from the file taken as "lab defines nothing now", its VM would go.
+    const labEntry = ['  - name: lab', `    url: ${labUrl}`, '    namespaces: [jobs]', '    prune: true'];
     mount.publish([...common, 'repositories:', ...shopEntry()].join('\n'));
 
     const log = logSink();
@@ -427,6 +428,13 @@ describe('config reload: a repository is replaced only after its sync under way'
       const report = await fresh.trigger('after');
       assert.ok(report !== null);
       assert.deepEqual(report.plan.vms.map((v) => `${v.namespace}/${v.name}:${v.action}`), ['shop/db:none', 'shop/web:none'], 'the new unit finds what the old one applied');
+
+      // A repository that cannot be built refuses the whole reload before anything stops.
+      const bad = resolved(file, `${text('    path: vms')}\n  - name: broken\n    url: https://[broken`);
+      await assert.rejects(handle.reconfigure(bad), (e: unknown) => e instanceof ConfigReloadError && e.message === 'repository broken: Invalid URL');
+      assert.deepEqual(handle.repositories.map((r) => [r.name, r.config.prune]), [['shop', true]], 'shop not rebuilt');
+      assert.equal(handle.repositories[0]?.reconciler, fresh.reconciler, 'the same unit runs');
+      assert.ok((await fresh.trigger('still')) !== null, 'and still syncs');
     } finally {
       await handle.stop();
     }

@@ -8,7 +8,7 @@ import { type LeaderElection, LeaderElector, SoleLeader } from '../cluster/leade
 import { SimCluster } from '../cluster/sim/simCluster.ts';
 import { EXAMPLE_FIXTURES, type GitHostConfig, type RepositoryRunConfig, type RunConfig, type RunConfigSource, runConfig, runConfigSource } from '../config.ts';
 import { namespaceRefusal } from '../configFile.ts';
-import { ConfigWatcher, type ReloadPlan, planReload, repositoriesOfRun } from '../configReload.ts';
+import { ConfigReloadError, ConfigWatcher, type ReloadPlan, planReload, repositoriesOfRun } from '../configReload.ts';
 import { VmrollMetrics } from '../metrics.ts';
 import { GiteaReporter } from '../report/gitea.ts';
 import { GitHubReporter } from '../report/github.ts';
@@ -249,10 +249,24 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger,
       const plan = planReload(current, next);
       if (stopped) return plan;
       const several = repositoriesOfRun(plan.running).length > 1;
+      // Built (nothing starts yet) before anything stops: one that cannot be built refuses the whole reload.
+      const fresh: RepositoryUnit[] = [];
+      try {
+        for (const rc of [...plan.changed.map((c) => c.config), ...plan.added]) {
+          try {
+            fresh.push(unit(rc, several));
+          } catch (e) {
+            throw new ConfigReloadError(`repository ${rc.name}: ${e instanceof Error ? e.message : String(e)}`);
+          }
+        }
+      } catch (e) {
+        for (const u of fresh) u.reconciler.close();
+        throw e;
+      }
       const leaving = new Set([...plan.removed, ...plan.changed.map((c) => c.config.name)]);
       const retired = repositories.filter((r) => leaving.has(r.config.name));
       // No new sync starts on these, and the one under way (applies included) ends before a
-      // successor exists, so no repository is ever synced by two units at once.
+      // successor is in place, so no repository is ever synced by two units at once.
       await Promise.all(retired.map((r) => r.retire()));
       for (const r of retired) r.reconciler.close();
       for (const name of plan.removed) {
@@ -260,17 +274,14 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger,
         metrics.forgetRepository(name);
       }
       current = plan.running;
-      if (stopped) return plan;
-      const fresh: RepositoryUnit[] = [];
-      for (const { config: rc } of plan.changed) {
-        const u = unit(rc, several);
-        repositories.splice(repositories.findIndex((r) => r.config.name === rc.name), 1, u);
-        fresh.push(u);
+      if (stopped) {
+        for (const u of fresh) u.reconciler.close();
+        return plan;
       }
-      for (const rc of plan.added) {
-        const u = unit(rc, several);
-        repositories.push(u);
-        fresh.push(u);
+      for (const u of fresh) {
+        const at = repositories.findIndex((r) => r.config.name === u.config.name);
+        if (at >= 0) repositories.splice(at, 1, u);
+        else repositories.push(u);
       }
       if (started) {
         for (const u of fresh) {
