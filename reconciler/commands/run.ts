@@ -36,10 +36,11 @@ Options:
                              flags and environment variables override it. Reloaded when it
                              changes (a ConfigMap update too; its folder is watched and the
                              file read every 5s, VMROLL_CONFIG_POLL_INTERVAL): repositories
-                             added start, removed ones stop (their VMs stay), changed ones
-                             restart after their sync under way; cluster, listen, leader
-                             election, cacheDir and logLevel need a restart. A bad file is
-                             logged (file:line) and the last good configuration keeps running
+                             added start, removed ones stop (their VMs stay), changed ones are
+                             rebuilt once their sync under way ends; the cluster, listen, the
+                             webhook secret, leader election, cacheDir and logLevel need a
+                             restart. A bad file is logged (file:line), the last good
+                             configuration keeps running
   --repo <url|path>          Git repository over http(s), or a local repository path;
                              without it: the embedded default (fixtures/example-repo as a
                              Git repository in .vmroll/example-repo, on the simulator)
