@@ -159,9 +159,15 @@ export class ConfigWatcher {
   check(reason: string): Promise<ReloadOutcome> {
     if (this.closed) return Promise.resolve(ReloadOutcome.unchanged);
     // Looks that pile up while one runs collapse into one: they would all read the same file.
-    this.queued ??= this.chain.then(() => {
+    this.queued ??= this.chain.then(async () => {
       this.queued = null;
-      return this.look(reason);
+      try {
+        return await this.look(reason);
+      } catch (e) {
+        // A bug here must not stop the watching (nor end the process as an unhandled rejection).
+        this.options.logger.error({ file: this.options.source.file, err: e instanceof Error ? e.message : String(e) }, 'configuration reload failed');
+        return ReloadOutcome.refused;
+      }
     });
     const run = this.queued;
     this.chain = run.catch(() => undefined);
