@@ -98,8 +98,8 @@ function metric(text: string, series: string): number | undefined {
 }
 
 /** The run configuration a vmroll.yaml text gives with no flags but --config and an empty environment. */
-function resolved(file: string, text: string, flags: Record<string, string> = {}): RunConfig {
-  return resolveRunConfig({ config: file, ...flags }, {}, { path: file, text });
+function resolved(file: string, text: string, flags: Record<string, string> = {}, env: NodeJS.ProcessEnv = {}): RunConfig {
+  return resolveRunConfig({ config: file, ...flags }, env, { path: file, text });
 }
 
 describe('config reload: what a new vmroll.yaml changes (planReload)', () => {
@@ -123,6 +123,14 @@ describe('config reload: what a new vmroll.yaml changes (planReload)', () => {
     assert.deepEqual([same.added, same.removed, same.changed, same.needsRestart], [[], [], [], []]);
     const slower = planReload(current, resolved(file, base.join('\n').replace('interval: 1m', 'interval: 5m')));
     assert.deepEqual(slower.changed.map((c) => [c.config.name, c.fields, c.config.intervalMs]), [['shop', ['interval'], 300_000], ['lab', ['interval'], 300_000]]);
+  });
+
+  it('a new reporter target rebuilds that repository only; the token never shows in what is logged', () => {
+    const env = { VMROLL_GITHUB_TOKEN: 'ghp_secret-token' };
+    const text = (target: string): string => [...base.slice(0, 3), `  - {name: shop, url: https://git.example/shop.git, reportTo: ${target}}`, '  - {name: lab, url: https://git.example/lab.git}', 'reporters: {github: {repo: acme/all}}'].join('\n');
+    const plan = planReload(resolved(file, text('acme/shop'), {}, env), resolved(file, text('acme/shop-vms'), {}, env));
+    assert.deepEqual(plan.changed.map((c) => [c.config.name, c.fields, c.config.gitHost?.repo]), [['shop', ['reporter'], 'acme/shop-vms']]);
+    assert.doesNotMatch(JSON.stringify(plan.changed.map((c) => ({ repository: c.config.name, fields: c.fields }))), /ghp_/);
   });
 
   it('flags still win over the new file: --interval pins the interval whatever the file says', () => {
