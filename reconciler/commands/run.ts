@@ -163,8 +163,6 @@ const SHUTDOWN_FLUSH_MS = 10_000;
 export interface StartRunOptions {
   /** Reload the configuration when this file changes (from {@link start} on). */
   reload?: RunConfigSource;
-  /** Watch the configuration file's folder as well as polling it (default true). */
-  watchConfigDirectory?: boolean;
 }
 
 /** Starts the loop (without --once semantics); used by `vmroll run` and the demo. */
@@ -303,7 +301,6 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger,
           apply: reconfigure,
           logger,
           metrics,
-          ...(options.watchConfigDirectory !== undefined && { watchDirectory: options.watchConfigDirectory }),
         })
       : null;
   if (config.configFile !== undefined) metrics.recordConfigLoaded(config.configFile.sha256, false);
