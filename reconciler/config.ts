@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { KubeConfigSource } from './cluster/kube.ts';
 import { DEFAULT_LEASE_NAME, defaultIdentity, podNamespace } from './cluster/leaderElection.ts';
 import { UsageError } from './commands/common.ts';
-import { type ResolvedRepository, type VmrollConfig, durationMs, loadConfigFile, repositoriesOf, repositoryName } from './configFile.ts';
+import { type ResolvedRepository, type VmrollConfig, configHash, durationMs, parseConfig, readConfigText, repositoriesOf, repositoryName } from './configFile.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The example repository's sources, copied into {@link EXAMPLE_REPO_DIR} on first use. */
@@ -52,6 +52,8 @@ export interface RunConfig {
   repositories?: RepositoryRunConfig[];
   /** Take part in leader election (kube only); absent: this process is the only replica. */
   leaderElection?: LeaderElectionRunConfig;
+  /** The configuration file this was read from, and the hash of the text read (a reload compares against it). */
+  configFile?: { path: string; sha256: string };
 }
 
 /** One followed repository, with every setting resolved. */
@@ -306,10 +308,51 @@ function leaderElectionConfig(flags: RunFlags, env: NodeJS.ProcessEnv, file: Vmr
   return config;
 }
 
+/** The configuration file: `--config`, else VMROLL_CONFIG, else none. */
+function configPathOf(flags: RunFlags, env: NodeJS.ProcessEnv): string | undefined {
+  return flags.config ?? (env['VMROLL_CONFIG'] !== '' ? env['VMROLL_CONFIG'] : undefined);
+}
+
 /** Builds the run configuration from flags, the environment and the configuration file (`--config`, VMROLL_CONFIG). */
 export function runConfig(rawFlags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfig {
-  const configPath = rawFlags.config ?? (env['VMROLL_CONFIG'] !== '' ? env['VMROLL_CONFIG'] : undefined);
-  const file = configPath !== undefined ? loadConfigFile(configPath) : undefined;
+  const configPath = configPathOf(rawFlags, env);
+  return resolveRunConfig(rawFlags, env, configPath !== undefined ? { path: configPath, text: readConfigText(configPath) } : undefined);
+}
+
+/** How long a running `vmroll run` waits between two looks at its configuration file (besides watching its folder). */
+export const DEFAULT_CONFIG_POLL_MS = 5000;
+
+/** What re-reading the configuration file of a running `vmroll run` needs: the file, and the same flags and environment laid over it. */
+export interface RunConfigSource {
+  /** The configuration file, as named by `--config` or VMROLL_CONFIG. */
+  file: string;
+  /** Time between two looks at the file (VMROLL_CONFIG_POLL_INTERVAL, default 5s). */
+  pollMs: number;
+  /** The run configuration the file's new text gives, flags and environment still winning; throws as {@link runConfig} does. */
+  resolve(text: string): RunConfig;
+}
+
+/** The source to reload the configuration from, when there is a configuration file. */
+export function runConfigSource(rawFlags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfigSource | undefined {
+  const file = configPathOf(rawFlags, env);
+  if (file === undefined) return undefined;
+  const poll = env['VMROLL_CONFIG_POLL_INTERVAL'] ?? '';
+  let pollMs = DEFAULT_CONFIG_POLL_MS;
+  if (poll !== '') {
+    try {
+      pollMs = parseDuration(poll);
+    } catch {
+      throw new UsageError(`VMROLL_CONFIG_POLL_INTERVAL: "${poll}" is not a duration (e.g. 5s, 500ms)`);
+    }
+    if (pollMs < 100) throw new UsageError(`VMROLL_CONFIG_POLL_INTERVAL must be at least 100ms, not "${poll}"`);
+  }
+  return { file, pollMs, resolve: (text) => resolveRunConfig(rawFlags, env, { path: file, text }) };
+}
+
+/** {@link runConfig} with the configuration file's text already read (at start, and again on each reload). */
+export function resolveRunConfig(rawFlags: RunFlags, env: NodeJS.ProcessEnv, configFile: { path: string; text: string } | undefined): RunConfig {
+  const configPath = configFile?.path;
+  const file = configFile !== undefined ? parseConfig(configFile.text, configFile.path) : undefined;
   const fileRepositories = file !== undefined ? repositoriesOf(file) : [];
   const flags = file !== undefined && configPath !== undefined ? withFile(rawFlags, env, file, fileRepositories, configPath) : rawFlags;
   const base = singleRunConfig(flags, env);
@@ -324,7 +367,12 @@ export function runConfig(rawFlags: RunFlags, env: NodeJS.ProcessEnv = process.e
     ? fileRepositories.map((r) => repositoryRunConfig(r, base, rawFlags, env))
     : [{ name: repositoryName(base.repo), repo: base.repo, ref: base.ref, path: base.path, namespaces: undefined, intervalMs: base.intervalMs, prune: base.prune, gitToken: base.gitToken, gitHost: base.gitHost }];
   if (fromFile && fileRepositories.length > 1 && base.once && base.output === 'json') throw new UsageError(`--output json prints one plan, and ${configPath ?? 'the file'} lists ${fileRepositories.length} repositories`);
-  return { ...base, repositories, ...(leaderElection !== undefined && { leaderElection }) };
+  return {
+    ...base,
+    repositories,
+    ...(leaderElection !== undefined && { leaderElection }),
+    ...(configFile !== undefined && { configFile: { path: configFile.path, sha256: configHash(configFile.text) } }),
+  };
 }
 
 /** A file repository with the flags, environment and file-wide settings laid over it. */

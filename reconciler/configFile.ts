@@ -4,6 +4,7 @@
  * reported at once as `file:line: field: what is wrong`. Flags and environment variables are
  * laid over it by config.ts; this file only reads the file.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
@@ -97,15 +98,23 @@ export function namespaceRefusal(repo: { name: string; namespaces?: readonly str
 
 /** Reads, parses and checks a configuration file; relative paths in it become relative to its folder. */
 export function loadConfigFile(file: string): VmrollConfig {
-  let text: string;
+  return parseConfig(readConfigText(file), file);
+}
+
+/** The text of a configuration file, unparsed (a reload hashes it before parsing); a ConfigFileError when unreadable or too large. */
+export function readConfigText(file: string): string {
   try {
     if (statSync(file).size > MAX_CONFIG_BYTES) throw new ConfigFileError([{ file, line: null, path: '', message: `larger than ${MAX_CONFIG_BYTES} bytes` }]);
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (e) {
     if (e instanceof ConfigFileError) throw e;
     throw new ConfigFileError([{ file, line: null, path: '', message: 'cannot be read' }]);
   }
-  return parseConfig(text, file);
+}
+
+/** SHA-256 (hex) of a configuration file's text: what tells one version of the file from another. */
+export function configHash(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
 }
 
 /** Parses and checks configuration text as if read from `file` (whose folder anchors relative paths). */

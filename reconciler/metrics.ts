@@ -92,6 +92,10 @@ export class VmrollMetrics {
   private readonly hostCalls: Counter<'host' | 'result'>;
   private readonly hostRateLimit: Gauge<'host'>;
   private readonly leader: Gauge;
+  private readonly configReloads: Counter<'result'>;
+  private readonly configReloadOk: Gauge;
+  private readonly configSuccessTime: Gauge;
+  private readonly configHash: Gauge;
   private readonly queues = new Map<string, () => number>();
 
   constructor(options: VmrollMetricsOptions = {}) {
@@ -136,6 +140,10 @@ export class VmrollMetrics {
     });
     this.leader = new Gauge({ name: 'vmroll_leader', help: '1 while this replica is the leader and reconciles, else 0.', registers });
     this.leader.set(0);
+    this.configReloads = new Counter({ name: 'vmroll_config_reload_total', help: 'Reloads of the --config file after a change, by result (failure: the last good configuration kept running).', labelNames: ['result'], registers });
+    this.configReloadOk = new Gauge({ name: 'vmroll_config_last_reload_successful', help: '1 when the --config file as it now reads is the running configuration, 0 when its last change was refused.', registers });
+    this.configSuccessTime = new Gauge({ name: 'vmroll_config_last_reload_success_timestamp_seconds', help: 'When the running configuration was read from the --config file (Unix time).', registers });
+    this.configHash = new Gauge({ name: 'vmroll_config_hash', help: 'The first 48 bits of the SHA-256 of the --config file text now running, as a number.', registers });
     const queues = this.queues;
     new Gauge({
       name: 'vmroll_reports_pending',
@@ -181,6 +189,25 @@ export class VmrollMetrics {
   readonly kubeRequest = (verb: string, resource: string, status: number): void => {
     this.kubeRequests.inc({ verb, resource, code: String(status) });
   };
+
+  /** Records the configuration file text now running: at start (`reload` false) and after each successful reload. */
+  recordConfigLoaded(sha256: string, reload: boolean): void {
+    if (reload) this.configReloads.inc({ result: 'success' });
+    this.configReloadOk.set(1);
+    this.configSuccessTime.set(Date.now() / 1000);
+    this.configHash.set(Number.parseInt(sha256.slice(0, 12), 16));
+  }
+
+  /** Records a change of the configuration file that was refused (the last good configuration keeps running). */
+  recordConfigRefused(): void {
+    this.configReloads.inc({ result: 'failure' });
+    this.configReloadOk.set(0);
+  }
+
+  /** Drops the VM counts of a repository no longer followed, so no stale numbers stay on /metrics. */
+  forgetRepository(repository: string): void {
+    for (const state of Object.values(VmState)) this.vms.remove({ repository, state });
+  }
 
   /** Sets whether this replica leads. */
   setLeader(leading: boolean): void {

@@ -6,8 +6,9 @@ import type { ClusterBackend } from '../cluster/backend.ts';
 import { KubeCluster } from '../cluster/kube.ts';
 import { type LeaderElection, LeaderElector, SoleLeader } from '../cluster/leaderElection.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
-import { EXAMPLE_FIXTURES, type GitHostConfig, type RepositoryRunConfig, type RunConfig, runConfig } from '../config.ts';
+import { EXAMPLE_FIXTURES, type GitHostConfig, type RepositoryRunConfig, type RunConfig, type RunConfigSource, runConfig, runConfigSource } from '../config.ts';
 import { namespaceRefusal } from '../configFile.ts';
+import { ConfigReloadError, ConfigWatcher, type ReloadPlan, planReload, repositoriesOfRun } from '../configReload.ts';
 import { VmrollMetrics } from '../metrics.ts';
 import { GiteaReporter } from '../report/gitea.ts';
 import { GitHubReporter } from '../report/github.ts';
@@ -32,7 +33,14 @@ what went live and what waits for a restart.
 Options:
   --config <file>            vmroll.yaml: several repositories, the namespaces each may write,
                              intervals, reporters, leader election (else VMROLL_CONFIG);
-                             flags and environment variables override it
+                             flags and environment variables override it. Reloaded when it
+                             changes (a ConfigMap update too; its folder is watched and the
+                             file read every 5s, VMROLL_CONFIG_POLL_INTERVAL): repositories
+                             added start, removed ones stop (their VMs stay), changed ones are
+                             rebuilt once their sync under way ends; the cluster, listen, the
+                             webhook secret, leader election, cacheDir and logLevel need a
+                             restart. A bad file is logged (file:line), the last good
+                             configuration keeps running
   --repo <url|path>          Git repository over http(s), or a local repository path;
                              without it: the embedded default (fixtures/example-repo as a
                              Git repository in .vmroll/example-repo, on the simulator)
@@ -186,13 +194,20 @@ export interface RepositoryHandle {
 /** Everything a running `vmroll run` holds, so tests and `npm start` can drive and stop it. */
 export interface RunHandle {
   /** The first repository's reconciler. */
-  reconciler: Reconciler;
-  /** Every followed repository. */
-  repositories: RepositoryHandle[];
+  readonly reconciler: Reconciler;
+  /** Every followed repository (as the configuration now running lists them). */
+  readonly repositories: RepositoryHandle[];
   cluster: ClusterBackend;
   /** The embedded simulator, when that is the backend. */
   sim: SimCluster | null;
-  config: RunConfig;
+  /** The configuration running now (the start's, then each reload's). */
+  readonly config: RunConfig;
+  /**
+   * Puts a new configuration in place: repositories added start, removed ones stop (nothing of
+   * theirs is deleted), changed ones are rebuilt once their sync under way is done; settings
+   * that need a restart keep their running value. What `--config` reloads call.
+   */
+  reconfigure(next: RunConfig): Promise<ReloadPlan>;
   metrics: VmrollMetrics;
   /** The leader election (a sole leader without --leader-elect). */
   election: LeaderElection;
@@ -214,17 +229,14 @@ export interface RunHandle {
 /** How long a shutdown waits for queued reports. */
 const SHUTDOWN_FLUSH_MS = 10_000;
 
-/** The repositories of a configuration: the list, or the one its single-repository fields describe. */
-function repositoriesOfRun(config: RunConfig): RepositoryRunConfig[] {
-  return (
-    config.repositories ?? [
-      { name: 'default', repo: config.repo, ref: config.ref, path: config.path, namespaces: undefined, intervalMs: config.intervalMs, prune: config.prune, gitToken: config.gitToken, gitHost: config.gitHost },
-    ]
-  );
+/** Options of {@link startRun}. */
+export interface StartRunOptions {
+  /** Reload the configuration when this file changes (from {@link start} on). */
+  reload?: RunConfigSource;
 }
 
 /** Starts the loop (without --once semantics); used by `vmroll run` and the demo. */
-export async function startRun(config: RunConfig, io: CommandIO, logger: Logger): Promise<RunHandle> {
+export async function startRun(config: RunConfig, io: CommandIO, logger: Logger, options: StartRunOptions = {}): Promise<RunHandle> {
   const metrics = new VmrollMetrics();
   const sim =
     config.cluster === 'sim'
@@ -279,7 +291,8 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
   const queues = new Map<string, { host: GitHostReporter; queue: ReportQueue }>();
   const hostFor = (gitHost: GitHostConfig | undefined): { host: GitHostReporter; queue: ReportQueue } | null => {
     if (gitHost === undefined) return null;
-    const key = `${gitHost.kind} ${gitHost.apiUrl ?? ''} ${gitHost.repo}`;
+    // The token is part of the key: a reload with a new token gets a reporter that uses it.
+    const key = `${gitHost.kind} ${gitHost.apiUrl ?? ''} ${gitHost.repo} ${gitHost.token}`;
     let entry = queues.get(key);
     if (entry === undefined) {
       const host = metrics.instrumentReporter(gitHostReporter(gitHost, logger));
@@ -290,12 +303,79 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
     return entry;
   };
 
-  for (const rc of repositoriesOfRun(config)) {
-    repositories.push(startRepository({ rc, config, io, logger, cluster, sim, metrics, host: hostFor(rc.gitHost), leading, isStopped: () => stopped, several: config.repositories !== undefined && config.repositories.length > 1 }));
-  }
-  const first = repositories[0];
-  if (first === undefined) throw new UsageError('no repository to follow');
+  const unit = (rc: RepositoryRunConfig, several: boolean): RepositoryUnit =>
+    startRepository({ rc, config, io, logger, cluster, sim, metrics, host: hostFor(rc.gitHost), leading, isStopped: () => stopped, several });
+  for (const rc of repositoriesOfRun(config)) repositories.push(unit(rc, config.repositories !== undefined && config.repositories.length > 1));
+  if (repositories[0] === undefined) throw new UsageError('no repository to follow');
 
+  /** The configuration running now: the start's, then each reload's. */
+  let current = config;
+  let started = false;
+  let reconfiguring: Promise<unknown> = Promise.resolve();
+  /** Puts a new configuration in place, one at a time; a replaced repository finishes its sync under way first. */
+  const reconfigure = (next: RunConfig): Promise<ReloadPlan> => {
+    const run = reconfiguring.then(async () => {
+      const plan = planReload(current, next);
+      if (stopped) return plan;
+      const several = repositoriesOfRun(plan.running).length > 1;
+      // Built (nothing starts yet) before anything stops: one that cannot be built refuses the whole reload.
+      const fresh: RepositoryUnit[] = [];
+      try {
+        for (const rc of [...plan.changed.map((c) => c.config), ...plan.added]) {
+          try {
+            fresh.push(unit(rc, several));
+          } catch (e) {
+            throw new ConfigReloadError(`repository ${rc.name}: ${e instanceof Error ? e.message : String(e)}`);
+          }
+        }
+      } catch (e) {
+        for (const u of fresh) u.reconciler.close();
+        throw e;
+      }
+      const leaving = new Set([...plan.removed, ...plan.changed.map((c) => c.config.name)]);
+      const retired = repositories.filter((r) => leaving.has(r.config.name));
+      // No new sync starts on these, and the one under way (applies included) ends before a
+      // successor is in place, so no repository is ever synced by two units at once.
+      await Promise.all(retired.map((r) => r.retire()));
+      for (const r of retired) r.reconciler.close();
+      for (const name of plan.removed) {
+        repositories.splice(repositories.findIndex((r) => r.config.name === name), 1);
+        metrics.forgetRepository(name);
+      }
+      current = plan.running;
+      if (stopped) {
+        for (const u of fresh) u.reconciler.close();
+        return plan;
+      }
+      for (const u of fresh) {
+        const at = repositories.findIndex((r) => r.config.name === u.config.name);
+        if (at >= 0) repositories.splice(at, 1, u);
+        else repositories.push(u);
+      }
+      if (started) {
+        for (const u of fresh) {
+          void u.trigger('config');
+          u.schedule();
+        }
+      }
+      return plan;
+    });
+    reconfiguring = run.catch(() => undefined);
+    return run;
+  };
+  const watcher =
+    options.reload !== undefined
+      ? new ConfigWatcher({
+          source: options.reload,
+          loadedSha256: config.configFile?.sha256,
+          apply: reconfigure,
+          logger,
+          metrics,
+        })
+      : null;
+  if (config.configFile !== undefined) metrics.recordConfigLoaded(config.configFile.sha256, false);
+
+  let ready = false;
   const triggerAll = async (reason: string): Promise<ReconcileReport | null> => {
     const reports = await Promise.all(repositories.map((r) => r.trigger(reason)));
     return reports[0] ?? null;
@@ -305,8 +385,12 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
       ? await startWebhookServer({
           listen: config.listen,
           ...(config.webhookSecret !== undefined ? { webhookSecret: config.webhookSecret } : {}),
-          // A follower is ready: it is up and waiting to take over; a leader once it has synced.
-          isReady: () => !leading() || repositories.every((r) => r.synced()),
+          // A follower is ready: it is up and waiting to take over; a leader once it has synced
+          // (a repository added by a reload later does not make it unready again).
+          isReady: () => {
+            ready ||= repositories.every((r) => r.synced());
+            return !leading() || ready;
+          },
           onPush: (push) => {
             const matching = repositories.filter((r) => r.matchesPush(push.repository));
             logger.info({ ref: push.ref, after: push.after.slice(0, 12) }, 'push webhook: syncing now');
@@ -322,23 +406,35 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger)
       : null;
   let stopping: Promise<void> | null = null;
   return {
-    reconciler: first.reconciler,
-    repositories: repositories.map((r) => ({ name: r.config.name, config: r.config, reconciler: r.reconciler, trigger: r.trigger })),
+    get reconciler() {
+      return (repositories[0] as RepositoryUnit).reconciler;
+    },
+    get repositories() {
+      return repositories.map((r) => ({ name: r.config.name, config: r.config, reconciler: r.reconciler, trigger: r.trigger }));
+    },
     cluster,
     sim,
-    config,
+    get config() {
+      return current;
+    },
+    reconfigure,
     metrics,
     election,
     trigger: triggerAll,
     address: server?.address ?? null,
     flushReports: async (timeoutMs) => (await Promise.all([...queues.values()].map((q) => q.queue.flush(timeoutMs)))).every(Boolean),
     start() {
+      started = true;
       for (const r of repositories) r.schedule();
       election.start();
+      watcher?.start();
     },
     stop() {
       stopping ??= (async () => {
         stopped = true;
+        // A reload under way completes (or gives up) before the repositories are stopped.
+        await watcher?.close();
+        await reconfiguring;
         for (const r of repositories) r.cancelTimer();
         // The syncs under way finish, applies included: a half-applied commit is worse than a late exit.
         await Promise.all(repositories.map((r) => r.idle()));
@@ -392,10 +488,15 @@ interface RepositoryUnit {
   cancelTimer(): void;
   /** Resolves when no sync of it is under way. */
   idle(): Promise<void>;
+  /** Takes no new sync (timer cancelled) and resolves when the one under way has finished. */
+  retire(): Promise<void>;
 }
 
 function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
-  const { rc, config, io, sim, metrics, leading, isStopped } = options;
+  const { rc, config, io, sim, metrics, leading } = options;
+  /** Replaced or removed by a configuration reload. */
+  let retired = false;
+  const isStopped = (): boolean => retired || options.isStopped();
   const logger = options.several ? options.logger.child({ repository: rc.name }) : options.logger;
   const isUrl = /^https?:\/\//.test(rc.repo);
   const repoLabel = isUrl ? redactUrl(rc.repo) : path.resolve(rc.repo);
@@ -490,6 +591,13 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
   const m = /^https?:\/\/[^/]+\/(.+?)(?:\.git)?\/?$/.exec(rc.repo);
   if (m?.[1] !== undefined) pushNames.add(m[1].toLowerCase());
   if (rc.gitHost !== undefined) pushNames.add(rc.gitHost.repo.toLowerCase());
+  const cancelTimer = (): void => {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+  };
+  const idle = async (): Promise<void> => {
+    while (running !== null) await running;
+  };
   return {
     config: rc,
     reconciler,
@@ -498,12 +606,12 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
     matchesPush: (repository) => repository !== null && pushNames.has(repository.toLowerCase()),
     reviews: host !== null,
     schedule,
-    cancelTimer: () => {
-      if (timer !== null) clearTimeout(timer);
-      timer = null;
-    },
-    idle: async () => {
-      while (running !== null) await running;
+    cancelTimer,
+    idle,
+    retire: async () => {
+      retired = true;
+      cancelTimer();
+      await idle();
     },
   };
 }
@@ -569,7 +677,9 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
         `Edit a VM there and commit (git -C ${config.repo} commit -am "…"); vmroll syncs every ${Math.round(config.intervalMs / 1000)}s.`,
     );
   }
-  const handle = await startRun(config, io, logger);
+  // A --config file is reloaded when it changes (not with --once: that run ends first).
+  const reload = config.once ? undefined : runConfigSource(values);
+  const handle = await startRun(config, io, logger, reload !== undefined ? { reload } : {});
   if (config.once) {
     const report = await handle.trigger('once');
     await handle.stop();
