@@ -243,6 +243,7 @@ export class GitSource {
         const [before, after] = await Promise.all([a === null ? [] : this.readTree(loc, a), b === null ? [] : this.readTree(loc, b)]);
         const xs = new Map(before.map((e) => [e.name, e]));
         const ys = new Map(after.map((e) => [e.name, e]));
+        const subtrees: Promise<void>[] = [];
         for (const name of new Set([...xs.keys(), ...ys.keys()])) {
           const x = xs.get(name);
           const y = ys.get(name);
@@ -260,8 +261,9 @@ export class GitSource {
           }
           const xTree = x?.type === 'tree' ? x.oid : null;
           const yTree = y?.type === 'tree' ? y.oid : null;
-          if (xTree !== null || yTree !== null) await visit(filepath, xTree, yTree, refusedDir ?? y?.refused);
+          if (xTree !== null || yTree !== null) subtrees.push(visit(filepath, xTree, yTree, refusedDir ?? y?.refused));
         }
+        await Promise.all(subtrees);
       };
       await visit('', from, to, undefined);
       return changes.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
@@ -278,14 +280,16 @@ export class GitSource {
     return this.guard('list', {}, async () => {
       const files: TreeFile[] = [];
       const visit = async (dir: string, oid: string, refusedDir: string | undefined): Promise<void> => {
+        const subtrees: Promise<void>[] = [];
         for (const entry of await this.readTree(loc, oid)) {
           const filepath = dir === '' ? entry.name : `${dir}/${entry.name}`;
           const inside = isUnderPath(filepath, prefix);
           if (!inside && !isAncestorOf(filepath, prefix)) continue;
           const refused = refusedDir ?? entry.refused;
           if (entry.type === 'blob' && inside) files.push({ path: filepath, oid: entry.oid, mode: entry.mode, ...(refused !== undefined ? { refused } : {}) });
-          else if (entry.type === 'tree') await visit(filepath, entry.oid, refused);
+          else if (entry.type === 'tree') subtrees.push(visit(filepath, entry.oid, refused));
         }
+        await Promise.all(subtrees);
       };
       await visit('', await this.rootTree(loc, args.commit), undefined);
       return files.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
