@@ -346,9 +346,11 @@ function loadVirtualMachine(object: Record<string, unknown>, doc: YamlDoc, at: (
   const line = doc.fieldLine(at);
   const metadata = object['metadata'] !== null && typeof object['metadata'] === 'object' && !Array.isArray(object['metadata']) ? (object['metadata'] as Record<string, unknown>) : {};
   const name = typeof metadata['name'] === 'string' && metadata['name'] !== '' ? metadata['name'] : null;
-  const namespace = typeof metadata['namespace'] === 'string' && metadata['namespace'] !== '' ? metadata['namespace'] : limits.defaultNamespace;
-  // An invalid name or namespace is no VM's identity: the file's errors hold what it defined before.
-  const key = name !== null && isDns1123Subdomain(name) && isDns1123Label(namespace) ? `${namespace}/${name}` : null;
+  const explicit = typeof metadata['namespace'] === 'string' && metadata['namespace'] !== '' ? metadata['namespace'] : null;
+  const namespace = explicit ?? limits.defaultNamespace;
+  // An invalid name or namespace is no VM's identity (validation below says why): the file's errors
+  // hold what it defined before.
+  const key = name !== null && isDns1123Subdomain(name) && (explicit === null || isDns1123Label(explicit)) ? `${namespace}/${name}` : null;
   const label = name === null ? VM_KIND : `${VM_KIND} ${namespace}/${name}`;
   const where = (dotted: string): number => doc.fieldLine([...at, ...splitPath(dotted)]);
 
