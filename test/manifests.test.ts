@@ -120,6 +120,13 @@ describe('manifest loading: nothing dropped silently, no mistake loses a VM', fu
     const again = await loadManifests({ source, commit, path: 'vms', previous: set, strict: true });
     assert.equal(again.incremental, false);
     assert.deepEqual(where(again.errors), where(strict.errors));
+
+    // An incremental load keeps the warnings of the files it does not read again.
+    await work.write('vms/vmi.yaml', 'apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata:\n  name: scratch2\nspec: {}\n');
+    const next = await loadManifests({ source, commit: await publish('another VMI'), path: 'vms', previous: set });
+    assert.equal(next.incremental, true);
+    assert.deepEqual(next.read, ['vms/vmi.yaml']);
+    assert.deepEqual(where(next.warnings), where(set.warnings).map((w) => w.replace('scratch', 'scratch2')));
   });
 
   it('unknown fields are warnings at the field line with a "did you mean"; Kubernetes types inside the VM raise none', async function () {
