@@ -440,7 +440,7 @@ export class Reconciler {
   private pruneCandidates(manifests: ManifestSet): Array<{ namespace: string; name: string }> {
     const defined = new Set(manifests.vms.map((v) => vmKey(v.namespace, v.name)));
     const held = new Set(manifests.heldVms);
-    const failedFiles = new Set([...manifests.failedFiles, ...manifests.errors.map((e) => e.file)]);
+    const failedFiles = new Set(manifests.holdingFiles);
     const out: Array<{ namespace: string; name: string }> = [];
     for (const [key, live] of this.cache.vms) {
       if (defined.has(key) || held.has(key) || !ownedBy(live, this.options.repoLabel)) continue;

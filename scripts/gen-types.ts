@@ -1,9 +1,11 @@
-// Compiles the project's JSON Schemas into TypeScript types under schemas/generated/.
+// Compiles the project's JSON Schemas into TypeScript types under schemas/generated/, and derives
+// KubeVirt's VirtualMachine field tree (scripts/gen-kubevirt-fields.ts) beside them.
 // `tsx scripts/gen-types.ts` writes them; `--check` only compares and exits 1 when any is stale.
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { compile, type JSONSchema } from 'json-schema-to-typescript';
+import { KUBEVIRT_FIELDS_OUTPUT, generateKubevirtFields } from './gen-kubevirt-fields.ts';
 
 /** The project root: the folder above scripts/. */
 export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -37,7 +39,7 @@ function assertEveryDefinitionExported(schemaPath: string, schema: JSONSchema, c
   }
 }
 
-/** Compiles every schema in `targets` in memory; the output depends only on the schema files. */
+/** Compiles every schema in `targets` and the KubeVirt field tree in memory; the output depends only on the schema files and the installed package. */
 export async function generateTypes(root: string = projectRoot): Promise<GeneratedFile[]> {
   const files: GeneratedFile[] = [];
   for (const target of targets) {
@@ -51,6 +53,7 @@ export async function generateTypes(root: string = projectRoot): Promise<Generat
     assertEveryDefinitionExported(target.schema, schema, code);
     files.push({ output: target.output, content: code });
   }
+  files.push({ output: KUBEVIRT_FIELDS_OUTPUT, content: await generateKubevirtFields(root) });
   return files;
 }
 

@@ -253,7 +253,7 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
     const defined = new Set(manifests.vms.map((v) => `${v.namespace}/${v.name}`));
     const held = new Set(manifests.heldVms);
     // A file that failed to parse may still define the VM: never delete on its account.
-    const failedFiles = new Set([...manifests.failedFiles, ...manifests.errors.map((e) => e.file)]);
+    const failedFiles = new Set(manifests.holdingFiles);
     for (const [key, live] of cache.vms) {
       if (defined.has(key) || held.has(key) || !ownedBy(live, repoLabel)) continue;
       const file = String(((metaOf(live)['annotations'] ?? {}) as Obj)[SOURCE_PATH_ANNOTATION] ?? '');

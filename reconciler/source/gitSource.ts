@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import git, { TREE, type AuthCallback, type HttpClient, type WalkerEntry } from 'isomorphic-git';
+import git, { type AuthCallback, type HttpClient } from 'isomorphic-git';
 import http from 'isomorphic-git/http/node';
 import { SourceError, SourceErrorCode, redactSecrets, redactUrl, type SourceErrorData } from './errors.ts';
 
@@ -63,6 +63,8 @@ export interface ChangedPath {
   oid: string | null;
   /** Git file mode at the newer commit (0o100644, 0o100755, 0o120000 for symlinks); null when deleted. */
   mode: number | null;
+  /** Why vmroll refuses the path (its name or a folder's on the way); absent when the path is fine. */
+  refused?: string;
 }
 
 /** One file (blob) in a commit's tree. */
@@ -72,6 +74,8 @@ export interface TreeFile {
   oid: string;
   /** Git file mode: 0o100644, 0o100755, or 0o120000 for a symlink. */
   mode: number;
+  /** Why vmroll refuses the path (its name or a folder's on the way); absent when the path is fine. */
+  refused?: string;
 }
 
 /** Git file mode of a symbolic link. */
@@ -226,60 +230,88 @@ export class GitSource {
   /**
    * Files that differ between two commits, restricted to `path` (a folder or file prefix; default the
    * whole repository). Subtrees whose oids are equal are skipped, so the cost follows the size of the change.
+   * An entry whose name Git allows but vmroll refuses (see {@link TreeFile.refused}) is listed with the reason.
    */
   async changedPaths(args: { from: string; to: string; path?: string }): Promise<ChangedPath[]> {
     const prefix = normalizeRepoPath(args.path);
     const loc = await this.open();
     return this.guard('diff', {}, async () => {
       const changes: ChangedPath[] = [];
-      await git.walk({
-        fs,
-        ...loc,
-        cache: this.cache,
-        trees: [TREE({ ref: args.from }), TREE({ ref: args.to })],
-        map: async (filepath, entries) => {
-          const [before, after] = entries;
-          const inside = filepath !== '.' && isUnderPath(filepath, prefix);
-          if (filepath !== '.' && !inside && !isAncestorOf(filepath, prefix)) return null;
-          const [a, b] = await Promise.all([describe(before), describe(after)]);
-          if (a?.oid === b?.oid && a?.mode === b?.mode) return null;
+      const [from, to] = await Promise.all([this.rootTree(loc, args.from), this.rootTree(loc, args.to)]);
+      const visit = async (dir: string, a: string | null, b: string | null, refusedDir: string | undefined): Promise<void> => {
+        if (a === b) return;
+        const [before, after] = await Promise.all([a === null ? [] : this.readTree(loc, a), b === null ? [] : this.readTree(loc, b)]);
+        const xs = new Map(before.map((e) => [e.name, e]));
+        const ys = new Map(after.map((e) => [e.name, e]));
+        const subtrees: Promise<void>[] = [];
+        for (const name of new Set([...xs.keys(), ...ys.keys()])) {
+          const x = xs.get(name);
+          const y = ys.get(name);
+          const filepath = dir === '' ? name : `${dir}/${name}`;
+          const inside = isUnderPath(filepath, prefix);
+          if (!inside && !isAncestorOf(filepath, prefix)) continue;
+          if (x?.oid === y?.oid && x?.mode === y?.mode) continue;
+          const refused = refusedDir ?? y?.refused;
           if (inside) {
-            if (a?.type === 'blob' && b?.type === 'blob') changes.push({ path: filepath, status: 'modified', oid: b.oid, mode: b.mode });
-            else if (a?.type === 'blob') changes.push({ path: filepath, status: 'deleted', oid: null, mode: null });
-            else if (b?.type === 'blob') changes.push({ path: filepath, status: 'added', oid: b.oid, mode: b.mode });
+            const xBlob = x?.type === 'blob';
+            const yBlob = y?.type === 'blob';
+            if (xBlob && yBlob) changes.push({ path: filepath, status: 'modified', oid: y.oid, mode: y.mode, ...(refused !== undefined ? { refused } : {}) });
+            else if (xBlob) changes.push({ path: filepath, status: 'deleted', oid: null, mode: null });
+            else if (yBlob) changes.push({ path: filepath, status: 'added', oid: y.oid, mode: y.mode, ...(refused !== undefined ? { refused } : {}) });
           }
-          return a?.type === 'tree' || b?.type === 'tree' ? true : null;
-        },
-        reduce: async () => undefined,
-      });
+          const xTree = x?.type === 'tree' ? x.oid : null;
+          const yTree = y?.type === 'tree' ? y.oid : null;
+          if (xTree !== null || yTree !== null) subtrees.push(visit(filepath, xTree, yTree, refusedDir ?? y?.refused));
+        }
+        await Promise.all(subtrees);
+      };
+      await visit('', from, to, undefined);
       return changes.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
     });
   }
 
-  /** Every file (blob) at `commit` under `path` (default the whole repository), sorted by path. */
+  /**
+   * Every file (blob) at `commit` under `path` (default the whole repository), sorted by path. An
+   * entry whose name Git allows but vmroll refuses is listed with the reason in {@link TreeFile.refused}.
+   */
   async listFiles(args: { commit: string; path?: string }): Promise<TreeFile[]> {
     const prefix = normalizeRepoPath(args.path);
     const loc = await this.open();
     return this.guard('list', {}, async () => {
       const files: TreeFile[] = [];
-      await git.walk({
-        fs,
-        ...loc,
-        cache: this.cache,
-        trees: [TREE({ ref: args.commit })],
-        map: async (filepath, [entry]) => {
-          if (filepath === '.') return true;
+      const visit = async (dir: string, oid: string, refusedDir: string | undefined): Promise<void> => {
+        const subtrees: Promise<void>[] = [];
+        for (const entry of await this.readTree(loc, oid)) {
+          const filepath = dir === '' ? entry.name : `${dir}/${entry.name}`;
           const inside = isUnderPath(filepath, prefix);
-          if (!inside && !isAncestorOf(filepath, prefix)) return null;
-          const e = await describe(entry);
-          if (e === null) return null;
-          if (e.type === 'blob' && inside) files.push({ path: filepath, oid: e.oid, mode: e.mode });
-          return e.type === 'tree' ? true : null;
-        },
-        reduce: async () => undefined,
-      });
+          if (!inside && !isAncestorOf(filepath, prefix)) continue;
+          const refused = refusedDir ?? entry.refused;
+          if (entry.type === 'blob' && inside) files.push({ path: filepath, oid: entry.oid, mode: entry.mode, ...(refused !== undefined ? { refused } : {}) });
+          else if (entry.type === 'tree') subtrees.push(visit(filepath, entry.oid, refused));
+        }
+        await Promise.all(subtrees);
+      };
+      await visit('', await this.rootTree(loc, args.commit), undefined);
       return files.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
     });
+  }
+
+  // The tree of a commit (or of what a ref or tag points at).
+  private async rootTree(loc: Location, ref: string): Promise<string> {
+    const oid = SHA.test(ref) ? ref.toLowerCase() : await git.resolveRef({ fs, ...loc, ref });
+    const commit = await this.peelToCommit(oid, ref);
+    return (await git.readCommit({ fs, ...loc, oid: commit, cache: this.cache })).commit.tree;
+  }
+
+  // Tree entries parsed here rather than by isomorphic-git, which throws on the whole tree when one
+  // name is unsafe for a checkout (`a\b.yaml`): vmroll never checks out, so such a name is reported
+  // for its own file and the rest of the tree is read.
+  private async readTree(loc: Location, oid: string): Promise<RawTreeEntry[]> {
+    const { object, type } = await git.readObject({ fs, ...loc, oid, format: 'content', cache: this.cache });
+    if (type !== 'tree' || !(object instanceof Uint8Array)) {
+      throw new SourceError(SourceErrorCode.GitFailed, `${this.repo}: object ${oid} is a ${type}, not a tree`, { repo: this.repo, operation: 'list' });
+    }
+    return parseTree(object, oid);
   }
 
   /** The content of the blob `oid`. */
@@ -550,16 +582,58 @@ export class GitSource {
   }
 }
 
-interface Described {
-  type: 'blob' | 'tree' | 'commit' | 'special';
+interface RawTreeEntry {
+  name: string;
   oid: string;
   mode: number;
+  type: 'blob' | 'tree' | 'commit';
+  /** Why the name is refused, if it is. */
+  refused?: string;
 }
 
-async function describe(entry: WalkerEntry | null | undefined): Promise<Described | null> {
-  if (!entry) return null;
-  const [type, oid, mode] = await Promise.all([entry.type(), entry.oid(), entry.mode()]);
-  return { type, oid, mode };
+const TREE_MODE = 0o40000;
+const SUBMODULE_MODE = 0o160000;
+
+/** Parses a raw Git tree object: entries of `<octal mode> <name>\0<20-byte oid>`. */
+function parseTree(buffer: Uint8Array, oid: string): RawTreeEntry[] {
+  const entries: RawTreeEntry[] = [];
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  let cursor = 0;
+  while (cursor < buffer.length) {
+    const space = buffer.indexOf(0x20, cursor);
+    const nul = space === -1 ? -1 : buffer.indexOf(0, space + 1);
+    if (space === -1 || nul === -1 || nul + 21 > buffer.length) throw new Error(`tree ${oid} is malformed at byte ${cursor}`);
+    const mode = Number.parseInt(new TextDecoder().decode(buffer.subarray(cursor, space)), 8);
+    const rawName = buffer.subarray(space + 1, nul);
+    const entryOid = Buffer.from(buffer.subarray(nul + 1, nul + 21)).toString('hex');
+    cursor = nul + 21;
+    let name: string;
+    let refused: string | undefined;
+    try {
+      name = utf8.decode(rawName);
+    } catch {
+      name = new TextDecoder().decode(rawName);
+      refused = `the name ${JSON.stringify(name)} is not valid UTF-8`;
+    }
+    refused ??= refusedName(name);
+    const type = mode === TREE_MODE ? 'tree' : mode === SUBMODULE_MODE ? 'commit' : 'blob';
+    entries.push({ name, oid: entryOid, mode, type, ...(refused !== undefined ? { refused } : {}) });
+  }
+  return entries;
+}
+
+/**
+ * Why a tree entry's name is refused, or undefined when it is fine. Git stores any name without `/`
+ * or NUL, but a backslash reads as a folder separator on Windows (and `a\b.yaml` would look like
+ * `a/b.yaml` in a path prefix), and `.`, `..` and `.git` are what Git's own checkout refuses.
+ */
+export function refusedName(name: string): string | undefined {
+  if (/[\u0000-\u001f\u007f]/.test(name)) return `the name ${JSON.stringify(name)} contains a control character`;
+  // Quoted as is: JSON quoting would double the very backslash being pointed at.
+  if (name.includes('\\')) return `the name "${name}" contains a backslash, which is a folder separator on Windows`;
+  if (name === '' || name === '.' || name === '..') return `the name ${JSON.stringify(name)} is not a file name`;
+  if (name.toLowerCase().replace(/[. ]+$/, '') === '.git') return `the name ${JSON.stringify(name)} is reserved for Git's own folder`;
+  return undefined;
 }
 
 function libraryCode(e: unknown): string | undefined {

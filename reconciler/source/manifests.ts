@@ -1,14 +1,15 @@
 /**
  * Loads the VirtualMachine manifests under a path prefix at one commit, file by file, so that a bad
- * file (invalid YAML, schema errors, alias bombs, oversized, symlinks, duplicate VM names) becomes
- * errors with file and line and never blocks the other files. Given the previous load, only the
- * files that changed since its commit are read again.
+ * file (invalid YAML, schema errors, alias bombs, oversized, symlinks, refused names, duplicate VM
+ * names, a typo in kind or apiVersion, invalid names) becomes errors with file and line and never
+ * blocks the other files, and nothing is dropped silently: other kinds and fields KubeVirt does not
+ * define are warnings. Files are read as `kubectl apply -f dir/` reads them (YAML and JSON, `kind:
+ * List` flattened). Given the previous load, only the files that changed since its commit are read again.
  */
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments, type Document } from 'yaml';
 import type { VirtualMachine } from '../../schemas/generated/virtualmachine.ts';
-import { validateVirtualMachine } from '../validate.ts';
+import { editDistance, isDns1123Label, isDns1123Subdomain, unknownVirtualMachineFields, validateVirtualMachine } from '../validate.ts';
 import { isUnderPath, normalizeRepoPath, SYMLINK_MODE, type ChangedPath, type TreeFile } from './gitSource.ts';
-import { MAX_ALIAS_COUNT, ManifestParseError, parseYamlDocuments } from './yamlDocs.ts';
+import { MAX_ALIAS_COUNT, ManifestParseError, parseYamlDocuments, type YamlDoc } from './yamlDocs.ts';
 
 /** A problem with one manifest file, located by file and line. */
 export interface ManifestError {
@@ -18,6 +19,20 @@ export interface ManifestError {
   line: number;
   message: string;
   /** Dotted field path for a schema error, e.g. `spec.runStrategy`. */
+  path?: string;
+}
+
+/**
+ * Something a manifest file holds that vmroll does not apply, located by file and line: a document of
+ * another kind, a field KubeVirt does not define. The file still loads; under `strict` it is an error.
+ */
+export interface ManifestWarning {
+  /** Repository-relative path of the file. */
+  file: string;
+  /** 1-based line of the document or field. */
+  line: number;
+  message: string;
+  /** Dotted field path for an unknown field, e.g. `spec.template.spec.domain.cpu.socket`. */
   path?: string;
 }
 
@@ -53,13 +68,14 @@ export interface FileLoad {
   file: string;
   /** Blob oid the outcome belongs to. */
   oid: string;
-  /** True when nothing in the file could be used (unreadable, oversized, symlink, invalid YAML). */
+  /** True when nothing in the file could be used (unreadable, oversized, symlink, refused name, invalid YAML, or warnings under strict). */
   failed: boolean;
   errors: ManifestError[];
+  warnings: ManifestWarning[];
   skipped: SkippedObject[];
   /** Every VirtualMachine in the file whose namespace/name is known (valid or not). */
   occurrences: VmOccurrence[];
-  /** VM keys the last good version of a now-failed file defined: they must be neither applied nor pruned. */
+  /** VM keys a previous version of this file defined that it no longer defines cleanly while it has errors or defines no VM: never pruned. */
   carriedKeys: string[];
 }
 
@@ -72,12 +88,20 @@ export interface ManifestSet {
   vms: LoadedVm[];
   /** Every error, sorted by file and line. */
   errors: ManifestError[];
-  /** Documents of other kinds. */
+  /** Every warning (other kinds skipped, unknown fields), sorted by file and line; empty under `strict`, where they are errors. */
+  warnings: ManifestWarning[];
+  /** Documents of other kinds (each also a warning). */
   skipped: SkippedObject[];
   /** `namespace/name` of VMs that exist in Git but cannot be used (invalid, duplicated, or in a file that stopped parsing): never apply, never prune. */
   heldVms: string[];
   /** Files that failed as a whole; VMs they may define are unknown, so pruning must hold off for them. */
   failedFiles: string[];
+  /**
+   * Files whose VMs pruning must leave alone (matched against a VM's `vmroll.dev/source-path`): every
+   * file with an error, and every file that defines no VirtualMachine now (empty, only other kinds),
+   * so that a VM is released only when its file is deleted or cleanly defines something else.
+   */
+  holdingFiles: string[];
   /** Files whose blobs this load read, in the order read (tests assert incremental loads read only changed files). */
   read: string[];
   /** True when this load started from a previous one and read only the changes. */
@@ -96,6 +120,8 @@ export interface ManifestLimits {
   maxAliasCount: number;
   /** Namespace for VMs whose manifest names none. */
   defaultNamespace: string;
+  /** Warnings are errors of their file. */
+  strict: boolean;
 }
 
 /** What {@link loadManifests} needs from the Git source (GitSource implements it). */
@@ -121,6 +147,11 @@ export interface LoadManifestsOptions {
   maxAliasCount?: number;
   /** Default `default`. */
   defaultNamespace?: string;
+  /**
+   * Treat a file's warnings (other kinds, unknown fields) as errors of that file: the file counts as
+   * failed, its VMs are held (neither applied nor pruned). Default false.
+   */
+  strict?: boolean;
 }
 
 /** Default size cap for one manifest file: 1 MiB. */
@@ -128,13 +159,14 @@ export const MAX_MANIFEST_BYTES = 1024 * 1024;
 
 const READ_CONCURRENCY = 8;
 
-/** Loads every `*.yaml`/`*.yml` file under `path` at `commit`, or only the changed ones when `previous` is given. */
+/** Loads every `*.yaml`/`*.yml`/`*.json` file under `path` at `commit`, or only the changed ones when `previous` is given. */
 export async function loadManifests(options: LoadManifestsOptions): Promise<ManifestSet> {
   const prefix = normalizeRepoPath(options.path);
   const limits: ManifestLimits = {
     maxFileBytes: options.maxFileBytes ?? MAX_MANIFEST_BYTES,
     maxAliasCount: options.maxAliasCount ?? MAX_ALIAS_COUNT,
     defaultNamespace: options.defaultNamespace ?? 'default',
+    strict: options.strict ?? false,
   };
   const read: string[] = [];
   const readFile = (file: TreeFile, before: FileLoad | undefined): Promise<FileLoad> => loadFile(options.source, file, before, limits, read);
@@ -152,7 +184,7 @@ export async function loadManifests(options: LoadManifestsOptions): Promise<Mani
         files.delete(change.path);
         continue;
       }
-      toRead.push({ path: change.path, oid: change.oid, mode: change.mode });
+      toRead.push({ path: change.path, oid: change.oid, mode: change.mode, ...(change.refused !== undefined ? { refused: change.refused } : {}) });
     }
     for (const load of await mapLimited(toRead, (f) => readFile(f, previous.files.get(f.path)))) files.set(load.file, load);
   } else {
@@ -163,22 +195,26 @@ export async function loadManifests(options: LoadManifestsOptions): Promise<Mani
 }
 
 function sameLimits(a: ManifestLimits, b: ManifestLimits): boolean {
-  return a.maxFileBytes === b.maxFileBytes && a.maxAliasCount === b.maxAliasCount && a.defaultNamespace === b.defaultNamespace;
+  return a.maxFileBytes === b.maxFileBytes && a.maxAliasCount === b.maxAliasCount && a.defaultNamespace === b.defaultNamespace && a.strict === b.strict;
 }
 
-// Manifests are *.yaml / *.yml; every symlink is looked at too, so that it can be refused loudly.
+// Manifests are *.yaml, *.yml and *.json, the files `kubectl apply -f dir/` reads; every symlink is
+// looked at too, so that it can be refused loudly.
 function isCandidate(file: string, mode: number): boolean {
-  return mode === SYMLINK_MODE || /\.ya?ml$/i.test(file);
+  return mode === SYMLINK_MODE || /\.(ya?ml|json)$/i.test(file);
 }
 
 async function loadFile(source: ManifestReader, entry: TreeFile, before: FileLoad | undefined, limits: ManifestLimits, read: string[]): Promise<FileLoad> {
-  const load: FileLoad = { file: entry.path, oid: entry.oid, failed: false, errors: [], skipped: [], occurrences: [], carriedKeys: [] };
+  const load: FileLoad = { file: entry.path, oid: entry.oid, failed: false, errors: [], warnings: [], skipped: [], occurrences: [], carriedKeys: [] };
+  if (entry.refused !== undefined) {
+    // The content is still read below, only to learn which VMs the file defines: they are held, not pruned.
+    load.failed = true;
+    load.errors.push({ file: entry.path, line: 1, message: `path refused: ${entry.refused}; rename it (the rest of the repository is read as usual)` });
+  }
   const failWhole = (line: number, message: string): FileLoad => {
     load.failed = true;
     load.errors.push({ file: entry.path, line, message });
-    // Whatever the file defined when it last loaded stays protected until it loads again.
-    if (before) load.carriedKeys = [...new Set([...before.occurrences.map((o) => o.key), ...before.carriedKeys])];
-    return load;
+    return settle(load, before, limits);
   };
 
   read.push(entry.path);
@@ -196,50 +232,169 @@ async function loadFile(source: ManifestReader, entry: TreeFile, before: FileLoa
   } catch {
     return failWhole(1, 'file is not valid UTF-8');
   }
-  let docs;
+  let docs: YamlDoc[];
   try {
-    docs = parseYamlDocuments(text, entry.path, limits.maxAliasCount);
+    docs = parseYamlDocuments(text, entry.path, limits.maxAliasCount, /\.json$/i.test(entry.path) ? 'JSON' : 'YAML');
   } catch (e) {
     if (e instanceof ManifestParseError) return failWhole(e.line ?? 1, e.reason);
     throw e;
   }
 
-  let locator: FieldLocator | undefined;
+  const kustomization = /(^|\/)kustomization\.ya?ml$/i.test(entry.path);
   for (const doc of docs) {
-    const value = doc.value;
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-      load.errors.push({ file: entry.path, line: doc.line, message: 'document is not a Kubernetes object (expected a mapping with apiVersion and kind)' });
-      continue;
+    for (const item of flatten(doc, doc.value, [], load, entry.path)) loadObject(item, load, entry.path, kustomization, limits);
+  }
+  return settle(load, before, limits);
+}
+
+/** One Kubernetes object of a file: a document, or an item of a `kind: List` document. */
+interface ObjectAt {
+  doc: YamlDoc;
+  /** Keys from the document's root to the object: `[]`, or `['items', 3]` for a List's item. */
+  at: (string | number)[];
+  object: Record<string, unknown>;
+}
+
+// `kind: List` (what `kubectl get -o yaml` prints for several objects) and `<Kind>List` documents
+// are read as their items, as kubectl does; lines point at the item.
+function flatten(doc: YamlDoc, value: unknown, at: (string | number)[], load: FileLoad, file: string): ObjectAt[] {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    const what = at.length === 0 ? 'document' : 'list item';
+    load.errors.push({ file, line: doc.fieldLine(at), message: `${what} is not a Kubernetes object (expected a mapping with apiVersion and kind)` });
+    return [];
+  }
+  const object = value as Record<string, unknown>;
+  const kind = object['kind'];
+  const items = object['items'];
+  if (typeof kind === 'string' && kind.endsWith('List') && Array.isArray(items)) {
+    return items.flatMap((item, i) => flatten(doc, item, [...at, 'items', i], load, file));
+  }
+  return [{ doc, at, object }];
+}
+
+/** KubeVirt's API group. */
+const KUBEVIRT_GROUP = 'kubevirt.io';
+/** The versions in which KubeVirt serves VirtualMachines. */
+const SERVED_VERSIONS: readonly string[] = ['v1', 'v1alpha3'];
+const VM_KIND = 'VirtualMachine';
+
+// A group that someone writing a KubeVirt manifest most likely meant as kubevirt.io: KubeVirt's other
+// groups (pool.kubevirt.io, ...), `kubevirt`, or a near miss such as `kubvirt.io`.
+function kubevirtish(group: string): boolean {
+  const g = group.toLowerCase();
+  return g === KUBEVIRT_GROUP || g.endsWith(`.${KUBEVIRT_GROUP}`) || g === 'kubevirt' || editDistance(g, KUBEVIRT_GROUP) <= 2;
+}
+
+// A kind that is most likely a typo of VirtualMachine: case aside, at most 3 edits away. No other
+// kind KubeVirt serves is that close (VirtualMachinePool is 4 away).
+function nearVirtualMachine(kind: string): boolean {
+  return kind !== VM_KIND && editDistance(kind.toLowerCase(), VM_KIND.toLowerCase()) <= 3;
+}
+
+function loadObject({ doc, at, object }: ObjectAt, load: FileLoad, file: string, kustomization: boolean, limits: ManifestLimits): void {
+  const line = doc.fieldLine(at);
+  const fieldLine = (...keys: (string | number)[]): number => doc.fieldLine([...at, ...keys]);
+  const kind = typeof object['kind'] === 'string' && object['kind'] !== '' ? object['kind'] : null;
+  const apiVersion = typeof object['apiVersion'] === 'string' && object['apiVersion'] !== '' ? object['apiVersion'] : null;
+  const metadata = object['metadata'] !== null && typeof object['metadata'] === 'object' && !Array.isArray(object['metadata']) ? (object['metadata'] as Record<string, unknown>) : {};
+  const name = typeof metadata['name'] === 'string' && metadata['name'] !== '' ? metadata['name'] : null;
+  const slash = apiVersion?.lastIndexOf('/') ?? -1;
+  const group = apiVersion === null || slash === -1 ? '' : apiVersion.slice(0, slash);
+  const version = apiVersion === null ? '' : apiVersion.slice(slash + 1);
+  const skip = (message: string): void => {
+    load.skipped.push({ file, line, apiVersion, kind, name });
+    load.warnings.push({ file, line, message });
+  };
+
+  if (kustomization && (kind === null || kind === 'Kustomization')) {
+    skip(`${file.slice(file.lastIndexOf('/') + 1)} skipped: vmroll does not run kustomize; it applies only kubevirt.io VirtualMachines, as they are written`);
+    return;
+  }
+  if (kind === null) {
+    load.errors.push({ file, line, message: 'document has no kind (a KubeVirt VirtualMachine has kind: VirtualMachine, apiVersion: kubevirt.io/v1)' });
+    return;
+  }
+  const vmish = kind === VM_KIND || nearVirtualMachine(kind);
+  if (vmish && (apiVersion === null || group === '' || kubevirtish(group))) {
+    // A typo here must not read as "some other kind": that would drop the VM and let --prune delete it.
+    let typo = false;
+    if (kind !== VM_KIND) {
+      load.errors.push({ file, line: fieldLine('kind'), path: 'kind', message: `kind ${JSON.stringify(kind)} is not a kind vmroll knows; did you mean "${VM_KIND}"?` });
+      typo = true;
     }
-    const object = value as Record<string, unknown>;
-    const kind = typeof object['kind'] === 'string' ? object['kind'] : null;
-    const apiVersion = typeof object['apiVersion'] === 'string' ? object['apiVersion'] : null;
-    const metadata = object['metadata'] !== null && typeof object['metadata'] === 'object' ? (object['metadata'] as Record<string, unknown>) : {};
-    const name = typeof metadata['name'] === 'string' && metadata['name'] !== '' ? metadata['name'] : null;
-    if (kind === null) {
-      load.errors.push({ file: entry.path, line: doc.line, message: 'document has no kind' });
-      continue;
+    if (apiVersion === null) {
+      load.errors.push({ file, line, path: 'apiVersion', message: `apiVersion is missing; a KubeVirt VirtualMachine has apiVersion: ${KUBEVIRT_GROUP}/v1` });
+      typo = true;
+    } else if (group !== KUBEVIRT_GROUP || !SERVED_VERSIONS.includes(version)) {
+      const meant = `${KUBEVIRT_GROUP}/${SERVED_VERSIONS.includes(version) ? version : 'v1'}`;
+      const why = group === KUBEVIRT_GROUP ? ` is not a version KubeVirt serves VirtualMachines in (${SERVED_VERSIONS.map((v) => `${KUBEVIRT_GROUP}/${v}`).join(', ')})` : ' is not KubeVirt\'s API group';
+      load.errors.push({ file, line: fieldLine('apiVersion'), path: 'apiVersion', message: `apiVersion ${JSON.stringify(apiVersion)}${why}; did you mean "${meant}"?` });
+      typo = true;
     }
-    if (kind !== 'VirtualMachine' || !(apiVersion ?? '').startsWith('kubevirt.io/')) {
-      load.skipped.push({ file: entry.path, line: doc.line, apiVersion, kind, name });
-      continue;
-    }
-    const namespace = typeof metadata['namespace'] === 'string' && metadata['namespace'] !== '' ? metadata['namespace'] : limits.defaultNamespace;
-    const key = name === null ? null : `${namespace}/${name}`;
-    const result = validateVirtualMachine(object);
-    if (result.ok) {
-      if (key === null) continue; // unreachable while the schema requires metadata.name
-      load.occurrences.push({ key, line: doc.line, vm: { namespace, name: name as string, file: entry.path, line: doc.line, manifest: result.value } });
-      continue;
-    }
-    if (key !== null) load.occurrences.push({ key, line: doc.line });
-    locator ??= new FieldLocator(text);
-    const label = key === null ? 'VirtualMachine' : `VirtualMachine ${key}`;
+    if (typo) return;
+    loadVirtualMachine(object, doc, at, load, file, limits);
+    return;
+  }
+  if (kind === VM_KIND) {
+    skip(`${kind}${name !== null ? ` ${name}` : ''} (${apiVersion ?? 'no apiVersion'}) skipped: vmroll applies only kubevirt.io VirtualMachines`);
+    return;
+  }
+  skip(`${kind}${name !== null ? ` ${name}` : ''} skipped: vmroll applies only kubevirt.io VirtualMachines`);
+}
+
+function loadVirtualMachine(object: Record<string, unknown>, doc: YamlDoc, at: (string | number)[], load: FileLoad, file: string, limits: ManifestLimits): void {
+  const line = doc.fieldLine(at);
+  const metadata = object['metadata'] !== null && typeof object['metadata'] === 'object' && !Array.isArray(object['metadata']) ? (object['metadata'] as Record<string, unknown>) : {};
+  const name = typeof metadata['name'] === 'string' && metadata['name'] !== '' ? metadata['name'] : null;
+  const explicit = typeof metadata['namespace'] === 'string' && metadata['namespace'] !== '' ? metadata['namespace'] : null;
+  const namespace = explicit ?? limits.defaultNamespace;
+  // An invalid name or namespace is no VM's identity (validation below says why): the file's errors
+  // hold what it defined before.
+  const key = name !== null && isDns1123Subdomain(name) && (explicit === null || isDns1123Label(explicit)) ? `${namespace}/${name}` : null;
+  const label = name === null ? VM_KIND : `${VM_KIND} ${namespace}/${name}`;
+  const where = (dotted: string): number => doc.fieldLine([...at, ...splitPath(dotted)]);
+
+  for (const unknown of unknownVirtualMachineFields(object)) {
+    const hint = unknown.suggestion !== null ? `; did you mean ${JSON.stringify(unknown.suggestion)}?` : '';
+    load.warnings.push({ file, line: where(unknown.path), path: unknown.path, message: `${label}: ${unknown.path} is not a field KubeVirt defines for ${unknown.type}${hint}` });
+  }
+  const result = validateVirtualMachine(object);
+  if (result.ok && key !== null) {
+    load.occurrences.push({ key, line, vm: { namespace, name: name as string, file, line, manifest: result.value } });
+    return;
+  }
+  if (key !== null) load.occurrences.push({ key, line });
+  if (!result.ok) {
     for (const issue of result.errors) {
-      const line = locator.lineOf(doc.line, issue.path) ?? doc.line;
-      load.errors.push({ file: entry.path, line, message: `${label}: ${issue.path === '' ? '' : `${issue.path} `}${issue.message}`, path: issue.path });
+      load.errors.push({ file, line: where(issue.path), message: `${label}: ${issue.path === '' ? '' : `${issue.path} `}${issue.message}`, path: issue.path });
     }
   }
+}
+
+// What a file's outcome means for its VMs: under strict its warnings are errors and hold all of
+// them; refused or failed files hold all of them; and while a file has errors or defines no VM, the
+// VMs it defined before stay held (never pruned) until it is fixed or deleted.
+function settle(load: FileLoad, before: FileLoad | undefined, limits: ManifestLimits): FileLoad {
+  const carried = (): string[] => {
+    const now = new Set(load.occurrences.map((o) => o.key));
+    return [...new Set([...(before?.occurrences.map((o) => o.key) ?? []), ...(before?.carriedKeys ?? [])])].filter((k) => !now.has(k)).sort(compare);
+  };
+  if (load.errors.length === 0 && load.occurrences.length === 0) {
+    const held = carried();
+    if (held.length > 0) {
+      const which = held.map((k) => `${VM_KIND} ${k}`).join(', ');
+      load.warnings.push({ file: load.file, line: 1, message: `defines no VirtualMachine now; ${which}, defined here before, is held (not pruned) until this file defines it again or is deleted` });
+    }
+  }
+  if (limits.strict && load.warnings.length > 0) {
+    load.errors.push(...load.warnings.map((w) => ({ ...w, message: `${w.message} (an error under --strict)` })));
+    load.warnings = [];
+    load.failed = true;
+  }
+  if (load.failed) {
+    for (const o of load.occurrences) delete o.vm;
+  }
+  if (load.errors.length > 0 || load.occurrences.length === 0) load.carriedKeys = carried();
   return load;
 }
 
@@ -255,12 +410,16 @@ function assemble(commit: string, prefix: string, files: Map<string, FileLoad>, 
   }
   const vms: LoadedVm[] = [];
   const errors: ManifestError[] = [];
+  const warnings: ManifestWarning[] = [];
   const skipped: SkippedObject[] = [];
   const held = new Set<string>();
   const failedFiles: string[] = [];
+  const holding = new Set<string>();
   for (const load of ordered) {
     errors.push(...load.errors);
+    warnings.push(...load.warnings);
     skipped.push(...load.skipped);
+    if (load.errors.length > 0 || load.occurrences.length === 0) holding.add(load.file);
     for (const key of load.carriedKeys) held.add(key);
     if (load.failed) failedFiles.push(load.file);
     for (const o of load.occurrences) {
@@ -269,6 +428,7 @@ function assemble(commit: string, prefix: string, files: Map<string, FileLoad>, 
         const others = places.filter((p) => p.file !== load.file || p.line !== o.line).map((p) => `${p.file}:${p.line}`);
         errors.push({ file: load.file, line: o.line, message: `VirtualMachine ${o.key} is also defined at ${others.join(', ')}; no copy is used until only one remains` });
         held.add(o.key);
+        holding.add(load.file);
       } else if (o.vm) {
         vms.push(o.vm);
       } else {
@@ -278,8 +438,23 @@ function assemble(commit: string, prefix: string, files: Map<string, FileLoad>, 
   }
   vms.sort((a, b) => compare(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
   errors.sort((a, b) => compare(a.file, b.file) || a.line - b.line);
+  warnings.sort((a, b) => compare(a.file, b.file) || a.line - b.line);
   for (const vm of vms) held.delete(`${vm.namespace}/${vm.name}`);
-  return { commit, path: prefix, vms, errors, skipped, heldVms: [...held].sort(compare), failedFiles, read, incremental, files, limits };
+  return {
+    commit,
+    path: prefix,
+    vms,
+    errors,
+    warnings,
+    skipped,
+    heldVms: [...held].sort(compare),
+    failedFiles,
+    holdingFiles: [...holding].sort(compare),
+    read,
+    incremental,
+    files,
+    limits,
+  };
 }
 
 function compare(a: string, b: string): number {
@@ -297,46 +472,6 @@ async function mapLimited<T, R>(items: T[], fn: (item: T) => Promise<R>): Promis
   };
   await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, items.length) }, worker));
   return out;
-}
-
-/**
- * Finds the line of a field named by a schema issue's dotted path. Only built for files with schema
- * errors, so valid files are parsed once.
- */
-class FieldLocator {
-  private readonly lineCounter = new LineCounter();
-  private readonly docs: Document[];
-  constructor(text: string) {
-    const parsed = parseAllDocuments(text, { lineCounter: this.lineCounter, prettyErrors: false });
-    this.docs = Array.isArray(parsed) ? parsed : [];
-  }
-
-  /** Line of the deepest existing node along `dotted`, in the document whose content starts on `docLine`. */
-  lineOf(docLine: number, dotted: string): number | null {
-    const doc = this.docs.find((d) => d.contents?.range && this.lineCounter.linePos(d.contents.range[0]).line === docLine);
-    if (!doc) return null;
-    let node: unknown = doc.contents;
-    let line = docLine;
-    for (const segment of splitPath(dotted)) {
-      if (isAlias(node)) node = node.resolve(doc);
-      if (isMap(node)) {
-        const pair = node.items.find((p) => (isScalar(p.key) ? String(p.key.value) : String(p.key)) === String(segment));
-        if (!pair) break;
-        const start = isScalar(pair.key) ? pair.key.range?.[0] : undefined;
-        if (start !== undefined) line = this.lineCounter.linePos(start).line;
-        node = pair.value;
-      } else if (isSeq(node) && typeof segment === 'number') {
-        const item: unknown = node.items[segment];
-        const start = (item as { range?: [number, number, number] } | undefined)?.range?.[0];
-        if (start === undefined) break;
-        line = this.lineCounter.linePos(start).line;
-        node = item;
-      } else {
-        break;
-      }
-    }
-    return line;
-  }
 }
 
 // Inverse of validate.ts's dotted paths: `a.b[0]["x.y"]` -> ['a', 'b', 0, 'x.y'].
