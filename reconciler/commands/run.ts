@@ -101,6 +101,7 @@ export function renderReport(r: ReconcileReport): string {
     lines.push(`  ${vm.action.padEnd(6)} ${vm.namespace}/${vm.name}${vm.restartRequired ? ` · RestartRequired: "${vm.conditionMessage ?? ''}"` : ''}`);
     for (const c of vm.changes) lines.push(`         ${c.rollout.padEnd(6)} ${c.path}: ${formatValue(c.from, 40)} → ${formatValue(c.to, 40)}`);
   }
+  for (const o of r.plan.orphans ?? []) lines.push(`  orphan ${o.namespace}/${o.name}: ${o.message}`);
   return lines.join('\n');
 }
 
@@ -341,6 +342,7 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
     path: rc.path,
     cluster: options.cluster,
     prune: rc.prune,
+    ...(rc.identity !== undefined && { identity: rc.identity }),
     logger,
     // `pending` only when the sync has something to write.
     onWork: (commit) => {
@@ -361,7 +363,8 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
     }
     try {
       await reportMergedOutcome({ reporter: host, queue, source, report, repoLabel, logger, state: review });
-      await reviewPullRequests({ reporter: host, queue, source, cache: reconciler.clusterCache, repoLabel, path: rc.path, prune: rc.prune, logger, state: review, ...target });
+      const identity = reconciler.ownerIdentity;
+      await reviewPullRequests({ reporter: host, queue, source, cache: reconciler.clusterCache, repoLabel, path: rc.path, prune: rc.prune, logger, state: review, ...target, ...(identity !== null && { identity }) });
     } catch (e) {
       // The Git host being down delays reviews; the next interval tries again.
       logger.warn({ err: e instanceof Error ? e.message : String(e) }, 'pull request review failed');

@@ -6,7 +6,9 @@
 import { FIELD_MANAGER } from '../cluster/kube.ts';
 import { serverSideApply } from '../cluster/sim/patch.ts';
 import { createHash } from 'node:crypto';
-import { SOURCE_PATH_ANNOTATION, appliedIn, ownedBy, withOwnership } from '../apply/ownership.ts';
+import { type RepositoryIdentity, repositoryIdentity } from '../apply/identity.ts';
+import { Owner, inSync, ownerOf, withOwnership } from '../apply/ownership.ts';
+import { decidePrune } from '../apply/prune.ts';
 import type { ClusterCache } from '../cluster/cache.ts';
 import { type Obj, PlanAction, Rollout, type VmPlan, type VmPlanEntry, planRollout, resolveCluster } from '../rollout/index.ts';
 import { getAt, parsePath } from '../rollout/paths.ts';
@@ -65,8 +67,10 @@ export interface PlanCommitOptions {
   /** Folder (or file) of the repository holding the manifests; default the whole repository. */
   path?: string;
   cache: ClusterCache;
-  /** The repository as vmroll's ownership annotation names it (no credentials). */
+  /** The repository as given to vmroll (URL without credentials, or local path): its ownership identity is derived from it. */
   repoLabel: string;
+  /** The ownership identity, when the caller resolved it (or set it in vmroll.yaml); default: derived from `repoLabel` and `path`. */
+  identity?: RepositoryIdentity;
   /** Plan deletes for VMs this repository applied that the commit no longer defines. */
   prune: boolean;
   /** Only VMs (and errors) of files that changed between this commit and `commit`; deletes only for VMs whose file changed. */
@@ -212,6 +216,7 @@ export function summarizePlan(plan: VmPlan, power: Record<string, PowerChange> =
 /** Plans one commit against the cluster as the cache holds it. */
 export async function planCommit(options: PlanCommitOptions): Promise<PlanCommitResult> {
   const { cache, commit, repoLabel } = options;
+  const identity = options.identity ?? (await repositoryIdentity({ repo: repoLabel, ...(options.path !== undefined ? { path: options.path } : {}) }));
   await cache.start();
   const manifests = await loadManifests({
     source: options.source,
@@ -235,9 +240,15 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
   for (const vm of manifests.vms) {
     if (!inScope(vm.file)) continue;
     const key = `${vm.namespace}/${vm.name}`;
-    sources[key] = { file: vm.file, line: vm.line };
-    const desired = withOwnership(vm.manifest as unknown as Obj, vm.namespace, { repo: repoLabel, file: vm.file, commit });
     const live = cache.vms.get(key);
+    const who = live !== undefined ? ownerOf(live, identity) : null;
+    if (who?.owner === Owner.other) {
+      // The sync leaves a VM another repository applied alone; the plan says so and plans nothing for it.
+      errors.push({ file: vm.file, line: vm.line, message: `VirtualMachine ${key} is owned by ${who.repo ?? '?'}${who.file !== null ? ` (${who.file})` : ''}; not applied: remove it there first` });
+      continue;
+    }
+    sources[key] = { file: vm.file, line: vm.line };
+    const desired = withOwnership(vm.manifest as unknown as Obj, vm.namespace, { repo: identity.id, file: vm.file, commit });
     const vmi = live !== undefined ? (cache.vmis.get(key) ?? null) : null;
     const result =
       live === undefined
@@ -260,7 +271,7 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
     }
     let action: VmPlanEntry['action'];
     if (live === undefined) action = PlanAction.create;
-    else action = appliedIn(desired, live) ? PlanAction.none : PlanAction.update;
+    else action = inSync(desired, live) ? PlanAction.none : PlanAction.update;
     vms.push(live === undefined ? { ...result.plan, action } : { ...introducedBy(result.plan, live, projected(live, desired)), action });
     if (live !== undefined && action === PlanAction.update) {
       if (vmi !== null && wantsStopped(desired) && !wantsStopped(live)) power[key] = PowerChange.stop;
@@ -268,23 +279,16 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
     }
   }
 
-  if (options.prune) {
-    const defined = new Set(manifests.vms.map((v) => `${v.namespace}/${v.name}`));
-    const held = new Set(manifests.heldVms);
-    // A file that failed to parse may still define the VM: never delete on its account.
-    const failedFiles = new Set([...manifests.failedFiles, ...manifests.errors.map((e) => e.file)]);
-    for (const [key, live] of cache.vms) {
-      if (defined.has(key) || held.has(key) || !ownedBy(live, repoLabel)) continue;
-      const file = String(((metaOf(live)['annotations'] ?? {}) as Obj)[SOURCE_PATH_ANNOTATION] ?? '');
-      if (failedFiles.has(file) || !inScope(file)) continue;
-      const [namespace = '', name = ''] = key.split('/');
-      sources[key] = { file, line: null };
-      vms.push(deleteEntry(namespace, name, live, cache.kubevirt));
-    }
+  const decision = await decidePrune({ live: cache.vms, manifests, identity, prune: options.prune, listFiles: (args) => options.source.listFiles(args), inScope });
+  for (const d of decision.deletes) {
+    const key = `${d.namespace}/${d.name}`;
+    sources[key] = { file: d.file ?? '', line: null };
+    vms.push(deleteEntry(d.namespace, d.name, d.live, cache.kubevirt));
   }
+  errors.push(...decision.errors);
 
   vms.sort((a, b) => compare(a.namespace, b.namespace) || compare(a.name, b.name));
   errors.sort((a, b) => compare(a.file, b.file) || (a.line ?? 0) - (b.line ?? 0));
-  const plan: VmPlan = { commit, vms, errors };
+  const plan: VmPlan = { commit, vms, errors, orphans: decision.orphans };
   return { plan, summary: summarizePlan(plan, power), power, sources, manifests };
 }
