@@ -169,6 +169,7 @@ describe('prune: orphans, prune: disabled and the empty-state guard', function (
     assert.match(table.stdout, /^orphan shop\/db: defined in vms\/db\.yaml/m);
     const markdown = await vmrollPlan(['--repo', url, '--ref', 'retire', '--path', 'vms', '--sim-state', state, '--cache-dir', path.join(dir, 'cache-cli'), '--output', 'markdown']);
     assert.match(markdown.stdout, /#### 2 orphaned VMs/);
+    assert.match(markdown.stdout, /0 deleted · 2 orphaned · 1 in sync/);
     assert.match(markdown.stdout, /<code>shop\/db<\/code>: defined in vms\/db\.yaml/);
     const pruning = await vmrollPlan(['--repo', url, '--ref', 'retire', '--path', 'vms', '--sim-state', state, '--cache-dir', path.join(dir, 'cache-cli'), '--prune', '--output', 'markdown']);
     assert.equal(pruning.code, 0, pruning.stderr);

@@ -48,7 +48,9 @@ Options:
   --sim-state <file>         keep the simulated cluster in this file, shared between runs
   --sim-kubevirt <file>      the KubeVirt CR the simulator emulates (version, strategy, gates)
   --prune                    delete VMs this repository applied and no longer defines
-                             (never one whose file failed to parse)
+                             (never one whose file failed to parse, one annotated
+                             vmroll.dev/prune: disabled, nor any when the commit defines no
+                             VM under --path); without it they are reported as orphans
   --listen <addr>            serve /healthz, /readyz, /metrics (Prometheus) and POST
                              /webhook/github (e.g. 127.0.0.1:8080)
   --leader-elect             several replicas, one reconciling: the holder of a Lease

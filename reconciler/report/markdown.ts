@@ -126,6 +126,7 @@ export function summaryText(s: PlanSummary): string {
   const parts = [`${s.liveUpdated} live-updated`, `${s.staged} staged until restart`];
   if (s.restarting > 0) parts.push(`${s.restarting} stopped or started by runStrategy`);
   parts.push(`${s.created} created`, `${s.deleted} deleted`);
+  if ((s.orphans ?? 0) > 0) parts.push(`${s.orphans} orphaned`);
   if (s.inSync > 0) parts.push(`${s.inSync} in sync`);
   if (s.pendingRestart > 0) parts.push(`${s.pendingRestart} already awaiting restart`);
   if (s.errors > 0) parts.push(plural(s.errors, 'error'));
@@ -146,6 +147,7 @@ export function statusDescription(s: PlanSummary): string {
   if (s.restarting > 0) parts.push(`${s.restarting} stopped/started`);
   if (s.created > 0) parts.push(`${s.created} created`);
   if (s.deleted > 0) parts.push(`${s.deleted} deleted`);
+  if ((s.orphans ?? 0) > 0) parts.push(`${s.orphans} orphaned`);
   if (parts.length === 0) parts.push(s.inSync > 0 ? `no changes · ${s.inSync} in sync` : 'no VM changes');
   const text = parts.join(' · ');
   return text.length <= 140 ? text : `${text.slice(0, 139)}…`;

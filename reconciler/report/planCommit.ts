@@ -58,6 +58,8 @@ export interface PlanSummary {
   pendingRestart: number;
   /** Manifest errors and admission refusals. */
   errors: number;
+  /** VMs this repository applied that the commit no longer defines and that stay (`plan.orphans`); absent when none. */
+  orphans?: number;
 }
 
 /** Input of {@link planCommit}. */
@@ -192,6 +194,7 @@ export function clusterStateKey(cache: ClusterCache): string {
 /** Counts a plan's entries; `power` adds the runStrategy stops and starts. */
 export function summarizePlan(plan: VmPlan, power: Record<string, PowerChange> = {}): PlanSummary {
   const s: PlanSummary = { vms: plan.vms.length, liveUpdated: 0, staged: 0, restarting: Object.keys(power).length, created: 0, deleted: 0, inSync: 0, pendingRestart: 0, errors: plan.errors.length };
+  if ((plan.orphans?.length ?? 0) > 0) s.orphans = plan.orphans?.length ?? 0;
   for (const vm of plan.vms) {
     switch (vm.action) {
       case PlanAction.create:
