@@ -13,9 +13,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
+import { ClusterCache } from '../reconciler/cluster/cache.ts';
 import { runPlan } from '../reconciler/commands/plan.ts';
 import { makeLogger } from '../reconciler/commands/run.ts';
 import { Reconciler } from '../reconciler/loop.ts';
+import { planCommit } from '../reconciler/report/planCommit.ts';
 import type { Obj, VmPlan } from '../reconciler/rollout/index.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
 import { ROOT } from './helpers/cases.ts';
@@ -318,6 +320,16 @@ describe('ownership: one identity per repository', function () {
       assert.equal((db['spec'] as Obj)['runStrategy'], 'Halted', 'not applied');
       assert.ok(cluster.store.get('VirtualMachine', 'shop', 'legacy-db'), 'not pruned: not ours');
       assert.deepEqual(report.plan.orphans, []);
+      // The plan of a pull request says the same and plans nothing for it.
+      const source = new GitSource({ repo: url, cacheDir: path.join(dir, 'c1') });
+      const cache = new ClusterCache(cluster);
+      try {
+        const planned = await planCommit({ source, commit: report.commit, path: 'vms', cache, repoLabel: url, prune: true });
+        assert.deepEqual(planned.plan.errors, report.plan.errors);
+        assert.deepEqual(planned.plan.vms.map((v) => `${v.namespace}/${v.name}:${v.action}`), ['shop/web:none']);
+      } finally {
+        cache.stop();
+      }
     } finally {
       r.close();
     }
@@ -343,6 +355,26 @@ describe('ownership: one identity per repository', function () {
       const web = cluster.store.get('VirtualMachine', 'shop', 'web') as Obj;
       assert.equal(((web['metadata'] as Obj)['annotations'] as Obj)['vmroll.dev/source-repo'], identity(), 'rewritten to the identity');
       assert.deepEqual(report.plan.orphans?.map((o) => `${o.namespace}/${o.name}`), ['shop/old']);
+    } finally {
+      r.close();
+    }
+  });
+
+  it('adopts a VM vmroll did not apply, and says so in the log', async () => {
+    const cluster = new SimCluster();
+    const manual = JSON.parse(JSON.stringify({ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', metadata: { name: 'web', namespace: 'shop', labels: { app: 'web' } }, spec: { runStrategy: 'Halted', template: { spec: { domain: { devices: {} } } } } })) as Obj;
+    await cluster.applyVirtualMachine(manual);
+    const lines: string[] = [];
+    const logger = makeLogger('info', [], { write: (l: string) => (lines.push(l), true) } as unknown as NodeJS.WritableStream);
+    const r = new Reconciler({ source: new GitSource({ repo: url, cacheDir: path.join(dir, 'c4') }), repoLabel: url, ref: 'main', path: 'vms', cluster, prune: true, logger });
+    try {
+      const report = await r.reconcile();
+      assert.deepEqual(report.plan.errors, []);
+      assert.equal(report.plan.vms.find((v) => v.name === 'web')?.action, 'update');
+      const adopted = lines.map((l) => JSON.parse(l) as Obj).filter((l) => l['msg'] === 'adopting a VirtualMachine vmroll did not apply: applying the manifest over it');
+      assert.deepEqual(adopted.map((l) => [l['vm'], l['file']]), [['shop/web', 'vms/web.yaml']]);
+      const web = cluster.store.get('VirtualMachine', 'shop', 'web') as Obj;
+      assert.equal(((web['metadata'] as Obj)['annotations'] as Obj)['vmroll.dev/source-repo'], identity());
     } finally {
       r.close();
     }
