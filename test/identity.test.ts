@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { normaliseRepoUrl, repositoryIdentity } from '../reconciler/apply/identity.ts';
 import { Owner, ownerOf } from '../reconciler/apply/ownership.ts';
-import { compareOwnedFields, declaredFields, ownedFields } from '../reconciler/cluster/ssa.ts';
+import { recordUpdate, serverSideApply } from '../reconciler/cluster/sim/patch.ts';
+import { compareOwnedFields, declaredFields, ownedFields, projectApply } from '../reconciler/cluster/ssa.ts';
 import { parseConfig } from '../reconciler/configFile.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
 
@@ -130,5 +131,26 @@ describe('managedFields field sets (cluster/ssa.ts)', () => {
     const other: Obj = { ...desired, spec: { running: false, template: { spec: { disks: [{ name: 'a' }] } } } };
     assert.deepEqual(compareOwnedFields(other, live(fields), 'vmroll')?.drift, [{ path: 'spec.running', drift: 'differs' }]);
     assert.equal(compareOwnedFields(other, live(fields), 'vmroll', (p) => p.join('.') === 'spec.running')?.inSync, true, 'a value the caller ignores');
+  });
+
+  it("projects an apply the way the simulator's API server performs it", () => {
+    const now = '2026-01-01T00:00:00Z';
+    const vm = (labels: Obj, spec: Obj): Obj => ({ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', metadata: { name: 'web', namespace: 'shop', labels }, spec });
+    const first = serverSideApply(undefined, vm({ app: 'web', tier: 'fe' }, { running: true, template: { spec: { nodeSelector: { arch: 'amd64' }, disks: [{ name: 'a' }] } } }), { manager: 'vmroll', force: true, now });
+    assert.ok(first.ok);
+    // Another manager adds a label and takes a spec field; status belongs to nobody vmroll knows.
+    const edited = recordUpdate(first.object, { ...first.object, metadata: { ...(first.object['metadata'] as Obj), labels: { app: 'web', tier: 'fe', team: 'x' } }, status: { ready: true } }, { manager: 'kubectl', now });
+    const cases: Obj[] = [
+      vm({ app: 'web' }, { running: true }),
+      vm({ app: 'web', tier: 'be' }, { running: false, template: { spec: { disks: [{ name: 'b' }] } } }),
+      vm({}, { template: { spec: { nodeSelector: { arch: 'arm64', zone: 'a' } } } }),
+    ];
+    for (const desired of cases) {
+      const sim = serverSideApply(edited, desired, { manager: 'vmroll', force: true, now });
+      assert.ok(sim.ok);
+      const strip = (o: Obj): Obj => ({ ...o, metadata: { ...(o['metadata'] as Obj), managedFields: undefined } });
+      assert.deepEqual(strip(projectApply(edited, desired, 'vmroll') as Obj), strip(sim.object), JSON.stringify(desired));
+    }
+    assert.equal(projectApply({ metadata: { name: 'x' } }, cases[0] as Obj, 'vmroll'), null);
   });
 });

@@ -186,3 +186,66 @@ export function compareOwnedFields(desired: Obj, live: Obj, manager: string, ign
   drift.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return { inSync: drift.length === 0, drift };
 }
+
+function prefixesOf(set: Iterable<string>): Set<string> {
+  const out = new Set<string>();
+  for (const key of set) {
+    const path = pathOf(key);
+    for (let n = 1; n <= path.length; n++) out.add(keyOf(path.slice(0, n)));
+  }
+  return out;
+}
+
+/** Applied maps merge key by key into the live ones; anything else (lists included) replaces. */
+function mergeApplied(target: Obj, applied: Obj): void {
+  for (const [key, value] of Object.entries(applied)) {
+    const existing = target[key];
+    if (isObj(value) && isObj(existing)) mergeApplied(existing, value);
+    else target[key] = structuredClone(value);
+  }
+}
+
+function deleteAt(root: Obj, path: readonly string[]): void {
+  const parent = valueAt(root, path.slice(0, -1));
+  const last = path[path.length - 1];
+  if (isObj(parent) && last !== undefined) delete parent[last];
+}
+
+/**
+ * The object `live` becomes when `manager` applies `desired` with force, as server-side apply
+ * computes it (lists atomic): declared fields set, maps merged, and fields the manager applied
+ * before and no longer declares removed unless another manager also holds them. Null when `live`
+ * carries no managedFields (then nothing says what the manager applied before).
+ */
+export function projectApply(live: Obj, desired: Obj, manager: string): Obj | null {
+  const previous = ownedFields(live, manager);
+  if (previous === null) return null;
+  const declared = declaredFields(desired);
+  const others: FieldSet = new Set();
+  const list = (live['metadata'] as Obj)['managedFields'] as unknown[];
+  for (const entry of list) {
+    if (!isObj(entry)) continue;
+    const mine = entry['manager'] === manager && entry['operation'] === 'Apply' && !(typeof entry['subresource'] === 'string' && entry['subresource'] !== '');
+    if (!mine) decodeInto(entry['fieldsV1'], others);
+  }
+  const result = structuredClone(live);
+  for (const key of ['apiVersion', 'kind'] as const) if (typeof desired[key] === 'string') result[key] = desired[key];
+  mergeApplied(result, appliedView(desired));
+  const declaredPrefixes = prefixesOf(declared);
+  const heldByOthers = prefixesOf(others);
+  const keep = new Set([...declared, ...others]);
+  for (const key of previous) {
+    if (declaredPrefixes.has(key) || heldByOthers.has(key)) continue;
+    const path = pathOf(key);
+    if (path[0] === 'status' || path.slice(1).some((_, i) => declared.has(keyOf(path.slice(0, i + 1))))) continue;
+    deleteAt(result, path);
+    // A map that only held the dropped field goes with it.
+    for (let n = path.length - 1; n >= 1; n--) {
+      const parent = path.slice(0, n);
+      const value = valueAt(result, parent);
+      if (!isObj(value) || Object.keys(value).length > 0 || (n === 1 && parent[0] === 'metadata') || keep.has(keyOf(parent))) break;
+      deleteAt(result, parent);
+    }
+  }
+  return result;
+}

@@ -3,8 +3,7 @@
  * defines planned against the live cluster as the cache holds it. Used by PR review and
  * `vmroll plan`; it reads the cache and Git only and never writes to the cluster.
  */
-import { FIELD_MANAGER } from '../cluster/kube.ts';
-import { serverSideApply } from '../cluster/sim/patch.ts';
+import { FIELD_MANAGER, projectApply } from '../cluster/ssa.ts';
 import { createHash } from 'node:crypto';
 import { type RepositoryIdentity, repositoryIdentity } from '../apply/identity.ts';
 import { Owner, inSync, ownerOf, withOwnership } from '../apply/ownership.ts';
@@ -130,10 +129,8 @@ function compare(a: string, b: string): number {
  * simulator keeps no managedFields and replaces labels, annotations and spec.
  */
 function projected(live: Obj, desired: Obj): Obj {
-  if (Array.isArray(metaOf(live)['managedFields'])) {
-    const applied = serverSideApply(live, desired, { manager: FIELD_MANAGER, force: true, now: new Date(0).toISOString() });
-    if (applied.ok) return applied.object;
-  }
+  const applied = projectApply(live, desired, FIELD_MANAGER);
+  if (applied !== null) return applied;
   const d = metaOf(desired);
   return { ...live, metadata: { ...metaOf(live), labels: d['labels'], annotations: d['annotations'] }, spec: desired['spec'] ?? {} };
 }
