@@ -3,7 +3,8 @@
  * a live object (its `metadata.managedFields` FieldsV1 set of the `Apply` operation) and which
  * fields an applied configuration declares. With both, a process that never applied the object
  * itself can tell whether applying the desired object again would change anything, including
- * removing a field that Git no longer sets.
+ * removing a field that Git no longer sets; and what applying it would leave ({@link projectApply}),
+ * which `vmroll plan` measures its changes against.
  *
  * Lists are one leaf: a custom resource's lists are atomic unless its schema says otherwise, and
  * where a server tracks list items one by one (`k:`, `v:`, `i:` keys) the whole list is still
