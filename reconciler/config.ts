@@ -69,6 +69,8 @@ export interface RepositoryRunConfig {
   prune: boolean;
   gitToken: string | undefined;
   gitHost: GitHostConfig | undefined;
+  /** Ownership identity set in vmroll.yaml (default: derived from the URL and path). */
+  identity?: string;
 }
 
 /** Leader election among replicas over a Lease. */
@@ -383,7 +385,7 @@ function repositoryRunConfig(r: ResolvedRepository, base: RunConfig, flags: RunF
   const overridden = flags['git-token-file'] !== undefined || (env['VMROLL_GIT_TOKEN'] ?? env['GIT_TOKEN'] ?? '') !== '';
   const gitToken = !overridden && r.gitTokenFile !== undefined ? readSecretFile(r.gitTokenFile, `repository ${r.name}: gitTokenFile`) : base.gitToken;
   const gitHost = base.gitHost !== undefined && r.reportTo !== undefined ? { ...base.gitHost, repo: r.reportTo } : base.gitHost;
-  return { name: r.name, repo: r.url, ref: r.branch, path: r.path, namespaces: r.namespaces, intervalMs, prune: r.prune, gitToken: gitToken === '' ? undefined : gitToken, gitHost };
+  return { name: r.name, repo: r.url, ref: r.branch, path: r.path, namespaces: r.namespaces, intervalMs, prune: r.prune, gitToken: gitToken === '' ? undefined : gitToken, gitHost, ...(r.identity !== undefined && { identity: r.identity }) };
 }
 
 /** The configuration of one repository from flags and environment alone (the file already laid in as flags). */

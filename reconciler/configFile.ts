@@ -59,6 +59,8 @@ export interface ResolvedRepository {
   gitTokenFile: string | undefined;
   /** `owner/name` on the Git host that gets this repository's reports, when a reporter is configured. */
   reportTo: string | undefined;
+  /** Ownership identity, when set; default: the normalised URL plus the path (apply/identity.ts). */
+  identity?: string;
 }
 
 const SCHEMA_FILE = new URL('../schemas/vmroll-config.schema.json', import.meta.url);
@@ -163,6 +165,7 @@ export function repositoriesOf(config: VmrollConfig): ResolvedRepository[] {
       prune: r.prune ?? config.prune ?? false,
       gitTokenFile: r.gitTokenFile ?? config.gitTokenFile,
       reportTo: r.reportTo ?? reporterRepo,
+      ...(r.identity !== undefined && { identity: r.identity }),
     };
   };
   if (config.repositories !== undefined) return config.repositories.map(resolve);
@@ -172,6 +175,7 @@ export function repositoriesOf(config: VmrollConfig): ResolvedRepository[] {
     url: config.repo,
     ...(config.path !== undefined && { path: config.path }),
     ...(config.namespaces !== undefined && { namespaces: config.namespaces }),
+    ...(config.identity !== undefined && { identity: config.identity }),
   };
   return [resolve(single)];
 }
@@ -196,18 +200,22 @@ function semanticIssues(config: VmrollConfig, issue: IssueAt): ConfigIssue[] {
   const out: ConfigIssue[] = [];
   if (config.repositories !== undefined) {
     if (config.repo !== undefined) out.push(issue(['repo'], 'give one repository at the top level (repo, branch, path, ...) or several under repositories, not both'));
-    for (const key of ['path', 'namespaces'] as const) {
+    for (const key of ['path', 'namespaces', 'identity'] as const) {
       if (config[key] !== undefined) out.push(issue([key], `belongs to one repository: set it in each entry of repositories`));
     }
     const seen = new Map<string, number>();
+    const identities = new Map<string, number>();
     config.repositories.forEach((r, i) => {
       const first = seen.get(r.name);
       if (first !== undefined) out.push(issue(['repositories', i, 'name'], `"${r.name}" is already the name of repositories[${first}]`));
       else seen.set(r.name, i);
+      const owner = r.identity !== undefined ? identities.get(r.identity) : undefined;
+      if (owner !== undefined) out.push(issue(['repositories', i, 'identity'], `"${r.identity}" is already the identity of repositories[${owner}]: two repositories with one identity would prune each other's VMs`));
+      else if (r.identity !== undefined) identities.set(r.identity, i);
       if (r.interval !== undefined && durationMs(r.interval) < 1000) out.push(issue(['repositories', i, 'interval'], 'must be at least 1s'));
     });
   } else if (config.repo === undefined) {
-    for (const key of ['path', 'namespaces'] as const) {
+    for (const key of ['path', 'namespaces', 'identity'] as const) {
       if (config[key] !== undefined) out.push(issue([key], 'has no repository to apply to: add repo (or pass --repo)'));
     }
   }
@@ -307,6 +315,7 @@ const DEFINITION_MESSAGES: Record<string, string> = {
   Duration: 'must be a duration such as 30s, 5m or 1h30m',
   NamespacePattern: 'must be a namespace (lowercase letters, digits and -), a prefix followed by *, or *',
   HostRepository: 'must be owner/name',
+  OwnerIdentity: 'must be one line of at most 512 characters, without spaces at either end',
 };
 
 function article(type: string): string {

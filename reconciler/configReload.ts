@@ -33,6 +33,7 @@ const REPOSITORY_FIELDS: Record<Exclude<keyof RepositoryRunConfig, 'name'>, stri
   prune: 'prune',
   gitToken: 'git token',
   gitHost: 'reporter',
+  identity: 'identity',
 };
 
 /** What a new configuration changes in a running one. */

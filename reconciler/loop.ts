@@ -4,11 +4,14 @@
  * a failed apply concerns one VM only and is reported without stopping the others.
  */
 import type { Logger } from 'pino';
-import { SOURCE_COMMIT_ANNOTATION, SOURCE_PATH_ANNOTATION, appliedIn, ownedBy, ownedFingerprint, withOwnership } from './apply/ownership.ts';
+import { type RepositoryIdentity, repositoryIdentity } from './apply/identity.ts';
+import { Owner, SOURCE_COMMIT_ANNOTATION, SOURCE_PATH_ANNOTATION, appliedIn, ownedBy, ownedFieldsInSync, ownedFingerprint, ownerOf, withOwnership } from './apply/ownership.ts';
+import { type VmOrphan, decidePrune } from './apply/prune.ts';
 import type { ClusterBackend } from './cluster/backend.ts';
 import { ClusterCache } from './cluster/cache.ts';
 import { type FieldRevert, type Obj, RELEASED_WHY, type VmPlan, type VmPlanEntry, changeOutcome, planRollout, vmMetadataChanges } from './rollout/index.ts';
 import type { ManifestError } from './rollout/plan.ts';
+import { SourceError, SourceErrorCode } from './source/errors.ts';
 import type { ChangedPath, GitSource } from './source/gitSource.ts';
 import { type ManifestSet, loadManifests } from './source/manifests.ts';
 
@@ -24,6 +27,8 @@ export interface ReconcilerOptions {
   cluster: ClusterBackend;
   /** Delete VMs this repository applied earlier and no longer defines. */
   prune: boolean;
+  /** Ownership identity set in vmroll.yaml; default: the normalised repository URL plus the path (apply/identity.ts). */
+  identity?: string;
   logger: Logger;
   /** Writes in flight at once (default 8). */
   applyConcurrency?: number;
@@ -72,6 +77,8 @@ export interface SyncSummary {
   awaitingRestart: number;
   held: number;
   deleted: number;
+  /** VMs this repository applied that Git no longer defines and that were kept (see `plan.orphans`). */
+  orphans?: number;
   /** Manifest and apply errors (one broken file may hold several VMs, and one VM several errors). */
   errors: number;
 }
@@ -185,6 +192,7 @@ export function formatSummary(s: SyncSummary): string {
     [s.awaitingRestart, 'awaiting restart', 'restart'],
     [s.held, 'held', 'held'],
     [s.deleted, 'deleted', 'deleted'],
+    [s.orphans ?? 0, 'orphaned', 'orphan'],
     [s.errors, s.errors === 1 ? 'error' : 'errors', 'err'],
   ];
   const shown = parts.filter(([n], i) => i === 0 || n > 0);
@@ -207,6 +215,8 @@ export class Reconciler {
   private readonly announced = new Set<string>();
   /** The errors of the previous sync, by {@link errorKey}: one already reported is only counted. */
   private reportedErrors = new Set<string>();
+  /** This repository's ownership identity, resolved on the first sync (a local repository's origin is read from disk). */
+  private identity: RepositoryIdentity | null = null;
 
   constructor(private readonly options: ReconcilerOptions) {
     this.cache = new ClusterCache(options.cluster);
@@ -220,6 +230,11 @@ export class Reconciler {
   /** The cluster as this reconciler caches it (PR review plans against the same cache). */
   get clusterCache(): ClusterCache {
     return this.cache;
+  }
+
+  /** The ownership identity written to `vmroll.dev/source-repo`, once the first sync resolved it. */
+  get ownerIdentity(): RepositoryIdentity | null {
+    return this.identity;
   }
 
   /** Stops following the cluster. */
@@ -241,7 +256,15 @@ export class Reconciler {
       }
     };
 
-    const synced = await time('fetch', () => o.source.sync({ ref: o.ref }));
+    const synced = await time('fetch', () =>
+      o.source.sync({ ref: o.ref }).catch((e: unknown) => {
+        // A branch that vanished is no order to delete: the sync stops before anything is decided.
+        if (e instanceof SourceError && e.code === SourceErrorCode.RefNotFound) throw new SourceError(e.code, `${e.message}; nothing is applied or pruned until it resolves again`, e.data);
+        throw e;
+      }),
+    );
+    this.identity ??= await repositoryIdentity({ repo: o.source.repo, path: o.path, ...(o.identity !== undefined ? { identity: o.identity } : {}) });
+    const identity = this.identity;
     const commit = synced.commit;
     const log = o.logger.child({ repo: o.repoLabel, commit: commit.slice(0, 12) });
     const previous = this.manifests;
@@ -267,6 +290,19 @@ export class Reconciler {
       refused.add(vmKey(vm.namespace, vm.name));
       refusals.push({ file: vm.file, line: vm.line, message: why });
     }
+    // A VM another repository applied is left alone, whatever this one says: an error here, and
+    // (being defined here) never pruned by this repository.
+    for (const vm of manifests.vms) {
+      const key = vmKey(vm.namespace, vm.name);
+      const live = this.cache.vms.get(key);
+      if (refused.has(key) || live === undefined) continue;
+      const who = ownerOf(live, identity);
+      if (who.owner !== Owner.other) continue;
+      refused.add(key);
+      refusals.push({ file: vm.file, line: vm.line, message: `VirtualMachine ${key} is owned by ${who.repo ?? '?'}${who.file !== null ? ` (${who.file})` : ''}; not applied: remove it there first` });
+    }
+    let orphans: VmOrphan[] = [];
+    const pruneErrors: ManifestError[] = [];
     await time('plan', async () => {
       for (const vm of manifests.vms) {
         const key = vmKey(vm.namespace, vm.name);
@@ -275,13 +311,27 @@ export class Reconciler {
         const seen = this.seen.get(key);
         // Same manifest object (its file did not change) and the live VM untouched since: nothing to do.
         if (seen !== undefined && live !== undefined && seen.manifest === vm.manifest && seen.liveVersion === metaOf(live)['resourceVersion']) continue;
-        const desired = withOwnership(vm.manifest as unknown as Obj, vm.namespace, { repo: o.repoLabel, file: vm.file, commit });
+        const desired = withOwnership(vm.manifest as unknown as Obj, vm.namespace, { repo: identity.id, file: vm.file, commit });
         const fingerprint = ownedFingerprint(desired);
+        // Where the cluster keeps managedFields, what vmroll owns on the live VM decides, so any
+        // process (a fresh --once, a new leader) removes what Git removed.
+        const byFields = live === undefined ? null : ownedFieldsInSync(desired, live);
         if (live === undefined) {
           pending.push({ key, action: 'create', desired, file: vm.file, line: vm.line, fingerprint, manifest: vm.manifest });
+        } else if (byFields !== null) {
+          if (byFields.inSync) {
+            this.applied.set(key, fingerprint);
+          } else {
+            if (ownerOf(live, identity).owner === Owner.none) log.info({ vm: key, file: vm.file }, 'adopting a VirtualMachine vmroll did not apply: applying the manifest over it');
+            log.debug({ vm: key, drift: byFields.drift.slice(0, 20) }, 'owned fields differ from Git');
+            pending.push({ key, action: 'update', desired, file: vm.file, line: vm.line, fingerprint, manifest: vm.manifest });
+          }
         } else if (this.applied.get(key) !== fingerprint || !appliedIn(desired, live)) {
           if (this.applied.get(key) === undefined && appliedIn(desired, live)) this.applied.set(key, fingerprint);
-          else pending.push({ key, action: 'update', desired, file: vm.file, line: vm.line, fingerprint, manifest: vm.manifest });
+          else {
+            if (ownerOf(live, identity).owner === Owner.none) log.info({ vm: key, file: vm.file }, 'adopting a VirtualMachine vmroll did not apply: applying the manifest over it');
+            pending.push({ key, action: 'update', desired, file: vm.file, line: vm.line, fingerprint, manifest: vm.manifest });
+          }
         }
       }
       const writing = new Set(pending.map((w) => w.key));
@@ -290,11 +340,15 @@ export class Reconciler {
         const live = this.cache.vms.get(key);
         if (!writing.has(key) && !refused.has(key) && live !== undefined) this.seen.set(key, { manifest: vm.manifest, liveVersion: metaOf(live)['resourceVersion'] });
       }
-      if (o.prune) prune.push(...this.pruneCandidates(manifests));
+      const decision = await decidePrune({ live: this.cache.vms, manifests, identity, prune: o.prune, listFiles: (args) => o.source.listFiles(args) });
+      prune.push(...decision.deletes.map((d) => ({ namespace: d.namespace, name: d.name })));
+      orphans = decision.orphans;
+      pruneErrors.push(...decision.errors);
+      for (const orphan of orphans) log.child({ vm: vmKey(orphan.namespace, orphan.name) }).warn({ reason: orphan.reason, file: orphan.file }, `orphaned VirtualMachine: ${orphan.message}`);
     });
 
     if (pending.length + prune.length > 0) o.onWork?.(commit, pending.length + prune.length);
-    const errors: ManifestError[] = [...manifests.errors, ...refusals];
+    const errors: ManifestError[] = [...manifests.errors, ...refusals, ...pruneErrors];
     const manifestErrors = new Set(errors);
     const actions = new Map<string, 'create' | 'update' | 'delete'>();
     const before = new Map<string, Obj | undefined>();
@@ -353,7 +407,7 @@ export class Reconciler {
 
     const vms: VmPlanEntry[] = [];
     const outcomes: VmOutcome[] = [];
-    const summary: SyncSummary = { vms: 0, inSync: 0, created: 0, liveUpdated: 0, staged: 0, reverted: 0, awaitingRestart: 0, held: 0, deleted: 0, errors: errors.length };
+    const summary: SyncSummary = { vms: 0, inSync: 0, created: 0, liveUpdated: 0, staged: 0, reverted: 0, awaitingRestart: 0, held: 0, deleted: 0, orphans: orphans.length, errors: errors.length };
     const count = (namespace: string, name: string, state: SyncState, listed: boolean, reverts: FieldRevert[] = []): void => {
       outcomes.push({ namespace, name, state, listed, reverts });
       summary.vms++;
@@ -396,7 +450,7 @@ export class Reconciler {
         count(vm.namespace, vm.name, state, listed, reverts);
       }
       // A VM whose file broke (or that is defined twice) keeps its place in the counts.
-      for (const key of this.heldKeys(manifests, refused)) {
+      for (const key of this.heldKeys(manifests, refused, identity)) {
         this.announced.delete(key);
         const [namespace = '', name = ''] = key.split('/');
         count(namespace, name, SyncState.held, false);
@@ -431,25 +485,9 @@ export class Reconciler {
     });
     this.manifests = manifests;
     timings.total = performance.now() - started;
-    const report: ReconcileReport = { plan: { commit, vms, errors }, summary, commit, timings, read: manifests.read, writes, outcomes, newErrors };
+    const report: ReconcileReport = { plan: { commit, vms, errors, orphans }, summary, commit, timings, read: manifests.read, writes, outcomes, newErrors };
     log.info({ summary: formatSummary(summary), writes, read: manifests.read.length, ms: Math.round(timings.total) }, 'reconciled');
     return report;
-  }
-
-  /** VMs this repository applied that it no longer defines, less any a broken file may still define. */
-  private pruneCandidates(manifests: ManifestSet): Array<{ namespace: string; name: string }> {
-    const defined = new Set(manifests.vms.map((v) => vmKey(v.namespace, v.name)));
-    const held = new Set(manifests.heldVms);
-    const failedFiles = new Set(manifests.holdingFiles);
-    const out: Array<{ namespace: string; name: string }> = [];
-    for (const [key, live] of this.cache.vms) {
-      if (defined.has(key) || held.has(key) || !ownedBy(live, this.options.repoLabel)) continue;
-      const file = String(((metaOf(live)['annotations'] ?? {}) as Obj)[SOURCE_PATH_ANNOTATION] ?? '');
-      if (failedFiles.has(file)) continue;
-      const [namespace = '', name = ''] = key.split('/');
-      out.push({ namespace, name });
-    }
-    return out;
   }
 
   /** The engine's plan of a stored VM against the running instance `vmi` (uncached: for the few VMs a sync writes). */
@@ -469,13 +507,13 @@ export class Reconciler {
    * them but none is usable (invalid, duplicated, carried over from a file that stopped parsing),
    * or the cluster's copy names a failed file as its source (a first sync knows no earlier load).
    */
-  private heldKeys(manifests: ManifestSet, refused: ReadonlySet<string>): string[] {
+  private heldKeys(manifests: ManifestSet, refused: ReadonlySet<string>, identity: RepositoryIdentity): string[] {
     const defined = new Set(manifests.vms.map((v) => vmKey(v.namespace, v.name)));
     const out = new Set<string>();
     for (const key of manifests.heldVms) if (this.cache.vms.has(key)) out.add(key);
-    const failedFiles = new Set([...manifests.failedFiles, ...manifests.errors.map((e) => e.file)]);
+    const failedFiles = new Set(manifests.holdingFiles);
     for (const [key, live] of this.cache.vms) {
-      if (!ownedBy(live, this.options.repoLabel)) continue;
+      if (!ownedBy(live, identity)) continue;
       const file = String(((metaOf(live)['annotations'] ?? {}) as Obj)[SOURCE_PATH_ANNOTATION] ?? '');
       if (failedFiles.has(file)) out.add(key);
     }

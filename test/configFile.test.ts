@@ -134,7 +134,7 @@ describe('vmroll.yaml (configuration file)', () => {
       '  enabled: "true"', //                   12
     ].join('\n');
     assert.deepEqual(problems(text), [
-      `${FILE}:4: repositories[0].intervall: unknown setting (did you mean interval?); known here: name, url, branch, path, namespaces, interval, prune, gitTokenFile, reportTo`,
+      `${FILE}:4: repositories[0].intervall: unknown setting (did you mean interval?); known here: name, url, branch, path, namespaces, interval, prune, gitTokenFile, reportTo, identity`,
       `${FILE}:5: repositories[0].namespaces[0]: must be a namespace (lowercase letters, digits and -), a prefix followed by *, or *`,
       `${FILE}:6: repositories[1].url: is required`,
       `${FILE}:6: repositories[1].name: must be lowercase letters, digits, -, _ or ., starting and ending with a letter or digit`,

@@ -354,7 +354,7 @@ describe('vmroll plan: commits and pull requests against the live cluster', func
       assert.equal(code, 1);
       const text = io.stdout.join('\n');
       assert.ok(text.startsWith(PLAN_MARKER));
-      assert.ok(text.includes(`**vmroll plan** for <code>${featureSha.slice(0, 7)}</code>: 2 live-updated · 1 staged until restart · 1 stopped or started by runStrategy · 1 created · 0 deleted · 1 error\n`), text.split("\n")[3]);
+      assert.ok(text.includes(`**vmroll plan** for <code>${featureSha.slice(0, 7)}</code>: 2 live-updated · 1 staged until restart · 1 stopped or started by runStrategy · 1 created · 0 deleted · 1 orphaned · 1 error\n`), text.split("\n")[3]);
     });
 
     it('exits 2 on bad usage, with one line', async function () {

@@ -151,7 +151,7 @@ describe('vmroll run in a cluster: config file, namespaces, /metrics, leader ele
       assert.deepEqual(labReport.plan.errors, []);
       assert.deepEqual(labReport.plan.vms.map((v) => `${v.namespace}/${v.name}:${v.action}`), ['jobs/batch:create']);
       const batch = handle.sim?.store.get('VirtualMachine', 'jobs', 'batch');
-      assert.equal(((batch?.['metadata'] as Obj)['annotations'] as Obj)['vmroll.dev/source-repo'], labUrl, 'applied by the repository allowed to');
+      assert.equal(((batch?.['metadata'] as Obj)['annotations'] as Obj)['vmroll.dev/source-repo'], labUrl.replace(/^http:\/\//, '').replace(/\.git$/, ''), 'applied by the repository allowed to (its identity: URL without scheme and .git)');
 
       const text = (await get(`http://${handle.address}/metrics`)).text;
       assert.equal(metric(text, 'vmroll_leader'), 1, 'the only replica leads');

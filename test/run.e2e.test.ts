@@ -101,7 +101,8 @@ describe('vmroll run end to end', function () {
     assert.equal(((vm['metadata'] as Obj)['labels'] as Obj)['app.kubernetes.io/managed-by'], 'vmroll');
     assert.equal(annotations['vmroll.dev/source-path'], 'vms/web.yaml');
     assert.equal(annotations['vmroll.dev/source-commit'], sha);
-    assert.equal(annotations['vmroll.dev/source-repo'], url);
+    // The ownership identity: the URL without scheme and .git, plus the manifest path.
+    assert.equal(annotations['vmroll.dev/source-repo'], `${url.replace(/^http:\/\//, '').replace(/\.git$/, '')}//vms`);
   });
 
   it('an incremental sync reads only the changed file and writes only the changed VM', async () => {

@@ -12,9 +12,10 @@ import { INSTANCETYPE_KINDS, type Obj } from '../rollout/index.ts';
 import { type ClusterBackend, ClusterError, type ObjectRef, type WatchEvent } from './backend.ts';
 import { Informer, type InformerOptions, type ListResult, type WatchHandle } from './informer.ts';
 import { DEFAULT_RETRY, type RetryPolicy, withRetry } from './retry.ts';
+import { FIELD_MANAGER } from './ssa.ts';
 
-/** The field manager vmroll applies with. */
-export const FIELD_MANAGER = 'vmroll';
+/** The field manager vmroll applies with (defined beside the field-set arithmetic that reads it back). */
+export { FIELD_MANAGER } from './ssa.ts';
 
 /** One API resource the backend follows. */
 interface Resource {

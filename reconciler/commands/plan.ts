@@ -6,6 +6,7 @@ import type { ClusterBackend } from '../cluster/backend.ts';
 import { ClusterCache } from '../cluster/cache.ts';
 import { KubeCluster } from '../cluster/kube.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
+import { repositoryIdentity } from '../apply/identity.ts';
 import { clusterKind, kubeConfigSource } from '../config.ts';
 import { GiteaReporter } from '../report/gitea.ts';
 import { GitHubReporter } from '../report/github.ts';
@@ -37,6 +38,10 @@ Options:
                              with --pr and --post, the pull request's base is used when omitted
   --path <dir>               folder of the repository holding the manifests (default: all)
   --prune                    plan deletes for VMs this repository applied and no longer defines
+                             (without it, they are listed as orphans)
+  --identity <id>            the repository's ownership identity, when vmroll.yaml sets one
+                             (default: the normalised URL plus --path; for a local checkout,
+                             its origin remote's URL, so a CI checkout matches the deployment)
   --cluster sim|kube         sim: the embedded simulator (default); kube: the Kubernetes API
   --sim-state <file>         the simulated cluster's state file (as written by vmroll run)
   --sim-kubevirt <file>      the KubeVirt CR the simulator emulates
@@ -88,6 +93,7 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
       base: { type: 'string' },
       path: { type: 'string' },
       prune: { type: 'boolean' },
+      identity: { type: 'string' },
       cluster: { type: 'string' },
       'sim-state': { type: 'string' },
       'sim-kubevirt': { type: 'string' },
@@ -225,7 +231,8 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
 
     let result;
     try {
-      result = await planCommit({ source, commit, path: values.path ?? '', cache, repoLabel, prune: values.prune ?? false, ...(base !== undefined ? { base } : {}) });
+      const identity = await repositoryIdentity({ repo: repoLabel, path: values.path ?? '', ...(values.identity !== undefined ? { identity: values.identity } : {}) });
+      result = await planCommit({ source, commit, path: values.path ?? '', cache, repoLabel, identity, prune: values.prune ?? false, ...(base !== undefined ? { base } : {}) });
     } catch (e) {
       if (e instanceof SourceError) {
         if (e.code === 'InvalidLocation') throw new UsageError(e.message);

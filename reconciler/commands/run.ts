@@ -56,7 +56,9 @@ Options:
   --sim-state <file>         keep the simulated cluster in this file, shared between runs
   --sim-kubevirt <file>      the KubeVirt CR the simulator emulates (version, strategy, gates)
   --prune                    delete VMs this repository applied and no longer defines
-                             (never one whose file failed to parse)
+                             (never one whose file failed to parse, one annotated
+                             vmroll.dev/prune: disabled, nor any when the commit defines no
+                             VM under --path); without it they are reported as orphans
   --listen <addr>            serve /healthz, /readyz, /metrics (Prometheus) and POST
                              /webhook/github (e.g. 127.0.0.1:8080)
   --leader-elect             several replicas, one reconciling: the holder of a Lease
@@ -179,6 +181,7 @@ export function renderReport(r: ReconcileReport): string {
     }
     lines.push(...changeLines(vm, indent));
   }
+  for (const o of r.plan.orphans ?? []) lines.push(`  orphan ${o.namespace}/${o.name}: ${o.message}`);
   return lines.join('\n');
 }
 
@@ -512,6 +515,7 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
     path: rc.path,
     cluster: options.cluster,
     prune: rc.prune,
+    ...(rc.identity !== undefined && { identity: rc.identity }),
     logger,
     // `pending` only when the sync has something to write.
     onWork: (commit) => {
@@ -532,7 +536,8 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
     }
     try {
       await reportMergedOutcome({ reporter: host, queue, source, report, repoLabel, logger, state: review });
-      await reviewPullRequests({ reporter: host, queue, source, cache: reconciler.clusterCache, repoLabel, path: rc.path, prune: rc.prune, logger, state: review, ...target });
+      const identity = reconciler.ownerIdentity;
+      await reviewPullRequests({ reporter: host, queue, source, cache: reconciler.clusterCache, repoLabel, path: rc.path, prune: rc.prune, logger, state: review, ...target, ...(identity !== null && { identity }) });
     } catch (e) {
       // The Git host being down delays reviews; the next interval tries again.
       logger.warn({ err: e instanceof Error ? e.message : String(e) }, 'pull request review failed');

@@ -6,6 +6,7 @@
  */
 import { PlanAction, Rollout, type VmPlan, type VmPlanEntry } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
+import type { VmOrphan } from '../apply/prune.ts';
 import { formatValue } from '../commands/common.ts';
 import { type PlanSummary, PowerChange, summarizePlan } from './planCommit.ts';
 import { PLAN_MARKER } from './reporter.ts';
@@ -125,6 +126,7 @@ export function summaryText(s: PlanSummary): string {
   const parts = [`${s.liveUpdated} live-updated`, `${s.staged} staged until restart`];
   if (s.restarting > 0) parts.push(`${s.restarting} stopped or started by runStrategy`);
   parts.push(`${s.created} created`, `${s.deleted} deleted`);
+  if ((s.orphans ?? 0) > 0) parts.push(`${s.orphans} orphaned`);
   if (s.inSync > 0) parts.push(`${s.inSync} in sync`);
   if (s.pendingRestart > 0) parts.push(`${s.pendingRestart} already awaiting restart`);
   if (s.errors > 0) parts.push(plural(s.errors, 'error'));
@@ -145,6 +147,7 @@ export function statusDescription(s: PlanSummary): string {
   if (s.restarting > 0) parts.push(`${s.restarting} stopped/started`);
   if (s.created > 0) parts.push(`${s.created} created`);
   if (s.deleted > 0) parts.push(`${s.deleted} deleted`);
+  if ((s.orphans ?? 0) > 0) parts.push(`${s.orphans} orphaned`);
   if (parts.length === 0) parts.push(s.inSync > 0 ? `no changes · ${s.inSync} in sync` : 'no VM changes');
   const text = parts.join(' · ');
   return text.length <= 140 ? text : `${text.slice(0, 139)}…`;
@@ -384,6 +387,7 @@ export function renderPlanComment(input: PlanCommentInput): string {
       lines.push(`#### ${plural(plan.errors.length, 'manifest error')}`, '', 'These files are not applied (and what they define is never pruned) until they load:', '');
       lines.push(...errorLines(plan.errors, limit * ERRORS_SHARE), '');
     }
+    lines.push(...orphanLines(plan.orphans ?? [], limit * ERRORS_SHARE));
     if (changed.length === 0) lines.push(plan.errors.length === 0 ? 'No VM changes: every VM this commit defines already matches the cluster.' : 'No VM changes besides the errors above.', '');
     head = `${lines.join('\n')}\n`;
   }
@@ -401,12 +405,31 @@ export function renderPlanComment(input: PlanCommentInput): string {
   return fit(head, sections, tail, limit, 'VM');
 }
 
+/** The orphans section of the comment: VMs this repository applied that stay although Git no longer defines them. */
+function orphanLines(orphans: readonly VmOrphan[], budget: number): string[] {
+  if (orphans.length === 0) return [];
+  const lines = [`#### ${plural(orphans.length, 'orphaned VM')}`, '', 'This repository applied these VMs and the commit no longer defines them; they stay in the cluster:', ''];
+  let used = 0;
+  for (const [i, o] of orphans.entries()) {
+    const line = `- ${code(`${o.namespace}/${o.name}`)}: ${escapeMarkdown(o.message)}`;
+    if (used + line.length > budget) {
+      lines.push(`- … and ${orphans.length - i} more`);
+      break;
+    }
+    used += line.length;
+    lines.push(line);
+  }
+  lines.push('');
+  return lines;
+}
+
 /** The plan for a terminal (`vmroll plan --output table`): summary, errors, then every VM the plan changes. */
 export function renderPlanTable(plan: VmPlan, options: { summary?: PlanSummary; power?: Record<string, string>; sources?: Record<string, { file: string; line: number | null }> } = {}): string {
   const power = options.power ?? {};
   const summary = options.summary ?? summarizePlan(plan, powerAsChanges(power));
   const lines = [`vmroll plan for ${plan.commit === null ? 'files' : short(plan.commit)}: ${summaryText(summary)}`];
   for (const e of plan.errors) lines.push(`error ${e.file}${e.line !== null ? `:${e.line}` : ''}: ${e.path !== undefined ? `${e.path}: ` : ''}${e.message}`);
+  for (const o of plan.orphans ?? []) lines.push(`orphan ${o.namespace}/${o.name}: ${o.message}`);
   for (const vm of plan.vms) {
     if (vm.action === PlanAction.none && !vm.restartRequired) continue;
     const src = options.sources?.[vmKey(vm)];

@@ -3,10 +3,11 @@
  * defines planned against the live cluster as the cache holds it. Used by PR review and
  * `vmroll plan`; it reads the cache and Git only and never writes to the cluster.
  */
-import { FIELD_MANAGER } from '../cluster/kube.ts';
-import { serverSideApply } from '../cluster/sim/patch.ts';
+import { FIELD_MANAGER, projectApply } from '../cluster/ssa.ts';
 import { createHash } from 'node:crypto';
-import { SOURCE_PATH_ANNOTATION, appliedIn, ownedBy, withOwnership } from '../apply/ownership.ts';
+import { type RepositoryIdentity, repositoryIdentity } from '../apply/identity.ts';
+import { Owner, inSync, ownerOf, withOwnership } from '../apply/ownership.ts';
+import { decidePrune } from '../apply/prune.ts';
 import type { ClusterCache } from '../cluster/cache.ts';
 import { type Obj, PlanAction, Rollout, type VmPlan, type VmPlanEntry, introducedBy, planRollout, resolveCluster } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
@@ -54,6 +55,8 @@ export interface PlanSummary {
   pendingRestart: number;
   /** Manifest errors and admission refusals. */
   errors: number;
+  /** VMs this repository applied that the commit no longer defines and that stay (`plan.orphans`); absent when none. */
+  orphans?: number;
 }
 
 /** Input of {@link planCommit}. */
@@ -63,8 +66,10 @@ export interface PlanCommitOptions {
   /** Folder (or file) of the repository holding the manifests; default the whole repository. */
   path?: string;
   cache: ClusterCache;
-  /** The repository as vmroll's ownership annotation names it (no credentials). */
+  /** The repository as given to vmroll (URL without credentials, or local path): its ownership identity is derived from it. */
   repoLabel: string;
+  /** The ownership identity, when the caller resolved it (or set it in vmroll.yaml); default: derived from `repoLabel` and `path`. */
+  identity?: RepositoryIdentity;
   /** Plan deletes for VMs this repository applied that the commit no longer defines. */
   prune: boolean;
   /** Only VMs (and errors) of files that changed between this commit and `commit`; deletes only for VMs whose file changed. */
@@ -122,10 +127,8 @@ function compare(a: string, b: string): number {
  * simulator keeps no managedFields and replaces labels, annotations and spec.
  */
 function projected(live: Obj, desired: Obj): Obj {
-  if (Array.isArray(metaOf(live)['managedFields'])) {
-    const applied = serverSideApply(live, desired, { manager: FIELD_MANAGER, force: true, now: new Date(0).toISOString() });
-    if (applied.ok) return applied.object;
-  }
+  const applied = projectApply(live, desired, FIELD_MANAGER);
+  if (applied !== null) return applied;
   const d = metaOf(desired);
   return { ...live, metadata: { ...metaOf(live), labels: d['labels'], annotations: d['annotations'] }, spec: desired['spec'] ?? {} };
 }
@@ -168,6 +171,7 @@ export function clusterStateKey(cache: ClusterCache): string {
 /** Counts a plan's entries; `power` adds the runStrategy stops and starts. */
 export function summarizePlan(plan: VmPlan, power: Record<string, PowerChange> = {}): PlanSummary {
   const s: PlanSummary = { vms: plan.vms.length, liveUpdated: 0, staged: 0, restarting: Object.keys(power).length, created: 0, deleted: 0, inSync: 0, pendingRestart: 0, errors: plan.errors.length };
+  if ((plan.orphans?.length ?? 0) > 0) s.orphans = plan.orphans?.length ?? 0;
   for (const vm of plan.vms) {
     switch (vm.action) {
       case PlanAction.create:
@@ -192,6 +196,7 @@ export function summarizePlan(plan: VmPlan, power: Record<string, PowerChange> =
 /** Plans one commit against the cluster as the cache holds it. */
 export async function planCommit(options: PlanCommitOptions): Promise<PlanCommitResult> {
   const { cache, commit, repoLabel } = options;
+  const identity = options.identity ?? (await repositoryIdentity({ repo: repoLabel, ...(options.path !== undefined ? { path: options.path } : {}) }));
   await cache.start();
   const manifests = await loadManifests({
     source: options.source,
@@ -215,9 +220,15 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
   for (const vm of manifests.vms) {
     if (!inScope(vm.file)) continue;
     const key = `${vm.namespace}/${vm.name}`;
-    sources[key] = { file: vm.file, line: vm.line };
-    const desired = withOwnership(vm.manifest as unknown as Obj, vm.namespace, { repo: repoLabel, file: vm.file, commit });
     const live = cache.vms.get(key);
+    const who = live !== undefined ? ownerOf(live, identity) : null;
+    if (who?.owner === Owner.other) {
+      // The sync leaves a VM another repository applied alone; the plan says so and plans nothing for it.
+      errors.push({ file: vm.file, line: vm.line, message: `VirtualMachine ${key} is owned by ${who.repo ?? '?'}${who.file !== null ? ` (${who.file})` : ''}; not applied: remove it there first` });
+      continue;
+    }
+    sources[key] = { file: vm.file, line: vm.line };
+    const desired = withOwnership(vm.manifest as unknown as Obj, vm.namespace, { repo: identity.id, file: vm.file, commit });
     const vmi = live !== undefined ? (cache.vmis.get(key) ?? null) : null;
     const result =
       live === undefined
@@ -240,7 +251,7 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
     }
     let action: VmPlanEntry['action'];
     if (live === undefined) action = PlanAction.create;
-    else action = appliedIn(desired, live) ? PlanAction.none : PlanAction.update;
+    else action = inSync(desired, live) ? PlanAction.none : PlanAction.update;
     // The engine measures against the running instance; a reviewer wants what this commit does to the stored VM.
     vms.push(live === undefined ? { ...result.plan, action } : { ...introducedBy(result.plan, live, projected(live, desired)), action });
     if (live !== undefined && action === PlanAction.update) {
@@ -249,23 +260,16 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
     }
   }
 
-  if (options.prune) {
-    const defined = new Set(manifests.vms.map((v) => `${v.namespace}/${v.name}`));
-    const held = new Set(manifests.heldVms);
-    // A file that failed to parse may still define the VM: never delete on its account.
-    const failedFiles = new Set(manifests.holdingFiles);
-    for (const [key, live] of cache.vms) {
-      if (defined.has(key) || held.has(key) || !ownedBy(live, repoLabel)) continue;
-      const file = String(((metaOf(live)['annotations'] ?? {}) as Obj)[SOURCE_PATH_ANNOTATION] ?? '');
-      if (failedFiles.has(file) || !inScope(file)) continue;
-      const [namespace = '', name = ''] = key.split('/');
-      sources[key] = { file, line: null };
-      vms.push(deleteEntry(namespace, name, live, cache.kubevirt));
-    }
+  const decision = await decidePrune({ live: cache.vms, manifests, identity, prune: options.prune, listFiles: (args) => options.source.listFiles(args), inScope });
+  for (const d of decision.deletes) {
+    const key = `${d.namespace}/${d.name}`;
+    sources[key] = { file: d.file ?? '', line: null };
+    vms.push(deleteEntry(d.namespace, d.name, d.live, cache.kubevirt));
   }
+  errors.push(...decision.errors);
 
   vms.sort((a, b) => compare(a.namespace, b.namespace) || compare(a.name, b.name));
   errors.sort((a, b) => compare(a.file, b.file) || (a.line ?? 0) - (b.line ?? 0));
-  const plan: VmPlan = { commit, vms, errors };
+  const plan: VmPlan = { commit, vms, errors, orphans: decision.orphans };
   return { plan, summary: summarizePlan(plan, power), power, sources, manifests };
 }

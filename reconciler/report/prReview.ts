@@ -3,6 +3,7 @@
  * apply) and reported as a `vmroll/plan` commit status and one sticky comment. After merge and
  * sync, the comment is edited once more with what actually happened to each VM.
  */
+import type { RepositoryIdentity } from '../apply/identity.ts';
 import type { Logger } from 'pino';
 import type { ClusterCache } from '../cluster/cache.ts';
 import type { VmPlan } from '../rollout/index.ts';
@@ -73,6 +74,8 @@ export interface ReviewOptions extends ReportTarget {
   /** Link on the commit status (e.g. vmroll's dashboard). */
   targetUrl?: string;
   state: ReviewState;
+  /** The ownership identity the sync resolved (default: derived from `repoLabel` and `path`). */
+  identity?: RepositoryIdentity;
 }
 
 /** What one round did with one pull request. */
@@ -154,6 +157,7 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
         path: options.path,
         cache: options.cache,
         repoLabel: options.repoLabel,
+        ...(options.identity !== undefined ? { identity: options.identity } : {}),
         prune: options.prune,
         ...(base !== null ? { base } : {}),
         ...(state.manifests !== undefined ? { previous: state.manifests } : {}),

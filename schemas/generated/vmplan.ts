@@ -16,6 +16,10 @@ export interface VmPlan {
    * Manifests that could not be loaded; the VMs they describe are left untouched.
    */
   errors: ManifestError[];
+  /**
+   * VMs this repository applied that the commit no longer defines and that are not deleted, each with the reason; sorted by namespace then name. Always present in the output of `vmroll run` and `vmroll plan`; absent from `vmroll diff`.
+   */
+  orphans?: VmOrphan[];
 }
 /**
  * The plan for one VirtualMachine.
@@ -162,4 +166,33 @@ export interface ManifestError {
    * Dotted path inside the document, for schema errors.
    */
   path?: string;
+}
+/**
+ * A VM this repository applied that Git no longer defines, left in the cluster.
+ */
+export interface VmOrphan {
+  /**
+   * Namespace of the VirtualMachine.
+   */
+  namespace: string;
+  /**
+   * metadata.name of the VirtualMachine.
+   */
+  name: string;
+  /**
+   * The file that defined it, from its vmroll.dev/source-path annotation; null when the VM carries none.
+   */
+  file: string | null;
+  /**
+   * The commit it was last applied from (vmroll.dev/source-commit); null when the VM carries none.
+   */
+  commit: string | null;
+  /**
+   * Why it is not deleted: pruning is off; the VM is annotated vmroll.dev/prune: disabled; or the commit defines no VM at all under the path (missing path, no manifest files, or none of them a VirtualMachine), which is never taken as an order to delete everything.
+   */
+  reason: "pruneOff" | "pruneDisabled" | "pathMissing" | "noManifests" | "noVirtualMachines";
+  /**
+   * One line for people, e.g. `defined in vms/db.yaml (last applied from abc123456789), no longer in Git; not deleted (run with --prune to delete)`.
+   */
+  message: string;
 }

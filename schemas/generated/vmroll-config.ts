@@ -5,6 +5,10 @@
  */
 export type NamespacePattern = string;
 /**
+ * A repository's ownership identity: a Kubernetes annotation value, one line.
+ */
+export type OwnerIdentity = string;
+/**
  * A duration such as 500ms, 30s, 5m, 1h30m.
  */
 export type Duration = string;
@@ -37,6 +41,10 @@ export interface VmrollConfig {
    * Delete VMs the repository applied and no longer defines, as --prune (default false); with repositories, the default of each.
    */
   prune?: boolean;
+  /**
+   * Single-repository form: the repository's ownership identity, as in repositories[].identity.
+   */
+  identity?: OwnerIdentity;
   /**
    * File holding the Git token, as --git-token-file; with repositories, the default of each.
    */
@@ -111,6 +119,10 @@ export interface RepositoryConfig {
    * The repository on the configured Git host that gets this repository's commit statuses and PR comments, when it is not the reporter's own `repo`.
    */
   reportTo?: HostRepository;
+  /**
+   * Ownership identity: written to vmroll.dev/source-repo on every VM this repository applies, and required on a VM before it updates or prunes it. Default: the normalised URL plus the path (git.example.com/acme/vms//clusters/prod), which a CI checkout of the same repository derives from its origin remote too. Set it to keep ownership across a move of the repository; `name` is only for logs and metrics.
+   */
+  identity?: OwnerIdentity;
 }
 /**
  * The cluster vmroll applies to.
