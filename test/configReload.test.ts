@@ -18,6 +18,7 @@ import { simKubeconfig } from '../reconciler/commands/sim.ts';
 import { type RunConfig, type RunConfigSource, resolveRunConfig, runConfig, runConfigSource } from '../reconciler/config.ts';
 import { ConfigReloadError, ConfigWatcher, type ReloadPlan, planReload } from '../reconciler/configReload.ts';
 import { VmrollMetrics } from '../reconciler/metrics.ts';
+import { normaliseRepoUrl } from '../reconciler/apply/identity.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { ROOT } from './helpers/cases.ts';
 import { type GitServer, type WorkingClone, startGitServer } from './helpers/gitServer.ts';
@@ -344,7 +345,7 @@ describe('config reload: vmroll run on the embedded simulator, config from a Con
       await until('shop follows next', () => socketsOf(vm('shop', 'db')) === 6);
       assert.deepEqual(reloads().map((l) => [l['added'], l['removed'], l['changed']]), [[['lab'], [], [{ repository: 'shop', fields: ['branch'] }]]]);
       assert.deepEqual(handle.repositories.map((r) => [r.name, r.config.ref]), [['shop', 'next'], ['lab', 'main']]);
-      assert.equal((((vm('jobs', 'batch')?.['metadata'] as Obj)['annotations'] as Obj)['vmroll.dev/source-repo']), labUrl);
+      assert.equal((((vm('jobs', 'batch')?.['metadata'] as Obj)['annotations'] as Obj)['vmroll.dev/source-repo']), normaliseRepoUrl(labUrl), 'the ownership identity: the normalised URL');
 
       // 2. A broken file: refused with file:line, and both repositories keep syncing.
       const broken = [...common, 'repositories:', ...shopEntry(['    branch: next']), ...labEntry, '    interval: soon'];

@@ -269,7 +269,7 @@ describe('prune: orphans, prune: disabled and the empty-state guard', function (
     await work.git('push', '--quiet', 'origin', '--delete', 'doomed');
     const second = await vmroll('run', ['--once', ...common]);
     assert.equal(second.code, 1);
-    assert.match(second.stderr, /no branch, tag or commit named "doomed"; nothing is applied or pruned until it resolves again/);
+    assert.match(second.stdout, /no branch, tag or commit named "doomed"; nothing is applied or pruned until it resolves again/);
     assert.deepEqual(vmsInState(state), ALL, 'every VM is still there');
   });
 });
