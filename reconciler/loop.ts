@@ -13,7 +13,7 @@ import { type FieldRevert, type Obj, RELEASED_WHY, type VmPlan, type VmPlanEntry
 import type { ManifestError } from './rollout/plan.ts';
 import { SourceError, SourceErrorCode } from './source/errors.ts';
 import type { ChangedPath, GitSource } from './source/gitSource.ts';
-import { type ManifestSet, loadManifests } from './source/manifests.ts';
+import { type ManifestSet, type ManifestWarning, loadManifests } from './source/manifests.ts';
 
 /** What a reconciler is pointed at. */
 export interface ReconcilerOptions {
@@ -38,6 +38,8 @@ export interface ReconcilerOptions {
   onWork?: (commit: string, writes: number) => void;
   /** Why this repository may not write to a namespace, or null when it may; absent: any namespace. */
   refuseNamespace?: (namespace: string) => string | null;
+  /** `--strict`: a file's warnings (other kinds, unknown fields) are errors of that file, which then holds its VMs. */
+  strict?: boolean;
 }
 
 /**
@@ -79,6 +81,8 @@ export interface SyncSummary {
   deleted: number;
   /** VMs this repository applied that Git no longer defines and that were kept (see `plan.orphans`). */
   orphans?: number;
+  /** Manifest warnings: documents skipped (other kinds) and fields KubeVirt does not define (see `plan.warnings`). */
+  warnings?: number;
   /** Manifest and apply errors (one broken file may hold several VMs, and one VM several errors). */
   errors: number;
 }
@@ -113,6 +117,8 @@ export interface ReconcileReport {
   outcomes: VmOutcome[];
   /** The errors of `plan.errors` that the previous sync of this process did not have (the text lists only these). */
   newErrors: ManifestError[];
+  /** The warnings of `plan.warnings` that the previous sync of this process did not have (the text lists only these). */
+  newWarnings: ManifestWarning[];
 }
 
 type Step = 'fetch' | 'diff' | 'load' | 'plan' | 'apply' | 'report';
@@ -165,7 +171,7 @@ function stateOf(entry: VmPlanEntry, reverts: readonly FieldRevert[]): SyncState
 }
 
 /** Identity of an error across syncs, to report it once. */
-function errorKey(e: ManifestError): string {
+function errorKey(e: ManifestError | ManifestWarning): string {
   return `${e.file}\n${e.line ?? ''}\n${e.message}`;
 }
 
@@ -193,6 +199,7 @@ export function formatSummary(s: SyncSummary): string {
     [s.held, 'held', 'held'],
     [s.deleted, 'deleted', 'deleted'],
     [s.orphans ?? 0, 'orphaned', 'orphan'],
+    [s.warnings ?? 0, s.warnings === 1 ? 'warning' : 'warnings', 'warn'],
     [s.errors, s.errors === 1 ? 'error' : 'errors', 'err'],
   ];
   const shown = parts.filter(([n], i) => i === 0 || n > 0);
@@ -215,6 +222,8 @@ export class Reconciler {
   private readonly announced = new Set<string>();
   /** The errors of the previous sync, by {@link errorKey}: one already reported is only counted. */
   private reportedErrors = new Set<string>();
+  /** The warnings of the previous sync, by {@link errorKey}: one already reported is only counted. */
+  private reportedWarnings = new Set<string>();
   /** This repository's ownership identity, resolved on the first sync (a local repository's origin is read from disk). */
   private identity: RepositoryIdentity | null = null;
 
@@ -273,7 +282,7 @@ export class Reconciler {
       changes = previous.commit === commit ? [] : await time('diff', () => o.source.changedPaths({ from: previous.commit, to: commit, path: o.path }));
     }
     const manifests = await time('load', () =>
-      loadManifests({ source: o.source, commit, path: o.path, ...(previous !== null ? { previous } : {}), ...(changes !== undefined ? { changes } : {}) }),
+      loadManifests({ source: o.source, commit, path: o.path, strict: o.strict ?? false, ...(previous !== null ? { previous } : {}), ...(changes !== undefined ? { changes } : {}) }),
     );
     await this.cache.start();
 
@@ -407,13 +416,14 @@ export class Reconciler {
 
     const vms: VmPlanEntry[] = [];
     const outcomes: VmOutcome[] = [];
-    const summary: SyncSummary = { vms: 0, inSync: 0, created: 0, liveUpdated: 0, staged: 0, reverted: 0, awaitingRestart: 0, held: 0, deleted: 0, orphans: orphans.length, errors: errors.length };
+    const summary: SyncSummary = { vms: 0, inSync: 0, created: 0, liveUpdated: 0, staged: 0, reverted: 0, awaitingRestart: 0, held: 0, deleted: 0, orphans: orphans.length, warnings: manifests.warnings.length, errors: errors.length };
     const count = (namespace: string, name: string, state: SyncState, listed: boolean, reverts: FieldRevert[] = []): void => {
       outcomes.push({ namespace, name, state, listed, reverts });
       summary.vms++;
       summary[SUMMARY_FIELD[state]]++;
     };
     let newErrors: ManifestError[] = [];
+    let newWarnings: ManifestWarning[] = [];
     await time('report', async () => {
       for (const vm of manifests.vms) {
         const key = vmKey(vm.namespace, vm.name);
@@ -482,10 +492,14 @@ export class Reconciler {
         if (!manifestErrors.has(e)) continue; // apply and prune failures were logged where they happened
         log.warn({ file: e.file, line: e.line, ...(e.path !== undefined ? { path: e.path } : {}), message: e.message }, 'manifest error');
       }
+      // Warnings the same way: nothing in the path is dropped without a word, and nothing is repeated every interval.
+      newWarnings = manifests.warnings.filter((w) => !this.reportedWarnings.has(errorKey(w)));
+      this.reportedWarnings = new Set(manifests.warnings.map(errorKey));
+      for (const w of newWarnings) log.warn({ file: w.file, line: w.line, ...(w.path !== undefined ? { path: w.path } : {}), message: w.message }, 'manifest warning');
     });
     this.manifests = manifests;
     timings.total = performance.now() - started;
-    const report: ReconcileReport = { plan: { commit, vms, errors, orphans }, summary, commit, timings, read: manifests.read, writes, outcomes, newErrors };
+    const report: ReconcileReport = { plan: { commit, vms, errors, orphans, warnings: manifests.warnings }, summary, commit, timings, read: manifests.read, writes, outcomes, newErrors, newWarnings };
     log.info({ summary: formatSummary(summary), writes, read: manifests.read.length, ms: Math.round(timings.total) }, 'reconciled');
     return report;
   }

@@ -81,6 +81,7 @@ function report(vms: VmPlanEntry[], errors: number, ms: { fetch: number; total: 
     writes: 0,
     outcomes: [],
     newErrors: [],
+    newWarnings: [],
   };
 }
 

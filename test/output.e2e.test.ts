@@ -300,7 +300,7 @@ describe('vmroll run output: what the operator reads, sync after sync', function
   });
 
   it('formatSummary fits a commit status description and keeps every count', () => {
-    const big: SyncSummary = { vms: 0, inSync: 123456, created: 23456, liveUpdated: 34567, staged: 45678, reverted: 56789, awaitingRestart: 67890, held: 78901, deleted: 89012, errors: 90123 };
+    const big: SyncSummary = { vms: 0, inSync: 123456, created: 23456, liveUpdated: 34567, staged: 45678, reverted: 56789, awaitingRestart: 67890, held: 78901, deleted: 89012, orphans: 11234, warnings: 22345, errors: 90123 };
     const text = formatSummary(big);
     assert.ok(text.length <= SUMMARY_MAX_CHARS, `${text.length}: ${text}`);
     for (const n of Object.values(big).slice(1)) assert.ok(text.includes(String(n)), `${n} missing from ${text}`);

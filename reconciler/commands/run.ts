@@ -150,6 +150,7 @@ function conditionText(vm: VmPlanEntry): string {
 export function renderReport(r: ReconcileReport): string {
   const lines = [`sync ${r.commit.slice(0, 12)}: ${formatSummary(r.summary)} (${Math.round(r.timings.total)} ms, ${r.writes} write${r.writes === 1 ? '' : 's'})`];
   for (const e of r.newErrors) lines.push(`  ${col('error')}${e.file}${e.line !== null ? `:${e.line}` : ''}: ${e.message}`);
+  for (const w of r.newWarnings) lines.push(`  ${col('warning')}${w.file}:${w.line}: ${w.message}`);
   const entries = new Map(r.plan.vms.map((vm) => [`${vm.namespace}/${vm.name}`, vm]));
   const indent = `  ${''.padEnd(VERB)}`;
   for (const o of r.outcomes) {

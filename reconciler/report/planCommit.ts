@@ -57,6 +57,8 @@ export interface PlanSummary {
   errors: number;
   /** VMs this repository applied that the commit no longer defines and that stay (`plan.orphans`); absent when none. */
   orphans?: number;
+  /** Manifest warnings (`plan.warnings`: other kinds skipped, unknown fields); absent when none. */
+  warnings?: number;
 }
 
 /** Input of {@link planCommit}. */
@@ -76,6 +78,8 @@ export interface PlanCommitOptions {
   base?: string;
   /** An earlier load (of any commit, same path): only the files that differ from it are read again. */
   previous?: ManifestSet;
+  /** `--strict`: warnings of a file are errors of that file (see loadManifests). */
+  strict?: boolean;
 }
 
 /** Output of {@link planCommit}. */
@@ -172,6 +176,7 @@ export function clusterStateKey(cache: ClusterCache): string {
 export function summarizePlan(plan: VmPlan, power: Record<string, PowerChange> = {}): PlanSummary {
   const s: PlanSummary = { vms: plan.vms.length, liveUpdated: 0, staged: 0, restarting: Object.keys(power).length, created: 0, deleted: 0, inSync: 0, pendingRestart: 0, errors: plan.errors.length };
   if ((plan.orphans?.length ?? 0) > 0) s.orphans = plan.orphans?.length ?? 0;
+  if ((plan.warnings?.length ?? 0) > 0) s.warnings = plan.warnings?.length ?? 0;
   for (const vm of plan.vms) {
     switch (vm.action) {
       case PlanAction.create:
@@ -203,6 +208,7 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
     commit,
     ...(options.path !== undefined ? { path: options.path } : {}),
     ...(options.previous !== undefined ? { previous: options.previous } : {}),
+    strict: options.strict ?? false,
   });
   let changedFiles: Set<string> | null = null;
   if (options.base !== undefined) {
@@ -270,6 +276,6 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
 
   vms.sort((a, b) => compare(a.namespace, b.namespace) || compare(a.name, b.name));
   errors.sort((a, b) => compare(a.file, b.file) || (a.line ?? 0) - (b.line ?? 0));
-  const plan: VmPlan = { commit, vms, errors, orphans: decision.orphans };
+  const plan: VmPlan = { commit, vms, errors, orphans: decision.orphans, warnings: manifests.warnings.filter((w) => inScope(w.file)) };
   return { plan, summary: summarizePlan(plan, power), power, sources, manifests };
 }

@@ -20,6 +20,10 @@ export interface VmPlan {
    * VMs this repository applied that the commit no longer defines and that are not deleted, each with the reason; sorted by namespace then name. Always present in the output of `vmroll run` and `vmroll plan`; absent from `vmroll diff`.
    */
   orphans?: VmOrphan[];
+  /**
+   * Documents vmroll read and does not apply, and fields KubeVirt does not define: other kinds skipped (Service, DataVolume, kustomization files), unknown VirtualMachine fields with a suggestion, files that no longer define the VM they defined. Sorted by file and line. Always present in the output of `vmroll run` and `vmroll plan`; absent from `vmroll diff`. Under `--strict` they are errors instead.
+   */
+  warnings?: ManifestWarning[];
 }
 /**
  * The plan for one VirtualMachine.
@@ -195,4 +199,25 @@ export interface VmOrphan {
    * One line for people, e.g. `defined in vms/db.yaml (last applied from abc123456789), no longer in Git; not deleted (run with --prune to delete)`.
    */
   message: string;
+}
+/**
+ * Something in a manifest file that vmroll read and does not apply, located by file and line.
+ */
+export interface ManifestWarning {
+  /**
+   * Repository-relative path of the file.
+   */
+  file: string;
+  /**
+   * 1-based line of the document or field.
+   */
+  line: number;
+  /**
+   * What was skipped or not understood, and why.
+   */
+  message: string;
+  /**
+   * Dotted path of an unknown field, e.g. spec.template.spec.domain.cpu.socket.
+   */
+  path?: string;
 }
