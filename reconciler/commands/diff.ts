@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { INSTANCETYPE_KINDS, InvalidVersionError, type Obj, type VmPlan, type VmPlanEntry, planRollout } from '../rollout/index.ts';
 import { ManifestParseError, parseYamlDocuments, type YamlDoc } from '../source/yamlDocs.ts';
+import { parseOutput } from '../config.ts';
 import { type CommandIO, UsageError, formatValue } from './common.ts';
 
 /** Help text of `vmroll diff`. */
@@ -22,7 +23,7 @@ Options:
   --instancetypes <file>   multi-document YAML of instancetypes and preferences
   --kubevirt-version <v>   KubeVirt version to model (e.g. v1.8.0); default: the CR's
                            status.observedKubeVirtVersion, else the seed model
-  --output json|table      default table
+  -o, --output text|json   text (default): one line per changed field; json: the VmPlan
   -h, --help               this text
 
 Exit status: 0 a plan was computed; 1 KubeVirt's admission would refuse the desired VM;
@@ -76,7 +77,7 @@ export async function runDiff(argv: string[], io: CommandIO): Promise<number> {
       conditions: { type: 'string' },
       instancetypes: { type: 'string' },
       'kubevirt-version': { type: 'string' },
-      output: { type: 'string', default: 'table' },
+      output: { type: 'string', short: 'o' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -86,7 +87,7 @@ export async function runDiff(argv: string[], io: CommandIO): Promise<number> {
     io.out(DIFF_HELP);
     return 0;
   }
-  if (values.output !== 'json' && values.output !== 'table') throw new UsageError(`--output must be json or table, not "${values.output}"`);
+  const output = parseOutput(values.output, ['text', 'json'] as const, 'text');
   if (values.baseline === undefined) throw new UsageError('--baseline <vm.yaml> is required');
   if (values.desired === undefined) throw new UsageError('--desired <vm.yaml> is required');
 
@@ -146,7 +147,7 @@ export async function runDiff(argv: string[], io: CommandIO): Promise<number> {
       message: `admission webhook would deny the update: ${a.message}`,
     })),
   };
-  if (values.output === 'json') io.out(JSON.stringify(plan, null, 2));
+  if (output === 'json') io.out(JSON.stringify(plan, null, 2));
   else io.out(renderTable(plan));
   return result.admissionErrors.length > 0 ? 1 : 0;
 }
