@@ -144,7 +144,6 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
   const target = describeTarget({ cluster: kind, kubeconfig, simState: values['sim-state'] });
   // A plan on the simulator without a state file plans against an empty cluster: say so.
   const targetText = kind === 'sim' && values['sim-state'] === undefined ? 'embedded KubeVirt simulator, empty (no --sim-state)' : target;
-  (output === 'text' ? io.out : io.err)(`target: ${targetText}`);
 
   const gitToken = values['git-token-file'] !== undefined ? readSecret(values['git-token-file'], '--git-token-file') : (env['VMROLL_GIT_TOKEN'] ?? env['GIT_TOKEN']);
   let hostToken = '';
@@ -169,6 +168,8 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
     if (e instanceof GitHostError) throw new UsageError(`${github ? '--github-repo' : '--gitea-repo'}: ${e.message}`);
     throw e;
   }
+  // Printed once every usage check passed, before anything is fetched.
+  (output === 'text' ? io.out : io.err)(`target: ${targetText}`);
   let printed = false;
   const fail = (what: string, e: unknown): number => {
     const message = `${what}: ${redactSecrets(e instanceof Error ? e.message : String(e), secrets)}`;
