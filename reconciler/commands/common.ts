@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { type KubeConfigSource, loadKubeConfig } from '../cluster/kube.ts';
-import type { Obj } from '../rollout/index.ts';
+import type { Obj, VmPlan } from '../rollout/index.ts';
 import { redactUrl } from '../source/errors.ts';
 import { parseYamlDocuments } from '../source/yamlDocs.ts';
 
@@ -69,4 +69,10 @@ export function describeTarget(options: TargetOptions): string {
   const server = redactUrl(kc.getCurrentCluster()?.server ?? '(no server)');
   if ('inCluster' in source) return `${server} (in-cluster service account)`;
   return `${server} (context ${kc.getCurrentContext()}, kubeconfig ${path.resolve(source.file)})`;
+}
+
+/** The VmPlan of a sync or plan that failed as a whole: no VMs, the failure as an error of the repository. */
+export function failedPlan(repo: string, message: string): VmPlan {
+  const file = /^[a-z][a-z0-9+.-]*:\/\//i.test(repo) ? redactUrl(repo) : path.resolve(repo);
+  return { commit: null, vms: [], errors: [{ file, line: null, message }] };
 }

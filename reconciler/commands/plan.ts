@@ -16,8 +16,7 @@ import type { Obj } from '../rollout/index.ts';
 import { SourceError, redactSecrets, redactUrl } from '../source/errors.ts';
 import { GitSource } from '../source/gitSource.ts';
 import { makeLogger, parseLogFormat } from '../logging.ts';
-import { type CommandIO, UsageError, describeTarget, loadKubeVirt } from './common.ts';
-import { failedPlan } from './run.ts';
+import { type CommandIO, UsageError, describeTarget, failedPlan, loadKubeVirt } from './common.ts';
 
 /** Help text of `vmroll plan`. */
 export const PLAN_HELP = `Usage: vmroll plan --repo <url|path> [--ref <ref> | --pr <n>] [--kubeconfig <file> | --cluster sim] [options]

@@ -17,11 +17,11 @@ import { ReportQueue } from '../report/queue.ts';
 import { StatusContext, type GitHostReporter } from '../report/reporter.ts';
 import { ensureExampleRepo } from '../source/exampleRepo.ts';
 import { type ReconcileReport, Reconciler, formatSummary } from '../loop.ts';
-import type { Obj, VmPlan } from '../rollout/index.ts';
+import type { Obj } from '../rollout/index.ts';
 import { redactSecrets, redactUrl } from '../source/errors.ts';
 import { GitSource } from '../source/gitSource.ts';
 import { startWebhookServer } from '../source/webhookServer.ts';
-import { type CommandIO, UsageError, describeTarget, loadKubeVirt, formatValue } from './common.ts';
+import { type CommandIO, UsageError, describeTarget, failedPlan, loadKubeVirt, formatValue } from './common.ts';
 
 /** The logger factory, re-exported for the callers that imported it from here. */
 export { makeLogger } from '../logging.ts';
@@ -394,7 +394,8 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
       metrics.recordFailure(rc.name, performance.now() - started);
       lastFailure = redactSecrets(e instanceof Error ? e.message : String(e), [rc.gitToken ?? '']);
       logger.error({ err: e instanceof Error ? e.message : String(e) }, 'sync failed');
-      if (config.output === 'text') io.err(`sync failed: ${e instanceof Error ? e.message : String(e)}`);
+      // With the sync lines on stdout: people read the text there, logs stay JSON on stderr.
+      if (config.output === 'text') io.out(`sync failed: ${lastFailure}`);
       return null;
     }
   };
@@ -450,12 +451,6 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
 function gitHostReporter(config: GitHostConfig, logger: Logger): GitHostReporter {
   if (config.kind === 'gitea') return new GiteaReporter({ repo: config.repo, apiUrl: config.apiUrl ?? '', token: config.token, logger });
   return new GitHubReporter({ repo: config.repo, token: config.token, ...(config.apiUrl !== undefined ? { apiUrl: config.apiUrl } : {}), logger });
-}
-
-/** The VmPlan of a sync or plan that failed as a whole: no VMs, the failure as an error of the repository. */
-export function failedPlan(repo: string, message: string): VmPlan {
-  const file = /^[a-z][a-z0-9+.-]*:\/\//i.test(repo) ? redactUrl(repo) : path.resolve(repo);
-  return { commit: null, vms: [], errors: [{ file, line: null, message }] };
 }
 
 /** Runs `vmroll run`. */
