@@ -403,7 +403,7 @@ export function renderPlanComment(input: PlanCommentInput): string {
   return fit(head, sections, tail, limit, 'VM');
 }
 
-/** The plan for a terminal (`vmroll plan --output table`): summary, errors, then every VM the plan changes. */
+/** The plan for a terminal (`vmroll plan --output text`): summary, errors, then every VM the plan changes. */
 export function renderPlanTable(plan: VmPlan, options: { summary?: PlanSummary; power?: Record<string, string>; sources?: Record<string, { file: string; line: number | null }> } = {}): string {
   const power = options.power ?? {};
   const summary = options.summary ?? summarizePlan(plan, powerAsChanges(power));
