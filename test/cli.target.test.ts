@@ -199,6 +199,17 @@ describe('vmroll CLI: the target and the conventions', function () {
       const plan = await vmroll(cwd, ['plan', '-o', 'json', '--cluster', 'sim', '--repo', url, '--ref', 'no-such-branch', '--cache-dir', path.join(cwd, 'cache')]);
       assertFailedPlan(plan, url, /^could not fetch: .*no-such-branch/);
     });
+
+    it('run --once -o json against an API server that is gone: one VmPlan with the error, exit 1', async () => {
+      const cwd = work('json-api-down');
+      const gone = await startApiServer({ cluster: new SimCluster(), listen: '127.0.0.1:0' });
+      const deadKubeconfig = path.join(cwd, 'gone.kubeconfig');
+      writeFileSync(deadKubeconfig, simKubeconfig(gone.url));
+      await gone.close();
+      const r = await vmroll(cwd, ['run', '--once', '-o', 'json', '--repo', url, '--path', 'vms', '--kubeconfig', deadKubeconfig, '--cache-dir', path.join(cwd, 'cache'), '--log-level', 'silent']);
+      assertFailedPlan(r, url, /^sync failed: .*ECONNREFUSED/);
+      assert.equal(r.stderr, `target: ${gone.url} (context vmroll-sim, kubeconfig ${deadKubeconfig})\n`);
+    });
   });
 
   describe('conventions', () => {
