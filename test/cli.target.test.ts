@@ -14,7 +14,7 @@ import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { simKubeconfig } from '../reconciler/commands/sim.ts';
 import { main } from '../reconciler/cli.ts';
 import { NO_CLUSTER, NO_REPO } from '../reconciler/config.ts';
-import { formatLogLine } from '../reconciler/logging.ts';
+import { formatLogLine, makeLogger } from '../reconciler/logging.ts';
 import { validateVmPlan } from '../reconciler/validate.ts';
 import { ROOT } from './helpers/cases.ts';
 import { type GitServer, startGitServer } from './helpers/gitServer.ts';
@@ -293,6 +293,15 @@ describe('vmroll CLI: the target and the conventions', function () {
       const line = formatLogLine(JSON.stringify({ level: 40, time: Date.UTC(2026, 0, 2, 3, 4, 5, 6), msg: 'apply failed', vm: 'shop/web', err: 'a "b" c', n: 3, o: { a: 1 } }));
       assert.equal(line, '2026-01-02T03:04:05.006Z WARN  apply failed vm=shop/web err="a \\"b\\" c" n=3 o={"a":1}\n');
       assert.equal(formatLogLine('not json'), 'not json\n');
+    });
+
+    it('the text log format hides secrets as the JSON format does', () => {
+      const written: string[] = [];
+      const sink = { write: (l: string) => (written.push(l), true) } as unknown as NodeJS.WritableStream;
+      const logger = makeLogger('info', ['s3cr3t-token'], sink, 'text');
+      logger.info({ url: 'https://x:s3cr3t-token@git.example/r.git', token: 'other' }, 'fetch');
+      assert.equal(written.length, 1);
+      assert.match(written[0] ?? '', /^\S+Z INFO  fetch url=https:\/\/x:\[redacted\]@git\.example\/r\.git token=\[redacted\]\n$/);
     });
   });
 });
