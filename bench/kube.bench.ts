@@ -190,7 +190,7 @@ async function runChild(args: { url: string; kubeconfig: string; simUrl: string;
   const { GitSource } = await import('../reconciler/source/gitSource.ts');
   const { KubeCluster } = await import('../reconciler/cluster/kube.ts');
   const { Reconciler } = await import('../reconciler/loop.ts');
-  const { makeLogger } = await import('../reconciler/commands/run.ts');
+  const { makeLogger } = await import('../reconciler/logging.ts');
   const { redactUrl } = await import('../reconciler/source/errors.ts');
 
   const pending = new Map<number, (m: ParentMessage) => void>();

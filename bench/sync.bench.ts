@@ -114,7 +114,7 @@ async function runChild(args: { url: string; cacheDir: string; changes: number; 
   const { GitSource } = await import('../reconciler/source/gitSource.ts');
   const { SimCluster } = await import('../reconciler/cluster/sim/simCluster.ts');
   const { Reconciler } = await import('../reconciler/loop.ts');
-  const { makeLogger } = await import('../reconciler/commands/run.ts');
+  const { makeLogger } = await import('../reconciler/logging.ts');
   const { redactUrl } = await import('../reconciler/source/errors.ts');
 
   type Inspector = typeof import('node:inspector/promises');

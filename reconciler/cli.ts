@@ -1,4 +1,5 @@
 /** The `vmroll` entry point: parses the command name and hands over to commands/. */
+import { readFileSync } from 'node:fs';
 import { DIFF_HELP, runDiff } from './commands/diff.ts';
 import { type CommandIO, UsageError } from './commands/common.ts';
 import { RUN_HELP, runRun } from './commands/run.ts';
@@ -16,7 +17,7 @@ const COMMANDS: Record<string, Command> = {
   run: { summary: 'follow a Git repository of VM manifests and apply it (the reconcile loop)', help: RUN_HELP, run: runRun },
   demo: { summary: 'a scripted tour: live CPU change, staged change, revert, restart', help: DEMO_HELP, run: runDemo },
   diff: { summary: 'predict live vs staged rollout of one VM change, offline, from files', help: DIFF_HELP, run: runDiff },
-  plan: { summary: 'plan a commit or pull request against the live cluster, and post it to the pull request', help: PLAN_HELP, run: (argv, io) => runPlan(argv, io) },
+  plan: { summary: 'plan a commit or pull request against a cluster, and post it to the pull request', help: PLAN_HELP, run: (argv, io) => runPlan(argv, io) },
   sim: { summary: 'serve the embedded KubeVirt simulator as a Kubernetes API (kubectl, client-node)', help: SIM_HELP, run: (argv, io) => runSim(argv, io) },
 };
 
@@ -31,8 +32,14 @@ export function usage(): string {
     'Commands:',
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
     '',
-    "Run 'vmroll <command> --help' for a command's options.",
+    "Run 'vmroll help <command>' (or 'vmroll <command> --help') for a command's options; 'vmroll --version' for the version.",
   ].join('\n');
+}
+
+/** `vmroll <version>`, the version being package.json's. */
+export function versionLine(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  return `vmroll ${String(pkg.version)}`;
 }
 
 const stdio: CommandIO = {
@@ -43,6 +50,19 @@ const stdio: CommandIO = {
 /** Runs the CLI and returns the exit status. */
 export async function main(argv: string[], io: CommandIO = stdio): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === '--version') {
+    io.out(versionLine());
+    return 0;
+  }
+  if (name === 'help' && rest.length > 0) {
+    const topic = COMMANDS[rest[0] ?? ''];
+    if (topic === undefined || rest.length > 1) {
+      io.err(`vmroll help: no command "${rest.join(' ')}"; the commands are ${Object.keys(COMMANDS).join(', ')}`);
+      return 2;
+    }
+    io.out(topic.help);
+    return 0;
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.out(usage());
     return name === undefined ? 2 : 0;

@@ -9,14 +9,16 @@ import { fileURLToPath } from 'node:url';
 import type { KubeConfigSource } from './cluster/kube.ts';
 import { DEFAULT_LEASE_NAME, defaultIdentity, podNamespace } from './cluster/leaderElection.ts';
 import { UsageError } from './commands/common.ts';
-import { type ResolvedRepository, type VmrollConfig, configHash, durationMs, parseConfig, readConfigText, repositoriesOf, repositoryName } from './configFile.ts';
+import { type ResolvedRepository, type VmrollConfig, configHash, durationMs, parseConfig, readConfigText, repositoriesOf, repositoryName, sshRefusal } from './configFile.ts';
+import { type LogFormat, parseLogFormat } from './logging.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The example repository's sources, copied into {@link EXAMPLE_REPO_DIR} on first use. */
 export const EXAMPLE_FIXTURES = path.join(ROOT, 'fixtures', 'example-repo');
 /** Where the embedded default keeps its Git repository. */
 export const EXAMPLE_REPO_DIR = path.join('.vmroll', 'example-repo');
-const EXAMPLE_SIM_STATE = path.join('.vmroll', 'sim-state.json');
+/** Where the embedded default keeps the simulated cluster. */
+export const EXAMPLE_SIM_STATE = path.join('.vmroll', 'sim-state.json');
 const EXAMPLE_KUBEVIRT = path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml');
 
 /** Everything `vmroll run` needs. */
@@ -24,7 +26,7 @@ export interface RunConfig {
   repo: string;
   ref: string;
   path: string;
-  /** True when running the embedded default (example repository + simulator). */
+  /** True when running the embedded default (example repository + simulator; only with `--cluster sim`). */
   example: boolean;
   intervalMs: number;
   once: boolean;
@@ -34,11 +36,13 @@ export interface RunConfig {
   kubeconfig: KubeConfigSource | undefined;
   simState: string | undefined;
   simKubevirt: string | undefined;
-  output: 'json' | 'text';
+  output: RunOutput;
   prune: boolean;
   listen: string | undefined;
   cacheDir: string;
   logLevel: string;
+  /** How the logs on stderr are written (default json). */
+  logFormat?: LogFormat;
   /** Git token (HTTP basic-auth password), from VMROLL_GIT_TOKEN / GIT_TOKEN or --git-token-file. */
   gitToken: string | undefined;
   /** Webhook HMAC secret, from VMROLL_WEBHOOK_SECRET or --webhook-secret-file. */
@@ -96,9 +100,37 @@ export interface GitHostConfig {
   targetUrl: string | undefined;
 }
 
+/** What `--output` prints: sync lines for people, or the VmPlan document. */
+export const RunOutput = {
+  /** One line per sync, and per changed VM and field (default). */
+  text: 'text',
+  /** With --once: the VmPlan of the sync, also when the sync failed. */
+  json: 'json',
+} as const;
+/** A value of {@link RunOutput}. */
+export type RunOutput = (typeof RunOutput)[keyof typeof RunOutput];
+
+/**
+ * Reads `--output` against the values a command offers; `table`, the old name of `text` in
+ * plan and diff, is still accepted for scripts written before the names were unified.
+ */
+export function parseOutput<T extends string>(text: string | undefined, allowed: readonly T[], fallback: T): T {
+  const value = text === 'table' && (allowed as readonly string[]).includes('text') ? 'text' : (text ?? fallback);
+  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`--output must be ${allowed.slice(0, -1).join(', ')}${allowed.length > 1 ? ' or ' : ''}${allowed[allowed.length - 1] ?? ''}, not "${value}"`);
+  return value as T;
+}
+
+/** Refuses an SSH repository location (`ssh://…`, `git@host:path`) with one line naming `flag`. */
+export function refuseSsh(repo: string, flag: string): void {
+  const refusal = sshRefusal(repo);
+  if (refusal !== null) throw new UsageError(`${flag} ${refusal}`);
+}
+
 /** Flag values as parsed by the command. */
 export interface RunFlags {
   repo?: string | undefined;
+  /** Branch, tag or commit; `branch` is its older name, kept as an alias. */
+  ref?: string | undefined;
   branch?: string | undefined;
   path?: string | undefined;
   interval?: string | undefined;
@@ -113,6 +145,7 @@ export interface RunFlags {
   listen?: string | undefined;
   'cache-dir'?: string | undefined;
   'log-level'?: string | undefined;
+  'log-format'?: string | undefined;
   'git-token-file'?: string | undefined;
   'webhook-secret-file'?: string | undefined;
   'github-repo'?: string | undefined;
@@ -149,29 +182,48 @@ function readSecretFile(file: string, flag: string): string {
   }
 }
 
+/** The one line printed when `run` has no repository and the simulator was not chosen. */
+export const NO_REPO =
+  'no --repo: name the repository to sync (--repo URL|PATH, VMROLL_REPO or --config); the bundled example repository only runs on the embedded simulator (--cluster sim)';
+
+/** The one line printed when no cluster was chosen: every way to choose one. */
+export const NO_CLUSTER =
+  'no cluster chosen: pass --kubeconfig FILE, set KUBECONFIG, or run in a pod (service account); --cluster kube uses ~/.kube/config; --cluster sim runs the embedded KubeVirt simulator';
+
 /**
- * Which backend: `--cluster`, else `kube` when a kubeconfig is named (`--kubeconfig`) or
- * vmroll runs in a pod, else the simulator. KUBECONFIG alone does not switch to a real
- * cluster (a developer's shell often has one set); with `--cluster kube` it is used.
+ * Which backend, as kubectl would pick it and never the simulator by default: `--cluster`
+ * (VMROLL_CLUSTER, the file's cluster.kind); else `sim` when a simulator flag is given
+ * (`--sim-state`, `--sim-kubevirt`); else `kube` when `--kubeconfig` is given, KUBECONFIG is
+ * set, or vmroll runs in a pod. Nothing chosen is a usage error ({@link NO_CLUSTER}): a
+ * sync never goes to a cluster the operator did not name.
  */
-export function clusterKind(flags: RunFlags, env: NodeJS.ProcessEnv, example: boolean): 'sim' | 'kube' {
-  const chosen = flags.cluster ?? env['VMROLL_CLUSTER'];
+export function clusterKind(flags: RunFlags, env: NodeJS.ProcessEnv): 'sim' | 'kube' {
+  const fromEnv = env['VMROLL_CLUSTER'];
+  const chosen = flags.cluster ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : undefined);
   if (chosen !== undefined && chosen !== 'sim' && chosen !== 'kube') throw new UsageError(`--cluster must be sim or kube, not "${chosen}"`);
-  const kind = chosen ?? (flags.kubeconfig !== undefined || (!example && env['KUBERNETES_SERVICE_HOST'] !== undefined) ? 'kube' : 'sim');
-  if (kind === 'kube' && (flags['sim-state'] !== undefined || flags['sim-kubevirt'] !== undefined)) {
+  const simFlag = flags['sim-state'] !== undefined || flags['sim-kubevirt'] !== undefined;
+  let kind: 'sim' | 'kube' | undefined = chosen;
+  if (kind === undefined && simFlag) kind = 'sim';
+  if (kind === undefined && (flags.kubeconfig !== undefined || (env['KUBECONFIG'] ?? '') !== '' || (env['KUBERNETES_SERVICE_HOST'] ?? '') !== '')) kind = 'kube';
+  if (kind === undefined) throw new UsageError(NO_CLUSTER);
+  if (kind === 'kube' && simFlag) {
     throw new UsageError('--sim-state and --sim-kubevirt apply to the simulator, not to --cluster kube');
   }
-  if (kind === 'sim' && (flags.kubeconfig !== undefined || flags.context !== undefined)) throw new UsageError('--kubeconfig and --context apply to --cluster kube');
+  if (kind === 'sim' && (flags.kubeconfig !== undefined || flags.context !== undefined)) throw new UsageError('--kubeconfig and --context apply to --cluster kube, not to the simulator');
   return kind;
 }
 
-/** The kubeconfig: `--kubeconfig`, else the first file of KUBECONFIG, else the pod's service account, else ~/.kube/config. */
+/**
+ * The kubeconfig, in kubectl's order: `--kubeconfig`, else the first file of KUBECONFIG, else
+ * the pod's service account, else ~/.kube/config (reached only with an explicit `--cluster
+ * kube`, and named on the target line like any other).
+ */
 export function kubeConfigSource(flags: RunFlags, env: NodeJS.ProcessEnv): KubeConfigSource {
   const context = flags.context !== undefined ? { context: flags.context } : {};
   if (flags.kubeconfig !== undefined) return { file: flags.kubeconfig, ...context };
   const first = (env['KUBECONFIG'] ?? '').split(path.delimiter).find((f) => f !== '');
   if (first !== undefined) return { file: first, ...context };
-  if (env['KUBERNETES_SERVICE_HOST'] !== undefined) return { inCluster: true };
+  if ((env['KUBERNETES_SERVICE_HOST'] ?? '') !== '') return { inCluster: true };
   const home = env['HOME'] ?? '';
   if (home === '') throw new UsageError('--cluster kube needs --kubeconfig, KUBECONFIG, or to run in a pod');
   return { file: path.join(home, '.kube', 'config'), ...context };
@@ -203,13 +255,15 @@ export function gitHostConfig(flags: RunFlags, env: NodeJS.ProcessEnv): GitHostC
 /** Environment variables that stand for a flag: when set, the file's value for that flag does not apply. */
 const ENV_OF: Partial<Record<keyof RunFlags, readonly string[]>> = {
   repo: ['VMROLL_REPO'],
-  branch: ['VMROLL_BRANCH'],
+  ref: ['VMROLL_REF', 'VMROLL_BRANCH'],
+  branch: ['VMROLL_REF', 'VMROLL_BRANCH'],
   path: ['VMROLL_PATH'],
   interval: ['VMROLL_INTERVAL'],
   cluster: ['VMROLL_CLUSTER'],
   kubeconfig: ['KUBECONFIG'],
   'cache-dir': ['VMROLL_CACHE_DIR'],
   'log-level': ['VMROLL_LOG_LEVEL'],
+  'log-format': ['VMROLL_LOG_FORMAT'],
   'git-token-file': ['VMROLL_GIT_TOKEN', 'GIT_TOKEN'],
   'webhook-secret-file': ['VMROLL_WEBHOOK_SECRET'],
   'github-repo': ['VMROLL_GITHUB_REPO'],
@@ -222,7 +276,7 @@ const ENV_OF: Partial<Record<keyof RunFlags, readonly string[]>> = {
 };
 
 /** Flags that describe one repository: with several repositories in the file they are ambiguous. */
-const REPOSITORY_FLAGS = ['branch', 'path', 'prune', 'git-token-file'] as const;
+const REPOSITORY_FLAGS = ['ref', 'path', 'prune', 'git-token-file'] as const;
 
 /**
  * The flags with the configuration file's settings filled in where neither a flag nor its
@@ -239,13 +293,13 @@ function withFile(flags: RunFlags, env: NodeJS.ProcessEnv, file: VmrollConfig, r
   const flagRepo = flags.repo !== undefined || (env['VMROLL_REPO'] ?? '') !== '';
   if (single !== undefined && !flagRepo) {
     fill('repo', single.url);
-    fill('branch', single.branch);
+    fill('ref', single.branch);
     fill('path', single.path);
     fill('prune', single.prune);
     fill('git-token-file', single.gitTokenFile);
   } else if (flagRepo) {
     // The flag's repository replaces the file's; the file's defaults still apply to it.
-    fill('branch', file.branch);
+    fill('ref', file.branch);
     fill('prune', file.prune);
     fill('git-token-file', file.gitTokenFile);
   } else if (repositories.length > 1) {
@@ -259,7 +313,7 @@ function withFile(flags: RunFlags, env: NodeJS.ProcessEnv, file: VmrollConfig, r
     const first = repositories[0];
     if (first !== undefined) {
       out.repo = first.url;
-      out.branch = first.branch;
+      out.ref = first.branch;
       out.path = first.path;
       out.prune = first.prune;
     }
@@ -352,7 +406,8 @@ export function runConfigSource(rawFlags: RunFlags, env: NodeJS.ProcessEnv = pro
 }
 
 /** {@link runConfig} with the configuration file's text already read (at start, and again on each reload). */
-export function resolveRunConfig(rawFlags: RunFlags, env: NodeJS.ProcessEnv, configFile: { path: string; text: string } | undefined): RunConfig {
+export function resolveRunConfig(givenFlags: RunFlags, env: NodeJS.ProcessEnv, configFile: { path: string; text: string } | undefined): RunConfig {
+  const rawFlags = withRefAlias(givenFlags);
   const configPath = configFile?.path;
   const file = configFile !== undefined ? parseConfig(configFile.text, configFile.path) : undefined;
   const fileRepositories = file !== undefined ? repositoriesOf(file) : [];
@@ -377,6 +432,14 @@ export function resolveRunConfig(rawFlags: RunFlags, env: NodeJS.ProcessEnv, con
   };
 }
 
+/** `--branch` is the older name of `--ref`: one of them, under the name `ref`. */
+function withRefAlias(flags: RunFlags): RunFlags {
+  const { branch, ...rest } = flags;
+  if (branch === undefined) return flags;
+  if (flags.ref !== undefined && flags.ref !== branch) throw new UsageError('--branch is another name for --ref: give one of them');
+  return { ...rest, ref: branch };
+}
+
 /** A file repository with the flags, environment and file-wide settings laid over it. */
 function repositoryRunConfig(r: ResolvedRepository, base: RunConfig, flags: RunFlags, env: NodeJS.ProcessEnv): RepositoryRunConfig {
   // --interval (or VMROLL_INTERVAL) is for every repository; else the repository's own, else the file's.
@@ -390,12 +453,15 @@ function repositoryRunConfig(r: ResolvedRepository, base: RunConfig, flags: RunF
 
 /** The configuration of one repository from flags and environment alone (the file already laid in as flags). */
 function singleRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv): RunConfig {
-  const example = (flags.repo ?? env['VMROLL_REPO'] ?? '') === '';
-  // Without a repository, vmroll runs its embedded default: the example repository against the simulator.
-  const repo = example ? EXAMPLE_REPO_DIR : (flags.repo ?? env['VMROLL_REPO'] ?? '');
-  const cluster = clusterKind(flags, env, example);
-  const output = flags.output ?? 'text';
-  if (output !== 'json' && output !== 'text') throw new UsageError(`--output must be json or text, not "${output}"`);
+  const given = flags.repo !== undefined && flags.repo !== '' ? flags.repo : env['VMROLL_REPO'];
+  const example = (given ?? '') === '';
+  const explicitCluster = flags.cluster ?? (env['VMROLL_CLUSTER'] !== '' ? env['VMROLL_CLUSTER'] : undefined);
+  // The bundled example (with its cloud-init password) only ever goes to the embedded simulator, and only when asked for.
+  if (example && explicitCluster !== 'sim') throw new UsageError(NO_REPO);
+  const repo = example ? EXAMPLE_REPO_DIR : (given ?? '');
+  if (!example) refuseSsh(repo, '--repo');
+  const cluster = clusterKind(flags, env);
+  const output = parseOutput(flags.output, [RunOutput.text, RunOutput.json], RunOutput.text);
   const intervalMs = parseDuration(flags.interval ?? env['VMROLL_INTERVAL'] ?? '1m');
   if (intervalMs < 1000) throw new UsageError('--interval must be at least 1s');
   const gitToken = flags['git-token-file'] !== undefined ? readSecretFile(flags['git-token-file'], '--git-token-file') : (env['VMROLL_GIT_TOKEN'] ?? env['GIT_TOKEN']);
@@ -403,7 +469,7 @@ function singleRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv): RunConfig {
     flags['webhook-secret-file'] !== undefined ? readSecretFile(flags['webhook-secret-file'], '--webhook-secret-file') : env['VMROLL_WEBHOOK_SECRET'];
   return {
     repo,
-    ref: flags.branch ?? env['VMROLL_BRANCH'] ?? 'main',
+    ref: flags.ref ?? env['VMROLL_REF'] ?? env['VMROLL_BRANCH'] ?? 'main',
     path: flags.path ?? env['VMROLL_PATH'] ?? '',
     intervalMs,
     once: flags.once ?? false,
@@ -417,6 +483,7 @@ function singleRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv): RunConfig {
     listen: flags.listen,
     cacheDir: flags['cache-dir'] ?? env['VMROLL_CACHE_DIR'] ?? '.vmroll/cache',
     logLevel: flags['log-level'] ?? env['VMROLL_LOG_LEVEL'] ?? 'info',
+    logFormat: parseLogFormat(flags['log-format'] ?? (env['VMROLL_LOG_FORMAT'] !== '' ? env['VMROLL_LOG_FORMAT'] : undefined)),
     gitToken: gitToken === '' ? undefined : gitToken,
     webhookSecret: webhookSecret === '' ? undefined : webhookSecret,
     gitHost: gitHostConfig(flags, env),

@@ -13,6 +13,7 @@ import { LineCounter, isMap, isScalar, parseDocument } from 'yaml';
 import type { RepositoryConfig, VmrollConfig } from '../schemas/generated/vmroll-config.ts';
 import { UsageError } from './commands/common.ts';
 import { ManifestParseError, parseYamlDocuments } from './source/yamlDocs.ts';
+import { redactUrl } from './source/errors.ts';
 
 export type { RepositoryConfig, VmrollConfig } from '../schemas/generated/vmroll-config.ts';
 
@@ -77,6 +78,17 @@ function compiled(): ValidateFunction {
 }
 
 const URL_LIKE = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/**
+ * Why a repository location is refused because it is SSH (`ssh://…`, `git+ssh://…` or Git's
+ * scp-like `[user@]host:path`), or null. Git reads `host:path` as SSH whenever the colon comes
+ * before any slash, so vmroll must not read it as a local folder.
+ */
+export function sshRefusal(url: string): string | null {
+  const ssh = /^(?:ssh|git\+ssh|ssh\+git):\/\//i.test(url) || (!URL_LIKE.test(url) && /^(?:[^@/\\:\s]+@)?[^@/\\:\s]{2,}:/.test(url));
+  if (!ssh) return null;
+  return `${redactUrl(url)}: SSH repositories are not supported yet; use https:// with a token (--git-token-file)`;
+}
 
 /** Parses `500ms`, `30s`, `5m`, `1h30m` (already checked against the schema's pattern). */
 export function durationMs(text: string): number {
@@ -198,6 +210,11 @@ type IssueAt = (keys: ReadonlyArray<string | number>, message: string) => Config
 /** Rules that need more than one field at a time. */
 function semanticIssues(config: VmrollConfig, issue: IssueAt): ConfigIssue[] {
   const out: ConfigIssue[] = [];
+  if (config.repo !== undefined && sshRefusal(config.repo) !== null) out.push(issue(['repo'], sshRefusal(config.repo) ?? ''));
+  config.repositories?.forEach((r, i) => {
+    const refusal = sshRefusal(r.url);
+    if (refusal !== null) out.push(issue(['repositories', i, 'url'], refusal));
+  });
   if (config.repositories !== undefined) {
     if (config.repo !== undefined) out.push(issue(['repo'], 'give one repository at the top level (repo, branch, path, ...) or several under repositories, not both'));
     for (const key of ['path', 'namespaces', 'identity'] as const) {

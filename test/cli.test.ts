@@ -55,13 +55,13 @@ describe('vmroll CLI', function () {
   });
 
   it('vmroll run without --repo syncs the embedded default: the example repository on the simulator', async () => {
-    const r = await vmrollIn(dir, 'run', '--once', '--output', 'json', '--log-level', 'silent');
+    const r = await vmrollIn(dir, 'run', '--cluster', 'sim', '--once', '--output', 'json', '--log-level', 'silent');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /Created the example repository/);
     const plan = JSON.parse(r.stdout) as { commit: string; vms: Array<{ name: string; action: string }>; errors: unknown[] };
     assert.match(plan.commit, /^[0-9a-f]{40}$/);
     assert.deepEqual(plan.vms.map((v) => `${v.name}:${v.action}`), ['batch:create', 'db:create', 'web:create']);
-    const again = await vmrollIn(dir, 'run', '--once', '--output', 'json', '--log-level', 'silent');
+    const again = await vmrollIn(dir, 'run', '--cluster', 'sim', '--once', '--output', 'json', '--log-level', 'silent');
     const plan2 = JSON.parse(again.stdout) as { vms: Array<{ action: string }> };
     assert.deepEqual(plan2.vms.map((v) => v.action), ['none', 'none', 'none'], 'the second run finds the simulated cluster in sync');
   });
@@ -136,7 +136,7 @@ describe('vmroll CLI', function () {
     ['an empty file', () => ['--baseline', ex('web-baseline.yaml'), '--desired', file('empty.yaml', '# nothing\n')], /empty\.yaml: empty file, expected a VirtualMachine \(--desired\)$/],
     ['a missing --desired', () => ['--baseline', ex('web-baseline.yaml')], /--desired <vm\.yaml> is required$/],
     ['an unknown option', () => ['--baseline', ex('web-baseline.yaml'), '--desired', ex('web-desired.yaml'), '--colour'], /Unknown option '--colour'/],
-    ['a bad --output', () => ['--baseline', ex('web-baseline.yaml'), '--desired', ex('web-desired.yaml'), '--output', 'xml'], /--output must be json or table, not "xml"$/],
+    ['a bad --output', () => ['--baseline', ex('web-baseline.yaml'), '--desired', ex('web-desired.yaml'), '--output', 'xml'], /--output must be text or json, not "xml"$/],
     ['a bad --kubevirt-version', () => ['--baseline', ex('web-baseline.yaml'), '--desired', ex('web-desired.yaml'), '--kubevirt-version', 'latest'], /--kubevirt-version: "latest" is not a KubeVirt version/],
     ['a --conditions file that is not a list', () => ['--baseline', ex('web-baseline.yaml'), '--desired', ex('web-desired.yaml'), '--conditions', file('conds.yaml', 'type: RestartRequired\n')], /conds\.yaml:1: expected a YAML list of conditions/],
     ['a wrong kind in --instancetypes', () => ['--baseline', ex('web-baseline.yaml'), '--desired', ex('web-desired.yaml'), '--instancetypes', file('its.yaml', 'kind: VirtualMachineClusterInstancetype\nmetadata: {name: a}\n---\nkind: Pod\nmetadata: {name: b}\n')], /its\.yaml:4: expected one of .*found "Pod"/],

@@ -119,7 +119,7 @@ function captureIO(): CommandIO & { stdout: string[]; stderr: string[] } {
   return { stdout, stderr, out: (t) => stdout.push(t), err: (t) => stderr.push(t) };
 }
 
-describe('vmroll plan: commits and pull requests against the live cluster', function () {
+describe('vmroll plan: commits and pull requests against a cluster', function () {
   this.timeout(30_000);
   let server: GitServer;
   let work: WorkingClone;
@@ -343,7 +343,8 @@ describe('vmroll plan: commits and pull requests against the live cluster', func
       const code = await main(['plan', '--repo', url, '--pr', '3', '--base', 'main', '--path', 'vms', '--sim-state', simState, '--sim-kubevirt', kubevirtFile, '--cache-dir', path.join(dir, 'cli-cache')], io);
       assert.equal(code, 0, io.stderr.join('\n'));
       const text = io.stdout.join('\n');
-      assert.match(text, /^vmroll plan for [0-9a-f]{7}: 1 live-updated · 0 staged until restart · 0 created · 0 deleted/);
+      assert.equal(io.stdout[0], `target: embedded KubeVirt simulator, state in ${simState}`, 'the first line names what the plan was made against');
+      assert.match(io.stdout[1] ?? '', /^vmroll plan for [0-9a-f]{7}: 1 live-updated · 0 staged until restart · 0 created · 0 deleted/);
       assert.match(text, /VM shop\/web: update · 1 live/);
       assert.ok(!text.includes('shop/db'));
     });
@@ -354,6 +355,9 @@ describe('vmroll plan: commits and pull requests against the live cluster', func
       assert.equal(code, 1);
       const text = io.stdout.join('\n');
       assert.ok(text.startsWith(PLAN_MARKER));
+      assert.ok(!text.includes('live cluster'), 'a plan made on the simulator does not claim a live cluster');
+      assert.ok(text.includes(`Planned by vmroll against embedded KubeVirt simulator, state in ${simState}; nothing is applied before the merge.`), text.slice(-400));
+      assert.deepEqual(io.stderr, [`target: embedded KubeVirt simulator, state in ${simState}`], 'with markdown the target line goes to stderr');
       assert.ok(text.includes(`**vmroll plan** for <code>${featureSha.slice(0, 7)}</code>: 2 live-updated · 1 staged until restart · 1 stopped or started by runStrategy · 1 created · 0 deleted · 1 orphaned · 1 error\n`), text.split("\n")[3]);
     });
 
@@ -398,7 +402,7 @@ describe('vmroll plan: commits and pull requests against the live cluster', func
     it('--help documents the flags', async function () {
       const io = captureIO();
       assert.equal(await main(['plan', '--help'], io), 0);
-      for (const flag of ['--repo', '--ref', '--pr', '--base', '--prune', '--sim-state', '--kubeconfig', '--output table|markdown|json', '--post', '--github-repo', '--github-token-file', '--gitea-url']) {
+      for (const flag of ['--repo', '--ref', '--pr', '--base', '--prune', '--sim-state', '--kubeconfig', '--output text|markdown|json', '--post', '--github-repo', '--github-token-file', '--gitea-url']) {
         assert.ok(io.stdout[0]?.includes(flag), flag);
       }
     });

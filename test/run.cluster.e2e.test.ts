@@ -194,7 +194,7 @@ describe('vmroll run in a cluster: config file, namespaces, /metrics, leader ele
     assert.equal(fromFlags.ref, 'from-flag');
     assert.equal(fromFlags.intervalMs, 30_000);
     assert.equal(fromFlags.leaderElection?.namespace, 'from-flag');
-    assert.throws(() => runConfig({ config: file }, {}), /--leader-elect needs --cluster kube/);
+    assert.throws(() => runConfig({ config: file, cluster: 'sim' }, {}), /--leader-elect needs --cluster kube/);
     writeFileSync(file, 'repositories:\n  - name: a\n    url: x\n    interval: soon\n');
     assert.throws(() => runConfig({ config: file }, {}), (e: unknown) => e instanceof ConfigFileError && e.message === `${file}:4: repositories[0].interval: must be a duration such as 30s, 5m or 1h30m`);
   });

@@ -69,7 +69,7 @@ describe('vmroll run end to end', function () {
 
   it('push → vmroll run --once → the simulated VM and VMI show what the plan predicted', async () => {
     const state = path.join(dir, 'cluster.json');
-    const common = ['--repo', url, '--path', 'vms', '--sim-state', state, '--cache-dir', path.join(dir, 'cache'), '--output', 'json', '--log-level', 'silent'];
+    const common = ['--repo', url, '--path', 'vms', '--cluster', 'sim', '--sim-state', state, '--cache-dir', path.join(dir, 'cache'), '--output', 'json', '--log-level', 'silent'];
     const first = await vmrollOnce([...common, '--sim-kubevirt', KUBEVIRT]);
     assert.equal(first.code, 0, first.stderr);
     const plan1 = JSON.parse(first.stdout) as VmPlan;

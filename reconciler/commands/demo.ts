@@ -10,7 +10,8 @@ import { InvalidVersionError, type Obj, behavioursFor, parseVersion } from '../r
 import { commitAll, ensureExampleRepo } from '../source/exampleRepo.ts';
 import { GitSource } from '../source/gitSource.ts';
 import { type CommandIO, UsageError } from './common.ts';
-import { makeLogger, renderReport } from './run.ts';
+import { makeLogger } from '../logging.ts';
+import { renderReport } from './run.ts';
 
 /** Help text of `vmroll demo`. */
 export const DEMO_HELP = `Usage: vmroll demo [--kubevirt-version vX.Y.Z]

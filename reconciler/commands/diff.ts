@@ -14,6 +14,7 @@ import {
   resolveCluster,
 } from '../rollout/index.ts';
 import { ManifestParseError, parseYamlDocuments, type YamlDoc } from '../source/yamlDocs.ts';
+import { parseOutput } from '../config.ts';
 import { type CommandIO, UsageError, formatValue } from './common.ts';
 
 /** Help text of `vmroll diff`. */
@@ -39,7 +40,7 @@ Options:
   --instancetypes <file>   multi-document YAML of instancetypes and preferences
   --kubevirt-version <v>   KubeVirt version to model (e.g. v1.8.0); default: the CR's
                            status.observedKubeVirtVersion, else the seed model
-  --output json|table      default table
+  -o, --output text|json   text (default): one line per changed field; json: the VmPlan
   -h, --help               this text
 
 Fields KubeVirt fills in itself: a stored VM (and so a baseline) carries fields that
@@ -55,7 +56,7 @@ change, and says so (a "filled from the baseline" line; clusterDefaults in the J
     kubevirt.io/pci-topology-version.
 A value that --desired does set, and that differs, is reported as a change.
 
-Output: the table, or with --output json a VmPlan (schemas/vmplan.schema.json) whose
+Output: the text, or with --output json a VmPlan (schemas/vmplan.schema.json) whose
 changes each carry rollout (live|staged) and takesEffect (running, vmObject,
 nextRestart or nextStart).
 
@@ -180,7 +181,7 @@ export async function runDiff(argv: string[], io: CommandIO): Promise<number> {
       conditions: { type: 'string' },
       instancetypes: { type: 'string' },
       'kubevirt-version': { type: 'string' },
-      output: { type: 'string', default: 'table' },
+      output: { type: 'string', short: 'o' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -190,7 +191,7 @@ export async function runDiff(argv: string[], io: CommandIO): Promise<number> {
     io.out(DIFF_HELP);
     return 0;
   }
-  if (values.output !== 'json' && values.output !== 'table') throw new UsageError(`--output must be json or table, not "${values.output}"`);
+  const output = parseOutput(values.output, ['text', 'json'] as const, 'text');
   if (values.baseline === undefined) throw new UsageError('--baseline <vm.yaml> is required');
   if (values.desired === undefined) throw new UsageError('--desired <vm.yaml> is required');
 
@@ -268,7 +269,7 @@ export async function runDiff(argv: string[], io: CommandIO): Promise<number> {
       message: `admission webhook would deny the update: ${a.message}`,
     })),
   };
-  if (values.output === 'json') io.out(JSON.stringify(plan, null, 2));
+  if (output === 'json') io.out(JSON.stringify(plan, null, 2));
   else io.out(renderTable(plan, { running: vmi !== null, baseline: baseline.revision !== null ? `ControllerRevision ${baseline.revision}` : null }));
   return result.admissionErrors.length > 0 ? 1 : 0;
 }

@@ -1,4 +1,4 @@
-/** `vmroll plan`: what applying one commit (or pull request head) would do to the live cluster, without applying it. */
+/** `vmroll plan`: what applying one commit (or pull request head) would do to the chosen cluster, without applying it. */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -7,7 +7,7 @@ import { ClusterCache } from '../cluster/cache.ts';
 import { KubeCluster } from '../cluster/kube.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
 import { repositoryIdentity } from '../apply/identity.ts';
-import { clusterKind, kubeConfigSource } from '../config.ts';
+import { clusterKind, kubeConfigSource, parseOutput, refuseSsh } from '../config.ts';
 import { GiteaReporter } from '../report/gitea.ts';
 import { GitHubReporter } from '../report/github.ts';
 import { renderPlanComment, renderPlanTable, statusDescription } from '../report/markdown.ts';
@@ -16,21 +16,28 @@ import { GitHostError, type GitHostReporter, type PullRequestInfo, StatusContext
 import type { Obj } from '../rollout/index.ts';
 import { SourceError, redactSecrets, redactUrl } from '../source/errors.ts';
 import { GitSource } from '../source/gitSource.ts';
-import { type CommandIO, UsageError, loadKubeVirt } from './common.ts';
-import { makeLogger } from './run.ts';
+import { makeLogger, parseLogFormat } from '../logging.ts';
+import { type CommandIO, UsageError, describeTarget, failedPlan, loadKubeVirt } from './common.ts';
 
 /** Help text of `vmroll plan`. */
-export const PLAN_HELP = `Usage: vmroll plan --repo <url|path> [--ref <ref> | --pr <n>] [options]
+export const PLAN_HELP = `Usage: vmroll plan --repo <url|path> [--ref <ref> | --pr <n>] [--kubeconfig <file> | --cluster sim] [options]
 
-Plans one commit against the live cluster without applying anything: for every VM, create,
+Plans one commit against a cluster without applying anything: for every VM, create,
 update or delete, which changed fields go live into the running guest, which wait for a
 restart and every reason why, and the RestartRequired message KubeVirt would set. With
 --post, writes the plan to the pull request as the vmroll/plan commit status and vmroll's
-sticky comment.
+sticky comment. The first line names the target (with --output text on stdout, else on
+stderr); the markdown comment names it too.
+
+The cluster is chosen as kubectl chooses it: --kubeconfig, else KUBECONFIG, else the pod's
+service account; --cluster kube alone uses ~/.kube/config. The embedded simulator (read
+only: its state file is loaded, never written) is used only when chosen: --cluster sim,
+--sim-state or --sim-kubevirt. With nothing chosen, vmroll refuses (exit 2).
 
 Options:
-  --repo <url|path>          Git repository over http(s), or a local repository path; give it
-                             as vmroll run is given it (ownership annotations name it)
+  --repo <url|path>          Git repository over http(s), or a local repository path (SSH is
+                             not supported yet); give it as vmroll run is given it
+                             (ownership annotations name it)
   --ref <ref>                branch, tag or commit to plan (default main)
   --pr <n>                   plan pull request n's head (refs/pull/<n>/head) instead of --ref
   --base <ref>               plan only the VMs whose files changed between the merge base of
@@ -42,13 +49,15 @@ Options:
   --identity <id>            the repository's ownership identity, when vmroll.yaml sets one
                              (default: the normalised URL plus --path; for a local checkout,
                              its origin remote's URL, so a CI checkout matches the deployment)
-  --cluster sim|kube         sim: the embedded simulator (default); kube: the Kubernetes API
+  --cluster sim|kube         sim: the embedded simulator; kube: the Kubernetes API (else
+                             VMROLL_CLUSTER; see above when not given)
   --sim-state <file>         the simulated cluster's state file (as written by vmroll run)
   --sim-kubevirt <file>      the KubeVirt CR the simulator emulates
   --kubeconfig <file>        kubeconfig of the cluster (implies --cluster kube)
   --context <name>           kubeconfig context
-  --output table|markdown|json
-                             table (default), the pull-request comment, or the VmPlan JSON
+  -o, --output text|markdown|json
+                             text (default), the pull-request comment, or the VmPlan JSON
+                             (also when the plan cannot be made: the failure in errors)
   --post                     with --pr: post the status and the comment to the Git host
   --github-repo <owner/name> GitHub repository to post to
   --github-api-url <url>     GitHub REST root (default https://api.github.com)
@@ -60,12 +69,13 @@ Options:
   --cache-dir <dir>          where http(s) repositories are cloned (default .vmroll/cache)
   --git-token-file <file>    Git token for cloning (else VMROLL_GIT_TOKEN or GIT_TOKEN)
   --log-level <level>        pino level on stderr (default warn)
+  --log-format json|text     logs on stderr as JSON lines (default) or as readable text
   -h, --help                 this text
 
 Exit status: 0 the plan has no errors; 1 manifest errors or admission refusals (or the
 plan could not be made or posted); 2 bad usage.`;
 
-const OUTPUTS = ['table', 'markdown', 'json'] as const;
+const OUTPUTS = ['text', 'markdown', 'json'] as const;
 type Output = (typeof OUTPUTS)[number];
 
 function readSecret(file: string, flag: string): string {
@@ -99,7 +109,7 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
       'sim-kubevirt': { type: 'string' },
       kubeconfig: { type: 'string' },
       context: { type: 'string' },
-      output: { type: 'string', default: 'table' },
+      output: { type: 'string', short: 'o' },
       post: { type: 'boolean' },
       'github-repo': { type: 'string' },
       'github-api-url': { type: 'string' },
@@ -111,6 +121,7 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
       'cache-dir': { type: 'string' },
       'git-token-file': { type: 'string' },
       'log-level': { type: 'string' },
+      'log-format': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -120,9 +131,10 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
     io.out(PLAN_HELP);
     return 0;
   }
-  const output = values.output as Output;
-  if (!OUTPUTS.includes(output)) throw new UsageError(`--output must be table, markdown or json, not "${values.output}"`);
+  const output: Output = parseOutput(values.output, OUTPUTS, 'text');
+  const logFormat = parseLogFormat(values['log-format'] ?? (env['VMROLL_LOG_FORMAT'] !== '' ? env['VMROLL_LOG_FORMAT'] : undefined));
   if (values.repo === undefined || values.repo === '') throw new UsageError('--repo <url|path> is required');
+  refuseSsh(values.repo, '--repo');
   if (values.pr !== undefined && values.ref !== undefined) throw new UsageError('--ref and --pr exclude each other');
   const pr = values.pr !== undefined ? positiveInt(values.pr, '--pr') : undefined;
   if (values.post && pr === undefined) throw new UsageError('--post needs --pr <n>: the plan is posted to a pull request');
@@ -131,7 +143,12 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
   if (values.post && github === gitea) throw new UsageError('--post needs either --github-repo or --gitea-url with --gitea-repo');
   if (!values.post && (github || gitea)) throw new UsageError('--github-repo and --gitea-* are used with --post');
   if (gitea && (values['gitea-url'] === undefined || values['gitea-repo'] === undefined)) throw new UsageError('--gitea-url and --gitea-repo go together');
-  const kind = clusterKind({ cluster: values.cluster, kubeconfig: values.kubeconfig, context: values.context, 'sim-state': values['sim-state'], 'sim-kubevirt': values['sim-kubevirt'] }, env, false);
+  const clusterFlags = { cluster: values.cluster, kubeconfig: values.kubeconfig, context: values.context, 'sim-state': values['sim-state'], 'sim-kubevirt': values['sim-kubevirt'] };
+  const kind = clusterKind(clusterFlags, env);
+  const kubeconfig = kind === 'kube' ? kubeConfigSource(clusterFlags, env) : undefined;
+  const target = describeTarget({ cluster: kind, kubeconfig, simState: values['sim-state'] });
+  // A plan on the simulator without a state file plans against an empty cluster: say so.
+  const targetText = kind === 'sim' && values['sim-state'] === undefined ? 'embedded KubeVirt simulator, empty (no --sim-state)' : target;
 
   const gitToken = values['git-token-file'] !== undefined ? readSecret(values['git-token-file'], '--git-token-file') : (env['VMROLL_GIT_TOKEN'] ?? env['GIT_TOKEN']);
   let hostToken = '';
@@ -143,7 +160,7 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
     if (hostToken === '') throw new UsageError('--post to Gitea needs --gitea-token-file or GITEA_TOKEN');
   }
   const secrets = [gitToken ?? '', hostToken].filter((t) => t !== '');
-  const logger = makeLogger(values['log-level'] ?? 'warn', secrets);
+  const logger = makeLogger(values['log-level'] ?? 'warn', secrets, process.stderr, logFormat);
   let reporter: GitHostReporter | null = null;
   try {
     if (values.post && github) {
@@ -156,8 +173,14 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
     if (e instanceof GitHostError) throw new UsageError(`${github ? '--github-repo' : '--gitea-repo'}: ${e.message}`);
     throw e;
   }
+  // Printed once every usage check passed, before anything is fetched.
+  (output === 'text' ? io.out : io.err)(`target: ${targetText}`);
+  let printed = false;
   const fail = (what: string, e: unknown): number => {
-    io.err(`vmroll plan: ${what}: ${redactSecrets(e instanceof Error ? e.message : String(e), secrets)}`);
+    const message = `${what}: ${redactSecrets(e instanceof Error ? e.message : String(e), secrets)}`;
+    io.err(`vmroll plan: ${message}`);
+    // With --output json a failed plan is still one document, the failure in its errors.
+    if (output === 'json' && !printed) io.out(JSON.stringify(failedPlan(values.repo ?? '', message), null, 2));
     return 1;
   };
 
@@ -179,7 +202,7 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
   let kube: KubeCluster | null = null;
   if (kind === 'kube') {
     try {
-      kube = new KubeCluster({ kubeconfig: kubeConfigSource({ kubeconfig: values.kubeconfig, context: values.context }, env), logger: logger.child({ cluster: 'kube' }) });
+      kube = new KubeCluster({ kubeconfig: kubeconfig ?? kubeConfigSource(clusterFlags, env), logger: logger.child({ cluster: 'kube' }) });
     } catch (e) {
       throw new UsageError(e instanceof Error ? e.message : String(e));
     }
@@ -249,8 +272,10 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
         repo: repoLabel,
         ref: headRef,
         sha: commit,
+        target: targetText,
         ...(pr !== undefined ? { prNumber: pr } : {}),
       });
+    printed = true;
     if (output === 'json') io.out(JSON.stringify(result.plan, null, 2));
     else if (output === 'markdown') io.out(comment());
     else io.out(renderPlanTable(result.plan, result));

@@ -1,12 +1,13 @@
 /** `vmroll run`: the reconcile loop (fetch → plan → apply → report), once or every interval and on webhooks. */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import type { ClusterBackend } from '../cluster/backend.ts';
 import { KubeCluster } from '../cluster/kube.ts';
 import { type LeaderElection, LeaderElector, SoleLeader } from '../cluster/leaderElection.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
-import { EXAMPLE_FIXTURES, type GitHostConfig, type RepositoryRunConfig, type RunConfig, type RunConfigSource, runConfig, runConfigSource } from '../config.ts';
+import { EXAMPLE_FIXTURES, type GitHostConfig, type RepositoryRunConfig, type RunConfig, type RunConfigSource, RunOutput, runConfig, runConfigSource } from '../config.ts';
+import { makeLogger } from '../logging.ts';
 import { namespaceRefusal } from '../configFile.ts';
 import { ConfigReloadError, ConfigWatcher, type ReloadPlan, planReload, repositoriesOfRun } from '../configReload.ts';
 import { VmrollMetrics } from '../metrics.ts';
@@ -18,17 +19,27 @@ import { StatusContext, type GitHostReporter } from '../report/reporter.ts';
 import { ensureExampleRepo } from '../source/exampleRepo.ts';
 import { type ReconcileReport, Reconciler, SyncState, formatSummary } from '../loop.ts';
 import type { FieldRevert, Obj, VmPlanEntry } from '../rollout/index.ts';
-import { redactUrl } from '../source/errors.ts';
+import { redactSecrets, redactUrl } from '../source/errors.ts';
 import { GitSource } from '../source/gitSource.ts';
 import { startWebhookServer } from '../source/webhookServer.ts';
-import { type CommandIO, UsageError, loadKubeVirt, formatValue } from './common.ts';
+import { type CommandIO, UsageError, describeTarget, failedPlan, loadKubeVirt, formatValue } from './common.ts';
+
+/** The logger factory, re-exported for the callers that imported it from here. */
+export { makeLogger } from '../logging.ts';
 
 /** Help text of `vmroll run`. */
-export const RUN_HELP = `Usage: vmroll run --repo <url|path> [options]
+export const RUN_HELP = `Usage: vmroll run --repo <url|path> [--kubeconfig <file> | --cluster sim] [options]
 
 Follows a Git repository of VirtualMachine manifests and applies them to the cluster:
 fetch, plan every changed VM with the rollout engine, apply only what changed, and report
-what went live and what waits for a restart.
+what went live and what waits for a restart. The first line names the target (the API
+server, its context and kubeconfig, or the embedded simulator and its state file): on
+stdout, or on stderr with --output json so stdout holds only the JSON document.
+
+The cluster is chosen as kubectl chooses it: --kubeconfig, else KUBECONFIG, else the pod's
+service account; --cluster kube alone uses ~/.kube/config. The embedded simulator runs only
+when chosen (--cluster sim, or --sim-state / --sim-kubevirt). With nothing chosen, vmroll
+refuses (exit 2) rather than guess.
 
 Options:
   --config <file>            vmroll.yaml: several repositories, the namespaces each may write,
@@ -41,17 +52,19 @@ Options:
                              webhook secret, leader election, cacheDir and logLevel need a
                              restart. A bad file is logged (file:line), the last good
                              configuration keeps running
-  --repo <url|path>          Git repository over http(s), or a local repository path;
-                             without it: the embedded default (fixtures/example-repo as a
-                             Git repository in .vmroll/example-repo, on the simulator)
-  --branch <ref>             branch, tag or commit to follow (default main)
+  --repo <url|path>          Git repository over http(s), or a local repository path (SSH is
+                             not supported yet); without it, and only with --cluster sim: the
+                             bundled example (fixtures/example-repo as a Git repository in
+                             .vmroll/example-repo, state in .vmroll/sim-state.json)
+  --ref <ref>                branch, tag or commit to follow (default main; --branch is an
+                             older name for it; else VMROLL_REF)
   --path <dir>               folder of the repository holding the manifests (default: all)
   --interval <duration>      time between syncs, with ±10% jitter (default 1m)
   --once                     sync once and exit
   --cluster sim|kube         sim: the embedded KubeVirt simulator; kube: the Kubernetes API
-                             (default: kube with --kubeconfig or inside a pod, else sim)
-  --kubeconfig <file>        kubeconfig of the cluster (with --cluster kube and no flag:
-                             KUBECONFIG, the pod's service account, or ~/.kube/config)
+                             (else VMROLL_CLUSTER; see above when not given)
+  --kubeconfig <file>        kubeconfig of the cluster (else KUBECONFIG, the pod's service
+                             account, or with --cluster kube ~/.kube/config)
   --context <name>           kubeconfig context (default: its current context)
   --sim-state <file>         keep the simulated cluster in this file, shared between runs
   --sim-kubevirt <file>      the KubeVirt CR the simulator emulates (version, strategy, gates)
@@ -65,7 +78,9 @@ Options:
                              (--cluster kube; else VMROLL_LEADER_ELECT=true)
   --leader-election-namespace <ns>
                              namespace of the Lease (default: the pod's, else vmroll)
-  --output json|text         json: with --once, the VmPlan of the sync (default text)
+  -o, --output text|json     text (default): a line per sync and per changed VM and field;
+                             json: with --once, the VmPlan of the sync, also when the sync
+                             fails (the failure in errors)
   --cache-dir <dir>          where http(s) repositories are cloned (default .vmroll/cache)
   --git-token-file <file>    Git token (else VMROLL_GIT_TOKEN or GIT_TOKEN)
   --webhook-secret-file <f>  GitHub webhook secret (else VMROLL_WEBHOOK_SECRET)
@@ -79,28 +94,12 @@ Options:
                              the same reports on Gitea (token else GITEA_TOKEN)
   --status-target-url <url>  link shown on commit statuses
   --log-level <level>        pino level on stderr (default info)
+  --log-format json|text     logs on stderr as JSON lines (default) or as readable text
   -h, --help                 this text
 
 Exit status with --once: 0 synced, 1 synced with manifest or apply errors, or the sync
 failed; 2 bad usage. SIGTERM or SIGINT: the sync under way finishes, queued reports get up
 to 10 s, the lease is released, exit 0.`;
-
-/** Builds the pino logger: JSON lines on stderr, secrets redacted. */
-export function makeLogger(level: string, secrets: readonly string[], destination: NodeJS.WritableStream = process.stderr): Logger {
-  const hide = secrets.filter((s) => s.length > 0);
-  return pino(
-    {
-      level,
-      base: null,
-      redact: { paths: ['token', 'secret', '*.token', '*.secret', 'headers.authorization'], censor: '[redacted]' },
-      hooks: {
-        streamWrite: (line) => hide.reduce((acc, s) => acc.split(s).join('[redacted]'), line),
-      },
-    },
-    destination,
-  );
-}
-
 
 /** Width of the verb column of {@link renderReport}. */
 const VERB = 8;
@@ -193,6 +192,8 @@ export interface RepositoryHandle {
   reconciler: Reconciler;
   /** Runs one sync of this repository now (or joins the one under way); null when it failed or this replica does not lead. */
   trigger(reason: string): Promise<ReconcileReport | null>;
+  /** Why the last sync failed as a whole (credentials redacted), or null after a sync that ran. */
+  failure(): string | null;
 }
 
 /** Everything a running `vmroll run` holds, so tests and `npm start` can drive and stop it. */
@@ -414,7 +415,7 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger,
       return (repositories[0] as RepositoryUnit).reconciler;
     },
     get repositories() {
-      return repositories.map((r) => ({ name: r.config.name, config: r.config, reconciler: r.reconciler, trigger: r.trigger }));
+      return repositories.map((r) => ({ name: r.config.name, config: r.config, reconciler: r.reconciler, trigger: r.trigger, failure: r.failure }));
     },
     cluster,
     sim,
@@ -482,6 +483,8 @@ interface RepositoryUnit {
   config: RepositoryRunConfig;
   reconciler: Reconciler;
   trigger(reason: string): Promise<ReconcileReport | null>;
+  /** Why the last sync failed as a whole, or null. */
+  failure(): string | null;
   /** Whether it has synced at least once. */
   synced(): boolean;
   /** Whether a push to `owner/name` concerns it. */
@@ -509,6 +512,8 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
   const queue = options.host?.queue ?? null;
   const target = rc.gitHost?.targetUrl !== undefined ? { targetUrl: rc.gitHost.targetUrl } : {};
   const review = new ReviewState();
+  // Named in PR comments: what the plans were made against (the kubeconfig was loaded once already).
+  const clusterTarget = host !== null ? describeTarget(config) : undefined;
   const reconciler = new Reconciler({
     source,
     repoLabel,
@@ -538,7 +543,20 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
     try {
       await reportMergedOutcome({ reporter: host, queue, source, report, repoLabel, logger, state: review });
       const identity = reconciler.ownerIdentity;
-      await reviewPullRequests({ reporter: host, queue, source, cache: reconciler.clusterCache, repoLabel, path: rc.path, prune: rc.prune, logger, state: review, ...target, ...(identity !== null && { identity }) });
+      await reviewPullRequests({
+        reporter: host,
+        queue,
+        source,
+        cache: reconciler.clusterCache,
+        repoLabel,
+        path: rc.path,
+        prune: rc.prune,
+        logger,
+        state: review,
+        ...(clusterTarget !== undefined && { cluster: clusterTarget }),
+        ...target,
+        ...(identity !== null && { identity }),
+      });
     } catch (e) {
       // The Git host being down delays reviews; the next interval tries again.
       logger.warn({ err: e instanceof Error ? e.message : String(e) }, 'pull request review failed');
@@ -547,6 +565,7 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
   let running: Promise<ReconcileReport | null> | null = null;
   let again = false;
   let synced = false;
+  let lastFailure: string | null = null;
   let timer: NodeJS.Timeout | null = null;
 
   const syncOnce = async (reason: string): Promise<ReconcileReport | null> => {
@@ -556,15 +575,17 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
       const report = await reconciler.reconcile();
       sim?.save();
       synced = true;
+      lastFailure = null;
       metrics.recordReconcile(rc.name, report);
       await reportSync(report);
       if (config.output === 'text') io.out(renderReport(report));
       return report;
     } catch (e) {
       metrics.recordFailure(rc.name, performance.now() - started);
+      lastFailure = redactSecrets(e instanceof Error ? e.message : String(e), [rc.gitToken ?? '']);
       logger.error({ err: e instanceof Error ? e.message : String(e) }, 'sync failed');
-      // Human text goes to stdout only; stderr carries the JSON log (and the banner).
-      if (config.output === 'text') io.out(`sync failed: ${e instanceof Error ? e.message : String(e)}`);
+      // With the sync lines on stdout: people read the text there, logs stay JSON on stderr.
+      if (config.output === 'text') io.out(`sync failed: ${lastFailure}`);
       return null;
     }
   };
@@ -608,6 +629,7 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
     config: rc,
     reconciler,
     trigger,
+    failure: () => lastFailure,
     synced: () => synced,
     matchesPush: (repository) => repository !== null && pushNames.has(repository.toLowerCase()),
     reviews: host !== null,
@@ -634,6 +656,7 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
     args: argv,
     options: {
       repo: { type: 'string' },
+      ref: { type: 'string' },
       branch: { type: 'string' },
       path: { type: 'string' },
       interval: { type: 'string' },
@@ -645,7 +668,7 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
       'sim-kubevirt': { type: 'string' },
       prune: { type: 'boolean' },
       listen: { type: 'string' },
-      output: { type: 'string' },
+      output: { type: 'string', short: 'o' },
       'cache-dir': { type: 'string' },
       'git-token-file': { type: 'string' },
       'webhook-secret-file': { type: 'string' },
@@ -660,6 +683,7 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
       'leader-elect': { type: 'boolean' },
       'leader-election-namespace': { type: 'string' },
       'log-level': { type: 'string' },
+      'log-format': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -670,17 +694,21 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
     return 0;
   }
   const config = runConfig(values);
+  // The header (target, example) goes where people read; with --output json stdout holds only the document.
+  const header = config.output === RunOutput.json ? io.err : io.out;
+  header(`target: ${describeTarget(config)}`);
   const secrets = [config.gitToken, config.webhookSecret, config.gitHost?.token, ...(config.repositories ?? []).flatMap((r) => [r.gitToken, r.gitHost?.token])];
   const logger = makeLogger(
     config.logLevel,
     secrets.filter((x): x is string => x !== undefined),
+    process.stderr,
+    config.logFormat,
   );
   if (config.example) {
     const { created } = await ensureExampleRepo(config.repo, EXAMPLE_FIXTURES);
-    // On stderr, so `--output json` stays one JSON document on stdout.
-    io.err(
-      `${created ? 'Created' : 'Using'} the example repository ${config.repo} (embedded default) against the embedded KubeVirt simulator.\n` +
-        `Edit a VM there and commit (git -C ${config.repo} commit -am "…"); vmroll syncs every ${Math.round(config.intervalMs / 1000)}s.`,
+    header(
+      `${created ? 'Created' : 'Using'} the example repository ${config.repo} (bundled with vmroll, for the simulator only).\n` +
+        `Edit a VM there and commit (git -C ${config.repo} commit -am "…"); ${config.once ? 'the next vmroll run syncs it' : `vmroll syncs every ${Math.round(config.intervalMs / 1000)}s`}.`,
     );
   }
   // A --config file is reloaded when it changes (not with --once: that run ends first).
@@ -689,8 +717,13 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
   if (config.once) {
     const report = await handle.trigger('once');
     await handle.stop();
-    if (report === null) return 1;
-    if (config.output === 'json') io.out(JSON.stringify(report.plan, null, 2));
+    if (report === null) {
+      // The whole sync failed (Git host down, ref missing, API server unreachable): still one document.
+      const first = handle.repositories[0];
+      if (config.output === RunOutput.json) io.out(JSON.stringify(failedPlan(first?.config.repo ?? config.repo, `sync failed: ${first?.failure() ?? 'see the log on stderr'}`), null, 2));
+      return 1;
+    }
+    if (config.output === RunOutput.json) io.out(JSON.stringify(report.plan, null, 2));
     return report.plan.errors.length > 0 ? 1 : 0;
   }
   if (handle.address !== null) logger.info({ address: handle.address }, 'listening');

@@ -6,8 +6,8 @@ import { type ApiFaults, type ApiServer, parseListen, startApiServer } from '../
 import { SimCluster } from '../cluster/sim/simCluster.ts';
 import { parseDuration } from '../config.ts';
 import type { Obj } from '../rollout/index.ts';
+import { makeLogger, parseLogFormat } from '../logging.ts';
 import { type CommandIO, UsageError, loadKubeVirt } from './common.ts';
-import { makeLogger } from './run.ts';
 
 /** Help text of `vmroll sim`. */
 export const SIM_HELP = `Usage: vmroll sim [options]
@@ -31,6 +31,7 @@ Options:
   --drop-watches-after <dur>   end every watch stream this long after it started, e.g. 2s
   --seed <n>                   seed of the fault generator (default 1)
   --log-level <level>          pino level on stderr (default info; debug logs every request)
+  --log-format json|text       logs on stderr as JSON lines (default) or as readable text
   -h, --help                   this text
 
 Faults can be changed while running: POST /admin/faults with a JSON body such as
@@ -93,6 +94,7 @@ export async function runSim(argv: string[], io: CommandIO): Promise<number> {
       'drop-watches-after': { type: 'string' },
       seed: { type: 'string' },
       'log-level': { type: 'string' },
+      'log-format': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -127,7 +129,7 @@ export async function runSim(argv: string[], io: CommandIO): Promise<number> {
   const watchHistory = number('--watch-history', values['watch-history']);
   if (watchHistory !== undefined && (!Number.isInteger(watchHistory) || watchHistory < 1)) throw new UsageError('--watch-history: must be a positive integer');
 
-  const logger = makeLogger(values['log-level'] ?? 'info', []);
+  const logger = makeLogger(values['log-level'] ?? 'info', [], process.stderr, parseLogFormat(values['log-format']));
   const cluster = new SimCluster({
     ...(values.state !== undefined ? { stateFile: values.state } : {}),
     ...(values.kubevirt !== undefined ? { kubevirt: loadKubeVirt(values.kubevirt, '--kubevirt') } : {}),

@@ -71,6 +71,8 @@ export interface PlanCommentInput {
   prNumber?: number;
   /** Set after merge and sync: the comment then reports what happened. */
   outcome?: PlanOutcome;
+  /** What the plan was made against (API server and context, or the simulator); default: "the cluster vmroll syncs to". */
+  target?: string;
   /** Default {@link COMMENT_LIMIT}. */
   maxLength?: number;
 }
@@ -398,7 +400,7 @@ export function renderPlanComment(input: PlanCommentInput): string {
     input.outcome !== undefined ? '</details>\n' : '',
     input.outcome !== undefined
       ? '<sub>vmroll edits this comment once more after each merge is synced.</sub>'
-      : '<sub>Planned by vmroll against the live cluster; nothing is applied before the merge. Live: reaches the running guest now. Staged: waits for the next restart (KubeVirt never restarts a VM by itself).</sub>',
+      : `<sub>Planned by vmroll against ${escapeMarkdown(input.target ?? 'the cluster vmroll syncs to')}; nothing is applied before the merge. Live: reaches the running guest now. Staged: waits for the next restart (KubeVirt never restarts a VM by itself).</sub>`,
     '',
   ].join('\n');
   const sections = changed.map((vm) => section(vm, power, sources, folded, limit * SECTION_SHARE));
@@ -423,7 +425,7 @@ function orphanLines(orphans: readonly VmOrphan[], budget: number): string[] {
   return lines;
 }
 
-/** The plan for a terminal (`vmroll plan --output table`): summary, errors, then every VM the plan changes. */
+/** The plan for a terminal (`vmroll plan --output text`): summary, errors, then every VM the plan changes. */
 export function renderPlanTable(plan: VmPlan, options: { summary?: PlanSummary; power?: Record<string, string>; sources?: Record<string, { file: string; line: number | null }> } = {}): string {
   const power = options.power ?? {};
   const summary = options.summary ?? summarizePlan(plan, powerAsChanges(power));

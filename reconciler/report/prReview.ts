@@ -73,6 +73,8 @@ export interface ReviewOptions extends ReportTarget {
   logger: Logger;
   /** Link on the commit status (e.g. vmroll's dashboard). */
   targetUrl?: string;
+  /** What the plans are made against, named in the comment (see describeTarget). */
+  cluster?: string;
   state: ReviewState;
   /** The ownership identity the sync resolved (default: derived from `repoLabel` and `path`). */
   identity?: RepositoryIdentity;
@@ -172,6 +174,7 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
         ref: pr.headRef,
         sha: head,
         prNumber: pr.number,
+        ...(options.cluster !== undefined && { target: options.cluster }),
       });
       const status = {
         sha: head,

@@ -22,11 +22,11 @@ export type HostRepository = string;
  */
 export interface VmrollConfig {
   /**
-   * Single-repository form: the Git repository (http(s) URL or local path), as --repo.
+   * Single-repository form: the Git repository (http(s) URL or local path; SSH is not supported yet), as --repo.
    */
   repo?: string;
   /**
-   * Branch, tag or commit to follow, as --branch (default main); with repositories, the default of each.
+   * Branch, tag or commit to follow, as --ref (default main); with repositories, the default of each.
    */
   branch?: string;
   /**
@@ -88,7 +88,7 @@ export interface RepositoryConfig {
    */
   name: string;
   /**
-   * The Git repository: an http(s) URL, or a local path.
+   * The Git repository: an http(s) URL, or a local path (SSH is not supported yet).
    */
   url: string;
   /**
@@ -129,7 +129,7 @@ export interface RepositoryConfig {
  */
 export interface ClusterConfig {
   /**
-   * sim: the embedded KubeVirt simulator; kube: the Kubernetes API.
+   * sim: the embedded KubeVirt simulator; kube: the Kubernetes API. Default: kube with a kubeconfig (cluster.kubeconfig, --kubeconfig, KUBECONFIG) or inside a pod; otherwise vmroll refuses to guess.
    */
   kind?: "sim" | "kube";
   /**
