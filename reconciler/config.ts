@@ -38,6 +38,8 @@ export interface RunConfig {
   simKubevirt: string | undefined;
   output: RunOutput;
   prune: boolean;
+  /** `--strict`: a manifest file's warnings (other kinds, unknown fields) are errors of that file. */
+  strict?: boolean;
   listen: string | undefined;
   cacheDir: string;
   logLevel: string;
@@ -142,6 +144,7 @@ export interface RunFlags {
   'sim-kubevirt'?: string | undefined;
   output?: string | undefined;
   prune?: boolean | undefined;
+  strict?: boolean | undefined;
   listen?: string | undefined;
   'cache-dir'?: string | undefined;
   'log-level'?: string | undefined;
@@ -480,6 +483,7 @@ function singleRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv): RunConfig {
     example,
     output,
     prune: flags.prune ?? false,
+    strict: flags.strict ?? false,
     listen: flags.listen,
     cacheDir: flags['cache-dir'] ?? env['VMROLL_CACHE_DIR'] ?? '.vmroll/cache',
     logLevel: flags['log-level'] ?? env['VMROLL_LOG_LEVEL'] ?? 'info',

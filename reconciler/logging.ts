@@ -62,7 +62,8 @@ function textDestination(out: NodeJS.WritableStream): { write(line: string): boo
 
 /** Builds the pino logger: on stderr (or `destination`), secrets redacted, as JSON lines or text. */
 export function makeLogger(level: string, secrets: readonly string[], destination: NodeJS.WritableStream = process.stderr, format: LogFormat = LogFormat.json): Logger {
-  const hide = secrets.filter((s) => s.length > 0);
+  // Read at every line, not copied: a caller may add the secrets a configuration reload brings (see secretsOf).
+  const hide = secrets;
   return pino(
     {
       level,
@@ -70,7 +71,7 @@ export function makeLogger(level: string, secrets: readonly string[], destinatio
       redact: { paths: ['token', 'secret', '*.token', '*.secret', 'headers.authorization'], censor: '[redacted]' },
       hooks: {
         // Secrets are cut out of the JSON line before it is rendered, so neither format shows them.
-        streamWrite: (line) => hide.reduce((acc, s) => acc.split(s).join('[redacted]'), line),
+        streamWrite: (line) => hide.reduce((acc, s) => (s.length > 0 ? acc.split(s).join('[redacted]') : acc), line),
       },
     },
     format === LogFormat.text ? textDestination(destination) : destination,

@@ -46,6 +46,10 @@ Options:
   --path <dir>               folder of the repository holding the manifests (default: all)
   --prune                    plan deletes for VMs this repository applied and no longer defines
                              (without it, they are listed as orphans)
+  --strict                   a manifest file's warnings are errors of that file: documents of
+                             other kinds (skipped otherwise, and listed as warnings) and fields
+                             KubeVirt does not define (a typo such as socket: beside sockets);
+                             the file's VMs are then held: neither applied nor pruned
   --identity <id>            the repository's ownership identity, when vmroll.yaml sets one
                              (default: the normalised URL plus --path; for a local checkout,
                              its origin remote's URL, so a CI checkout matches the deployment)
@@ -103,6 +107,7 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
       base: { type: 'string' },
       path: { type: 'string' },
       prune: { type: 'boolean' },
+      strict: { type: 'boolean' },
       identity: { type: 'string' },
       cluster: { type: 'string' },
       'sim-state': { type: 'string' },
@@ -255,7 +260,7 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
     let result;
     try {
       const identity = await repositoryIdentity({ repo: repoLabel, path: values.path ?? '', ...(values.identity !== undefined ? { identity: values.identity } : {}) });
-      result = await planCommit({ source, commit, path: values.path ?? '', cache, repoLabel, identity, prune: values.prune ?? false, ...(base !== undefined ? { base } : {}) });
+      result = await planCommit({ source, commit, path: values.path ?? '', cache, repoLabel, identity, prune: values.prune ?? false, strict: values.strict ?? false, ...(base !== undefined ? { base } : {}) });
     } catch (e) {
       if (e instanceof SourceError) {
         if (e.code === 'InvalidLocation') throw new UsageError(e.message);

@@ -72,6 +72,10 @@ Options:
                              (never one whose file failed to parse, one annotated
                              vmroll.dev/prune: disabled, nor any when the commit defines no
                              VM under --path); without it they are reported as orphans
+  --strict                   a manifest file's warnings are errors of that file: documents of
+                             other kinds (skipped otherwise, and listed as warnings) and fields
+                             KubeVirt does not define (a typo such as socket: beside sockets);
+                             the file's VMs are then held: neither applied nor pruned
   --listen <addr>            serve /healthz, /readyz, /metrics (Prometheus) and POST
                              /webhook/github (e.g. 127.0.0.1:8080)
   --leader-elect             several replicas, one reconciling: the holder of a Lease
@@ -238,6 +242,14 @@ const SHUTDOWN_FLUSH_MS = 10_000;
 export interface StartRunOptions {
   /** Reload the configuration when this file changes (from {@link start} on). */
   reload?: RunConfigSource;
+  /** The logger's list of strings to redact: the secrets a reload brings (new tokens) are added to it. */
+  secrets?: string[];
+}
+
+/** The secrets of a configuration (Git tokens, the webhook secret, Git host tokens), for the logger to redact. */
+export function secretsOf(config: RunConfig): string[] {
+  const all = [config.gitToken, config.webhookSecret, config.gitHost?.token, ...(config.repositories ?? []).flatMap((r) => [r.gitToken, r.gitHost?.token])];
+  return all.filter((x): x is string => x !== undefined && x !== '');
 }
 
 /** Starts the loop (without --once semantics); used by `vmroll run` and the demo. */
@@ -322,6 +334,8 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger,
     const run = reconfiguring.then(async () => {
       const plan = planReload(current, next);
       if (stopped) return plan;
+      // Before anything of the new configuration runs, its secrets are on the logger's redaction list.
+      if (options.secrets !== undefined) for (const s of secretsOf(next)) if (!options.secrets.includes(s)) options.secrets.push(s);
       const several = repositoriesOfRun(plan.running).length > 1;
       // Built (nothing starts yet) before anything stops: one that cannot be built refuses the whole reload.
       const fresh: RepositoryUnit[] = [];
@@ -521,6 +535,7 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
     path: rc.path,
     cluster: options.cluster,
     prune: rc.prune,
+    strict: config.strict ?? false,
     ...(rc.identity !== undefined && { identity: rc.identity }),
     logger,
     // `pending` only when the sync has something to write.
@@ -551,6 +566,7 @@ function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
         repoLabel,
         path: rc.path,
         prune: rc.prune,
+        strict: config.strict ?? false,
         logger,
         state: review,
         ...(clusterTarget !== undefined && { cluster: clusterTarget }),
@@ -667,6 +683,7 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
       'sim-state': { type: 'string' },
       'sim-kubevirt': { type: 'string' },
       prune: { type: 'boolean' },
+      strict: { type: 'boolean' },
       listen: { type: 'string' },
       output: { type: 'string', short: 'o' },
       'cache-dir': { type: 'string' },
@@ -697,13 +714,8 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
   // The header (target, example) goes where people read; with --output json stdout holds only the document.
   const header = config.output === RunOutput.json ? io.err : io.out;
   header(`target: ${describeTarget(config)}`);
-  const secrets = [config.gitToken, config.webhookSecret, config.gitHost?.token, ...(config.repositories ?? []).flatMap((r) => [r.gitToken, r.gitHost?.token])];
-  const logger = makeLogger(
-    config.logLevel,
-    secrets.filter((x): x is string => x !== undefined),
-    process.stderr,
-    config.logFormat,
-  );
+  const secrets = secretsOf(config);
+  const logger = makeLogger(config.logLevel, secrets, process.stderr, config.logFormat);
   if (config.example) {
     const { created } = await ensureExampleRepo(config.repo, EXAMPLE_FIXTURES);
     header(
@@ -713,7 +725,7 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
   }
   // A --config file is reloaded when it changes (not with --once: that run ends first).
   const reload = config.once ? undefined : runConfigSource(values);
-  const handle = await startRun(config, io, logger, reload !== undefined ? { reload } : {});
+  const handle = await startRun(config, io, logger, { secrets, ...(reload !== undefined && { reload }) });
   if (config.once) {
     const report = await handle.trigger('once');
     await handle.stop();

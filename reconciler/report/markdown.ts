@@ -4,8 +4,9 @@
  * `vmroll plan`. Every value that comes from a manifest or the cluster is escaped, so a field
  * value can neither break the table nor inject HTML, mentions or issue links.
  */
-import { PlanAction, Rollout, type VmPlan, type VmPlanEntry } from '../rollout/index.ts';
+import { PlanAction, Rollout, TakesEffect, type VmPlan, type VmPlanEntry } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
+import type { ManifestWarning } from '../source/manifests.ts';
 import type { VmOrphan } from '../apply/prune.ts';
 import { formatValue } from '../commands/common.ts';
 import { type PlanSummary, PowerChange, summarizePlan } from './planCommit.ts';
@@ -126,11 +127,13 @@ function plural(n: number, one: string, many = `${one}s`): string {
 /** The counts as the summary line shows them: `2 live-updated · 1 staged until restart · 1 created · 0 deleted`. */
 export function summaryText(s: PlanSummary): string {
   const parts = [`${s.liveUpdated} live-updated`, `${s.staged} staged until restart`];
+  if ((s.atNextStart ?? 0) > 0) parts.push(`${s.atNextStart} at next start (not running)`);
   if (s.restarting > 0) parts.push(`${s.restarting} stopped or started by runStrategy`);
   parts.push(`${s.created} created`, `${s.deleted} deleted`);
   if ((s.orphans ?? 0) > 0) parts.push(`${s.orphans} orphaned`);
   if (s.inSync > 0) parts.push(`${s.inSync} in sync`);
   if (s.pendingRestart > 0) parts.push(`${s.pendingRestart} already awaiting restart`);
+  if ((s.warnings ?? 0) > 0) parts.push(plural(s.warnings ?? 0, 'warning'));
   if (s.errors > 0) parts.push(plural(s.errors, 'error'));
   return parts.join(' · ');
 }
@@ -150,6 +153,8 @@ export function statusDescription(s: PlanSummary): string {
   if (s.created > 0) parts.push(`${s.created} created`);
   if (s.deleted > 0) parts.push(`${s.deleted} deleted`);
   if ((s.orphans ?? 0) > 0) parts.push(`${s.orphans} orphaned`);
+  if ((s.atNextStart ?? 0) > 0) parts.push(`${s.atNextStart} at next start`);
+  if ((s.warnings ?? 0) > 0) parts.push(plural(s.warnings ?? 0, 'warning'));
   if (parts.length === 0) parts.push(s.inSync > 0 ? `no changes · ${s.inSync} in sync` : 'no VM changes');
   const text = parts.join(' · ');
   return text.length <= 140 ? text : `${text.slice(0, 139)}…`;
@@ -214,6 +219,11 @@ function errorLines(errors: readonly ManifestError[], budget: number): string[] 
   return takeWithin(lines, budget, (n) => `- … ${plural(n, 'more error')} not shown`, MAX_ERRORS);
 }
 
+function warningLines(warnings: readonly ManifestWarning[], budget: number): string[] {
+  const lines = warnings.map((w) => `- ${code(`${w.file}:${w.line}`)}: ${escapeMarkdown(formatValue(w.message, 500))}`);
+  return takeWithin(lines, budget, (n) => `- … ${plural(n, 'more warning')} not shown`, MAX_ERRORS);
+}
+
 /** The body of one VM's section: its facts, the table of changes, every restart reason, and what waits. */
 function vmBody(vm: VmPlanEntry, power: Record<string, string>, sources: Record<string, { file: string; line: number | null }>, budget: number): string[] {
   const key = vmKey(vm);
@@ -233,7 +243,9 @@ function vmBody(vm: VmPlanEntry, power: Record<string, string>, sources: Record<
     lines.push('| Field | From → To | Rollout | Restart? | Why |', '|---|---|---|---|---|');
     const rows = vm.changes.map((c) => {
       const staged = c.rollout === Rollout.staged;
-      return `| ${code(c.path)} | ${value(c.from)} → ${value(c.to)} | ${staged ? 'staged' : 'live'} | ${staged ? 'yes' : 'no'} | ${escapeMarkdown(c.why ?? '')} |`;
+      // Nothing runs: the change waits for the VM's next start, and there is nothing to restart.
+      const restart = c.takesEffect === TakesEffect.nextStart ? 'no (not running: next start)' : staged ? 'yes' : 'no';
+      return `| ${code(c.path)} | ${value(c.from)} → ${value(c.to)} | ${staged ? 'staged' : 'live'} | ${restart} | ${escapeMarkdown(c.why ?? '')} |`;
     });
     // The reasons below are listed in full, so the table gives way first.
     const reasonChars = vm.reasons.reduce((n, r) => n + r.path.length + r.message.length + 40, 0);
@@ -390,6 +402,11 @@ export function renderPlanComment(input: PlanCommentInput): string {
       lines.push(...errorLines(plan.errors, limit * ERRORS_SHARE), '');
     }
     lines.push(...orphanLines(plan.orphans ?? [], limit * ERRORS_SHARE));
+    if ((plan.warnings ?? []).length > 0) {
+      const warnings = plan.warnings ?? [];
+      lines.push(`#### ${plural(warnings.length, 'manifest warning')}`, '', 'Read and not applied as written (other kinds are skipped; unknown fields are ignored by KubeVirt):', '');
+      lines.push(...warningLines(warnings, limit * ERRORS_SHARE), '');
+    }
     if (changed.length === 0) lines.push(plan.errors.length === 0 ? 'No VM changes: every VM this commit defines already matches the cluster.' : 'No VM changes besides the errors above.', '');
     head = `${lines.join('\n')}\n`;
   }
@@ -432,6 +449,7 @@ export function renderPlanTable(plan: VmPlan, options: { summary?: PlanSummary; 
   const lines = [`vmroll plan for ${plan.commit === null ? 'files' : short(plan.commit)}: ${summaryText(summary)}`];
   for (const e of plan.errors) lines.push(`error ${e.file}${e.line !== null ? `:${e.line}` : ''}: ${e.path !== undefined ? `${e.path}: ` : ''}${e.message}`);
   for (const o of plan.orphans ?? []) lines.push(`orphan ${o.namespace}/${o.name}: ${o.message}`);
+  for (const w of plan.warnings ?? []) lines.push(`warning ${w.file}:${w.line}: ${w.message}`);
   for (const vm of plan.vms) {
     if (vm.action === PlanAction.none && !vm.restartRequired) continue;
     const src = options.sources?.[vmKey(vm)];

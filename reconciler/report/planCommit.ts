@@ -9,7 +9,7 @@ import { type RepositoryIdentity, repositoryIdentity } from '../apply/identity.t
 import { Owner, inSync, ownerOf, withOwnership } from '../apply/ownership.ts';
 import { decidePrune } from '../apply/prune.ts';
 import type { ClusterCache } from '../cluster/cache.ts';
-import { type Obj, PlanAction, Rollout, type VmPlan, type VmPlanEntry, introducedBy, planRollout, resolveCluster } from '../rollout/index.ts';
+import { type Obj, PlanAction, Rollout, type VmPlan, type VmPlanEntry, introducedBy, planRollout, TakesEffect, resolveCluster } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
 import type { ChangedPath, TreeFile } from '../source/gitSource.ts';
 import { type ManifestSet, loadManifests } from '../source/manifests.ts';
@@ -57,6 +57,8 @@ export interface PlanSummary {
   errors: number;
   /** VMs this repository applied that the commit no longer defines and that stay (`plan.orphans`); absent when none. */
   orphans?: number;
+  /** Updates of VMs that are not running: every change waits for the VM's next start, nothing needs a restart; absent when none. */
+  atNextStart?: number;
   /** Manifest warnings (`plan.warnings`: other kinds skipped, unknown fields); absent when none. */
   warnings?: number;
 }
@@ -189,9 +191,14 @@ export function summarizePlan(plan: VmPlan, power: Record<string, PowerChange> =
         s.inSync++;
         if (vm.restartRequired) s.pendingRestart++;
         break;
-      case PlanAction.update:
-        if (vm.restartRequired || vm.changes.some((c) => c.rollout === Rollout.staged)) s.staged++;
+      case PlanAction.update: {
+        const staged = vm.changes.filter((c) => c.rollout === Rollout.staged);
+        // A stopped VM has nothing to restart: its staged changes wait for the next start.
+        if (!vm.restartRequired && staged.length > 0 && staged.every((c) => c.takesEffect === TakesEffect.nextStart)) s.atNextStart = (s.atNextStart ?? 0) + 1;
+        else if (vm.restartRequired || staged.length > 0) s.staged++;
         else s.liveUpdated++;
+        break;
+      }
         break;
     }
   }

@@ -70,6 +70,8 @@ export interface ReviewOptions extends ReportTarget {
   /** Folder (or file) of the repository holding the manifests. */
   path: string;
   prune: boolean;
+  /** `--strict`: a file's warnings are errors of that file. */
+  strict?: boolean;
   logger: Logger;
   /** Link on the commit status (e.g. vmroll's dashboard). */
   targetUrl?: string;
@@ -161,6 +163,7 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
         repoLabel: options.repoLabel,
         ...(options.identity !== undefined ? { identity: options.identity } : {}),
         prune: options.prune,
+        strict: options.strict ?? false,
         ...(base !== null ? { base } : {}),
         ...(state.manifests !== undefined ? { previous: state.manifests } : {}),
       });
