@@ -24,7 +24,7 @@ const EXAMPLE = path.join(ROOT, 'fixtures', 'example-repo', 'vms', 'web.yaml');
 const KUBEVIRT = parse(readFileSync(path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml'), 'utf8')) as Obj;
 
 describe('planCommit against a server that tracks managedFields', function () {
-  this.timeout(30_000);
+  this.timeout(60_000);
   let dir: string;
   let server: ApiServer;
   let kube: KubeCluster;
