@@ -271,6 +271,17 @@ describe('leader election over a Lease (vmroll sim API server)', function () {
     assert.equal(timeline.leaders().length, 1);
   });
 
+  it('a leader starved of CPU past its renew deadline no longer says it leads, before its step-down timer has run', async () => {
+    const a = await elector('replica-a', { ...TIMING, renewDeadlineMs: 1_000, requestTimeoutMs: 500 });
+    a.elector.start();
+    await until('a leads', () => a.elector.isLeader());
+    // Block the event loop (as a starved process is) for longer than the renew deadline: no renewal, no timer can run.
+    const blockedUntil = Date.now() + 1_000 + 50;
+    while (Date.now() < blockedUntil);
+    assert.deepEqual(timeline.leaders(), ['replica-a'], 'its step-down callback has not run yet');
+    assert.equal(a.elector.isLeader(), false, 'yet it does not act as leader: another may hold the lease by now');
+  });
+
   it('refuses timings where a leader could outlive its lease', () => {
     assert.throws(
       () => new LeaderElector({ kubeconfig: { file: kubeconfigFor(server.url, 'x') }, namespace: 'default', leaseDurationMs: 1000, renewDeadlineMs: 1000 }),
