@@ -80,8 +80,10 @@ describe('kube backend against vmroll sim over HTTP', function () {
     const reads = (): number => (server.stats().byVerb['get'] ?? 0) + (server.stats().byVerb['list'] ?? 0);
     const before = reads();
     await sim.applyVirtualMachine(vm('db'));
-    await until('the new VM and its VMI', () => events.some((e) => e.kind === 'VirtualMachineInstance' && (e.object['metadata'] as Obj)['name'] === 'db'));
-    assert.ok(events.some((e) => e.kind === 'VirtualMachine' && e.type === 'ADDED' && (e.object['metadata'] as Obj)['name'] === 'db'));
+    const about = (kind: string): WatchEvent[] => events.filter((e) => e.kind === kind && (e.object['metadata'] as Obj)['name'] === 'db');
+    // Each kind has its own watch stream: the VMI's event may come in before the VM's.
+    await until('the new VM and its VMI', () => about('VirtualMachineInstance').length > 0 && about('VirtualMachine').length > 0);
+    assert.equal(about('VirtualMachine')[0]?.type, 'ADDED');
     assert.equal((await k.listVirtualMachines()).length, 2);
     assert.equal(reads() - before, 0, 'changes arrive on the open watches, not by get or list');
   });
