@@ -11,6 +11,8 @@
  * has passed since the start of its last successful renewal, and a follower only takes over
  * `leaseDurationMs` after it saw that renewal, which happened after it started. With
  * `renewDeadlineMs < leaseDurationMs`, the leader has stopped before anyone else may start.
+ * `isLeader()` checks that deadline on the clock too: a starved process runs its step-down
+ * timer late, and must not act as leader in between.
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
