@@ -202,7 +202,8 @@ describe('leader election over a Lease (vmroll sim API server)', function () {
     // Alone, this elector leads however slowly it renews; only the written duration is checked.
     const a = await elector('replica-a', { ...TIMING, leaseDurationMs: 300, renewDeadlineMs: 200, retryPeriodMs: 40 });
     a.elector.start();
-    await until('a leads', () => a.elector.isLeader());
+    // Once it has acquired the lease (it may step down again at once on a slow machine: no matter, it is the only writer).
+    await until('a to acquire the lease', () => timeline.intervals.length > 0);
     assert.equal((await readLease())['leaseDurationSeconds'], 1, 'whole seconds, at least one');
   });
 
