@@ -13,7 +13,7 @@ const EX = path.join(ROOT, 'fixtures', 'examples');
 
 async function vmrollIn(cwd: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { cwd, timeout: 30_000 });
+    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { cwd, timeout: 60_000 });
     return { code: 0, stdout, stderr };
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string };
@@ -26,7 +26,8 @@ function vmroll(...args: string[]): Promise<{ code: number; stdout: string; stde
 }
 
 describe('vmroll CLI', function () {
-  this.timeout(60_000);
+  // Several node processes per test: each takes seconds to start on a busy machine.
+  this.timeout(180_000);
   let dir: string;
   const file = (name: string, text: string): string => {
     const p = path.join(dir, name);

@@ -16,18 +16,10 @@ import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { simKubeconfig } from '../reconciler/commands/sim.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { ROOT } from './helpers/cases.ts';
+import { until } from './helpers/waitFor.ts';
 
 const KUBEVIRT = parse(readFileSync(path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml'), 'utf8')) as Obj;
 const WEB = parse(readFileSync(path.join(ROOT, 'fixtures', 'example-repo', 'vms', 'web.yaml'), 'utf8')) as Obj;
-
-/** Polls until `check` holds (every 10 ms, at most `ms`). */
-async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 function vm(name: string, patch: (spec: Obj) => void = () => {}, namespace = 'shop'): Obj {
   const copy = structuredClone(WEB);
@@ -42,14 +34,14 @@ function domain(spec: Obj): Obj {
 }
 
 describe('kube backend against vmroll sim over HTTP', function () {
-  this.timeout(30_000);
+  this.timeout(60_000);
   let dir: string;
   let sim: SimCluster;
   let server: ApiServer;
   let kubeconfig: string;
   const backends: KubeCluster[] = [];
   const kube = (): KubeCluster => {
-    const k = new KubeCluster({ kubeconfig: { file: kubeconfig }, retry: { attempts: 6, baseMs: 5, capMs: 50 }, requestTimeoutMs: 5000, informer: { retryMs: 20 } });
+    const k = new KubeCluster({ kubeconfig: { file: kubeconfig }, retry: { attempts: 6, baseMs: 5, capMs: 50 }, requestTimeoutMs: 30_000, informer: { retryMs: 20 } });
     backends.push(k);
     return k;
   };
@@ -88,8 +80,10 @@ describe('kube backend against vmroll sim over HTTP', function () {
     const reads = (): number => (server.stats().byVerb['get'] ?? 0) + (server.stats().byVerb['list'] ?? 0);
     const before = reads();
     await sim.applyVirtualMachine(vm('db'));
-    await until('the new VM and its VMI', () => events.some((e) => e.kind === 'VirtualMachineInstance' && (e.object['metadata'] as Obj)['name'] === 'db'));
-    assert.ok(events.some((e) => e.kind === 'VirtualMachine' && e.type === 'ADDED' && (e.object['metadata'] as Obj)['name'] === 'db'));
+    const about = (kind: string): WatchEvent[] => events.filter((e) => e.kind === kind && (e.object['metadata'] as Obj)['name'] === 'db');
+    // Each kind has its own watch stream: the VMI's event may come in before the VM's.
+    await until('the new VM and its VMI', () => about('VirtualMachineInstance').length > 0 && about('VirtualMachine').length > 0);
+    assert.equal(about('VirtualMachine')[0]?.type, 'ADDED');
     assert.equal((await k.listVirtualMachines()).length, 2);
     assert.equal(reads() - before, 0, 'changes arrive on the open watches, not by get or list');
   });

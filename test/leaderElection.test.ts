@@ -12,31 +12,35 @@ import { LeaderElector, SoleLeader, podNamespace } from '../reconciler/cluster/l
 import { type ApiServer, startApiServer } from '../reconciler/cluster/sim/apiServer.ts';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { simKubeconfig } from '../reconciler/commands/sim.ts';
+import { until } from './helpers/waitFor.ts';
 
-/** Polls until `check` holds (every 5 ms, at most `ms`). */
-async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/**
+ * Lease timings of these tests. Short enough that a lost leader is replaced within a test, long
+ * enough that a replica starved of CPU for a second (a busy 2-core machine) still renews in time:
+ * a leader only steps down after `renewDeadlineMs` without one successful renewal.
+ */
+const TIMING = { leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 50, requestTimeoutMs: 1_000 } as const;
 
 /** A TCP relay to the API server that a test can cut, as if the replica behind it had lost the network. */
 interface Relay {
   url: string;
+  /** Requests sent through the relay so far, by method (counted from the request lines). */
+  requests(method: string): number;
   cut(): void;
   close(): Promise<void>;
 }
 
 async function startRelay(target: { host: string; port: number }): Promise<Relay> {
   const sockets = new Set<Socket>();
+  /** What each connection sent upstream, to count requests by their request lines. */
+  const sent: string[][] = [];
   let cut = false;
   const server: Server = createServer((client) => {
     if (cut) return void client.destroy();
     const upstream = connect(target.port, target.host);
+    const chunks: string[] = [];
+    sent.push(chunks);
+    client.on('data', (d: Buffer) => chunks.push(d.toString('latin1')));
     for (const s of [client, upstream]) {
       sockets.add(s);
       s.on('close', () => sockets.delete(s));
@@ -52,6 +56,7 @@ async function startRelay(target: { host: string; port: number }): Promise<Relay
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
+    requests: (method) => sent.reduce((n, chunks) => n + (chunks.join('').match(new RegExp(`^${method} /\\S* HTTP/1\\.1\\r$`, 'gm'))?.length ?? 0), 0),
     cut() {
       cut = true;
       for (const s of sockets) s.destroy();
@@ -88,7 +93,7 @@ class Timeline {
 }
 
 describe('leader election over a Lease (vmroll sim API server)', function () {
-  this.timeout(20_000);
+  this.timeout(60_000);
   let dir: string;
   let sim: SimCluster;
   let server: ApiServer;
@@ -105,7 +110,7 @@ describe('leader election over a Lease (vmroll sim API server)', function () {
 
   const elector = async (
     identity: string,
-    timing: { leaseDurationMs: number; renewDeadlineMs: number; retryPeriodMs: number } = { leaseDurationMs: 300, renewDeadlineMs: 200, retryPeriodMs: 40 },
+    timing: { leaseDurationMs: number; renewDeadlineMs: number; retryPeriodMs: number; requestTimeoutMs: number } = TIMING,
   ): Promise<{ elector: LeaderElector; relay: Relay }> => {
     const relay = await startRelay({ host: '127.0.0.1', port: server.port });
     relays.push(relay);
@@ -114,7 +119,6 @@ describe('leader election over a Lease (vmroll sim API server)', function () {
       namespace: 'default',
       identity,
       ...timing,
-      requestTimeoutMs: 150,
       onStartedLeading: () => timeline.started(identity),
       onStoppedLeading: () => timeline.stopped(identity),
     });
@@ -143,22 +147,27 @@ describe('leader election over a Lease (vmroll sim API server)', function () {
   });
 
   it('makes exactly one of two electors leader and writes the lease as Kubernetes does', async () => {
-    const a = await elector('replica-a');
-    const b = await elector('replica-b');
+    // A lease far longer than the test: leadership may only change hands here by a bug, never because the machine is slow.
+    const steady = { ...TIMING, leaseDurationMs: 19_500, renewDeadlineMs: 15_000 };
+    const a = await elector('replica-a', steady);
+    const b = await elector('replica-b', steady);
     a.elector.start();
     b.elector.start();
     await until('a leader', () => timeline.leaders().length === 1);
-    // Several renewals later, still the same single leader.
-    await pause(400);
-    assert.deepEqual(timeline.overlaps, []);
     const [leader] = timeline.leaders();
     assert.ok(leader !== undefined);
+    const [mine, theirs] = leader === 'replica-a' ? [a, b] : [b, a];
+    // Several renewals later (and several looks by the follower), still the same single leader.
+    const renewals = mine.relay.requests('PUT');
+    await until('five renewals and three looks by the follower', () => mine.relay.requests('PUT') >= renewals + 5 && theirs.relay.requests('GET') >= 3);
+    assert.deepEqual(timeline.overlaps, []);
+    assert.deepEqual(timeline.leaders(), [leader]);
     assert.equal(a.elector.isLeader(), leader === 'replica-a');
     assert.equal(b.elector.isLeader(), leader === 'replica-b');
     assert.equal(timeline.intervals.length, 1, 'leadership never changed hands');
     const spec = await readLease();
     assert.equal(spec['holderIdentity'], leader);
-    assert.equal(spec['leaseDurationSeconds'], 1, 'whole seconds, at least one');
+    assert.equal(spec['leaseDurationSeconds'], 20, 'whole seconds, rounded up');
     assert.equal(spec['leaseTransitions'], 0);
     // MicroTime: RFC 3339 with six fractional digits.
     assert.match(String(spec['acquireTime']), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
@@ -172,8 +181,10 @@ describe('leader election over a Lease (vmroll sim API server)', function () {
     await until('a leads', () => a.elector.isLeader());
     const b = await elector('replica-b');
     b.elector.start();
-    await pause(100);
+    // Two reads by b: it has seen a's lease at least once and acted on it.
+    await until('b to look at the lease twice', () => b.relay.requests('GET') >= 2);
     assert.equal(b.elector.isLeader(), false, 'a valid lease is not taken');
+    assert.equal(b.relay.requests('PUT') + b.relay.requests('POST'), 0, 'nor written');
     a.relay.cut();
     await until('b leads', () => b.elector.isLeader());
     assert.equal(a.elector.isLeader(), false);
@@ -185,6 +196,15 @@ describe('leader election over a Lease (vmroll sim API server)', function () {
     const spec = await readLease();
     assert.equal(spec['holderIdentity'], 'replica-b');
     assert.equal(spec['leaseTransitions'], 1);
+  });
+
+  it('writes a lease shorter than a second as one whole second', async () => {
+    // Alone, this elector leads however slowly it renews; only the written duration is checked.
+    const a = await elector('replica-a', { ...TIMING, leaseDurationMs: 300, renewDeadlineMs: 200, retryPeriodMs: 40 });
+    a.elector.start();
+    // Once it has acquired the lease (it may step down again at once on a slow machine: no matter, it is the only writer).
+    await until('a to acquire the lease', () => timeline.intervals.length > 0);
+    assert.equal((await readLease())['leaseDurationSeconds'], 1, 'whole seconds, at least one');
   });
 
   it('a leader that stops renewing (dies) is replaced after the lease expires, not before', async () => {
@@ -205,18 +225,18 @@ describe('leader election over a Lease (vmroll sim API server)', function () {
   });
 
   it('release hands the lease over at once, long before it would expire', async () => {
-    // A 30 s lease: without the release, the follower could not take over within this test.
-    const slow = { leaseDurationMs: 30_000, renewDeadlineMs: 20_000, retryPeriodMs: 30 };
+    // A 30 s lease: without the release, the follower could not take over within half of it.
+    const slow = { ...TIMING, leaseDurationMs: 30_000, renewDeadlineMs: 20_000, retryPeriodMs: 30 };
     const a = await elector('replica-a', slow);
     a.elector.start();
     await until('a leads', () => a.elector.isLeader());
     const b = await elector('replica-b', slow);
     b.elector.start();
-    await pause(100);
+    await until('b to look at the lease twice', () => b.relay.requests('GET') >= 2);
     assert.equal(b.elector.isLeader(), false);
     await a.elector.release();
     assert.equal(a.elector.isLeader(), false);
-    await until('b leads', () => b.elector.isLeader(), 3000);
+    await until('b leads', () => b.elector.isLeader(), slow.leaseDurationMs / 2);
     assert.deepEqual(timeline.overlaps, []);
     const spec = await readLease();
     assert.equal(spec['holderIdentity'], 'replica-b');
@@ -229,12 +249,18 @@ describe('leader election over a Lease (vmroll sim API server)', function () {
     const replicas = await Promise.all(['replica-a', 'replica-b', 'replica-c'].map((id) => elector(id)));
     for (const r of replicas) r.elector.start();
     await until('a leader', () => timeline.leaders().length === 1);
-    await pause(600);
+    const writes = (): number => replicas.reduce((n, r) => n + r.relay.requests('PUT'), 0);
+    // Rounds under conflicts: at least ten more lease writes, some of them refused.
+    const before = writes();
+    await until('ten more lease writes, conflicts among them', () => writes() >= before + 10 && server.stats().faultsInjected > 0);
     const first = replicas.find((r) => r.elector.isLeader());
     assert.ok(first !== undefined, 'conflicts alone do not leave the lease leaderless for long');
     first.relay.cut();
     await until('another leader', () => replicas.some((r) => r !== first && r.elector.isLeader()));
-    await pause(400);
+    // The new leader renews a few times beside the remaining candidate.
+    const second = replicas.find((r) => r !== first && r.elector.isLeader());
+    const renewals = second?.relay.requests('PUT') ?? 0;
+    await until('five renewals by the new leader', () => (second?.relay.requests('PUT') ?? 0) >= renewals + 5);
     assert.ok(server.stats().faultsInjected > 0, 'conflicts were injected');
     assert.deepEqual(timeline.overlaps, []);
     const sorted = [...timeline.intervals].sort((x, y) => x.from - y.from);
@@ -244,6 +270,17 @@ describe('leader election over a Lease (vmroll sim API server)', function () {
       assert.ok(prev !== undefined && next !== undefined && prev.to !== null && prev.to <= next.from, `${prev?.who} and ${next?.who} overlapped`);
     }
     assert.equal(timeline.leaders().length, 1);
+  });
+
+  it('a leader starved of CPU past its renew deadline no longer says it leads, before its step-down timer has run', async () => {
+    const a = await elector('replica-a', { ...TIMING, renewDeadlineMs: 1_000, requestTimeoutMs: 500 });
+    a.elector.start();
+    await until('a leads', () => a.elector.isLeader());
+    // Block the event loop (as a starved process is) for longer than the renew deadline: no renewal, no timer can run.
+    const blockedUntil = Date.now() + 1_000 + 50;
+    while (Date.now() < blockedUntil);
+    assert.deepEqual(timeline.leaders(), ['replica-a'], 'its step-down callback has not run yet');
+    assert.equal(a.elector.isLeader(), false, 'yet it does not act as leader: another may hold the lease by now');
   });
 
   it('refuses timings where a leader could outlive its lease', () => {

@@ -86,7 +86,7 @@ function report(vms: VmPlanEntry[], errors: number, ms: { fetch: number; total: 
 }
 
 describe('metrics (Prometheus exposition)', function () {
-  this.timeout(15_000);
+  this.timeout(60_000);
 
   it('records reconciles: duration by result, Git fetch duration, VMs by state', async () => {
     const m = new VmrollMetrics({ defaultMetrics: false });

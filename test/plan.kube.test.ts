@@ -19,12 +19,13 @@ import { planCommit } from '../reconciler/report/planCommit.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
 import { ROOT } from './helpers/cases.ts';
+import { WAIT_MS } from './helpers/waitFor.ts';
 
 const EXAMPLE = path.join(ROOT, 'fixtures', 'example-repo', 'vms', 'web.yaml');
 const KUBEVIRT = parse(readFileSync(path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml'), 'utf8')) as Obj;
 
 describe('planCommit against a server that tracks managedFields', function () {
-  this.timeout(30_000);
+  this.timeout(60_000);
   let dir: string;
   let server: ApiServer;
   let kube: KubeCluster;
@@ -65,7 +66,7 @@ describe('planCommit against a server that tracks managedFields', function () {
       body: JSON.stringify(created),
     });
     assert.equal(res.status, 201);
-    const reconciler = new Reconciler({ source, repoLabel: repo, ref: 'main', path: 'vms', cluster: kube, prune: false, logger: makeLogger('silent', []) });
+    const reconciler = new Reconciler({ source, repoLabel: repo, ref: 'main', path: 'vms', cluster: kube, prune: false, logger: makeLogger('silent', []), settleTimeoutMs: WAIT_MS });
     const synced = await reconciler.reconcile();
     assert.equal(synced.writes, 1, 'vmroll applies its ownership labels');
     assert.equal(synced.summary.awaitingRestart, 0, 'server-side apply kept the uuid vmroll does not manage');

@@ -27,6 +27,7 @@ import { validateVmPlan } from '../reconciler/validate.ts';
 import { startGitServer, type GitServer, type WorkingClone } from './helpers/gitServer.ts';
 import { GitHubEmulator } from './helpers/githubEmulator.ts';
 import { startGiteaEmulator } from './helpers/giteaEmulator.ts';
+import { WAIT_MS } from './helpers/waitFor.ts';
 
 const KUBEVIRT: Obj = {
   apiVersion: 'kubevirt.io/v1',
@@ -120,7 +121,7 @@ function captureIO(): CommandIO & { stdout: string[]; stderr: string[] } {
 }
 
 describe('vmroll plan: commits and pull requests against a cluster', function () {
-  this.timeout(30_000);
+  this.timeout(60_000);
   let server: GitServer;
   let work: WorkingClone;
   let url: string;
@@ -551,7 +552,7 @@ describe('vmroll plan: commits and pull requests against a cluster', function ()
       try {
         const results = await reviewPullRequests({ reporter, queue, source, cache, repoLabel: url, path: 'vms', prune: true, logger: log.logger, state });
         assert.deepEqual(results.map((x) => [x.number, x.result]), [[5, 'posted']]);
-        assert.equal(await queue.flush(5000), true);
+        assert.equal(await queue.flush(WAIT_MS), true);
       } finally {
         await queue.close();
       }

@@ -27,6 +27,7 @@ import type { Obj } from '../reconciler/rollout/index.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
 import { ROOT } from './helpers/cases.ts';
 import { type GitServer, startGitServer } from './helpers/gitServer.ts';
+import { until } from './helpers/waitFor.ts';
 
 const BASE = path.join(ROOT, 'deploy', 'base');
 const EXAMPLE = path.join(ROOT, 'fixtures', 'example-repo', 'vms');
@@ -203,7 +204,7 @@ describe('RBAC authorizer used by these tests', () => {
 });
 
 describe('deploy/base RBAC against every request of a full vmroll cycle', function () {
-  this.timeout(60_000);
+  this.timeout(120_000);
   let git: GitServer;
   let server: ApiServer;
   let sim: SimCluster;
@@ -262,7 +263,7 @@ describe('deploy/base RBAC against every request of a full vmroll cycle', functi
 
     const kc = new KubeConfig();
     kc.loadFromString(simKubeconfig(server.url));
-    const kube = new KubeCluster({ kubeconfig: kc, retry: { attempts: 2, baseMs: 1, capMs: 5 }, requestTimeoutMs: 5000, informer: { retryMs: 10 } });
+    const kube = new KubeCluster({ kubeconfig: kc, retry: { attempts: 2, baseMs: 1, capMs: 5 }, requestTimeoutMs: 30_000, informer: { retryMs: 10 } });
     const reconciler = new Reconciler({
       source: new GitSource({ repo, cacheDir: path.join(dir, 'cache') }),
       repoLabel: repo,
@@ -271,15 +272,10 @@ describe('deploy/base RBAC against every request of a full vmroll cycle', functi
       cluster: kube,
       prune: true,
       logger: makeLogger('silent', []),
-      settleTimeoutMs: 3000,
+      // An upper bound only: the sync reports once the watch shows its writes.
+      settleTimeoutMs: 30_000,
     });
     const elector = new LeaderElector({ kubeconfig: kc, namespace: vmrollNamespace, identity: 'vmroll-0', leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 30 });
-    const until = async (what: string, ok: () => boolean): Promise<void> => {
-      for (const deadline = Date.now() + 10_000; !ok(); ) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    };
     const seen = (verb: string, resource: string): boolean => recorded.some((r) => r.verb === verb && r.resource === resource && r.code < 300);
     recording = true;
     try {
@@ -386,7 +382,8 @@ function podFiles(objects: readonly Obj[], container: Obj, pod: Obj, dir: string
 }
 
 describe('deploy/base RBAC against `vmroll run` started with the Deployment\'s own arguments', function () {
-  this.timeout(60_000);
+  // A vmroll process starts, syncs and stops: slow on a busy machine.
+  this.timeout(180_000);
   let git: GitServer;
   let dir: string;
 
@@ -450,19 +447,14 @@ describe('deploy/base RBAC against `vmroll run` started with the Deployment\'s o
       child.stderr.on('data', (d: Buffer) => (logs += d.toString()));
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       try {
-        const until = async (what: string, ok: () => boolean | Promise<boolean>): Promise<void> => {
-          for (const deadline = Date.now() + 20_000; !(await ok()); ) {
-            if (Date.now() > deadline || child.exitCode !== null) throw new Error(`timed out waiting for ${what}; vmroll said:\n${logs}`);
-            await new Promise((r) => setTimeout(r, 25));
-          }
-        };
+        const watching = { timeoutMs: 60_000, everyMs: 25, failIf: () => (child.exitCode !== null ? `vmroll exited ${child.exitCode}` : undefined), detail: () => `vmroll said:\n${logs}` };
         let port = 0;
         await until('vmroll to listen', () => {
           port = Number(/"address":"[^"]*:(\d+)","msg":"listening"/.exec(logs)?.[1] ?? 0);
           return port > 0;
-        });
-        await until('the three VMs', () => sim.store.list('VirtualMachine').length === 3);
-        await until('/readyz', async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.status === 200);
+        }, watching);
+        await until('the three VMs', () => sim.store.list('VirtualMachine').length === 3, watching);
+        await until('/readyz', async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.status === 200, watching);
         const lease = sim.store.get('Lease', namespace, DEFAULT_LEASE_NAME);
         assert.ok(typeof ((lease?.['spec'] ?? {}) as Obj)['holderIdentity'] === 'string', `the Lease ${namespace}/${DEFAULT_LEASE_NAME} is held`);
       } finally {

@@ -18,6 +18,7 @@ import {
 } from '../reconciler/report/reporter.ts';
 import { startGiteaEmulator, type GiteaEmulator } from './helpers/giteaEmulator.ts';
 import { startGitHubEmulator, type GitHubEmulator } from './helpers/githubEmulator.ts';
+import { WAIT_MS, until } from './helpers/waitFor.ts';
 
 const TOKEN = 'ghp_vmrollTestToken0123456789abcdefABCDEF';
 /** 2026-01-01T00:00:00Z: a whole second, so rate-limit arithmetic in tests is exact. */
@@ -94,7 +95,7 @@ async function rejection(promise: Promise<unknown>): Promise<GitHostError> {
 }
 
 describe('Git host reporting', function () {
-  this.timeout(15_000);
+  this.timeout(60_000);
   let github: GitHubEmulator;
   let gitea: GiteaEmulator;
   let repoCounter = 0;
@@ -247,7 +248,7 @@ describe('Git host reporting', function () {
 
     it('fails as Unavailable when GitHub does not answer in time', async () => {
       github.hangNext(1);
-      const error = await rejection(reporter({ requestTimeoutMs: 200 }).postStatus(status()));
+      const error = await rejection(reporter({ requestTimeoutMs: 1000 }).postStatus(status()));
       assert.equal(error.code, 'Unavailable');
     });
 
@@ -271,14 +272,14 @@ describe('Git host reporting', function () {
       const { logger } = captureLogger();
       const queue = new ReportQueue({ reporter: reporter(), logger, sleep: instantSleep().sleep });
       queue.status(status());
-      assert.equal(await queue.flush(5000), true);
+      assert.equal(await queue.flush(WAIT_MS), true);
       queue.status(status());
-      assert.equal(await queue.flush(5000), true);
+      assert.equal(await queue.flush(WAIT_MS), true);
       queue.status(status({ state: StatusState.failure, description: '1 failed' }));
       queue.status(status({ context: StatusContext.plan }));
-      assert.equal(await queue.flush(5000), true);
+      assert.equal(await queue.flush(WAIT_MS), true);
       queue.status(status({ state: StatusState.failure, description: '1 failed' }));
-      assert.equal(await queue.flush(5000), true);
+      assert.equal(await queue.flush(WAIT_MS), true);
       assert.deepEqual(github.statuses(sha(1), repo).map((s) => [s.context, s.state]), [
         ['vmroll/sync', 'success'],
         ['vmroll/sync', 'failure'],
@@ -305,7 +306,7 @@ describe('Git host reporting', function () {
       queue.comment(pr, `${PLAN_MARKER} v3`);
       assert.equal(queue.pending(), 3);
       gate.release();
-      assert.equal(await queue.flush(5000), true);
+      assert.equal(await queue.flush(WAIT_MS), true);
       assert.deepEqual(github.statuses(sha(1), repo).map((s) => [s.state, s.description]), [['failure', '1 failed']]);
       assert.equal(github.statuses(sha(9), repo).length, 1);
       assert.deepEqual(github.comments(pr, repo).map((c) => c.body), [`${PLAN_MARKER} v3`]);
@@ -324,7 +325,7 @@ describe('Git host reporting', function () {
       queue.status(status({ sha: sha(1), state: StatusState.pending }));
       queue.comment(pr, `${PLAN_MARKER} plan`);
       queue.status(status({ sha: sha(2), context: StatusContext.plan }));
-      assert.equal(await queue.flush(5000), true);
+      assert.equal(await queue.flush(WAIT_MS), true);
       assert.deepEqual(waits, [1000, 2000, 4000], 'exponential backoff');
       assert.deepEqual(requestsSince(start).map((r) => `${r.method} ${r.path} ${r.status}`), [
         `POST /repos/${repo}/statuses/${sha(1)} 502`,
@@ -347,7 +348,7 @@ describe('Git host reporting', function () {
       const queue = new ReportQueue({ reporter: reporter(), logger, sleep, random: () => 0.75, initialBackoffMs: 1000, maxBackoffMs: 5000 });
       github.failNext(5, 503);
       queue.status(status());
-      assert.equal(await queue.flush(5000), true);
+      assert.equal(await queue.flush(WAIT_MS), true);
       assert.deepEqual(waits, [1100, 2200, 4400, 5000, 5000]);
       await queue.close();
     });
@@ -359,7 +360,7 @@ describe('Git host reporting', function () {
       github.rateLimit({ remaining: 0, resetInSeconds: 30 });
       const start = github.requests.length;
       queue.status(status());
-      assert.equal(await queue.flush(5000), true);
+      assert.equal(await queue.flush(WAIT_MS), true);
       assert.deepEqual(waits, [31_000], '30 s to the reset plus a 1 s margin');
       assert.deepEqual(requestsSince(start).map((r) => r.status), [403, 201]);
       assert.equal(github.statuses(sha(1), repo).length, 1);
@@ -373,7 +374,7 @@ describe('Git host reporting', function () {
       github.rateLimit({ retryAfterSeconds: 7 });
       const start = github.requests.length;
       queue.status(status());
-      assert.equal(await queue.flush(5000), true);
+      assert.equal(await queue.flush(WAIT_MS), true);
       assert.deepEqual(waits, [8000]);
       assert.deepEqual(requestsSince(start).map((r) => r.status), [429, 201]);
       await queue.close();
@@ -386,7 +387,7 @@ describe('Git host reporting', function () {
       const start = github.requests.length;
       queue.status(status());
       queue.status(status({ sha: sha(2) }));
-      assert.equal(await queue.flush(5000), true);
+      assert.equal(await queue.flush(WAIT_MS), true);
       assert.deepEqual(requestsSince(start).map((r) => r.status), [401, 401]);
       assert.deepEqual(waits, []);
       assert.equal(queue.stats().dropped, 2);
@@ -419,17 +420,17 @@ describe('Git host reporting', function () {
     it('close does not sit out a backoff, whether it comes during the failing call or after it', async () => {
       const { logger } = captureLogger();
       // Real timers here: a backoff of ten minutes would outlast the test's timeout.
-      const during = new ReportQueue({ reporter: reporter({ requestTimeoutMs: 100 }), logger, initialBackoffMs: 600_000 });
+      const during = new ReportQueue({ reporter: reporter({ requestTimeoutMs: 1000 }), logger, initialBackoffMs: 600_000 });
       github.hangNext(1);
       const start = github.requests.length;
       during.status(status());
-      while (github.requests.length === start) await new Promise((resolve) => setTimeout(resolve, 5));
+      await until('the emulator to receive the status', () => github.requests.length > start);
       await during.close();
       assert.equal(during.pending(), 1);
       const after = new ReportQueue({ reporter: reporter(), logger, initialBackoffMs: 600_000 });
       github.failNext(1, 502);
       after.status(status({ sha: sha(2) }));
-      while (after.stats().retries === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      await until('a failed delivery to be retried', () => after.stats().retries > 0);
       await after.close();
       assert.equal(after.pending(), 1);
     });
@@ -452,12 +453,12 @@ describe('Git host reporting', function () {
       await collect(gh.listOpenPullRequests());
       github.clearRateLimit();
       github.hangNext(1);
-      await collect(reporter({ logger, requestTimeoutMs: 100 }).postStatus(status()));
+      await collect(reporter({ logger, requestTimeoutMs: 1000 }).postStatus(status()));
       const { sleep } = instantSleep();
       const queue = new ReportQueue({ reporter: wrong, logger, sleep });
       queue.status(status());
       queue.comment(pr, PLAN_MARKER);
-      await queue.flush(5000);
+      await queue.flush(WAIT_MS);
       await queue.close();
       assert.equal(errors.length, 6);
       const everything = [
@@ -516,7 +517,7 @@ describe('Git host reporting', function () {
       const queue = new ReportQueue({ reporter: giteaReporter(), logger, sleep, random: () => 0.5 });
       gitea.failNext(2, 503);
       queue.status(status());
-      assert.equal(await queue.flush(5000), true);
+      assert.equal(await queue.flush(WAIT_MS), true);
       assert.deepEqual(waits, [1000, 2000]);
       assert.equal(gitea.statuses(sha(1), repo).length, 1);
       await queue.close();

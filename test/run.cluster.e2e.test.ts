@@ -18,20 +18,12 @@ import { ConfigFileError } from '../reconciler/configFile.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { ROOT } from './helpers/cases.ts';
 import { type GitServer, type WorkingClone, startGitServer } from './helpers/gitServer.ts';
+import { until } from './helpers/waitFor.ts';
 
 const VMROLL = path.join(ROOT, 'bin', 'vmroll.js');
 const EXAMPLE = path.join(ROOT, 'fixtures', 'example-repo', 'vms');
 const KUBEVIRT = path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml');
 const example = (f: string): string => readFileSync(path.join(EXAMPLE, f), 'utf8');
-
-/** Polls until `check` holds (every 25 ms, at most `ms`). */
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 const socketsOf = (vm: Obj | undefined): unknown =>
   ((((((vm?.['spec'] ?? {}) as Obj)['template'] ?? {}) as Obj)['spec'] ?? {}) as Obj)['domain'] !== undefined
@@ -73,6 +65,14 @@ function spawnReplica(name: string, args: string[], cwd: string): Replica {
   return { name, child, lines, said: (msg) => lines.filter((l) => l['msg'] === msg), exit };
 }
 
+/** Wait options that give up when a replica exits, and show what it logged. */
+function watching(...replicas: Replica[]): { failIf: () => string | undefined; detail: () => string } {
+  return {
+    failIf: () => replicas.map((r) => (r.child.exitCode !== null || r.child.signalCode !== null ? `${r.name} exited` : '')).find((m) => m !== ''),
+    detail: () => replicas.map((r) => `${r.name} logged:\n${r.lines.map((l) => JSON.stringify(l)).join('\n')}`).join('\n'),
+  };
+}
+
 async function get(url: string): Promise<{ status: number; text: string }> {
   const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
   return { status: res.status, text: await res.text() };
@@ -84,7 +84,8 @@ function metric(text: string, name: string): number | undefined {
 }
 
 describe('vmroll run in a cluster: config file, namespaces, /metrics, leader election, shutdown', function () {
-  this.timeout(90_000);
+  // Two vmroll processes start, sync and hand over a lease: slow on a busy machine.
+  this.timeout(180_000);
   let git: GitServer;
   let dir: string;
   let shop: WorkingClone;
@@ -227,21 +228,22 @@ describe('vmroll run in a cluster: config file, namespaces, /metrics, leader ele
           'leaderElection:',
           '  enabled: true',
           '  namespace: default',
-          '  leaseDuration: 1s',
-          '  renewDeadline: 600ms',
-          '  retryPeriod: 100ms',
+          // Long enough that a replica starved of CPU (a busy machine) still renews in time: only kill -9 may hand over.
+          '  leaseDuration: 8s',
+          '  renewDeadline: 6s',
+          '  retryPeriod: 200ms',
         ].join('\n'),
       );
       const args = (n: string): string[] => ['--config', config, '--cluster', 'kube', '--kubeconfig', kubeconfig, '--interval', '1s', '--listen', '127.0.0.1:0', '--cache-dir', path.join(dir, `cache-${n}`)];
       const a = spawnReplica('replica-a', args('a'), dir);
       replicas.push(a);
-      await until('replica-a leads and syncs', () => a.said('reconciled').length > 0);
+      await until('replica-a leads and syncs', () => a.said('reconciled').length > 0, watching(a));
       const b = spawnReplica('replica-b', args('b'), dir);
       replicas.push(b);
-      await until('replica-b listens', () => b.said('listening').length > 0 && b.said('waiting for the lease').length > 0);
+      await until('replica-b listens', () => b.said('listening').length > 0 && b.said('waiting for the lease').length > 0, watching(a, b));
       const addressOf = (r: Replica): string => String(r.said('listening')[0]?.['address']);
       // Long enough for several of b's attempts and a's interval syncs.
-      await until('a few more syncs by replica-a', () => a.said('reconciled').length >= 3);
+      await until('a few more syncs by replica-a', () => a.said('reconciled').length >= 3, watching(a, b));
 
       assert.equal(a.said('became leader').length, 1);
       assert.equal(b.said('became leader').length, 0, 'a valid lease is not taken');
@@ -261,9 +263,9 @@ describe('vmroll run in a cluster: config file, namespaces, /metrics, leader ele
       await shop.write('vms/db.yaml', example('db.yaml').replace('sockets: 4', 'sockets: 6'));
       await shop.commit('db: 6 sockets');
       await shop.push();
-      await until('replica-b applies the new push', () => socketsOf(sim.store.get('VirtualMachine', 'shop', 'db')) === 6);
+      await until('replica-b applies the new push', () => socketsOf(sim.store.get('VirtualMachine', 'shop', 'db')) === 6, watching(b));
       // Its log line follows the write (and the pipe) by a moment.
-      await until('replica-b logs the update', () => b.said('updated VirtualMachine').length >= 1);
+      await until('replica-b logs the update', () => b.said('updated VirtualMachine').length >= 1, watching(b));
       assert.equal(b.said('became leader').length, 1);
       const lease = (await (await fetch(`${server.url}/apis/coordination.k8s.io/v1/namespaces/default/leases/vmroll`)).json()) as Obj;
       assert.equal((lease['spec'] as Obj)['holderIdentity'], 'replica-b');

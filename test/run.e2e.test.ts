@@ -17,6 +17,7 @@ import type { Obj, VmPlan } from '../reconciler/rollout/index.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
 import { ROOT } from './helpers/cases.ts';
 import { type GitServer, type WorkingClone, startGitServer } from './helpers/gitServer.ts';
+import { until } from './helpers/waitFor.ts';
 
 const run = promisify(execFile);
 const EXAMPLE = path.join(ROOT, 'fixtures', 'example-repo', 'vms');
@@ -196,6 +197,8 @@ describe('vmroll run end to end', function () {
     const handle = await startRun(config, { out: () => {}, err: () => {} }, logger);
     try {
       const synced = (): number => lines.filter((l) => l.includes('"msg":"reconciled"')).length;
+      // Logged by the push handler before it triggers a sync and before it answers: once the answer is in, so would this be.
+      const pushed = (): number => lines.filter((l) => l.includes('"msg":"push webhook: syncing now"')).length;
       const post = async (signature: string | null, body: string): Promise<number> => {
         const headers: Record<string, string> = { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': 'd1' };
         if (signature !== null) headers['x-hub-signature-256'] = signature;
@@ -206,11 +209,11 @@ describe('vmroll run end to end', function () {
       const body = JSON.stringify({ ref: 'refs/heads/main', after: 'a'.repeat(40), repository: { full_name: 'org/fleet' } });
       assert.equal(await post('sha256=' + createHmac('sha256', 'not-the-secret').update(body).digest('hex'), body), 401);
       assert.equal(await post(null, body), 401);
-      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(pushed(), 0, 'rejected webhooks trigger nothing');
       assert.equal(synced(), 0, 'rejected webhooks trigger nothing');
       assert.equal(await post('sha256=' + createHmac('sha256', secret).update(body).digest('hex'), body), 202);
-      const deadline = Date.now() + 20_000;
-      while (synced() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(pushed(), 1, 'the signed webhook was handed to the loop before the answer');
+      await until('the sync the signed webhook started', () => synced() > 0);
       assert.equal(synced(), 1, 'the signed webhook ran a sync');
       assert.ok(lines.every((l) => !l.includes(secret)), 'the secret never reaches the log');
     } finally {

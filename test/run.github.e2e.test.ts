@@ -14,6 +14,7 @@ import { PLAN_MARKER } from '../reconciler/report/reporter.ts';
 import { ROOT } from './helpers/cases.ts';
 import { type GitServer, type WorkingClone, startGitServer } from './helpers/gitServer.ts';
 import { GitHubEmulator } from './helpers/githubEmulator.ts';
+import { WAIT_MS } from './helpers/waitFor.ts';
 
 const EXAMPLE = path.join(ROOT, 'fixtures', 'example-repo', 'vms');
 const KUBEVIRT = path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml');
@@ -55,7 +56,7 @@ describe('vmroll run --github-repo', function () {
     try {
       const main1 = await work.git('rev-parse', 'HEAD');
       await handle.trigger('test');
-      assert.equal(await handle.flushReports(10_000), true);
+      assert.equal(await handle.flushReports(WAIT_MS), true);
       const first = gh.statuses(main1).filter((s) => s.context === 'vmroll/sync');
       assert.deepEqual(first.map((s) => s.state), ['pending', 'success'], 'pending while applying, then the outcome');
       assert.equal(first[1]?.description, '0 in sync · 3 created');
@@ -71,7 +72,7 @@ describe('vmroll run --github-repo', function () {
       gh.addPullRequest({ number: 1, headRef: 'resize', headSha: head, baseRef: 'main', baseSha: main1, title: 'Resize' });
 
       await handle.trigger('test');
-      assert.equal(await handle.flushReports(10_000), true);
+      assert.equal(await handle.flushReports(WAIT_MS), true);
       assert.equal(gh.statuses(main1).filter((s) => s.context === 'vmroll/sync').length, 2, 'nothing changed: no new status on main');
       const plan = gh.statuses(head).filter((s) => s.context === 'vmroll/plan');
       assert.equal(plan.length, 1);
@@ -85,7 +86,7 @@ describe('vmroll run --github-repo', function () {
       // Again with nothing new anywhere: no request writes anything.
       const writesBefore = gh.requests.filter((r) => r.method !== 'GET').length;
       await handle.trigger('test');
-      assert.equal(await handle.flushReports(10_000), true);
+      assert.equal(await handle.flushReports(WAIT_MS), true);
       assert.equal(gh.requests.filter((r) => r.method !== 'GET').length, writesBefore, 'an idle sync and review post nothing');
 
       // A new commit on main: statuses on the new commit only.
@@ -93,7 +94,7 @@ describe('vmroll run --github-repo', function () {
       const main2 = await work.commit('touch batch');
       await work.push();
       await handle.trigger('test');
-      assert.equal(await handle.flushReports(10_000), true);
+      assert.equal(await handle.flushReports(WAIT_MS), true);
       assert.deepEqual(gh.statuses(main2).filter((s) => s.context === 'vmroll/sync').map((s) => s.state), ['success'], 'no write to do: no pending, just the result');
     } finally {
       await handle.stop();

@@ -9,6 +9,7 @@ import { type ApiServer, startApiServer } from '../reconciler/cluster/sim/apiSer
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { ROOT } from './helpers/cases.ts';
+import { WAIT_MS } from './helpers/waitFor.ts';
 
 interface Reply {
   status: number;
@@ -80,7 +81,7 @@ class WatchStream {
       }
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error('no watch event within 2 s')), 2_000);
+        timer = setTimeout(() => reject(new Error(`no watch event within ${WAIT_MS} ms`)), WAIT_MS);
       });
       const chunk = await Promise.race([this.reader.read(), timeout]).finally(() => clearTimeout(timer));
       if (chunk.done) return null;
@@ -521,7 +522,8 @@ describe('simulator API server state and vmroll sim', () => {
   });
 
   it('vmroll sim serves until SIGTERM and writes a kubeconfig', async function () {
-    this.timeout(15_000);
+    // Starting a node process (tsx compiles the CLI) takes seconds on a busy machine.
+    this.timeout(120_000);
     const kubeconfig = path.join(dir, 'kubeconfig.yaml');
     const child: ChildProcess = spawn(process.execPath, [path.join(ROOT, 'bin', 'vmroll.js'), 'sim', '--listen', '127.0.0.1:0', '--kubeconfig-out', kubeconfig, '--log-level', 'silent'], {
       cwd: ROOT,
@@ -530,7 +532,7 @@ describe('simulator API server state and vmroll sim', () => {
     try {
       let out = '';
       const url = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`vmroll sim did not start: ${out}`)), 10_000);
+        const timer = setTimeout(() => reject(new Error(`vmroll sim did not start within 60 s: ${out}`)), 60_000);
         child.stdout?.on('data', (chunk: Buffer) => {
           out += chunk.toString();
           const match = /kubeconfig written/.test(out) ? /(http:\/\/127\.0\.0\.1:\d+)/.exec(out) : null;

@@ -13,7 +13,7 @@ import {
 } from '../reconciler/source/webhookServer.ts';
 
 const SECRET = 'wh-secret-5f3a9c1e-do-not-log';
-const REQUEST_TIMEOUT_MS = 5_000;
+const REQUEST_TIMEOUT_MS = 30_000;
 
 interface Reply {
   status: number;
@@ -119,7 +119,7 @@ function parsed(lines: readonly string[]): Record<string, unknown>[] {
 }
 
 describe('webhook server', function () {
-  this.timeout(20_000);
+  this.timeout(60_000);
 
   describe('with a webhook secret', () => {
     let server: WebhookServer;

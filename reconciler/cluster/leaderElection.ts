@@ -11,6 +11,8 @@
  * has passed since the start of its last successful renewal, and a follower only takes over
  * `leaseDurationMs` after it saw that renewal, which happened after it started. With
  * `renewDeadlineMs < leaseDurationMs`, the leader has stopped before anyone else may start.
+ * `isLeader()` checks that deadline on the clock too: a starved process runs its step-down
+ * timer late, and must not act as leader in between.
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -113,6 +115,8 @@ export class LeaderElector implements LeaderElection {
   private readonly requestTimeoutMs: number;
   private readonly logger: Logger | undefined;
   private leading = false;
+  /** Local time at which leadership ends unless renewed: the start of the last successful renewal plus the renew deadline. */
+  private leadUntil = 0;
   private stopped = false;
   /** The lease version last seen, who held it, and when (local clock) it was first seen. */
   private observed: { version: string; holder: string; at: number } | null = null;
@@ -138,7 +142,8 @@ export class LeaderElector implements LeaderElection {
   }
 
   isLeader(): boolean {
-    return this.leading;
+    // Also by the clock: a process starved of CPU runs its step-down timer late, and must not act as leader meanwhile.
+    return this.leading && Date.now() < this.leadUntil;
   }
 
   start(): void {
@@ -210,6 +215,7 @@ export class LeaderElector implements LeaderElection {
   }
 
   private renewed(started: number): void {
+    this.leadUntil = started + this.renewDeadlineMs;
     clearTimeout(this.deadline);
     this.deadline = setTimeout(() => this.stepDown(`could not renew the lease for ${this.renewDeadlineMs} ms`), started + this.renewDeadlineMs - Date.now());
     if (this.leading) return;

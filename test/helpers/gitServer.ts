@@ -60,7 +60,8 @@ const IDENTITY = ['-c', 'user.name=vmroll test', '-c', 'user.email=test@vmroll.i
 async function runGit(cwd: string, args: string[]): Promise<string> {
   const { stdout } = await execFileAsync('git', [...IDENTITY, ...args], {
     cwd,
-    timeout: 15_000,
+    // Generous: git on a busy machine is slow, and a timeout here fails the test that called it.
+    timeout: 60_000,
     env: { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', HOME: cwd },
   });
   return stdout.trim();
@@ -129,7 +130,7 @@ export async function startGitServer(options: GitServerOptions = {}): Promise<Gi
   const clonesDir = path.join(workDir, 'clones');
   await mkdir(projectRoot);
   await mkdir(clonesDir);
-  const timeoutMs = options.requestTimeoutMs ?? 10_000;
+  const timeoutMs = options.requestTimeoutMs ?? 60_000;
   const children = new Set<ChildProcess>();
   let requestCount = 0;
 
@@ -188,7 +189,7 @@ export async function startGitServer(options: GitServerOptions = {}): Promise<Gi
 
   const server = createServer(handle);
   server.requestTimeout = timeoutMs;
-  server.headersTimeout = Math.min(timeoutMs, 5_000);
+  server.headersTimeout = Math.min(timeoutMs, 30_000);
   server.keepAliveTimeout = 1_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
