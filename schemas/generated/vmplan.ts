@@ -62,7 +62,7 @@ export interface VmPlanEntry {
    */
   reasons: RestartReason[];
   /**
-   * Every changed field of the VM, each with how it rolls out.
+   * Changed fields of the VM, each with how it rolls out. `vmroll diff`: every field that differs between --desired and the baseline. `vmroll plan` and an update written by `vmroll run`: the fields the commit changes in the stored VM (a field changed by an earlier commit and still staged is not repeated). A VM `vmroll run` left alone: what differs from its running instance.
    */
   changes: FieldChange[];
   /**
