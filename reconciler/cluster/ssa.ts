@@ -39,7 +39,7 @@ export interface OwnedFieldsComparison {
 }
 
 /** metadata fields the API server owns; no managedFields entry names them. */
-const SYSTEM_METADATA = new Set([
+export const SYSTEM_METADATA: ReadonlySet<string> = new Set([
   'name',
   'namespace',
   'uid',

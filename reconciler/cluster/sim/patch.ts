@@ -7,6 +7,7 @@
  * Lists are atomic throughout (a custom resource without x-kubernetes-list-type), so a list is
  * one owned leaf and fieldsV1 only ever uses `f:` keys and `.`.
  */
+import { SYSTEM_METADATA } from '../ssa.ts';
 import type { Obj } from '../../rollout/index.ts';
 import { clone, isObj } from '../../rollout/json.ts';
 
@@ -287,20 +288,6 @@ function hasAncestorIn(path: readonly string[], set: FieldSet): boolean {
   for (let n = 1; n < path.length; n++) if (set.has(keyOf(path.slice(0, n)))) return true;
   return false;
 }
-
-/** metadata fields the server owns; nobody's managedFields mention them. */
-const SYSTEM_METADATA = new Set([
-  'name',
-  'namespace',
-  'uid',
-  'resourceVersion',
-  'generation',
-  'creationTimestamp',
-  'managedFields',
-  'selfLink',
-  'deletionTimestamp',
-  'deletionGracePeriodSeconds',
-]);
 
 const isStatusWrite = (subresource: string | undefined): boolean => subresource === 'status';
 
