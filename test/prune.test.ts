@@ -158,7 +158,8 @@ describe('prune: orphans, prune: disabled and the empty-state guard', function (
     const text = await vmroll('run', ['--once', ...common]);
     assert.equal(text.code, 0, text.stderr);
     const lines = text.stdout.split('\n');
-    assert.match(lines[0] ?? '', /^sync [0-9a-f]{12}: 1 in sync · 2 orphaned /);
+    assert.match(lines[0] ?? '', /^target: embedded KubeVirt simulator, state in /, 'the first line names the target');
+    assert.match(lines[1] ?? '', /^sync [0-9a-f]{12}: 1 in sync · 2 orphaned /);
     assert.ok(lines.includes(`  orphan shop/db: defined in vms/db.yaml (last applied from ${applied.slice(0, 12)}), no longer in Git; not deleted (run with --prune to delete)`), text.stdout);
     assert.ok(lines.some((l) => l.startsWith('  orphan jobs/batch: defined in vms/batch.yaml')), text.stdout);
     assert.deepEqual(vmsInState(state), ALL);
