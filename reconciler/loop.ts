@@ -205,7 +205,7 @@ export function formatSummary(s: SyncSummary): string {
   const shown = parts.filter(([n], i) => i === 0 || n > 0);
   const long = shown.map(([n, label]) => `${n} ${label}`).join(' · ');
   if (long.length <= SUMMARY_MAX_CHARS) return long;
-  return shown.map(([n, , short]) => `${n} ${short}`).join(', ');
+  return shown.map(([n, , short]) => `${n} ${short}`).join(',');
 }
 
 /** Keeps the state between syncs of one repository and runs them. */

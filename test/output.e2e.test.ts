@@ -266,7 +266,8 @@ describe('vmroll run output: what the operator reads, sync after sync', function
       stderr = r.stderr ?? '';
     }
     const out = stdout.trimEnd().split('\n');
-    assert.match(out[0] ?? '', /^sync [0-9a-f]{12}: 0 in sync · 1 created · 1 error \(/, stdout);
+    assert.match(out[0] ?? '', /^target: embedded KubeVirt simulator, state in /, stdout);
+    assert.match(out[1] ?? '', /^sync [0-9a-f]{12}: 0 in sync · 1 created · 1 error \(/, stdout);
     const errorLine = /\n {2}error {3}vms\/web\.yaml:(\d+): invalid YAML/.exec(stdout);
     assert.ok(errorLine !== null, stdout);
     assert.match(stdout, /\n {2}create {2}shop\/db/);
