@@ -1,7 +1,8 @@
 /** The `vmroll` entry point: parses the command name and hands over to commands/. */
 import { readFileSync } from 'node:fs';
 import { DIFF_HELP, runDiff } from './commands/diff.ts';
-import { type CommandIO, UsageError } from './commands/common.ts';
+import type { CommandIO } from './commands/common.ts';
+import { UsageError } from './usage.ts';
 import { RUN_HELP, runRun } from './commands/run.ts';
 import { DEMO_HELP, runDemo } from './commands/demo.ts';
 import { SIM_HELP, runSim } from './commands/sim.ts';

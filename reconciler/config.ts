@@ -8,9 +8,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KubeConfigSource } from './cluster/kube.ts';
 import { DEFAULT_LEASE_NAME, defaultIdentity, podNamespace } from './cluster/leaderElection.ts';
-import { UsageError } from './commands/common.ts';
 import { type ResolvedRepository, type VmrollConfig, configHash, durationMs, parseConfig, readConfigText, repositoriesOf, repositoryName, sshRefusal } from './configFile.ts';
 import { type LogFormat, parseLogFormat } from './logging.ts';
+import type { Obj } from './rollout/index.ts';
+import { parseYamlDocuments } from './source/yamlDocs.ts';
+import { UsageError } from './usage.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The example repository's sources, copied into {@link EXAMPLE_REPO_DIR} on first use. */
@@ -183,6 +185,22 @@ function readSecretFile(file: string, flag: string): string {
   } catch {
     throw new UsageError(`${flag}: ${file} cannot be read`);
   }
+}
+
+/** Reads a KubeVirt CR from a YAML file for the simulator; `flag` names the option in errors. */
+export function loadKubeVirt(file: string, flag: string): Obj {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new UsageError(`${flag}: ${file} cannot be read`);
+  }
+  const doc = parseYamlDocuments(text, file)[0];
+  const v: unknown = doc?.value;
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || (v as Obj)['kind'] !== 'KubeVirt') {
+    throw new UsageError(`${file}:${doc?.line ?? 1}: expected a KubeVirt object (${flag})`);
+  }
+  return v as Obj;
 }
 
 /** The one line printed when `run` has no repository and the simulator was not chosen. */

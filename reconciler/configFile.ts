@@ -11,7 +11,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import ajvFormats from 'ajv-formats';
 import { LineCounter, isMap, isScalar, parseDocument } from 'yaml';
 import type { RepositoryConfig, VmrollConfig } from '../schemas/generated/vmroll-config.ts';
-import { UsageError } from './commands/common.ts';
+import { UsageError } from './usage.ts';
 import { ManifestParseError, parseYamlDocuments } from './source/yamlDocs.ts';
 import { redactUrl } from './source/errors.ts';
 

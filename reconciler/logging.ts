@@ -3,7 +3,7 @@
  * collectors) or as readable text lines (`--log-format text`, Flux's `--log-encoding console`).
  */
 import { pino, type Logger } from 'pino';
-import { UsageError } from './commands/common.ts';
+import { UsageError } from './usage.ts';
 
 /** How log lines are written. */
 export const LogFormat = {

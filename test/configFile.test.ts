@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
-import { UsageError } from '../reconciler/commands/common.ts';
+import { UsageError } from '../reconciler/usage.ts';
 import { ConfigFileError, loadConfigFile, namespaceAllowed, namespaceRefusal, parseConfig, repositoriesOf, repositoryName } from '../reconciler/configFile.ts';
 import { ROOT } from './helpers/cases.ts';
 

@@ -9,7 +9,8 @@ import { type ReconcileReport, Reconciler } from '../loop.ts';
 import { InvalidVersionError, type Obj, behavioursFor, parseVersion } from '../rollout/index.ts';
 import { commitAll, ensureExampleRepo } from '../source/exampleRepo.ts';
 import { GitSource } from '../source/gitSource.ts';
-import { type CommandIO, UsageError } from './common.ts';
+import { UsageError } from '../usage.ts';
+import type { CommandIO } from './common.ts';
 import { makeLogger } from '../logging.ts';
 import { renderReport } from './run.ts';
 

@@ -15,7 +15,9 @@ import {
 } from '../rollout/index.ts';
 import { ManifestParseError, parseYamlDocuments, type YamlDoc } from '../source/yamlDocs.ts';
 import { parseOutput } from '../config.ts';
-import { type CommandIO, UsageError, formatValue } from './common.ts';
+import { formatValue } from '../format.ts';
+import { UsageError } from '../usage.ts';
+import type { CommandIO } from './common.ts';
 
 /** Help text of `vmroll diff`. */
 export const DIFF_HELP = `Usage: vmroll diff --baseline <vm.yaml or controllerrevision.yaml> --desired <vm.yaml> [options]

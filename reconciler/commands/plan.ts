@@ -7,7 +7,7 @@ import { ClusterCache } from '../cluster/cache.ts';
 import { KubeCluster } from '../cluster/kube.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
 import { repositoryIdentity } from '../apply/identity.ts';
-import { clusterKind, kubeConfigSource, parseOutput, refuseSsh } from '../config.ts';
+import { clusterKind, kubeConfigSource, loadKubeVirt, parseOutput, refuseSsh } from '../config.ts';
 import { GiteaReporter } from '../report/gitea.ts';
 import { GitHubReporter } from '../report/github.ts';
 import { renderPlanComment, renderPlanTable, statusDescription } from '../report/markdown.ts';
@@ -17,7 +17,10 @@ import type { Obj } from '../rollout/index.ts';
 import { SourceError, redactSecrets, redactUrl } from '../source/errors.ts';
 import { GitSource } from '../source/gitSource.ts';
 import { makeLogger, parseLogFormat } from '../logging.ts';
-import { type CommandIO, UsageError, describeTarget, failedPlan, loadKubeVirt } from './common.ts';
+import { describeTarget } from '../cluster/target.ts';
+import { failedPlan } from '../plan/failedPlan.ts';
+import { UsageError } from '../usage.ts';
+import type { CommandIO } from './common.ts';
 
 /** Help text of `vmroll plan`. */
 export const PLAN_HELP = `Usage: vmroll plan --repo <url|path> [--ref <ref> | --pr <n>] [--kubeconfig <file> | --cluster sim] [options]

@@ -6,7 +6,7 @@ import type { ClusterBackend } from '../cluster/backend.ts';
 import { KubeCluster } from '../cluster/kube.ts';
 import { type LeaderElection, LeaderElector, SoleLeader } from '../cluster/leaderElection.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
-import { EXAMPLE_FIXTURES, type GitHostConfig, type RepositoryRunConfig, type RunConfig, type RunConfigSource, RunOutput, runConfig, runConfigSource } from '../config.ts';
+import { EXAMPLE_FIXTURES, type GitHostConfig, type RepositoryRunConfig, type RunConfig, type RunConfigSource, RunOutput, loadKubeVirt, runConfig, runConfigSource } from '../config.ts';
 import { makeLogger } from '../logging.ts';
 import { namespaceRefusal } from '../configFile.ts';
 import { ConfigReloadError, ConfigWatcher, type ReloadPlan, planReload, repositoriesOfRun } from '../configReload.ts';
@@ -22,7 +22,11 @@ import type { FieldRevert, Obj, VmPlanEntry } from '../rollout/index.ts';
 import { redactSecrets, redactUrl } from '../source/errors.ts';
 import { GitSource } from '../source/gitSource.ts';
 import { startWebhookServer } from '../source/webhookServer.ts';
-import { type CommandIO, UsageError, describeTarget, failedPlan, loadKubeVirt, formatValue } from './common.ts';
+import { describeTarget } from '../cluster/target.ts';
+import { formatValue } from '../format.ts';
+import { failedPlan } from '../plan/failedPlan.ts';
+import { UsageError } from '../usage.ts';
+import type { CommandIO } from './common.ts';
 
 /** The logger factory, re-exported for the callers that imported it from here. */
 export { makeLogger } from '../logging.ts';

@@ -4,10 +4,11 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { type ApiFaults, type ApiServer, parseListen, startApiServer } from '../cluster/sim/apiServer.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
-import { parseDuration } from '../config.ts';
+import { loadKubeVirt, parseDuration } from '../config.ts';
 import type { Obj } from '../rollout/index.ts';
 import { makeLogger, parseLogFormat } from '../logging.ts';
-import { type CommandIO, UsageError, loadKubeVirt } from './common.ts';
+import { UsageError } from '../usage.ts';
+import type { CommandIO } from './common.ts';
 
 /** Help text of `vmroll sim`. */
 export const SIM_HELP = `Usage: vmroll sim [options]

@@ -8,7 +8,7 @@ import { PlanAction, Rollout, TakesEffect, type VmPlan, type VmPlanEntry } from 
 import type { ManifestError } from '../rollout/plan.ts';
 import type { ManifestWarning } from '../source/manifests.ts';
 import type { VmOrphan } from '../apply/prune.ts';
-import { formatValue } from '../commands/common.ts';
+import { formatValue } from '../format.ts';
 import { type PlanSummary, PowerChange, summarizePlan } from './planCommit.ts';
 import { PLAN_MARKER } from './reporter.ts';
 
