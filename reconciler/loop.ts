@@ -9,6 +9,7 @@ import { Owner, SOURCE_COMMIT_ANNOTATION, SOURCE_PATH_ANNOTATION, appliedIn, own
 import { type VmOrphan, decidePrune } from './apply/prune.ts';
 import type { ClusterBackend } from './cluster/backend.ts';
 import { ClusterCache } from './cluster/cache.ts';
+import { annotationsOf, conditionsOf, metaOf } from './cluster/object.ts';
 import { type FieldRevert, type Obj, RELEASED_WHY, type VmPlan, type VmPlanEntry, changeOutcome, planRollout, vmMetadataChanges } from './rollout/index.ts';
 import type { ManifestError } from './rollout/plan.ts';
 import { SourceError, SourceErrorCode } from './source/errors.ts';
@@ -138,13 +139,8 @@ function vmKey(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
 
-function metaOf(o: Obj): Obj {
-  return (o['metadata'] ?? {}) as Obj;
-}
-
 function restartCondition(vm: Obj | undefined): Obj | undefined {
-  const conditions = (((vm?.['status'] ?? {}) as Obj)['conditions'] ?? []) as Obj[];
-  return conditions.find((c) => c['type'] === 'RestartRequired' && c['status'] === 'True');
+  return conditionsOf(vm).find((c) => c['type'] === 'RestartRequired' && c['status'] === 'True');
 }
 
 /** The {@link SyncSummary} count of each state. */
@@ -511,7 +507,7 @@ export class Reconciler {
       baseline: this.cache.baseline(stored),
       vmi,
       kubevirt: this.cache.kubevirt,
-      conditions: (((stored['status'] ?? {}) as Obj)['conditions'] ?? []) as Obj[],
+      conditions: conditionsOf(stored),
       instancetypes: [...this.cache.instancetypes.values()],
     }).plan;
   }
@@ -528,7 +524,7 @@ export class Reconciler {
     const failedFiles = new Set(manifests.holdingFiles);
     for (const [key, live] of this.cache.vms) {
       if (!ownedBy(live, identity)) continue;
-      const file = String(((metaOf(live)['annotations'] ?? {}) as Obj)[SOURCE_PATH_ANNOTATION] ?? '');
+      const file = String(annotationsOf(live)[SOURCE_PATH_ANNOTATION] ?? '');
       if (failedFiles.has(file)) out.add(key);
     }
     return [...out].filter((key) => !defined.has(key) && !refused.has(key)).sort(compareKeys);
@@ -559,7 +555,7 @@ export class Reconciler {
       baseline,
       vmi,
       kubevirt,
-      conditions: (((live['status'] ?? {}) as Obj)['conditions'] ?? []) as Obj[],
+      conditions: conditionsOf(live),
       instancetypes: [...this.cache.instancetypes.values()],
     });
     const entry: VmPlanEntry = {

@@ -6,6 +6,7 @@ import ajvFormats from 'ajv-formats';
 import type { KubeVirt, VirtualMachine, VirtualMachineInstance } from '../schemas/generated/virtualmachine.ts';
 import type { VmPlan } from '../schemas/generated/vmplan.ts';
 import { KUBEVIRT_FIELDS, KUBEVIRT_ROOT_TYPE } from '../schemas/generated/kubevirt-fields.ts';
+import { isObj } from './rollout/json.ts';
 
 /** One way a document fails its schema. */
 export interface SchemaIssue {
@@ -127,17 +128,13 @@ function run<T>(validate: ValidateFunction, doc: unknown): ValidationResult<T> {
  */
 export function validateVirtualMachine(doc: unknown): ValidationResult<VirtualMachine> {
   const result = run<VirtualMachine>(compiled().virtualMachine, doc);
-  const meta = isRecord(doc) ? objectMetaIssues(doc['metadata'], 'metadata') : [];
-  const template = isRecord(doc) && isRecord(doc['spec']) && isRecord(doc['spec']['template']) ? objectMetaIssues(doc['spec']['template']['metadata'], 'spec.template.metadata', false) : [];
+  const meta = isObj(doc) ? objectMetaIssues(doc['metadata'], 'metadata') : [];
+  const template = isObj(doc) && isObj(doc['spec']) && isObj(doc['spec']['template']) ? objectMetaIssues(doc['spec']['template']['metadata'], 'spec.template.metadata', false) : [];
   if (meta.length + template.length === 0) return result;
   const schemaIssues = result.ok ? [] : result.errors;
   // The schema's own complaint about a field (say, a label that is not a string) stays the only one for that field.
   const seen = new Set(schemaIssues.map((i) => i.path));
   return { ok: false, errors: [...schemaIssues, ...[...meta, ...template].filter((i) => !seen.has(i.path))] };
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -180,7 +177,7 @@ function fieldPath(base: string, key: string): string {
 // The checks Kubernetes' ValidateObjectMeta makes on what a manifest may set: the name (a custom
 // resource's is a DNS-1123 subdomain), the namespace (a DNS-1123 label), label keys and values, annotation keys.
 function objectMetaIssues(meta: unknown, base: string, named = true): SchemaIssue[] {
-  if (!isRecord(meta)) return [];
+  if (!isObj(meta)) return [];
   const issues: SchemaIssue[] = [];
   const name = meta['name'];
   if (named && typeof name === 'string' && name !== '' && !isDns1123Subdomain(name)) {
@@ -198,7 +195,7 @@ function objectMetaIssues(meta: unknown, base: string, named = true): SchemaIssu
   }
   for (const field of ['labels', 'annotations'] as const) {
     const map = meta[field];
-    if (!isRecord(map)) continue;
+    if (!isObj(map)) continue;
     for (const [key, value] of Object.entries(map)) {
       const path = fieldPath(`${base}.${field}`, key);
       if (!isQualifiedName(key)) {
@@ -237,7 +234,7 @@ export function unknownVirtualMachineFields(doc: unknown): UnknownField[] {
       value.forEach((item, i) => visit(item, typeName, [...segments, String(i)]));
       return;
     }
-    if (!isRecord(value)) return;
+    if (!isObj(value)) return;
     const fields = KUBEVIRT_FIELDS[typeName];
     if (fields === undefined) return;
     for (const [key, child] of Object.entries(value)) {

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { ClusterError } from '../reconciler/cluster/backend.ts';
+import { metaOf } from '../reconciler/cluster/object.ts';
 import { KubeCluster } from '../reconciler/cluster/kube.ts';
 import { DEFAULT_LEASE_NAME, LeaderElector } from '../reconciler/cluster/leaderElection.ts';
 import { type ApiRequestInfo, type ApiServer, startApiServer } from '../reconciler/cluster/sim/apiServer.ts';
@@ -69,10 +70,6 @@ const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is
 function toRule(r: unknown): PolicyRule {
   const o = (r ?? {}) as Obj;
   return { apiGroups: strings(o['apiGroups']), resources: strings(o['resources']), verbs: strings(o['verbs']), resourceNames: strings(o['resourceNames']), nonResourceURLs: strings(o['nonResourceURLs']) };
-}
-
-function metaOf(o: Obj): Obj {
-  return (o['metadata'] ?? {}) as Obj;
 }
 
 /** Whether one rule allows the request: verb, group, `resource` or `resource/subresource`, name. */

@@ -1,6 +1,7 @@
 /** What marks a VM as vmroll's: the managed-by label and the source annotations; and the part of a VM that apply owns. */
 import { createHash } from 'node:crypto';
 import { FIELD_MANAGER, type OwnedFieldsComparison, compareOwnedFields } from '../cluster/ssa.ts';
+import { annotationsOf, labelsOf, metaOf } from '../cluster/object.ts';
 import type { Obj } from '../rollout/index.ts';
 import { isUnderPath } from '../source/gitSource.ts';
 import { type RepositoryIdentity, normaliseRepoUrl } from './identity.ts';
@@ -29,11 +30,11 @@ export interface VmSource {
 
 /** The desired VM as vmroll applies it: the manifest plus ownership metadata, without status. */
 export function withOwnership(manifest: Obj, namespace: string, source: VmSource): Obj {
-  const meta = { ...((manifest['metadata'] ?? {}) as Obj) };
+  const meta = { ...metaOf(manifest) };
   meta['namespace'] = namespace;
-  meta['labels'] = { ...((meta['labels'] ?? {}) as Obj), [MANAGED_BY_LABEL]: MANAGED_BY };
+  meta['labels'] = { ...labelsOf(manifest), [MANAGED_BY_LABEL]: MANAGED_BY };
   meta['annotations'] = {
-    ...((meta['annotations'] ?? {}) as Obj),
+    ...annotationsOf(manifest),
     [SOURCE_REPO_ANNOTATION]: source.repo,
     [SOURCE_PATH_ANNOTATION]: source.file,
     [SOURCE_COMMIT_ANNOTATION]: source.commit,
@@ -56,14 +57,9 @@ export const Owner = {
 /** One of {@link Owner}. */
 export type Owner = (typeof Owner)[keyof typeof Owner];
 
-function annotationsOf(o: Obj): Obj {
-  return (((o['metadata'] ?? {}) as Obj)['annotations'] ?? {}) as Obj;
-}
-
 /** Who owns `live` from `identity`'s point of view, and the identity and file the VM names. */
 export function ownerOf(live: Obj, identity: RepositoryIdentity): { owner: Owner; repo: string | null; file: string | null } {
-  const meta = (live['metadata'] ?? {}) as Obj;
-  const labels = (meta['labels'] ?? {}) as Obj;
+  const labels = labelsOf(live);
   const annotations = annotationsOf(live);
   const repo = typeof annotations[SOURCE_REPO_ANNOTATION] === 'string' ? (annotations[SOURCE_REPO_ANNOTATION] as string) : null;
   const file = typeof annotations[SOURCE_PATH_ANNOTATION] === 'string' ? (annotations[SOURCE_PATH_ANNOTATION] as string) : null;
@@ -103,8 +99,8 @@ function canonical(v: unknown): string {
  * changes on every sync and alone is no reason to write) and spec.
  */
 export function ownedFingerprint(vm: Obj): string {
-  const meta = (vm['metadata'] ?? {}) as Obj;
-  const annotations = { ...((meta['annotations'] ?? {}) as Obj) };
+  const meta = metaOf(vm);
+  const annotations = { ...annotationsOf(vm) };
   delete annotations[SOURCE_COMMIT_ANNOTATION];
   // A digest, not the text: one is kept per VM between syncs.
   return createHash('sha256').update(canonical({ labels: meta['labels'] ?? {}, annotations, spec: vm['spec'] ?? {} })).digest('base64');
@@ -130,9 +126,9 @@ export function inSync(desired: Obj, live: Obj): boolean {
 
 /** True when every field the desired VM sets has the same value on the live VM (lists compared whole); blind to fields removed since. */
 export function appliedIn(desired: Obj, live: Obj): boolean {
-  const meta = (desired['metadata'] ?? {}) as Obj;
-  const liveMeta = (live['metadata'] ?? {}) as Obj;
-  const annotations = { ...((meta['annotations'] ?? {}) as Obj) };
+  const meta = metaOf(desired);
+  const liveMeta = metaOf(live);
+  const annotations = { ...annotationsOf(desired) };
   delete annotations[SOURCE_COMMIT_ANNOTATION];
   return (
     contains(liveMeta['labels'], meta['labels'] ?? {}) &&

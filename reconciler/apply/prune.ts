@@ -6,6 +6,7 @@
  * `allowEmpty: false`, an empty desired state is taken for a mistake, not an order.
  */
 import type { VmOrphan } from '../../schemas/generated/vmplan.ts';
+import { annotation } from '../cluster/object.ts';
 import type { Obj } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
 import type { TreeFile } from '../source/gitSource.ts';
@@ -61,11 +62,6 @@ export interface PruneDecision {
   orphans: VmOrphan[];
   /** Why pruning held back as a whole (an empty desired state), when it did and there was something to hold back. */
   errors: ManifestError[];
-}
-
-function annotation(live: Obj, key: string): string | null {
-  const v = ((((live['metadata'] ?? {}) as Obj)['annotations'] ?? {}) as Obj)[key];
-  return typeof v === 'string' && v !== '' ? v : null;
 }
 
 function compare(a: string, b: string): number {

@@ -2,15 +2,11 @@
  * An informer-style cache over a {@link ClusterBackend}: list once, then follow watch events,
  * so a sync reads the cluster from memory and never per VM.
  */
-import { INSTANCETYPE_KINDS, type Obj } from '../rollout/index.ts';
+import { INSTANCETYPE_KINDS, type Obj, parseStartRevisionName } from '../rollout/index.ts';
 import type { ClusterBackend, WatchEvent } from './backend.ts';
+import { metaOf, objectKey, statusOf } from './object.ts';
 
 const INSTANCETYPE_KIND_SET = new Set(INSTANCETYPE_KINDS);
-const REVISION_NAME = /^revision-start-vm-(.+)-(\d+)$/;
-
-function metaOf(o: Obj): Obj {
-  return (o['metadata'] ?? {}) as Obj;
-}
 
 /** True when resourceVersion `have` is the same as or later than `want` (numeric when both are; Kubernetes' are etcd revisions). */
 function notOlder(have: unknown, want: unknown): boolean {
@@ -18,11 +14,6 @@ function notOlder(have: unknown, want: unknown): boolean {
   const h = Number(have);
   const w = Number(want);
   return Number.isFinite(h) && Number.isFinite(w) && String(have) !== '' && h >= w;
-}
-
-function key(o: Obj): string {
-  const m = (o['metadata'] ?? {}) as Obj;
-  return `${String(m['namespace'] ?? '')}/${String(m['name'] ?? '')}`;
 }
 
 /** The cached cluster state. */
@@ -62,13 +53,13 @@ export class ClusterCache {
       this.backend.listInstancetypes(),
       this.backend.getKubeVirt(),
     ]);
-    for (const vm of vms) this.vms.set(key(vm), vm);
-    for (const vmi of vmis) this.vmis.set(key(vmi), vmi);
+    for (const vm of vms) this.vms.set(objectKey(vm), vm);
+    for (const vmi of vmis) this.vmis.set(objectKey(vmi), vmi);
     for (const [uid, data] of baselines) {
       // A listed baseline stands at generation -1 until a watch event brings the revision itself.
       if (!this.revisions.has(uid)) this.revisions.set(uid, new Map([[-1, { data }]]));
     }
-    for (const it of its) this.instancetypes.set(`${String(it['kind'])}/${key(it)}`, it);
+    for (const it of its) this.instancetypes.set(`${String(it['kind'])}/${objectKey(it)}`, it);
     this.kubevirt = kv;
   }
 
@@ -114,7 +105,7 @@ export class ClusterCache {
     const have = metaOf(cached);
     const want = metaOf(written);
     if (!notOlder(have['resourceVersion'], want['resourceVersion'])) return false;
-    const status = (cached['status'] ?? {}) as Obj;
+    const status = statusOf(cached);
     // No KubeVirt installed: nobody will observe the write.
     if (this.kubevirt !== null && Number(status['observedGeneration'] ?? -1) < Number(want['generation'] ?? 0)) return false;
     return status['ready'] !== true || this.vmis.has(key);
@@ -122,13 +113,13 @@ export class ClusterCache {
 
   /** The newest start baseline of a VM, as `{spec}`, or null. */
   baseline(vm: Obj): Obj | null {
-    const best = this.newestRevision(String(((vm['metadata'] ?? {}) as Obj)['uid'] ?? ''));
+    const best = this.newestRevision(String(metaOf(vm)['uid'] ?? ''));
     return best === null ? null : ((best.rev['data'] ?? {}) as Obj);
   }
 
   /** Generation of the newest start baseline of a VM (-2 when there is none): cheap, for cache keys. */
   baselineGeneration(vm: Obj): number {
-    return this.newestRevision(String(((vm['metadata'] ?? {}) as Obj)['uid'] ?? ''))?.gen ?? -2;
+    return this.newestRevision(String(metaOf(vm)['uid'] ?? ''))?.gen ?? -2;
   }
 
   private newestRevision(uid: string): { gen: number; rev: Obj } | null {
@@ -144,21 +135,21 @@ export class ClusterCache {
     const remove = e.type === 'DELETED';
     switch (e.kind) {
       case 'VirtualMachine':
-        if (remove) this.vms.delete(key(o));
-        else this.vms.set(key(o), o);
+        if (remove) this.vms.delete(objectKey(o));
+        else this.vms.set(objectKey(o), o);
         return;
       case 'VirtualMachineInstance':
-        if (remove) this.vmis.delete(key(o));
-        else this.vmis.set(key(o), o);
+        if (remove) this.vmis.delete(objectKey(o));
+        else this.vmis.set(objectKey(o), o);
         return;
       case 'ControllerRevision': {
-        const name = String(((o['metadata'] ?? {}) as Obj)['name'] ?? '');
-        const match = REVISION_NAME.exec(name);
-        if (match === null) return;
-        const [, uid = '', gen = '0'] = match;
+        const name = String(metaOf(o)['name'] ?? '');
+        const start = parseStartRevisionName(name);
+        if (start === null) return;
+        const { uid, generation } = start;
         let byGen = this.revisions.get(uid);
         if (remove) {
-          byGen?.delete(Number(gen));
+          byGen?.delete(generation);
           if (byGen?.size === 0) this.revisions.delete(uid);
           return;
         }
@@ -167,7 +158,7 @@ export class ClusterCache {
           this.revisions.set(uid, byGen);
         }
         byGen.delete(-1);
-        byGen.set(Number(gen), o);
+        byGen.set(generation, o);
         return;
       }
       case 'KubeVirt':
@@ -175,8 +166,8 @@ export class ClusterCache {
         return;
       default:
         if (INSTANCETYPE_KIND_SET.has(e.kind)) {
-          if (remove) this.instancetypes.delete(`${e.kind}/${key(o)}`);
-          else this.instancetypes.set(`${e.kind}/${key(o)}`, o);
+          if (remove) this.instancetypes.delete(`${e.kind}/${objectKey(o)}`);
+          else this.instancetypes.set(`${e.kind}/${objectKey(o)}`, o);
         }
     }
   }

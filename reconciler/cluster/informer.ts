@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { Obj } from '../rollout/index.ts';
 import type { WatchEvent } from './backend.ts';
+import { metaOf, objectKey } from './object.ts';
 
 /** One page of a list. */
 export interface ListResult {
@@ -35,16 +36,6 @@ export interface InformerOptions {
   retryMs?: number;
   /** Delay before listing again a resource the server does not serve. */
   absentRetryMs?: number;
-}
-
-function metaOf(o: Obj): Obj {
-  return (o['metadata'] ?? {}) as Obj;
-}
-
-/** `namespace/name` of an object. */
-export function objectKey(o: Obj): string {
-  const m = metaOf(o);
-  return `${String(m['namespace'] ?? '')}/${String(m['name'] ?? '')}`;
 }
 
 /** Status code carried by a failed watch or list, if any. */

@@ -8,9 +8,10 @@ import { ApiException, CustomObjectsApi, HttpMethod, KubeConfig, PatchStrategy, 
 import type { Logger } from 'pino';
 import { createHash } from 'node:crypto';
 import { type Dispatcher, fetch } from 'undici';
-import { INSTANCETYPE_KINDS, type Obj } from '../rollout/index.ts';
+import { INSTANCETYPE_KINDS, type Obj, parseStartRevisionName } from '../rollout/index.ts';
 import { type ClusterBackend, ClusterError, type ObjectRef, type WatchEvent } from './backend.ts';
 import { Informer, type InformerOptions, type ListResult, type WatchHandle } from './informer.ts';
+import { metaOf } from './object.ts';
 import { DEFAULT_RETRY, type RetryPolicy, withRetry } from './retry.ts';
 import { FIELD_MANAGER } from './ssa.ts';
 
@@ -35,8 +36,6 @@ const INSTANCETYPES: Resource[] = INSTANCETYPE_KINDS.map((kind) => ({
   version: 'v1beta1',
   plural: `${kind.toLowerCase()}s`,
 }));
-
-const REVISION_NAME = /^revision-start-vm-(.+)-(\d+)$/;
 
 /** Where the kubeconfig comes from. */
 export type KubeConfigSource = { file: string; context?: string } | { inCluster: true };
@@ -70,10 +69,6 @@ export function loadKubeConfig(source: KubeConfigSource): KubeConfig {
   }
   if (kc.getCurrentCluster() === null) throw new ClusterError('Invalid', 'kubeconfig: no current cluster');
   return kc;
-}
-
-function metaOf(o: Obj): Obj {
-  return (o['metadata'] ?? {}) as Obj;
 }
 
 /** What client-node's `createDispatcher` takes and gives (not in its published types). */
@@ -199,11 +194,10 @@ export class KubeCluster implements ClusterBackend {
     await this.ready();
     const best = new Map<string, { gen: number; data: Obj }>();
     for (const rev of this.items(REVISION.kind)) {
-      const match = REVISION_NAME.exec(String(metaOf(rev)['name'] ?? ''));
-      if (match === null) continue;
-      const [, uid = '', gen = '0'] = match;
-      const have = best.get(uid);
-      if (have === undefined || Number(gen) > have.gen) best.set(uid, { gen: Number(gen), data: (rev['data'] ?? {}) as Obj });
+      const start = parseStartRevisionName(String(metaOf(rev)['name'] ?? ''));
+      if (start === null) continue;
+      const have = best.get(start.uid);
+      if (have === undefined || start.generation > have.gen) best.set(start.uid, { gen: start.generation, data: (rev['data'] ?? {}) as Obj });
     }
     return new Map([...best].map(([uid, b]) => [uid, b.data]));
   }
@@ -345,7 +339,7 @@ export class KubeCluster implements ClusterBackend {
           this.api.listClusterCustomObject({ group: r.group, version: r.version, plural: r.plural, limit: 500, ...(next !== undefined ? { _continue: next } : {}) }),
         ),
       )) as Obj;
-      const meta = (page['metadata'] ?? {}) as Obj;
+      const meta = metaOf(page);
       // Lists drop apiVersion and kind from their items; put them back so objects look the same as watched ones.
       for (const item of (page['items'] ?? []) as Obj[]) items.push({ apiVersion: `${r.group}/${r.version}`, kind: r.kind, ...item });
       resourceVersion = String(meta['resourceVersion'] ?? '');

@@ -10,7 +10,7 @@
  * where a server tracks list items one by one (`k:`, `v:`, `i:` keys) the whole list is still
  * compared by value, so the decision errs towards applying.
  */
-import type { Obj } from '../rollout/index.ts';
+import { type Obj, isObj } from './object.ts';
 
 /** The field manager vmroll applies with. */
 export const FIELD_MANAGER = 'vmroll';
@@ -51,10 +51,6 @@ export const SYSTEM_METADATA: ReadonlySet<string> = new Set([
   'deletionTimestamp',
   'deletionGracePeriodSeconds',
 ]);
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 const keyOf = (path: readonly string[]): string => JSON.stringify(path);
 const pathOf = (key: string): string[] => JSON.parse(key) as string[];

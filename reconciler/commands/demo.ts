@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { conditionsOf } from '../cluster/object.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
 import { EXAMPLE_FIXTURES } from '../config.ts';
 import { type ReconcileReport, Reconciler } from '../loop.ts';
@@ -32,8 +33,7 @@ interface Step {
 }
 
 function condition(vm: Obj | undefined): string | undefined {
-  const conditions = (((vm?.['status'] ?? {}) as Obj)['conditions'] ?? []) as Obj[];
-  const c = conditions.find((x) => x['type'] === 'RestartRequired');
+  const c = conditionsOf(vm).find((x) => x['type'] === 'RestartRequired');
   return c === undefined ? undefined : String(c['message']);
 }
 

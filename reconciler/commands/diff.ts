@@ -11,8 +11,10 @@ import {
   type VmPlanEntry,
   fillClusterDefaults,
   planRollout,
+  parseStartRevisionName,
   resolveCluster,
 } from '../rollout/index.ts';
+import { isObj, metaOf } from '../cluster/object.ts';
 import { ManifestParseError, parseYamlDocuments, type YamlDoc } from '../source/yamlDocs.ts';
 import { parseOutput } from '../config.ts';
 import { formatValue } from '../format.ts';
@@ -105,9 +107,6 @@ async function readOne(file: string, label: string, kind: string | readonly stri
   return { doc, line: first.line, nameLine: first.lineOf(['metadata', 'name']), lineOf: first.lineOf };
 }
 
-/** KubeVirt's name for the revision it stores when it starts a VM (`vmRevisionName`). */
-const START_REVISION_NAME = /^revision-start-vm-(.+)-(\d+)$/;
-
 /** The baseline as the engine takes it, and what the file said it was. */
 interface Baseline {
   /** A whole VM, or `{spec}` from a ControllerRevision. */
@@ -120,15 +119,11 @@ interface Baseline {
   uid: string | null;
 }
 
-function isObject(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /** Reads --baseline: a VirtualMachine, or the `revision-start-vm-<uid>-<generation>` ControllerRevision KubeVirt keeps. */
 async function readBaseline(file: string): Promise<Baseline> {
   const loaded = await readOne(file, 'baseline', ['VirtualMachine', 'ControllerRevision']);
   const doc = loaded.doc;
-  const meta = isObject(doc['metadata']) ? doc['metadata'] : {};
+  const meta = metaOf(doc);
   const namespace = typeof meta['namespace'] === 'string' ? meta['namespace'] : 'default';
   if (doc['kind'] === 'VirtualMachine') {
     return { vm: doc, revision: null, namespace, name: String(meta['name'] ?? ''), uid: typeof meta['uid'] === 'string' ? meta['uid'] : null };
@@ -138,36 +133,36 @@ async function readBaseline(file: string): Promise<Baseline> {
     throw new UsageError(`${at(['apiVersion'])}: a ControllerRevision is apps/v1, not ${JSON.stringify(doc['apiVersion'])} (--baseline)`);
   }
   const revision = typeof meta['name'] === 'string' ? meta['name'] : '';
-  const match = START_REVISION_NAME.exec(revision);
-  if (match === null) {
+  const start = parseStartRevisionName(revision);
+  if (start === null) {
     throw new UsageError(
       `${at(['metadata', 'name'])}: ControllerRevision ${JSON.stringify(revision)} is not a VM start revision; KubeVirt names those revision-start-vm-<uid>-<generation> (--baseline)`,
     );
   }
   const data = doc['data'];
-  const dataKind = isObject(data) ? data['kind'] : undefined;
+  const dataKind = isObj(data) ? data['kind'] : undefined;
   if (dataKind !== undefined && dataKind !== 'VirtualMachine') {
     throw new UsageError(`${at(['data', 'kind'])}: ControllerRevision ${revision} holds a ${String(dataKind)}, not a VM spec (--baseline)`);
   }
-  if (!isObject(data) || !isObject(data['spec']) || !isObject(data['spec']['template'])) {
-    const what = !isObject(data) ? 'no data' : !isObject(data['spec']) ? 'no data.spec' : 'no data.spec.template';
-    const where = data === undefined ? [] : isObject(data) && isObject(data['spec']) ? ['data', 'spec'] : ['data'];
+  if (!isObj(data) || !isObj(data['spec']) || !isObj(data['spec']['template'])) {
+    const what = !isObj(data) ? 'no data' : !isObj(data['spec']) ? 'no data.spec' : 'no data.spec.template';
+    const where = data === undefined ? [] : isObj(data) && isObj(data['spec']) ? ['data', 'spec'] : ['data'];
     throw new UsageError(`${at(where)}: ControllerRevision ${revision} holds no VM spec (${what}; KubeVirt stores {spec: <the VM's spec>} there) (--baseline)`);
   }
   const owner = Array.isArray(meta['ownerReferences'])
-    ? (meta['ownerReferences'] as unknown[]).find((o): o is Obj => isObject(o) && o['kind'] === 'VirtualMachine')
+    ? (meta['ownerReferences'] as unknown[]).find((o): o is Obj => isObj(o) && o['kind'] === 'VirtualMachine')
     : undefined;
   return {
     vm: data,
     revision,
     namespace,
     name: typeof owner?.['name'] === 'string' ? owner['name'] : null,
-    uid: typeof owner?.['uid'] === 'string' ? owner['uid'] : (match[1] ?? null),
+    uid: typeof owner?.['uid'] === 'string' ? owner['uid'] : start.uid,
   };
 }
 
 function vmId(vm: Obj): string {
-  const meta = (vm['metadata'] ?? {}) as Obj;
+  const meta = metaOf(vm);
   return `${typeof meta['namespace'] === 'string' ? meta['namespace'] : 'default'}/${String(meta['name'] ?? '')}`;
 }
 
@@ -199,7 +194,7 @@ export async function runDiff(argv: string[], io: CommandIO): Promise<number> {
 
   const baseline = await readBaseline(values.baseline);
   const desired = await readOne(values.desired, 'desired', 'VirtualMachine');
-  const desiredMeta = (desired.doc['metadata'] ?? {}) as Obj;
+  const desiredMeta = metaOf(desired.doc);
   if (baseline.revision === null && vmId(baseline.vm) !== vmId(desired.doc)) {
     throw new UsageError(`${values.desired}:${desired.nameLine}: names VM ${vmId(desired.doc)} but the baseline ${values.baseline} names ${vmId(baseline.vm)}`);
   }

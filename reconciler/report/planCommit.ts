@@ -9,6 +9,7 @@ import { type RepositoryIdentity, repositoryIdentity } from '../apply/identity.t
 import { Owner, inSync, ownerOf, withOwnership } from '../apply/ownership.ts';
 import { decidePrune } from '../apply/prune.ts';
 import type { ClusterCache } from '../cluster/cache.ts';
+import { conditionsOf, metaOf, specOf } from '../cluster/object.ts';
 import { type Obj, PlanAction, Rollout, type VmPlan, type VmPlanEntry, introducedBy, planRollout, TakesEffect, resolveCluster } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
 import type { ChangedPath, TreeFile } from '../source/gitSource.ts';
@@ -99,14 +100,6 @@ export interface PlanCommitResult {
 
 const RUNNING = new Set(['Always', 'RerunOnFailure', 'Once']);
 
-function metaOf(o: Obj): Obj {
-  return (o['metadata'] ?? {}) as Obj;
-}
-
-function specOf(o: Obj): Obj {
-  return (o['spec'] ?? {}) as Obj;
-}
-
 function wantsRunning(vm: Obj): boolean {
   const rs = specOf(vm)['runStrategy'];
   return typeof rs === 'string' ? RUNNING.has(rs) : specOf(vm)['running'] === true;
@@ -115,11 +108,6 @@ function wantsRunning(vm: Obj): boolean {
 function wantsStopped(vm: Obj): boolean {
   const rs = specOf(vm)['runStrategy'];
   return typeof rs === 'string' ? rs === 'Halted' : specOf(vm)['running'] === false;
-}
-
-function conditionsOf(vm: Obj): Obj[] {
-  const list = ((vm['status'] ?? {}) as Obj)['conditions'];
-  return Array.isArray(list) ? (list as Obj[]) : [];
 }
 
 function compare(a: string, b: string): number {

@@ -9,6 +9,8 @@ export { parseQuantity, quantitiesEqual } from './quantity.ts';
 export { INSTANCETYPE_KINDS, expandVm } from './instancetype.ts';
 export { CLUSTER_DEFAULT_PATHS, type ClusterDefaultsResult, PCI_TOPOLOGY_ANNOTATION, fillClusterDefaults } from './clusterDefaults.ts';
 export { topologyCount } from './cpu.ts';
+export { type CeilingSettings, type HotplugCeilings, MAX_HOTPLUG_VCPUS, hotplugCeilings, maxGuestCeiling, maxSocketsCeiling } from './ceilings.ts';
+export { parseStartRevisionName, startRevisionName } from './startRevision.ts';
 export { validateLiveUpdateMemory } from './memory.ts';
 export type { Obj } from './json.ts';
 export { type ChangeOutcome, type FieldRevert, RELEASED_WHY, VM_LEVEL_WHY, changeOutcome, fieldChanged, introducedBy, vmMetadataChanges } from './introduced.ts';

@@ -8,6 +8,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { isObj } from '../rollout/json.ts';
 import { redactSecrets } from './errors.ts';
 
 /** A push to the repository, as much of it as the reconcile loop needs. */
@@ -462,23 +463,19 @@ function parsePayload(body: Buffer, contentType: string | undefined): unknown {
   }
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function pushFrom(payload: unknown, deliveryId: string | null): WebhookPush | undefined {
-  if (!isRecord(payload)) return undefined;
+  if (!isObj(payload)) return undefined;
   const { ref, after, repository } = payload;
   if (typeof ref !== 'string' || typeof after !== 'string') return undefined;
-  const fullName = isRecord(repository) && typeof repository['full_name'] === 'string' ? repository['full_name'] : null;
+  const fullName = isObj(repository) && typeof repository['full_name'] === 'string' ? repository['full_name'] : null;
   return { ref, after, repository: fullName, deliveryId };
 }
 
 function pullRequestFrom(payload: unknown, deliveryId: string | null): WebhookPullRequest | undefined {
-  if (!isRecord(payload)) return undefined;
+  if (!isObj(payload)) return undefined;
   const { action, number, pull_request: pullRequest } = payload;
-  if (typeof action !== 'string' || typeof number !== 'number' || !isRecord(pullRequest)) return undefined;
+  if (typeof action !== 'string' || typeof number !== 'number' || !isObj(pullRequest)) return undefined;
   const head = pullRequest['head'];
-  if (!isRecord(head) || typeof head['sha'] !== 'string') return undefined;
+  if (!isObj(head) || typeof head['sha'] !== 'string') return undefined;
   return { action, number, headSha: head['sha'], deliveryId };
 }

@@ -19,7 +19,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { isIP, type AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
-import type { Obj } from '../../rollout/index.ts';
+import { type Obj, parseStartRevisionName } from '../../rollout/index.ts';
+import { isObj, metaOf } from '../object.ts';
 import { type SchemaIssue, validateKubeVirt, validateVirtualMachine, validateVirtualMachineInstance } from '../../validate.ts';
 import { type ApplyConflict, PatchError, applyJsonPatch, applyMergePatch, recordUpdate, serverSideApply } from './patch.ts';
 import {
@@ -253,15 +254,6 @@ function applyConflict(conflicts: readonly ApplyConflict[], live: Readonly<Obj> 
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function metaOf(o: Readonly<Obj>): Obj {
-  const m = o['metadata'];
-  return isObj(m) ? m : {};
-}
 
 function timestamp(): string {
   return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -1111,10 +1103,10 @@ class ApiHandler {
     this.afterWrite(info.kind, namespace, name);
     if (info.kind === 'VirtualMachine' && namespace !== undefined) {
       // The garbage collector's part: start revisions are owned by the VM.
-      const prefix = `revision-start-vm-${String(metaOf(gone)['uid'])}-`;
+      const uid = String(metaOf(gone)['uid']);
       for (const rev of [...this.store.scan('ControllerRevision', namespace)]) {
         const revName = String(metaOf(rev)['name']);
-        if (revName.startsWith(prefix)) this.store.delete('ControllerRevision', namespace, revName);
+        if (parseStartRevisionName(revName)?.uid === uid) this.store.delete('ControllerRevision', namespace, revName);
       }
     }
     return gone;

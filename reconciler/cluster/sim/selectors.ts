@@ -3,6 +3,7 @@
  * `fieldSelector`, compiled to predicates over stored objects.
  */
 import type { Obj } from '../../rollout/index.ts';
+import { labelsOf, metaOf } from '../object.ts';
 
 /** Whether a stored object matches. */
 export type Selector = (o: Readonly<Obj>) => boolean;
@@ -32,12 +33,6 @@ function splitRequirements(text: string): string[] {
   }
   out.push(text.slice(start));
   return out.map((s) => s.trim());
-}
-
-function labelsOf(o: Readonly<Obj>): Record<string, unknown> {
-  const m = o['metadata'];
-  const l = typeof m === 'object' && m !== null ? (m as Obj)['labels'] : undefined;
-  return typeof l === 'object' && l !== null ? (l as Record<string, unknown>) : {};
 }
 
 function checkKey(key: string, requirement: string): void {
@@ -118,7 +113,7 @@ export function parseFieldSelector(text: string): Selector {
         throw new SelectorError(`field label not supported: ${field}`);
       }
       const key = field.slice('metadata.'.length);
-      const get = (o: Readonly<Obj>): unknown => ((o['metadata'] ?? {}) as Obj)[key] ?? '';
+      const get = (o: Readonly<Obj>): unknown => metaOf(o)[key] ?? '';
       return op === '!=' ? (o: Readonly<Obj>) => get(o) !== value : (o: Readonly<Obj>) => get(o) === value;
     }),
   );

@@ -2,6 +2,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { INSTANCETYPE_KINDS, type Obj } from '../../rollout/index.ts';
 import { type ClusterBackend, ClusterError, type ObjectRef, type WatchEvent } from '../backend.ts';
+import { metaOf } from '../object.ts';
 import { ObjectStore, type StoreSnapshot } from './store.ts';
 import { VirtController } from './virtController.ts';
 
@@ -38,7 +39,7 @@ export function defaultKubeVirt(): Obj {
 }
 
 function ref(o: Obj): ObjectRef {
-  const m = (o['metadata'] ?? {}) as Obj;
+  const m = metaOf(o);
   return { namespace: String(m['namespace'] ?? 'default'), name: String(m['name'] ?? '') };
 }
 
@@ -103,7 +104,7 @@ export class SimCluster implements ClusterBackend {
     const out = new Map<string, Obj>();
     for (const vm of this.store.list('VirtualMachine')) {
       const b = this.controller.baseline(vm);
-      if (b !== null) out.set(String(((vm['metadata'] ?? {}) as Obj)['uid']), b);
+      if (b !== null) out.set(String(metaOf(vm)['uid']), b);
     }
     return out;
   }
@@ -126,7 +127,7 @@ export class SimCluster implements ClusterBackend {
     // The simulator creates a VM's namespace on first use, as a cluster bootstrap would have.
     this.ensureNamespace(r.namespace);
     const existing = this.store.peek('VirtualMachine', r.namespace, r.name);
-    const desiredMeta = (vm['metadata'] ?? {}) as Obj;
+    const desiredMeta = metaOf(vm);
     // One copy of what the caller sent; the stored VM, its start revision and its VMI share it from here on.
     const sent = structuredClone({ labels: desiredMeta['labels'] ?? {}, annotations: desiredMeta['annotations'] ?? {}, spec: vm['spec'] ?? {} });
     if (existing === undefined) {
@@ -137,7 +138,7 @@ export class SimCluster implements ClusterBackend {
         spec: sent.spec,
       });
     } else {
-      const meta = { ...((existing['metadata'] ?? {}) as Obj), labels: sent.labels, annotations: sent.annotations };
+      const meta = { ...metaOf(existing), labels: sent.labels, annotations: sent.annotations };
       this.store.replace({ ...existing, metadata: meta, spec: sent.spec });
     }
     this.controller.reconcile(r.namespace, r.name);

@@ -4,23 +4,19 @@
  * exactly as KubeVirt's reconcile would, writing live updates to the VMI and the
  * RestartRequired condition to the VM. Hotplug migrations complete at once.
  */
-import { INSTANCETYPE_KINDS, expandVm, type Obj, planRollout, resolveCluster, topologyCount, validateLiveUpdateMemory } from '../../rollout/index.ts';
-import { formatBytes, quantityUnits } from '../../rollout/quantity.ts';
+import { INSTANCETYPE_KINDS, expandVm, hotplugCeilings, type Obj, parseStartRevisionName, planRollout, resolveCluster, startRevisionName, topologyCount } from '../../rollout/index.ts';
+import { annotationsOf, conditionsOf, labelsOf, metaOf, specOf, statusOf } from '../object.ts';
 import type { ObjectStore } from './store.ts';
 
 const KUBEVIRT_NS = 'kubevirt';
 const RUNS = new Set(['Always', 'RerunOnFailure', 'Once']);
 
-function m(o: Obj): Obj {
-  return (o['metadata'] ?? {}) as Obj;
-}
-
 function nsOf(o: Obj): string {
-  return String(m(o)['namespace'] ?? 'default');
+  return String(metaOf(o)['namespace'] ?? 'default');
 }
 
 function nameOf(o: Obj): string {
-  return String(m(o)['name'] ?? '');
+  return String(metaOf(o)['name'] ?? '');
 }
 
 /** Annotation (on the VM template) that makes the simulated VMI non-migratable, for tests and demos. */
@@ -46,7 +42,7 @@ export class VirtController {
       if (vmi !== undefined) this.store.delete('VirtualMachineInstance', namespace, name);
       return;
     }
-    const spec = (vm['spec'] ?? {}) as Obj;
+    const spec = specOf(vm);
     const runStrategy = typeof spec['runStrategy'] === 'string' ? spec['runStrategy'] : spec['running'] === true ? 'Always' : 'Halted';
     if (vmi === undefined) {
       if (RUNS.has(runStrategy)) this.start(vm);
@@ -63,16 +59,16 @@ export class VirtController {
       baseline,
       vmi,
       kubevirt: this.kubevirt(),
-      conditions: (((vm['status'] ?? {}) as Obj)['conditions'] as Obj[] | undefined) ?? [],
+      conditions: conditionsOf(vm),
       instancetypes: this.instancetypes(),
     });
     if (result.admissionErrors.length > 0) return;
     if (result.vmi !== null && JSON.stringify(result.vmi['spec']) !== JSON.stringify(vmi['spec'])) {
       const next = structuredClone(result.vmi);
       // The simulated migration finishes at once: the guest runs with what was hot-plugged.
-      const status = (next['status'] ?? {}) as Obj;
+      const status = statusOf(next);
       const memory = (status['memory'] ?? {}) as Obj;
-      const guest = ((((next['spec'] ?? {}) as Obj)['domain'] ?? {}) as Obj)['memory'] as Obj | undefined;
+      const guest = ((specOf(next)['domain'] ?? {}) as Obj)['memory'] as Obj | undefined;
       if (guest?.['guest'] !== undefined && status['memory'] !== undefined) {
         memory['guestCurrent'] = guest['guest'];
         memory['guestRequested'] = guest['guest'];
@@ -104,7 +100,7 @@ export class VirtController {
 
   /** The newest start revision of a VM, as `{spec}`. */
   baseline(vm: Obj): Obj | null {
-    const name = this.revisionIndex().get(String(m(vm)['uid']));
+    const name = this.revisionIndex().get(String(metaOf(vm)['uid']));
     if (name === undefined) return null;
     const rev = this.store.get('ControllerRevision', nsOf(vm), name);
     return rev === undefined ? null : ((rev['data'] ?? {}) as Obj);
@@ -118,11 +114,10 @@ export class VirtController {
       const index = new Map<string, { gen: number; name: string }>();
       for (const rev of this.store.list('ControllerRevision')) {
         const n = nameOf(rev);
-        const match = /^revision-start-vm-(.+)-(\d+)$/.exec(n);
-        if (match === null) continue;
-        const [, uid = '', gen = '0'] = match;
-        const best = index.get(uid);
-        if (best === undefined || Number(gen) > best.gen) index.set(uid, { gen: Number(gen), name: n });
+        const start = parseStartRevisionName(n);
+        if (start === null) continue;
+        const best = index.get(start.uid);
+        if (best === undefined || start.generation > best.gen) index.set(start.uid, { gen: start.generation, name: n });
       }
       this.revisions = new Map([...index].map(([uid, v]) => [uid, v.name]));
     }
@@ -137,13 +132,13 @@ export class VirtController {
     const vm = (this.store.peek('VirtualMachine', nsOf(requested), nameOf(requested)) ?? requested) as Obj;
     const ns = nsOf(vm);
     const name = nameOf(vm);
-    const uid = String(m(vm)['uid']);
-    const generation = Number(m(vm)['generation'] ?? 1);
+    const uid = String(metaOf(vm)['uid']);
+    const generation = Number(metaOf(vm)['generation'] ?? 1);
     const expanded = expandVm(vm, this.instancetypes());
     const source = expanded.ok ? expanded.vm : vm;
-    const template = (((source['spec'] ?? {}) as Obj)['template'] ?? {}) as Obj;
+    const template = (specOf(source)['template'] ?? {}) as Obj;
     // The VMI shares the template's unchanged parts (devices, volumes, networks); only what start sets is copied.
-    const templateSpec = (template['spec'] ?? {}) as Obj;
+    const templateSpec = specOf(template);
     const templateDomain = (templateSpec['domain'] ?? {}) as Obj;
     const domain: Obj = { ...templateDomain, cpu: { ...((templateDomain['cpu'] ?? {}) as Obj) } };
     if (templateDomain['memory'] !== undefined) domain['memory'] = { ...(templateDomain['memory'] as Obj) };
@@ -151,32 +146,19 @@ export class VirtController {
     const cluster = resolveCluster(this.kubevirt(), undefined, vm);
     const cpu = domain['cpu'] as Obj;
     for (const k of ['sockets', 'cores', 'threads'] as const) cpu[k] = topologyCount(cpu, k);
-    const arch = typeof vmiSpec['architecture'] === 'string' ? vmiSpec['architecture'] : 'amd64';
-    if (cluster.strategy === 'LiveUpdate' && arch !== 'arm64') {
-      // setupCPUHotplug / setupMemoryHotplug: ceilings are fixed when the VMI is created.
-      if (!cpu['maxSockets']) {
-        const sockets = Number(cpu['sockets']);
-        let max = cluster.maxCpuSockets !== undefined ? Math.max(cluster.maxCpuSockets, sockets) : sockets * cluster.maxHotplugRatio;
-        const perSocket = Number(cpu['cores']) * Number(cpu['threads']);
-        if (cluster.maxCpuSockets === undefined && max * perSocket > 512) max = Math.max(Math.floor(512 / perSocket), sockets);
-        cpu['maxSockets'] = max;
-      }
-      const memory = domain['memory'] as Obj | undefined;
-      if (memory?.['guest'] !== undefined && memory['maxGuest'] === undefined) {
-        const guestBytes = quantityUnits(memory['guest']);
-        const candidate = cluster.maxGuest ?? (guestBytes !== null ? formatBytes(guestBytes * BigInt(cluster.maxHotplugRatio)) : undefined);
-        if (candidate !== undefined && validateLiveUpdateMemory(vmiSpec, candidate) === null) memory['maxGuest'] = candidate;
-      }
-    }
+    // The ceilings are fixed when the VMI is created, by KubeVirt's rule in rollout/.
+    const ceilings = hotplugCeilings(vmiSpec, cluster);
+    if (ceilings.maxSockets !== undefined) cpu['maxSockets'] = ceilings.maxSockets;
+    if (ceilings.maxGuest !== undefined) (domain['memory'] as Obj)['maxGuest'] = ceilings.maxGuest;
     const guest = ((domain['memory'] ?? {}) as Obj)['guest'];
-    const annotations = (((template['metadata'] ?? {}) as Obj)['annotations'] ?? {}) as Obj;
+    const annotations = annotationsOf(template);
     const status: Obj = {
       phase: 'Running',
       conditions: [{ type: 'LiveMigratable', status: annotations[NON_MIGRATABLE_ANNOTATION] === 'true' ? 'False' : 'True' }],
-      virtualMachineRevisionName: `revision-start-vm-${uid}-${generation}`,
+      virtualMachineRevisionName: startRevisionName(uid, generation),
     };
     if (guest !== undefined) status['memory'] = { guestAtBoot: guest, guestCurrent: guest, guestRequested: guest };
-    const revisionName = `revision-start-vm-${uid}-${generation}`;
+    const revisionName = startRevisionName(uid, generation);
     const index = this.revisionIndex();
     const older = index.get(uid);
     // deleteOlderVMRevision: only the newest start revision is kept.
@@ -198,7 +180,7 @@ export class VirtController {
       metadata: {
         name,
         namespace: ns,
-        labels: structuredClone((((template['metadata'] ?? {}) as Obj)['labels'] ?? {}) as Obj),
+        labels: structuredClone(labelsOf(template)),
         annotations: { 'kubevirt.io/vm-generation': String(generation) },
         ownerReferences: [{ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', name, uid, controller: true }],
       },
@@ -207,17 +189,13 @@ export class VirtController {
     });
     // startVMI removes any RestartRequired condition.
     const fresh = this.store.peek('VirtualMachine', ns, name) ?? vm;
-    this.writeConditions(fresh, this.conditionsOf(fresh).filter((c) => c['type'] !== 'RestartRequired'), true);
+    this.writeConditions(fresh, conditionsOf(fresh).filter((c) => c['type'] !== 'RestartRequired'), true);
   }
 
   private stop(vm: Obj): void {
     this.store.delete('VirtualMachineInstance', nsOf(vm), nameOf(vm));
     const fresh = this.store.get('VirtualMachine', nsOf(vm), nameOf(vm)) ?? vm;
-    this.writeConditions(fresh, this.conditionsOf(fresh).filter((c) => c['type'] !== 'RestartRequired'), false);
-  }
-
-  private conditionsOf(vm: Obj): Obj[] {
-    return (((vm['status'] ?? {}) as Obj)['conditions'] as Obj[] | undefined) ?? [];
+    this.writeConditions(fresh, conditionsOf(fresh).filter((c) => c['type'] !== 'RestartRequired'), false);
   }
 
   private writeConditions(vm: Obj, conditions: Obj[], running?: boolean): void {
@@ -229,11 +207,11 @@ export class VirtController {
   }
 
   private writeStatus(vm: Obj, running: boolean, conditions: Obj[] | null): void {
-    const status = { ...((vm['status'] ?? {}) as Obj) };
+    const status = { ...statusOf(vm) };
     status['printableStatus'] = running ? 'Running' : 'Stopped';
     status['ready'] = running;
     if (conditions !== null) status['conditions'] = conditions;
-    const meta = m(vm);
+    const meta = metaOf(vm);
     status['observedGeneration'] = meta['generation'];
     // A status write replaces the stored VM with one that shares everything but its status.
     const next = { ...vm, status: structuredClone(status) };
