@@ -2,9 +2,10 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { type ApiFaults, type ApiServer, parseListen, startApiServer } from '../cluster/sim/apiServer.ts';
+import { type ApiFaults, type ApiServer, startApiServer } from '../cluster/sim/apiServer.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
 import { loadKubeVirt, parseDuration } from '../config.ts';
+import { parseListenAddress } from '../http.ts';
 import type { Obj } from '../rollout/index.ts';
 import { makeLogger, parseLogFormat } from '../logging.ts';
 import { UsageError } from '../usage.ts';
@@ -107,7 +108,7 @@ export async function runSim(argv: string[], io: CommandIO): Promise<number> {
   }
   const listen = values.listen ?? '127.0.0.1:8080';
   try {
-    parseListen(listen);
+    parseListenAddress(listen);
   } catch (e) {
     throw new UsageError(`--listen: ${e instanceof Error ? e.message : String(e)}`);
   }

@@ -6,8 +6,9 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { isIP, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { BodyRefusal, ListenAddressError, parseListenAddress, readBody } from '../http.ts';
 import { isObj } from '../rollout/json.ts';
 import { redactSecrets } from './errors.ts';
 
@@ -93,43 +94,16 @@ export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 /** The webhook route; GitHub is configured to POST here. */
 export const GITHUB_WEBHOOK_PATH = '/webhook/github';
 
-const LISTEN_FORMS = 'expected HOST:PORT, :PORT, PORT or [IPV6]:PORT';
-
-/** Splits a `--listen` value into host (undefined: all interfaces) and port. */
-export function parseListenAddress(listen: string): { host: string | undefined; port: number } {
-  const invalid = (why: string): WebhookServerError =>
-    new WebhookServerError(WebhookServerErrorCode.InvalidListenAddress, `invalid listen address "${listen}": ${why}`, {
-      listen,
-    });
-  const text = listen.trim();
-  let host: string | undefined;
-  let portText: string;
-  const bracketed = /^\[([^\]]*)\]:(.*)$/.exec(text);
-  if (bracketed) {
-    host = bracketed[1] ?? '';
-    portText = bracketed[2] ?? '';
-    if (isIP(host) !== 6) throw invalid(`"${host}" in brackets is not an IPv6 address`);
-  } else if (/^\d+$/.test(text)) {
-    portText = text;
-  } else {
-    const colon = text.lastIndexOf(':');
-    if (colon < 0) throw invalid(LISTEN_FORMS);
-    host = text.slice(0, colon);
-    portText = text.slice(colon + 1);
-    // A bare IPv6 address is ambiguous (`::1:8080`); insist on brackets.
-    if (host.includes(':')) throw invalid('put IPv6 addresses in brackets, e.g. [::1]:8080');
-    if (host === '') host = undefined;
-    else if (!/^[A-Za-z0-9.-]+$/.test(host)) throw invalid(`"${host}" is not a host name or IPv4 address`);
-  }
-  if (!/^\d{1,5}$/.test(portText)) throw invalid(LISTEN_FORMS);
-  const port = Number(portText);
-  if (port > 65535) throw invalid(`port ${port} is out of range 0-65535`);
-  return { host, port };
-}
-
 /** Starts listening; resolves once bound, rejects with {@link WebhookServerError} if it cannot bind. */
 export async function startWebhookServer(options: WebhookServerOptions): Promise<WebhookServer> {
-  const { host, port } = parseListenAddress(options.listen);
+  let host: string | undefined;
+  let port: number;
+  try {
+    ({ host, port } = parseListenAddress(options.listen));
+  } catch (e) {
+    if (e instanceof ListenAddressError) throw new WebhookServerError(WebhookServerErrorCode.InvalidListenAddress, e.message, { listen: options.listen });
+    throw e;
+  }
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes <= 0) {
     throw new RangeError(`maxBodyBytes must be a positive integer, got ${maxBodyBytes}`);
@@ -269,11 +243,11 @@ class RequestHandler {
     }
 
     const body = await readBody(req, this.options.maxBodyBytes);
-    if (body === 'aborted') {
+    if (body === BodyRefusal.aborted) {
       log(0, 'aborted');
       return;
     }
-    if (body === 'too-large') {
+    if (body === BodyRefusal.tooLarge) {
       refuseUnread(req, res, 413, `body exceeds ${this.options.maxBodyBytes} bytes`);
       log(413, 'too-large');
       return;
@@ -412,37 +386,6 @@ function parseSignature(header: string | null): Buffer | 'missing' | 'malformed'
   const match = /^sha256=([0-9a-fA-F]{64})$/.exec(header.trim());
   if (!match?.[1]) return 'malformed';
   return Buffer.from(match[1], 'hex');
-}
-
-/** Reads the whole body, but stops (without buffering more) as soon as it passes `maxBytes`. */
-function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer | 'too-large' | 'aborted'> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const done = (result: Buffer | 'too-large' | 'aborted'): void => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onAbort);
-      req.off('aborted', onAbort);
-      resolve(result);
-    };
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > maxBytes) {
-        chunks.length = 0;
-        req.pause();
-        done('too-large');
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = (): void => done(Buffer.concat(chunks, size));
-    const onAbort = (): void => done('aborted');
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onAbort);
-    req.on('aborted', onAbort);
-  });
 }
 
 /**

@@ -16,10 +16,11 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { isIP, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { type Obj, parseStartRevisionName } from '../../rollout/index.ts';
+import { BodyRefusal, parseListenAddress, readBody } from '../../http.ts';
 import { isObj, metaOf } from '../object.ts';
 import { type SchemaIssue, validateKubeVirt, validateVirtualMachine, validateVirtualMachineInstance } from '../../validate.ts';
 import { type ApplyConflict, PatchError, applyJsonPatch, applyMergePatch, recordUpdate, serverSideApply } from './patch.ts';
@@ -281,30 +282,6 @@ const GENERATED_SUFFIX_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
 function managerFromUserAgent(ua: string | undefined): string {
   const program = (ua ?? '').split('/')[0]?.trim() ?? '';
   return program === '' ? 'unknown' : program.slice(0, 128);
-}
-
-/** Splits `--listen` forms into host (undefined: all interfaces) and port. */
-export function parseListen(listen: string): { host: string | undefined; port: number } {
-  const text = listen.trim();
-  const forms = `invalid listen address "${listen}": expected HOST:PORT, :PORT, PORT or [IPV6]:PORT`;
-  let host: string | undefined;
-  let portText: string;
-  const bracketed = /^\[([^\]]+)\]:(\d+)$/.exec(text);
-  if (bracketed !== null) {
-    host = bracketed[1] ?? '';
-    portText = bracketed[2] ?? '';
-    if (isIP(host) !== 6) throw new RangeError(forms);
-  } else if (/^\d+$/.test(text)) {
-    portText = text;
-  } else {
-    const colon = text.lastIndexOf(':');
-    if (colon < 0) throw new RangeError(forms);
-    host = text.slice(0, colon) || undefined;
-    portText = text.slice(colon + 1);
-    if (host !== undefined && !/^[A-Za-z0-9.-]+$/.test(host)) throw new RangeError(forms);
-  }
-  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw new RangeError(forms);
-  return { host, port: Number(portText) };
 }
 
 /** Checks fault settings from a flag or the admin endpoint; returns the message of the first problem. */
@@ -679,23 +656,11 @@ class ApiHandler {
     return named !== null && named !== '' ? named.slice(0, 128) : managerFromUserAgent(req.headers['user-agent']);
   }
 
-  private readBody(req: IncomingMessage): Promise<Buffer> {
-    const limit = this.maxBodyBytes;
-    return new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      req.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > limit) {
-          req.pause();
-          reject(new ApiError(413, 'RequestEntityTooLarge', `the request body exceeds the limit of ${limit} bytes`, {}));
-          return;
-        }
-        chunks.push(chunk);
-      });
-      req.on('end', () => resolve(Buffer.concat(chunks, size)));
-      req.on('error', reject);
-    });
+  private async readBody(req: IncomingMessage): Promise<Buffer> {
+    const body = await readBody(req, this.maxBodyBytes);
+    if (body === BodyRefusal.tooLarge) throw new ApiError(413, 'RequestEntityTooLarge', `the request body exceeds the limit of ${this.maxBodyBytes} bytes`, {});
+    if (body === BodyRefusal.aborted) throw new Error('the client went away before the request body ended');
+    return body;
   }
 
   // ---- reads -------------------------------------------------------------------------------
@@ -1364,7 +1329,7 @@ function toTable(info: ResourceInfo, items: readonly Readonly<Obj>[], metadata: 
 
 /** Starts the API server over `cluster`; resolves once listening. Creates Kubernetes' bootstrap namespaces and the KubeVirt CR's. */
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
-  const { host, port } = parseListen(options.listen);
+  const { host, port } = parseListenAddress(options.listen);
   const cluster = options.cluster;
   const handler = new ApiHandler(cluster, options.logger, options);
   const kubevirtNamespace = metaOf(cluster.controller.kubevirt() ?? {})['namespace'];
