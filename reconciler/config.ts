@@ -94,7 +94,7 @@ export interface LeaderElectionRunConfig {
 
 /** A Git host to report to. The token never leaves the reporter. */
 export interface GitHostConfig {
-  kind: 'github' | 'gitea';
+  kind: GitHostKind;
   /** `owner/name`. */
   repo: string;
   /** API root: GitHub's by default (Enterprise: `https://host/api/v3`); Gitea's server URL. */
@@ -187,6 +187,67 @@ function readSecretFile(file: string, flag: string): string {
   }
 }
 
+/** The first of `names` set (to something other than the empty string) in `env`. */
+function fromEnv(env: NodeJS.ProcessEnv, names: readonly string[]): string | undefined {
+  for (const name of names) {
+    const value = env[name];
+    if (value !== undefined && value !== '') return value;
+  }
+  return undefined;
+}
+
+/** The variables a Git token for cloning is read from, in order, when `--git-token-file` is not given. */
+const GIT_TOKEN_VARIABLES = ['VMROLL_GIT_TOKEN', 'GIT_TOKEN'] as const;
+
+/** A Git host vmroll reports to. */
+export const GitHostKind = {
+  /** GitHub or GitHub Enterprise (`--github-repo`). */
+  github: 'github',
+  /** Gitea (`--gitea-url` and `--gitea-repo`). */
+  gitea: 'gitea',
+} as const;
+/** One of {@link GitHostKind}. */
+export type GitHostKind = (typeof GitHostKind)[keyof typeof GitHostKind];
+
+/** Where each Git host's token comes from: its flag's file, else the first of its variables that is set. */
+const HOST_TOKEN_SOURCES = {
+  github: { flag: 'github-token-file', variables: ['VMROLL_GITHUB_TOKEN', 'GITHUB_TOKEN'] },
+  gitea: { flag: 'gitea-token-file', variables: ['VMROLL_GITEA_TOKEN', 'GITEA_TOKEN'] },
+} as const satisfies Record<GitHostKind, { flag: keyof RunFlags; variables: readonly string[] }>;
+
+/** The flags the token readers look at; `run` and `plan` both have them. */
+export type TokenFlags = Pick<RunFlags, 'git-token-file' | 'github-token-file' | 'gitea-token-file'>;
+
+/** The token for Git over HTTP(S): `--git-token-file`, else VMROLL_GIT_TOKEN or GIT_TOKEN; undefined when there is none. */
+export function readGitToken(flags: TokenFlags, env: NodeJS.ProcessEnv): string | undefined {
+  const file = flags['git-token-file'];
+  const token = file !== undefined ? readSecretFile(file, '--git-token-file') : fromEnv(env, GIT_TOKEN_VARIABLES);
+  return token === '' ? undefined : token;
+}
+
+/**
+ * The Git host's token, the same for `run` and `plan`: `--github-token-file`, else
+ * VMROLL_GITHUB_TOKEN or GITHUB_TOKEN (Gitea: `--gitea-token-file`, else VMROLL_GITEA_TOKEN or
+ * GITEA_TOKEN). With none, a usage error that starts with `use` (what needs it) and names every way.
+ */
+export function readGitHostToken(kind: GitHostKind, flags: TokenFlags, env: NodeJS.ProcessEnv, use: string): string {
+  const { flag, variables } = HOST_TOKEN_SOURCES[kind];
+  const file = flags[flag];
+  const token = file !== undefined ? readSecretFile(file, `--${flag}`) : (fromEnv(env, variables) ?? '');
+  if (token === '') throw new UsageError(`${use} needs a token: --${flag}, ${variables.join(' or ')}`);
+  return token;
+}
+
+/** How logs are written: `--log-format`, else VMROLL_LOG_FORMAT, else JSON lines. */
+export function logFormatOf(flag: string | undefined, env: NodeJS.ProcessEnv): LogFormat {
+  return parseLogFormat(flag ?? fromEnv(env, ['VMROLL_LOG_FORMAT']));
+}
+
+/** Where http(s) repositories are cloned: `--cache-dir`, else VMROLL_CACHE_DIR, else `.vmroll/cache`. */
+export function cacheDirOf(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  return flag ?? env['VMROLL_CACHE_DIR'] ?? '.vmroll/cache';
+}
+
 /** Reads a KubeVirt CR from a YAML file for the simulator; `flag` names the option in errors. */
 export function loadKubeVirt(file: string, flag: string): Obj {
   let text: string;
@@ -258,16 +319,14 @@ export function gitHostConfig(flags: RunFlags, env: NodeJS.ProcessEnv): GitHostC
   if (github !== undefined && gitea !== undefined) throw new UsageError('choose one Git host: --github-repo or --gitea-repo');
   if (github !== undefined) {
     if (!/^[\w.-]+\/[\w.-]+$/.test(github)) throw new UsageError(`--github-repo must be owner/name, not "${github}"`);
-    const token = flags['github-token-file'] !== undefined ? readSecretFile(flags['github-token-file'], '--github-token-file') : (env['VMROLL_GITHUB_TOKEN'] ?? env['GITHUB_TOKEN'] ?? '');
-    if (token === '') throw new UsageError('--github-repo needs a token: --github-token-file, VMROLL_GITHUB_TOKEN or GITHUB_TOKEN');
+    const token = readGitHostToken(GitHostKind.github, flags, env, '--github-repo');
     return { kind: 'github', repo: github, apiUrl: flags['github-api-url'] ?? env['VMROLL_GITHUB_API_URL'], token, targetUrl };
   }
   if (gitea !== undefined) {
     if (!/^[\w.-]+\/[\w.-]+$/.test(gitea)) throw new UsageError(`--gitea-repo must be owner/name, not "${gitea}"`);
     const apiUrl = flags['gitea-url'] ?? env['VMROLL_GITEA_URL'];
     if (apiUrl === undefined) throw new UsageError('--gitea-repo needs --gitea-url (the Gitea server, e.g. https://gitea.example.com)');
-    const token = flags['gitea-token-file'] !== undefined ? readSecretFile(flags['gitea-token-file'], '--gitea-token-file') : (env['VMROLL_GITEA_TOKEN'] ?? env['GITEA_TOKEN'] ?? '');
-    if (token === '') throw new UsageError('--gitea-repo needs a token: --gitea-token-file, VMROLL_GITEA_TOKEN or GITEA_TOKEN');
+    const token = readGitHostToken(GitHostKind.gitea, flags, env, '--gitea-repo');
     return { kind: 'gitea', repo: gitea, apiUrl, token, targetUrl };
   }
   return undefined;
@@ -285,14 +344,14 @@ const ENV_OF: Partial<Record<keyof RunFlags, readonly string[]>> = {
   'cache-dir': ['VMROLL_CACHE_DIR'],
   'log-level': ['VMROLL_LOG_LEVEL'],
   'log-format': ['VMROLL_LOG_FORMAT'],
-  'git-token-file': ['VMROLL_GIT_TOKEN', 'GIT_TOKEN'],
+  'git-token-file': GIT_TOKEN_VARIABLES,
   'webhook-secret-file': ['VMROLL_WEBHOOK_SECRET'],
   'github-repo': ['VMROLL_GITHUB_REPO'],
   'github-api-url': ['VMROLL_GITHUB_API_URL'],
-  'github-token-file': ['VMROLL_GITHUB_TOKEN', 'GITHUB_TOKEN'],
+  'github-token-file': HOST_TOKEN_SOURCES.github.variables,
   'gitea-repo': ['VMROLL_GITEA_REPO'],
   'gitea-url': ['VMROLL_GITEA_URL'],
-  'gitea-token-file': ['VMROLL_GITEA_TOKEN', 'GITEA_TOKEN'],
+  'gitea-token-file': HOST_TOKEN_SOURCES.gitea.variables,
   'status-target-url': ['VMROLL_STATUS_TARGET_URL'],
 };
 
@@ -466,7 +525,7 @@ function repositoryRunConfig(r: ResolvedRepository, base: RunConfig, flags: RunF
   // --interval (or VMROLL_INTERVAL) is for every repository; else the repository's own, else the file's.
   const intervalMs = flags.interval !== undefined || (env['VMROLL_INTERVAL'] ?? '') !== '' ? base.intervalMs : (r.intervalMs ?? base.intervalMs);
   if (intervalMs < 1000) throw new UsageError(`repository ${r.name}: the interval must be at least 1s`);
-  const overridden = flags['git-token-file'] !== undefined || (env['VMROLL_GIT_TOKEN'] ?? env['GIT_TOKEN'] ?? '') !== '';
+  const overridden = flags['git-token-file'] !== undefined || fromEnv(env, GIT_TOKEN_VARIABLES) !== undefined;
   const gitToken = !overridden && r.gitTokenFile !== undefined ? readSecretFile(r.gitTokenFile, `repository ${r.name}: gitTokenFile`) : base.gitToken;
   const gitHost = base.gitHost !== undefined && r.reportTo !== undefined ? { ...base.gitHost, repo: r.reportTo } : base.gitHost;
   return { name: r.name, repo: r.url, ref: r.branch, path: r.path, namespaces: r.namespaces, intervalMs, prune: r.prune, gitToken: gitToken === '' ? undefined : gitToken, gitHost, ...(r.identity !== undefined && { identity: r.identity }) };
@@ -485,7 +544,6 @@ function singleRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv): RunConfig {
   const output = parseOutput(flags.output, [RunOutput.text, RunOutput.json], RunOutput.text);
   const intervalMs = parseDuration(flags.interval ?? env['VMROLL_INTERVAL'] ?? '1m');
   if (intervalMs < 1000) throw new UsageError('--interval must be at least 1s');
-  const gitToken = flags['git-token-file'] !== undefined ? readSecretFile(flags['git-token-file'], '--git-token-file') : (env['VMROLL_GIT_TOKEN'] ?? env['GIT_TOKEN']);
   const webhookSecret =
     flags['webhook-secret-file'] !== undefined ? readSecretFile(flags['webhook-secret-file'], '--webhook-secret-file') : env['VMROLL_WEBHOOK_SECRET'];
   return {
@@ -503,10 +561,10 @@ function singleRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv): RunConfig {
     prune: flags.prune ?? false,
     strict: flags.strict ?? false,
     listen: flags.listen,
-    cacheDir: flags['cache-dir'] ?? env['VMROLL_CACHE_DIR'] ?? '.vmroll/cache',
+    cacheDir: cacheDirOf(flags['cache-dir'], env),
     logLevel: flags['log-level'] ?? env['VMROLL_LOG_LEVEL'] ?? 'info',
-    logFormat: parseLogFormat(flags['log-format'] ?? (env['VMROLL_LOG_FORMAT'] !== '' ? env['VMROLL_LOG_FORMAT'] : undefined)),
-    gitToken: gitToken === '' ? undefined : gitToken,
+    logFormat: logFormatOf(flags['log-format'], env),
+    gitToken: readGitToken(flags, env),
     webhookSecret: webhookSecret === '' ? undefined : webhookSecret,
     gitHost: gitHostConfig(flags, env),
   };

@@ -11,6 +11,7 @@ import { ClusterCache } from '../reconciler/cluster/cache.ts';
 import { startApiServer } from '../reconciler/cluster/sim/apiServer.ts';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { main } from '../reconciler/cli.ts';
+import { runPlan } from '../reconciler/commands/plan.ts';
 import { simKubeconfig } from '../reconciler/commands/sim.ts';
 import type { CommandIO } from '../reconciler/commands/common.ts';
 import { Reconciler } from '../reconciler/loop.ts';
@@ -23,6 +24,7 @@ import { PLAN_MARKER } from '../reconciler/report/reporter.ts';
 import type { Obj, VmPlanEntry } from '../reconciler/rollout/index.ts';
 import { SourceError } from '../reconciler/source/errors.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
+import { UsageError } from '../reconciler/usage.ts';
 import { validateVmPlan } from '../reconciler/validate.ts';
 import { startGitServer, type GitServer, type WorkingClone } from './helpers/gitServer.ts';
 import { GitHubEmulator } from './helpers/githubEmulator.ts';
@@ -581,6 +583,24 @@ describe('vmroll plan: commits and pull requests against a cluster', function ()
       assert.equal(await main([...args, ...post.slice(0, -1), wrong], bad), 1);
       assert.match(bad.stderr.join('\n'), /could not read pull request #5/);
       assert.ok(!bad.stderr.join('\n').includes('ghp_wrong'));
+    });
+
+    it('vmroll plan --post reads the GitHub token as vmroll run does: VMROLL_GITHUB_TOKEN before GITHUB_TOKEN', async function () {
+      const args = ['--repo', url, '--pr', '5', '--path', 'vms', '--sim-state', simState, '--sim-kubevirt', kubevirtFile, '--cache-dir', path.join(dir, 'cli-cache')];
+      const post = [...args, '--post', '--github-repo', 'acme/fleet', '--github-api-url', gh.baseUrl, '--output', 'markdown'];
+      // The emulator takes only TOKEN: a post that goes through was made with VMROLL_GITHUB_TOKEN.
+      const io = captureIO();
+      assert.equal(await runPlan(post, io, { VMROLL_GITHUB_TOKEN: TOKEN, GITHUB_TOKEN: 'ghp_not-this-one' }), 0, io.stderr.join('\n'));
+      assert.match(io.stderr.join('\n'), /(comment unchanged on|updated the comment on) pull request #5/);
+      assert.equal(gh.comments(5).length, 1);
+      // GITHUB_TOKEN alone still works, and an empty VMROLL_GITHUB_TOKEN counts as unset.
+      const plain = captureIO();
+      assert.equal(await runPlan(post, plain, { VMROLL_GITHUB_TOKEN: '', GITHUB_TOKEN: TOKEN }), 0, plain.stderr.join('\n'));
+      for (const line of [...io.stdout, ...io.stderr, ...plain.stdout, ...plain.stderr]) assert.ok(!line.includes(TOKEN));
+      await assert.rejects(
+        runPlan(post, captureIO(), {}),
+        (e: unknown) => e instanceof UsageError && e.message === '--post to GitHub needs a token: --github-token-file, VMROLL_GITHUB_TOKEN or GITHUB_TOKEN',
+      );
     });
   });
 

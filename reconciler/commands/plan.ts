@@ -1,5 +1,4 @@
 /** `vmroll plan`: what applying one commit (or pull request head) would do to the chosen cluster, without applying it. */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ClusterBackend } from '../cluster/backend.ts';
@@ -7,7 +6,7 @@ import { ClusterCache } from '../cluster/cache.ts';
 import { KubeCluster } from '../cluster/kube.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
 import { repositoryIdentity } from '../apply/identity.ts';
-import { clusterKind, kubeConfigSource, loadKubeVirt, parseOutput, refuseSsh } from '../config.ts';
+import { GitHostKind, cacheDirOf, clusterKind, kubeConfigSource, loadKubeVirt, logFormatOf, parseOutput, readGitHostToken, readGitToken, refuseSsh } from '../config.ts';
 import { GiteaReporter } from '../report/gitea.ts';
 import { GitHubReporter } from '../report/github.ts';
 import { renderPlanComment, renderPlanTable, statusDescription } from '../report/markdown.ts';
@@ -16,7 +15,7 @@ import { GitHostError, type GitHostReporter, type PullRequestInfo, StatusContext
 import type { Obj } from '../rollout/index.ts';
 import { SourceError, redactSecrets, redactUrl } from '../source/errors.ts';
 import { GitSource } from '../source/gitSource.ts';
-import { makeLogger, parseLogFormat } from '../logging.ts';
+import { makeLogger } from '../logging.ts';
 import { describeTarget } from '../cluster/target.ts';
 import { failedPlan } from '../plan/failedPlan.ts';
 import { UsageError } from '../usage.ts';
@@ -68,12 +67,13 @@ Options:
   --post                     with --pr: post the status and the comment to the Git host
   --github-repo <owner/name> GitHub repository to post to
   --github-api-url <url>     GitHub REST root (default https://api.github.com)
-  --github-token-file <f>    GitHub token (else GITHUB_TOKEN)
+  --github-token-file <f>    GitHub token (else VMROLL_GITHUB_TOKEN or GITHUB_TOKEN)
   --gitea-url <url>          Gitea server to post to instead of GitHub
   --gitea-repo <owner/name>  Gitea repository
-  --gitea-token-file <f>     Gitea token (else GITEA_TOKEN)
+  --gitea-token-file <f>     Gitea token (else VMROLL_GITEA_TOKEN or GITEA_TOKEN)
   --target-url <url>         link on the commit status
-  --cache-dir <dir>          where http(s) repositories are cloned (default .vmroll/cache)
+  --cache-dir <dir>          where http(s) repositories are cloned (else VMROLL_CACHE_DIR,
+                             default .vmroll/cache)
   --git-token-file <file>    Git token for cloning (else VMROLL_GIT_TOKEN or GIT_TOKEN)
   --log-level <level>        pino level on stderr (default warn)
   --log-format json|text     logs on stderr as JSON lines (default) or as readable text
@@ -85,21 +85,12 @@ plan could not be made or posted); 2 bad usage.`;
 const OUTPUTS = ['text', 'markdown', 'json'] as const;
 type Output = (typeof OUTPUTS)[number];
 
-function readSecret(file: string, flag: string): string {
-  try {
-    return readFileSync(file, 'utf8').trim();
-  } catch {
-    throw new UsageError(`${flag}: ${file} cannot be read`);
-  }
-}
-
-
 function positiveInt(text: string, flag: string): number {
   if (!/^[1-9]\d{0,9}$/.test(text)) throw new UsageError(`${flag} must be a pull request number, not "${text}"`);
   return Number(text);
 }
 
-/** Runs `vmroll plan`. `env` is read for tokens and cluster defaults only. */
+/** Runs `vmroll plan`. `env` is read (through config.ts) for tokens, cluster defaults, the log format and the cache folder only. */
 export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -140,7 +131,7 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
     return 0;
   }
   const output: Output = parseOutput(values.output, OUTPUTS, 'text');
-  const logFormat = parseLogFormat(values['log-format'] ?? (env['VMROLL_LOG_FORMAT'] !== '' ? env['VMROLL_LOG_FORMAT'] : undefined));
+  const logFormat = logFormatOf(values['log-format'], env);
   if (values.repo === undefined || values.repo === '') throw new UsageError('--repo <url|path> is required');
   refuseSsh(values.repo, '--repo');
   if (values.pr !== undefined && values.ref !== undefined) throw new UsageError('--ref and --pr exclude each other');
@@ -158,15 +149,10 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
   // A plan on the simulator without a state file plans against an empty cluster: say so.
   const targetText = kind === 'sim' && values['sim-state'] === undefined ? 'embedded KubeVirt simulator, empty (no --sim-state)' : target;
 
-  const gitToken = values['git-token-file'] !== undefined ? readSecret(values['git-token-file'], '--git-token-file') : (env['VMROLL_GIT_TOKEN'] ?? env['GIT_TOKEN']);
+  const gitToken = readGitToken(values, env);
   let hostToken = '';
-  if (values.post && github) {
-    hostToken = values['github-token-file'] !== undefined ? readSecret(values['github-token-file'], '--github-token-file') : (env['GITHUB_TOKEN'] ?? '');
-    if (hostToken === '') throw new UsageError('--post to GitHub needs --github-token-file or GITHUB_TOKEN');
-  } else if (values.post) {
-    hostToken = values['gitea-token-file'] !== undefined ? readSecret(values['gitea-token-file'], '--gitea-token-file') : (env['GITEA_TOKEN'] ?? '');
-    if (hostToken === '') throw new UsageError('--post to Gitea needs --gitea-token-file or GITEA_TOKEN');
-  }
+  if (values.post && github) hostToken = readGitHostToken(GitHostKind.github, values, env, '--post to GitHub');
+  else if (values.post) hostToken = readGitHostToken(GitHostKind.gitea, values, env, '--post to Gitea');
   const secrets = [gitToken ?? '', hostToken].filter((t) => t !== '');
   const logger = makeLogger(values['log-level'] ?? 'warn', secrets, process.stderr, logFormat);
   let reporter: GitHostReporter | null = null;
@@ -198,7 +184,7 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
   try {
     source = new GitSource({
       repo: isUrl ? values.repo : path.resolve(values.repo),
-      cacheDir: values['cache-dir'] ?? env['VMROLL_CACHE_DIR'] ?? '.vmroll/cache',
+      cacheDir: cacheDirOf(values['cache-dir'], env),
       ...(gitToken ? { token: gitToken } : {}),
     });
   } catch (e) {

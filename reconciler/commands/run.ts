@@ -99,7 +99,8 @@ Options:
                              https://HOST/api/v3)
   --github-token-file <f>    GitHub token (else VMROLL_GITHUB_TOKEN or GITHUB_TOKEN)
   --gitea-url <url> --gitea-repo <owner/name> --gitea-token-file <f>
-                             the same reports on Gitea (token else GITEA_TOKEN)
+                             the same reports on Gitea (token else VMROLL_GITEA_TOKEN or
+                             GITEA_TOKEN)
   --status-target-url <url>  link shown on commit statuses
   --log-level <level>        pino level on stderr (default info)
   --log-format json|text     logs on stderr as JSON lines (default) or as readable text
