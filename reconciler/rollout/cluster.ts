@@ -13,7 +13,7 @@ export interface ClusterSettings {
   featureGates: ReadonlySet<string>;
   /** `developerConfiguration.cpuAllocationRatio`, default 10. */
   cpuAllocationRatio: number;
-  /** `liveUpdateConfiguration`, used for ceilings of VMIs started by the simulator. */
+  /** `liveUpdateConfiguration`: the hotplug ceilings of a new VMI (ceilings.ts). */
   maxHotplugRatio: number;
   maxCpuSockets: number | undefined;
   maxGuest: unknown;
