@@ -55,7 +55,9 @@ Options:
   --ref <ref>                branch, tag or commit to follow (default main; --branch is an
                              older name for it; else VMROLL_REF)
   --path <dir>               folder of the repository holding the manifests (default: all)
-  --interval <duration>      time between syncs, with ±10% jitter (default 1m)
+  --interval <duration>      time between syncs, with ±10% jitter (default 1m); a sync that
+                             failed on a transient error (Git host or API server down) is
+                             retried after 5s, doubling up to the interval
   --once                     sync once and exit
   --cluster sim|kube         sim: the embedded KubeVirt simulator; kube: the Kubernetes API
                              (else VMROLL_CLUSTER; see above when not given)
