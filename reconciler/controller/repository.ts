@@ -8,7 +8,6 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { ClusterBackend } from '../cluster/backend.ts';
-import type { SimCluster } from '../cluster/sim/simCluster.ts';
 import type { RepositoryRunConfig, RunConfig } from '../config.ts';
 import { namespaceRefusal } from '../configFile.ts';
 import { ErrorKind, errorCause, errorKind } from '../errors.ts';
@@ -27,7 +26,8 @@ export interface RepositoryUnitOptions {
   config: RunConfig;
   logger: Logger;
   cluster: ClusterBackend;
-  sim: SimCluster | null;
+  /** Called after each sync that ran (the embedded simulator saves its state file). */
+  afterSync?: () => void;
   metrics: VmrollMetrics;
   host: { host: GitHostReporter; queue: ReportQueue } | null;
   leading: () => boolean;
@@ -82,7 +82,7 @@ export function failureDescription(kind: ErrorKind, error: unknown, secrets: rea
 
 /** Starts following one repository (no sync runs until triggered or scheduled). */
 export function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
-  const { rc, config, sim, metrics, leading } = options;
+  const { rc, config, metrics, leading } = options;
   /** Replaced or removed by a configuration reload. */
   let retired = false;
   const isStopped = (): boolean => retired || options.isStopped();
@@ -189,7 +189,7 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
     try {
       logger.debug({ reason }, 'sync starting');
       const report = await reconciler.reconcile();
-      sim?.save();
+      options.afterSync?.();
       synced = true;
       lastFailure = null;
       if (failures > 0) logger.info({ after: failures, kind: lastKind }, 'sync succeeded again');
