@@ -41,6 +41,20 @@ export interface ReconcilerOptions {
   refuseNamespace?: (namespace: string) => string | null;
   /** `--strict`: a file's warnings (other kinds, unknown fields) are errors of that file, which then holds its VMs. */
   strict?: boolean;
+  /** Called from the reconcile's single exit, however it ended, before `reconcile()` returns or throws: statuses and metrics are recorded here. */
+  onOutcome?: (outcome: ReconcileOutcome) => void;
+}
+
+/** How one reconcile ended, as its single exit hands it to {@link ReconcilerOptions.onOutcome}. */
+export interface ReconcileOutcome {
+  /** The commit the sync resolved; null when it failed before (the branch gone, the Git host unreachable). */
+  commit: string | null;
+  /** The report of a sync that ran; null when it failed as a whole. */
+  report: ReconcileReport | null;
+  /** Why it failed as a whole (undefined when it ran). */
+  error: unknown;
+  /** Time from the start of the reconcile to its exit. */
+  durationMs: number;
 }
 
 /**
@@ -247,8 +261,31 @@ export class Reconciler {
     this.cache.stop();
   }
 
-  /** Runs one reconcile. */
+  /**
+   * Runs one reconcile: the steps, then one exit that hands how it ended to `onOutcome`, on
+   * success and on every failure (a refused token, a vanished branch, an unreachable API server).
+   */
   async reconcile(): Promise<ReconcileReport> {
+    const started = performance.now();
+    const exit: { commit: string | null; report: ReconcileReport | null; error: unknown } = { commit: null, report: null, error: undefined };
+    try {
+      exit.report = await this.steps(exit);
+      return exit.report;
+    } catch (e) {
+      exit.error = e;
+      throw e;
+    } finally {
+      try {
+        this.options.onOutcome?.({ commit: exit.commit, report: exit.report, error: exit.report === null ? exit.error : undefined, durationMs: performance.now() - started });
+      } catch (e) {
+        // Recording must not turn a sync into a failure, nor hide the failure it records.
+        this.options.logger.error({ err: e instanceof Error ? e.message : String(e) }, 'recording the outcome of a sync failed');
+      }
+    }
+  }
+
+  /** The steps of one reconcile; `exit.commit` is set as soon as the commit is resolved. */
+  private async steps(exit: { commit: string | null }): Promise<ReconcileReport> {
     const o = this.options;
     const started = performance.now();
     const timings = { fetch: 0, diff: 0, load: 0, plan: 0, apply: 0, report: 0, total: 0 };
@@ -271,6 +308,7 @@ export class Reconciler {
     this.identity ??= await repositoryIdentity({ repo: o.source.repo, path: o.path, ...(o.identity !== undefined ? { identity: o.identity } : {}) });
     const identity = this.identity;
     const commit = synced.commit;
+    exit.commit = commit;
     const log = o.logger.child({ repo: o.repoLabel, commit: commit.slice(0, 12) });
     const previous = this.manifests;
     let changes: ChangedPath[] | undefined;

@@ -5,6 +5,7 @@
  * `/metrics` endpoint serves {@link VmrollMetrics.metricsText}.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ErrorKind } from './errors.ts';
 import type { ReconcileReport } from './loop.ts';
 import { GitHostError, type GitHostReporter } from './report/reporter.ts';
 
@@ -86,6 +87,7 @@ export class VmrollMetrics {
   /** The registry `/metrics` serves. */
   readonly registry = new Registry();
   private readonly reconcileDuration: Histogram<'repository' | 'result'>;
+  private readonly syncFailures: Counter<'repository' | 'kind'>;
   private readonly vms: Gauge<'repository' | 'state'>;
   private readonly gitFetchDuration: Histogram<'repository'>;
   private readonly kubeRequests: Counter<'verb' | 'resource' | 'code'>;
@@ -105,6 +107,12 @@ export class VmrollMetrics {
       help: 'Time one reconcile of a repository took, fetch to report.',
       labelNames: ['repository', 'result'],
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      registers,
+    });
+    this.syncFailures = new Counter({
+      name: 'vmroll_sync_failures_total',
+      help: 'Syncs of a repository that failed as a whole, by what the failure asks for (stalled: needs a person; waiting: re-checked soon; transient: retried with backoff).',
+      labelNames: ['repository', 'kind'],
       registers,
     });
     this.vms = new Gauge({
@@ -175,9 +183,16 @@ export class VmrollMetrics {
     for (const state of Object.values(VmState)) this.vms.set({ repository, state }, counts[state]);
   }
 
-  /** Records a reconcile that failed as a whole; the VM counts keep their last values. */
-  recordFailure(repository: string, durationMs: number): void {
+  /** Records a reconcile that failed as a whole, and what its failure asks for; the VM counts keep their last values. */
+  recordFailure(repository: string, durationMs: number, kind: ErrorKind): void {
     this.reconcileDuration.observe({ repository, result: 'failed' }, durationMs / 1000);
+    this.syncFailures.inc({ repository, kind });
+  }
+
+  /** Failed syncs of a repository so far, of one kind or of all kinds. */
+  async syncFailureCount(repository: string, kind?: ErrorKind): Promise<number> {
+    const { values } = await this.syncFailures.get();
+    return values.filter((v) => v.labels['repository'] === repository && (kind === undefined || v.labels['kind'] === kind)).reduce((n, v) => n + v.value, 0);
   }
 
   /** Records a Git fetch made outside a reconcile (pull-request review). */
@@ -207,6 +222,7 @@ export class VmrollMetrics {
   /** Drops the VM counts of a repository no longer followed, so no stale numbers stay on /metrics. */
   forgetRepository(repository: string): void {
     for (const state of Object.values(VmState)) this.vms.remove({ repository, state });
+    for (const kind of Object.values(ErrorKind)) this.syncFailures.remove({ repository, kind });
   }
 
   /** Sets whether this replica leads. */

@@ -95,7 +95,9 @@ describe('metrics (Prometheus exposition)', function () {
       report([entry('a', 'none'), entry('b', 'create'), entry('c', 'update'), entry('d', 'update', true), entry('e', 'none', true), entry('f', 'delete')], 2, { fetch: 40, total: 300 }),
     );
     m.recordReconcile('shop', report([entry('a', 'none'), entry('b', 'none')], 0, { fetch: 20, total: 100 }, { inSync: 2 }));
-    m.recordFailure('lab', 1500);
+    m.recordFailure('lab', 1500, 'transient');
+    m.recordFailure('lab', 20, 'transient');
+    m.recordFailure('lab', 10, 'stalled');
     const { samples, types, help } = parseExposition(await m.metricsText());
 
     assert.equal(types.get('vmroll_reconcile_duration_seconds'), 'histogram');
@@ -108,8 +110,14 @@ describe('metrics (Prometheus exposition)', function () {
     assert.equal(bucket('0.25', 'errors'), 0, '300 ms is above the 0.25 s bucket');
     assert.equal(bucket('0.5', 'errors'), 1);
     assert.equal(bucket('0.1', 'ok'), 1);
-    assert.equal(bucket('+Inf', 'failed', 'lab'), 1);
-    assert.equal(bucket('1', 'failed', 'lab'), 0);
+    assert.equal(bucket('+Inf', 'failed', 'lab'), 3);
+    assert.equal(bucket('1', 'failed', 'lab'), 2);
+    assert.equal(types.get('vmroll_sync_failures_total'), 'counter');
+    assert.equal(value(samples, 'vmroll_sync_failures_total', { repository: 'lab', kind: 'transient' }), 2);
+    assert.equal(value(samples, 'vmroll_sync_failures_total', { repository: 'lab', kind: 'stalled' }), 1);
+    assert.equal(value(samples, 'vmroll_sync_failures_total', { repository: 'shop', kind: 'transient' }), undefined, 'a repository that never failed has no failure series');
+    assert.equal(await m.syncFailureCount('lab'), 3);
+    assert.equal(await m.syncFailureCount('lab', 'stalled'), 1);
 
     assert.equal(value(samples, 'vmroll_git_fetch_duration_seconds_count', { repository: 'shop' }), 2);
     assert.ok(Math.abs((value(samples, 'vmroll_git_fetch_duration_seconds_sum', { repository: 'shop' }) ?? 0) - 0.06) < 1e-9);

@@ -5,16 +5,20 @@
  * emulator that checks every request and response with GitHub's own description.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { startApiServer } from '../reconciler/cluster/sim/apiServer.ts';
+import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { makeLogger, startRun } from '../reconciler/commands/run.ts';
+import { simKubeconfig } from '../reconciler/commands/sim.ts';
 import type { RunConfig } from '../reconciler/config.ts';
+import { SUMMARY_MAX_CHARS } from '../reconciler/loop.ts';
 import { PLAN_MARKER } from '../reconciler/report/reporter.ts';
 import { ROOT } from './helpers/cases.ts';
 import { type GitServer, type WorkingClone, startGitServer } from './helpers/gitServer.ts';
 import { GitHubEmulator } from './helpers/githubEmulator.ts';
-import { WAIT_MS } from './helpers/waitFor.ts';
+import { WAIT_MS, until } from './helpers/waitFor.ts';
 
 const EXAMPLE = path.join(ROOT, 'fixtures', 'example-repo', 'vms');
 const KUBEVIRT = path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml');
@@ -101,5 +105,79 @@ describe('vmroll run --github-repo', function () {
     }
     assert.deepEqual(gh.violations, []);
     assert.ok(!lines.join('\n').includes(TOKEN), 'the token never reaches the log');
+  });
+
+  it('an API server that fails after the commit is resolved gets a failure status with the cause, then success once the retry syncs', async () => {
+    const lines: string[] = [];
+    const logger = makeLogger('debug', [TOKEN], { write: (l: string) => (lines.push(l), true) } as unknown as NodeJS.WritableStream);
+    const sim = new SimCluster();
+    for (const ns of ['shop', 'jobs']) sim.createObject({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    const api = await startApiServer({ cluster: sim, listen: '127.0.0.1:0', bookmarkIntervalMs: 200 });
+    const kubeconfig = path.join(dir, 'sim-kubeconfig');
+    writeFileSync(kubeconfig, simKubeconfig(api.url));
+    await work.write('vms/web.yaml', readFileSync(path.join(EXAMPLE, 'web.yaml'), 'utf8') + '\n# api outage\n');
+    const commit = await work.commit('touch web');
+    await work.push();
+    // Every resource request answers 503: the cluster cannot be listed, though the commit resolves.
+    api.setFaults({ errorRate: 1, errorStatus: 503 });
+    const config: RunConfig = {
+      repo, ref: 'main', path: 'vms', intervalMs: 3_600_000, once: false, cluster: 'kube', kubeconfig: { file: kubeconfig }, simState: undefined, simKubevirt: undefined,
+      example: false, output: 'json', prune: false, listen: undefined, cacheDir: path.join(dir, 'cache-api'), logLevel: 'debug', gitToken: undefined, webhookSecret: undefined,
+      gitHost: { kind: 'github', repo: 'acme/fleet', apiUrl: gh.baseUrl, token: TOKEN, targetUrl: undefined },
+    };
+    const handle = await startRun(config, { out: () => {}, err: () => {} }, logger);
+    try {
+      handle.start();
+      assert.equal(await handle.trigger('test'), null, 'the sync fails as a whole');
+      assert.equal(await handle.flushReports(WAIT_MS), true);
+      const failed = gh.statuses(commit).filter((s) => s.context === 'vmroll/sync');
+      assert.deepEqual(failed.map((s) => s.state), ['failure'], 'the failure is posted on the resolved commit');
+      const description = failed[0]?.description ?? '';
+      // What was asked of the API server, and its own answer (a 503 Status).
+      assert.match(description, /^sync failed \(retrying with backoff\): (listing the cluster|list \w+): .*unable to handle the request/);
+      assert.ok(description.length <= SUMMARY_MAX_CHARS, description);
+      assert.ok(!description.includes('\n'));
+      assert.equal(await handle.metrics.syncFailureCount('default', 'transient'), 1);
+      assert.match(await handle.metrics.metricsText(), /vmroll_sync_failures_total\{repository="default",kind="transient"\} 1/);
+
+      // The API server recovers; the backoff retry (seconds, not the hour) syncs and posts success.
+      api.setFaults({});
+      await until('the retry to post success on the commit', async () => {
+        await handle.flushReports(1_000);
+        return gh.statuses(commit).some((s) => s.context === 'vmroll/sync' && s.state === 'success');
+      }, { timeoutMs: WAIT_MS * 2, detail: () => JSON.stringify(gh.statuses(commit)) });
+      const after = gh.statuses(commit).filter((s) => s.context === 'vmroll/sync').map((s) => s.state);
+      assert.equal(after[0], 'failure');
+      assert.equal(after.at(-1), 'success');
+      assert.ok(sim.store.get('VirtualMachine', 'shop', 'web') !== undefined, 'the retry applied the commit');
+    } finally {
+      await handle.stop();
+      await api.close();
+    }
+    assert.deepEqual(gh.violations, []);
+    assert.ok(!lines.join('\n').includes(TOKEN), 'the token never reaches the log');
+  });
+
+  it('a missing branch has no commit to carry a status: nothing is posted, the failure is logged and counted', async () => {
+    const lines: string[] = [];
+    const logger = makeLogger('debug', [TOKEN], { write: (l: string) => (lines.push(l), true) } as unknown as NodeJS.WritableStream);
+    const config: RunConfig = {
+      repo, ref: 'gone', path: 'vms', intervalMs: 3_600_000, once: false, cluster: 'sim', kubeconfig: undefined, simState: undefined, simKubevirt: KUBEVIRT,
+      example: false, output: 'json', prune: false, listen: undefined, cacheDir: path.join(dir, 'cache-gone'), logLevel: 'debug', gitToken: undefined, webhookSecret: undefined,
+      gitHost: { kind: 'github', repo: 'acme/fleet', apiUrl: gh.baseUrl, token: TOKEN, targetUrl: undefined },
+    };
+    const handle = await startRun(config, { out: () => {}, err: () => {} }, logger);
+    try {
+      const writesBefore = gh.requests.filter((r) => r.method !== 'GET').length;
+      assert.equal(await handle.trigger('test'), null);
+      assert.equal(await handle.flushReports(WAIT_MS), true);
+      assert.equal(gh.requests.filter((r) => r.method !== 'GET').length, writesBefore, 'no status: there is no commit to post it on');
+      assert.equal(await handle.metrics.syncFailureCount('default', 'stalled'), 1);
+      const events = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.equal(events.filter((e) => e['msg'] === 'sync failed' && e['kind'] === 'stalled').length, 1);
+      assert.equal(events.filter((e) => /^needs a person: .*"gone"/.test(String(e['msg']))).length, 1);
+    } finally {
+      await handle.stop();
+    }
   });
 });

@@ -1,5 +1,4 @@
 /** `vmroll run`: the reconcile loop (fetch → plan → apply → report), once or every interval and on webhooks. */
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
 import type { ClusterBackend } from '../cluster/backend.ts';
@@ -8,19 +7,16 @@ import { type LeaderElection, LeaderElector, SoleLeader } from '../cluster/leade
 import { SimCluster } from '../cluster/sim/simCluster.ts';
 import { EXAMPLE_FIXTURES, type GitHostConfig, type RepositoryRunConfig, type RunConfig, type RunConfigSource, RunOutput, loadKubeVirt, runConfig, runConfigSource } from '../config.ts';
 import { makeLogger } from '../logging.ts';
-import { namespaceRefusal } from '../configFile.ts';
 import { ConfigReloadError, ConfigWatcher, type ReloadPlan, planReload, repositoriesOfRun } from '../configReload.ts';
 import { VmrollMetrics } from '../metrics.ts';
 import { GiteaReporter } from '../report/gitea.ts';
 import { GitHubReporter } from '../report/github.ts';
-import { ReviewState, reportMergedOutcome, reviewPullRequests } from '../report/prReview.ts';
 import { ReportQueue } from '../report/queue.ts';
-import { StatusContext, type GitHostReporter } from '../report/reporter.ts';
+import type { GitHostReporter } from '../report/reporter.ts';
+import { type RepositoryUnit, startRepository } from '../controller/repository.ts';
 import { ensureExampleRepo } from '../source/exampleRepo.ts';
-import { type ReconcileReport, Reconciler, SyncState, formatSummary } from '../loop.ts';
+import { type ReconcileReport, type Reconciler, SyncState, formatSummary } from '../loop.ts';
 import type { FieldRevert, Obj, VmPlanEntry } from '../rollout/index.ts';
-import { redactSecrets, redactUrl } from '../source/errors.ts';
-import { GitSource } from '../source/gitSource.ts';
 import { startWebhookServer } from '../source/webhookServer.ts';
 import { describeTarget } from '../cluster/target.ts';
 import { formatValue } from '../format.ts';
@@ -63,7 +59,9 @@ Options:
   --ref <ref>                branch, tag or commit to follow (default main; --branch is an
                              older name for it; else VMROLL_REF)
   --path <dir>               folder of the repository holding the manifests (default: all)
-  --interval <duration>      time between syncs, with ±10% jitter (default 1m)
+  --interval <duration>      time between syncs, with ±10% jitter (default 1m); a sync that
+                             failed on a transient error (Git host or API server down) is
+                             retried after 5s, doubling up to the interval
   --once                     sync once and exit
   --cluster sim|kube         sim: the embedded KubeVirt simulator; kube: the Kubernetes API
                              (else VMROLL_CLUSTER; see above when not given)
@@ -203,6 +201,8 @@ export interface RepositoryHandle {
   trigger(reason: string): Promise<ReconcileReport | null>;
   /** Why the last sync failed as a whole (credentials redacted), or null after a sync that ran. */
   failure(): string | null;
+  /** When the timer starts the next sync (epoch ms): the interval after a success or a stalled failure, sooner after a transient or waiting one; null when none is armed. */
+  nextSyncAt(): number | null;
 }
 
 /** Everything a running `vmroll run` holds, so tests and `npm start` can drive and stop it. */
@@ -325,8 +325,26 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger,
     return entry;
   };
 
-  const unit = (rc: RepositoryRunConfig, several: boolean): RepositoryUnit =>
-    startRepository({ rc, config, io, logger, cluster, sim, metrics, host: hostFor(rc.gitHost), leading, isStopped: () => stopped, several });
+  let clusterTarget: string | undefined;
+  const unit = (rc: RepositoryRunConfig, several: boolean): RepositoryUnit => {
+    const host = hostFor(rc.gitHost);
+    // Named in PR comments: what the plans were made against (the kubeconfig was loaded once already).
+    if (host !== null) clusterTarget ??= describeTarget(config);
+    return startRepository({
+      rc,
+      config,
+      logger,
+      cluster,
+      ...(sim !== null && { afterSync: () => sim.save() }),
+      metrics,
+      host,
+      leading,
+      isStopped: () => stopped,
+      several,
+      ...(config.output === 'text' && { out: io.out, render: renderReport }),
+      ...(host !== null && clusterTarget !== undefined && { clusterTarget }),
+    });
+  };
   for (const rc of repositoriesOfRun(config)) repositories.push(unit(rc, config.repositories !== undefined && config.repositories.length > 1));
   if (repositories[0] === undefined) throw new UsageError('no repository to follow');
 
@@ -434,7 +452,7 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger,
       return (repositories[0] as RepositoryUnit).reconciler;
     },
     get repositories() {
-      return repositories.map((r) => ({ name: r.config.name, config: r.config, reconciler: r.reconciler, trigger: r.trigger, failure: r.failure }));
+      return repositories.map((r) => ({ name: r.config.name, config: r.config, reconciler: r.reconciler, trigger: r.trigger, failure: r.failure, nextSyncAt: r.nextSyncAt }));
     },
     cluster,
     sim,
@@ -477,190 +495,6 @@ export async function startRun(config: RunConfig, io: CommandIO, logger: Logger,
         kube?.close();
       })();
       return stopping;
-    },
-  };
-}
-
-/** What {@link startRepository} needs. */
-interface RepositoryUnitOptions {
-  rc: RepositoryRunConfig;
-  config: RunConfig;
-  io: CommandIO;
-  logger: Logger;
-  cluster: ClusterBackend;
-  sim: SimCluster | null;
-  metrics: VmrollMetrics;
-  host: { host: GitHostReporter; queue: ReportQueue } | null;
-  leading: () => boolean;
-  isStopped: () => boolean;
-  /** Several repositories: log lines name the repository. */
-  several: boolean;
-}
-
-/** One repository's reconciler, its serial chain of syncs, its timer and its reports. */
-interface RepositoryUnit {
-  config: RepositoryRunConfig;
-  reconciler: Reconciler;
-  trigger(reason: string): Promise<ReconcileReport | null>;
-  /** Why the last sync failed as a whole, or null. */
-  failure(): string | null;
-  /** Whether it has synced at least once. */
-  synced(): boolean;
-  /** Whether a push to `owner/name` concerns it. */
-  matchesPush(repository: string | null): boolean;
-  /** Whether it reviews pull requests. */
-  reviews: boolean;
-  schedule(): void;
-  cancelTimer(): void;
-  /** Resolves when no sync of it is under way. */
-  idle(): Promise<void>;
-  /** Takes no new sync (timer cancelled) and resolves when the one under way has finished. */
-  retire(): Promise<void>;
-}
-
-function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
-  const { rc, config, io, sim, metrics, leading } = options;
-  /** Replaced or removed by a configuration reload. */
-  let retired = false;
-  const isStopped = (): boolean => retired || options.isStopped();
-  const logger = options.several ? options.logger.child({ repository: rc.name }) : options.logger;
-  const isUrl = /^https?:\/\//.test(rc.repo);
-  const repoLabel = isUrl ? redactUrl(rc.repo) : path.resolve(rc.repo);
-  const source = new GitSource({ repo: isUrl ? rc.repo : path.resolve(rc.repo), cacheDir: config.cacheDir, ...(rc.gitToken !== undefined ? { token: rc.gitToken } : {}) });
-  const host = options.host?.host ?? null;
-  const queue = options.host?.queue ?? null;
-  const target = rc.gitHost?.targetUrl !== undefined ? { targetUrl: rc.gitHost.targetUrl } : {};
-  const review = new ReviewState();
-  // Named in PR comments: what the plans were made against (the kubeconfig was loaded once already).
-  const clusterTarget = host !== null ? describeTarget(config) : undefined;
-  const reconciler = new Reconciler({
-    source,
-    repoLabel,
-    ref: rc.ref,
-    path: rc.path,
-    cluster: options.cluster,
-    prune: rc.prune,
-    strict: config.strict ?? false,
-    ...(rc.identity !== undefined && { identity: rc.identity }),
-    logger,
-    // `pending` only when the sync has something to write.
-    onWork: (commit) => {
-      if (leading()) queue?.status({ sha: commit, context: StatusContext.sync, state: 'pending', description: 'vmroll is applying this commit', ...target });
-    },
-    ...(rc.namespaces !== undefined && { refuseNamespace: (namespace: string) => namespaceRefusal({ name: rc.name, namespaces: rc.namespaces }, namespace) }),
-  });
-  let reportedCommit: string | null = null;
-  /** Statuses after a sync, then merged-PR outcomes and the review of open PRs, all in the sync's serial chain. */
-  const reportSync = async (report: ReconcileReport): Promise<void> => {
-    // A replica that lost the lease during the sync leaves reporting to the new leader.
-    if (host === null || queue === null || !leading()) return;
-    // A sync of an already reported commit that changed nothing posts nothing.
-    if (report.commit !== reportedCommit || report.writes > 0) {
-      const failed = report.plan.errors.length > 0;
-      queue.status({ sha: report.commit, context: StatusContext.sync, state: failed ? 'failure' : 'success', description: formatSummary(report.summary), ...target });
-      reportedCommit = report.commit;
-    }
-    try {
-      await reportMergedOutcome({ reporter: host, queue, source, report, repoLabel, logger, state: review });
-      const identity = reconciler.ownerIdentity;
-      await reviewPullRequests({
-        reporter: host,
-        queue,
-        source,
-        cache: reconciler.clusterCache,
-        repoLabel,
-        path: rc.path,
-        prune: rc.prune,
-        strict: config.strict ?? false,
-        logger,
-        state: review,
-        ...(clusterTarget !== undefined && { cluster: clusterTarget }),
-        ...target,
-        ...(identity !== null && { identity }),
-      });
-    } catch (e) {
-      // The Git host being down delays reviews; the next interval tries again.
-      logger.warn({ err: e instanceof Error ? e.message : String(e) }, 'pull request review failed');
-    }
-  };
-  let running: Promise<ReconcileReport | null> | null = null;
-  let again = false;
-  let synced = false;
-  let lastFailure: string | null = null;
-  let timer: NodeJS.Timeout | null = null;
-
-  const syncOnce = async (reason: string): Promise<ReconcileReport | null> => {
-    const started = performance.now();
-    try {
-      logger.debug({ reason }, 'sync starting');
-      const report = await reconciler.reconcile();
-      sim?.save();
-      synced = true;
-      lastFailure = null;
-      metrics.recordReconcile(rc.name, report);
-      await reportSync(report);
-      if (config.output === 'text') io.out(renderReport(report));
-      return report;
-    } catch (e) {
-      metrics.recordFailure(rc.name, performance.now() - started);
-      lastFailure = redactSecrets(e instanceof Error ? e.message : String(e), [rc.gitToken ?? '']);
-      logger.error({ err: e instanceof Error ? e.message : String(e) }, 'sync failed');
-      // With the sync lines on stdout: people read the text there, logs stay JSON on stderr.
-      if (config.output === 'text') io.out(`sync failed: ${lastFailure}`);
-      return null;
-    }
-  };
-  const trigger = (reason: string): Promise<ReconcileReport | null> => {
-    if (isStopped() || !leading()) return Promise.resolve(null);
-    if (running !== null) {
-      again = true;
-      return running;
-    }
-    running = (async () => {
-      let report = await syncOnce(reason);
-      while (again && !isStopped() && leading()) {
-        again = false;
-        report = await syncOnce('queued');
-      }
-      again = false;
-      running = null;
-      return report;
-    })();
-    return running;
-  };
-  const schedule = (): void => {
-    if (isStopped() || config.once) return;
-    const jitter = rc.intervalMs * (0.9 + Math.random() * 0.2);
-    timer = setTimeout(() => {
-      void trigger('interval').then(schedule);
-    }, jitter);
-  };
-  const pushNames = new Set<string>();
-  const m = /^https?:\/\/[^/]+\/(.+?)(?:\.git)?\/?$/.exec(rc.repo);
-  if (m?.[1] !== undefined) pushNames.add(m[1].toLowerCase());
-  if (rc.gitHost !== undefined) pushNames.add(rc.gitHost.repo.toLowerCase());
-  const cancelTimer = (): void => {
-    if (timer !== null) clearTimeout(timer);
-    timer = null;
-  };
-  const idle = async (): Promise<void> => {
-    while (running !== null) await running;
-  };
-  return {
-    config: rc,
-    reconciler,
-    trigger,
-    failure: () => lastFailure,
-    synced: () => synced,
-    matchesPush: (repository) => repository !== null && pushNames.has(repository.toLowerCase()),
-    reviews: host !== null,
-    schedule,
-    cancelTimer,
-    idle,
-    retire: async () => {
-      retired = true;
-      cancelTimer();
-      await idle();
     },
   };
 }

@@ -1,4 +1,5 @@
 /** Typed errors of the Git source: each carries a `code`, plain `data`, and whether a retry can help; none ever carries a credential. */
+import type { ErrorKind } from '../errors.ts';
 
 /** Why a Git source operation failed. */
 export const SourceErrorCode = {
@@ -18,8 +19,8 @@ export const SourceErrorCode = {
 /** One of {@link SourceErrorCode}. */
 export type SourceErrorCode = (typeof SourceErrorCode)[keyof typeof SourceErrorCode];
 
-/** Whether a person must act (`stalled`) or a later retry may succeed (`transient`). */
-export type SourceErrorKind = 'stalled' | 'transient';
+/** Whether a person must act (`stalled`) or a later retry may succeed (`transient`): the {@link ErrorKind}s a Git source failure can be. */
+export type SourceErrorKind = Exclude<ErrorKind, 'waiting'>;
 
 const KIND: Record<SourceErrorCode, SourceErrorKind> = {
   AuthFailed: 'stalled',
@@ -47,7 +48,7 @@ export interface SourceErrorData {
 /** An error from the Git source. Its message and data have had every secret removed. */
 export class SourceError extends Error {
   override readonly name = 'SourceError';
-  /** Stalled or transient; the reconcile loop makes the retry decision from this. */
+  /** Stalled or transient; `errorKind` (reconciler/errors.ts) reads it for the repository chain's retry decision. */
   readonly kind: SourceErrorKind;
   constructor(
     readonly code: SourceErrorCode,

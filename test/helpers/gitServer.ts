@@ -51,6 +51,10 @@ export interface GitServer {
   createBareRepo(name: string): Promise<string>;
   /** Makes a working clone of `<name>.git` whose `origin` points at the server (with the token, if any). */
   createWorkingClone(name: string): Promise<WorkingClone>;
+  /** Stops listening (connections refused, open ones cut) but keeps every repository: an outage. */
+  suspend(): Promise<void>;
+  /** Listens again on the same port after {@link suspend}. */
+  resume(): Promise<void>;
   /** Closes the server, kills running CGI processes and deletes every directory it made. */
   stop(): Promise<void>;
 }
@@ -239,10 +243,24 @@ export async function startGitServer(options: GitServerOptions = {}): Promise<Gi
         },
       };
     },
-    async stop() {
+    async suspend() {
       for (const child of children) child.kill('SIGKILL');
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+    async resume() {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, '127.0.0.1', () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    },
+    async stop() {
+      for (const child of children) child.kill('SIGKILL');
+      server.closeAllConnections();
+      if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
       await rm(workDir, { recursive: true, force: true });
     },
   };
