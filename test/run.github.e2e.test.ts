@@ -180,4 +180,46 @@ describe('vmroll run --github-repo', function () {
       await handle.stop();
     }
   });
+
+  it('a pull request adding a VM in a namespace the repository may not write is refused in its plan, as the sync refuses it', async () => {
+    const gated = await git.createBareRepo('gated');
+    const clone = await git.createWorkingClone('gated');
+    for (const f of ['web.yaml', 'db.yaml']) await clone.write(`vms/${f}`, readFileSync(path.join(EXAMPLE, f), 'utf8'));
+    const base = await clone.commit('shop VMs');
+    await clone.push();
+    const emulator = await GitHubEmulator.start({ token: TOKEN, repos: ['acme/gated'] });
+    const gitHost = { kind: 'github' as const, repo: 'acme/gated', apiUrl: emulator.baseUrl, token: TOKEN, targetUrl: undefined };
+    const config: RunConfig = {
+      repo: gated, ref: 'main', path: 'vms', intervalMs: 3_600_000, once: false, cluster: 'sim', kubeconfig: undefined, simState: undefined, simKubevirt: KUBEVIRT,
+      example: false, output: 'json', prune: true, listen: undefined, cacheDir: path.join(dir, 'cache-gated'), logLevel: 'silent', gitToken: undefined, webhookSecret: undefined, gitHost,
+      repositories: [{ name: 'gated', repo: gated, ref: 'main', path: 'vms', namespaces: ['shop'], intervalMs: 3_600_000, prune: true, gitToken: undefined, gitHost }],
+    };
+    const handle = await startRun(config, { out: () => {}, err: () => {} }, makeLogger('silent', []));
+    try {
+      await handle.trigger('test');
+      // A pull request that adds batch, a VM of namespace jobs, beside a live change to db.
+      await clone.git('checkout', '--quiet', '-b', 'rogue');
+      await clone.write('vms/batch.yaml', readFileSync(path.join(EXAMPLE, 'batch.yaml'), 'utf8'));
+      await clone.write('vms/db.yaml', readFileSync(path.join(EXAMPLE, 'db.yaml'), 'utf8').replace('sockets: 4', 'sockets: 6'));
+      const head = await clone.commit('add batch in jobs');
+      await clone.git('push', '--quiet', 'origin', 'HEAD:refs/heads/rogue', 'HEAD:refs/pull/7/head');
+      await clone.git('checkout', '--quiet', 'main');
+      emulator.addPullRequest({ number: 7, headRef: 'rogue', headSha: head, baseRef: 'main', baseSha: base, title: 'Add batch' });
+      await handle.trigger('test');
+      assert.equal(await handle.flushReports(WAIT_MS), true);
+
+      const plan = emulator.statuses(head).filter((s) => s.context === 'vmroll/plan');
+      assert.deepEqual(plan.map((s) => s.state), ['failure'], 'the merge would fail to apply batch: the plan says so');
+      assert.match(plan[0]?.description ?? '', /^1 error · 1 live/);
+      assert.doesNotMatch(plan[0]?.description ?? '', /created/, 'batch is not promised as created');
+      const body = emulator.comments(7)[0]?.body ?? '';
+      assert.match(body, /vms\/batch\.yaml:2<\/code>: namespace &quot;jobs&quot; is not one repository gated may write \(allowed: shop\); the VM is not applied|vms\/batch\.yaml:2<\/code>: namespace "jobs" is not one repository gated may write \(allowed: shop\); the VM is not applied/);
+      assert.doesNotMatch(body, /#### jobs\/batch/, 'no section plans batch');
+      assert.match(body, /#### shop\/db/, 'the allowed VM is still planned');
+      assert.deepEqual(emulator.violations, []);
+    } finally {
+      await handle.stop();
+      await emulator.stop();
+    }
+  });
 });

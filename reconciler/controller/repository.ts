@@ -125,6 +125,8 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
     reportedCommit = null;
   };
 
+  // One namespace rule for the sync and the review of pull requests: a PR cannot promise what the sync refuses.
+  const refuseNamespace = rc.namespaces !== undefined ? (namespace: string): string | null => namespaceRefusal({ name: rc.name, namespaces: rc.namespaces }, namespace) : undefined;
   const reconciler = new Reconciler({
     source,
     repoLabel,
@@ -140,7 +142,7 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
       if (leading()) queue?.status({ sha: commit, context: StatusContext.sync, state: 'pending', description: 'vmroll is applying this commit', ...target });
     },
     onOutcome: recordOutcome,
-    ...(rc.namespaces !== undefined && { refuseNamespace: (namespace: string) => namespaceRefusal({ name: rc.name, namespaces: rc.namespaces }, namespace) }),
+    ...(refuseNamespace !== undefined && { refuseNamespace }),
   });
 
   /** After a sync: merged-PR outcomes and the review of open PRs, in the sync's serial chain. */
@@ -158,6 +160,7 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
         path: rc.path,
         prune: rc.prune,
         strict: config.strict ?? false,
+        ...(refuseNamespace !== undefined && { refuseNamespace }),
         logger,
         state: review,
         ...(options.clusterTarget !== undefined && { cluster: options.clusterTarget }),

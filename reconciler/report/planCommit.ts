@@ -83,6 +83,8 @@ export interface PlanCommitOptions {
   previous?: ManifestSet;
   /** `--strict`: warnings of a file are errors of that file (see loadManifests). */
   strict?: boolean;
+  /** Why this repository may not write to a namespace, or null when it may (vmroll.yaml `namespaces`); absent: any namespace. */
+  refuseNamespace?: (namespace: string) => string | null;
 }
 
 /** Output of {@link planCommit}. */
@@ -220,6 +222,12 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
 
   for (const vm of manifests.vms) {
     if (!inScope(vm.file)) continue;
+    // The sync refuses it (loop.ts), so the plan must not promise it: an error, never created, never pruned.
+    const refusal = options.refuseNamespace?.(vm.namespace) ?? null;
+    if (refusal !== null) {
+      errors.push({ file: vm.file, line: vm.line, message: refusal });
+      continue;
+    }
     const key = `${vm.namespace}/${vm.name}`;
     const live = cache.vms.get(key);
     const who = live !== undefined ? ownerOf(live, identity) : null;

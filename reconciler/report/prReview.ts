@@ -72,6 +72,8 @@ export interface ReviewOptions extends ReportTarget {
   prune: boolean;
   /** `--strict`: a file's warnings are errors of that file. */
   strict?: boolean;
+  /** Why this repository may not write to a namespace, or null when it may (vmroll.yaml `namespaces`); absent: any namespace. */
+  refuseNamespace?: (namespace: string) => string | null;
   logger: Logger;
   /** Link on the commit status (e.g. vmroll's dashboard). */
   targetUrl?: string;
@@ -164,6 +166,7 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
         ...(options.identity !== undefined ? { identity: options.identity } : {}),
         prune: options.prune,
         strict: options.strict ?? false,
+        ...(options.refuseNamespace !== undefined && { refuseNamespace: options.refuseNamespace }),
         ...(base !== null ? { base } : {}),
         ...(state.manifests !== undefined ? { previous: state.manifests } : {}),
       });
