@@ -124,8 +124,9 @@ export class GiteaReporter implements GitHostReporter {
         const targetUrl = typeof found['target_url'] === 'string' && found['target_url'] !== '' ? found['target_url'] : null;
         return { state, description, targetUrl };
       }
-      // Gitea may cap `limit` below what was asked, so only an empty page proves the end.
-      if (answer['statuses'].length === 0) return null;
+      // A short page ends the list. A server that caps `limit` lower could hide a later page: the
+      // cost is then one status written again, not a lost one, so no extra request is spent on it.
+      if (answer['statuses'].length < PAGE_SIZE) return null;
     }
     return null;
   }
