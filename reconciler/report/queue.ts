@@ -251,9 +251,15 @@ export class ReportQueue {
         continue;
       }
       if (entry.report.kind === 'status' && this.mustRead(entry.key)) {
-        await this.readStatus(entry, entry.report.status);
-        // Read, failed or given up: back to the top, where the (possibly newer) entry is checked again.
-        continue;
+        // The read is part of this entry's delivery: a newer report for the key that arrives meanwhile
+        // waits its turn, as it would behind a write in flight (a `pending` is still shown).
+        if (!(await this.readStatus(entry, entry.report.status)) || this.closed) continue;
+        if (this.hostHas(entry)) {
+          this.counts.skipped++;
+          this.settle(entry);
+          this.logger.debug({ key: entry.key }, 'the commit already shows this status; not posted again');
+          continue;
+        }
       }
       this.inFlight = entry;
       let error: unknown;
@@ -295,19 +301,18 @@ export class ReportQueue {
    * Reads the newest status of the entry's context on its commit, so that a new process or a new
    * leader does not post again what the commit already shows. A host that is down or rate limited
    * is waited out as for a write; after `maxStatusReads` failures, or a refusal, the status is
-   * written unread: a failed read never costs the write.
+   * written unread: a failed read never costs the write. False when the read is to be made again.
    */
-  private async readStatus(entry: Entry, status: CommitStatus): Promise<void> {
+  private async readStatus(entry: Entry, status: CommitStatus): Promise<boolean> {
     const read = this.reporter.latestStatus;
-    if (read === undefined) return;
+    if (read === undefined) return true;
     this.inFlight = entry;
     let found: Awaited<ReturnType<typeof read>>;
     try {
       found = await read.call(this.reporter, status.sha, status.context);
     } catch (error) {
       this.inFlight = undefined;
-      await this.readFailed(entry, error);
-      return;
+      return this.readFailed(entry, error);
     }
     this.inFlight = undefined;
     this.failures = 0;
@@ -320,9 +325,11 @@ export class ReportQueue {
         : { fingerprint: statusFingerprint(found.state, found.description, found.targetUrl), outcome: statusOutcome(found.state, found.targetUrl) },
     );
     this.logger.debug({ key: entry.key, found: found?.state ?? null }, 'read the commit status the host shows');
+    return true;
   }
 
-  private async readFailed(entry: Entry, error: unknown): Promise<void> {
+  /** True: write without reading; false: the read is made again after the wait. */
+  private async readFailed(entry: Entry, error: unknown): Promise<boolean> {
     this.counts.statusReadFailures++;
     const code = error instanceof GitHostError ? error.code : 'Unexpected';
     const message = error instanceof Error ? error.message : String(error);
@@ -333,7 +340,7 @@ export class ReportQueue {
     if (!transient || attempts >= this.maxStatusReads) {
       this.readFailures.set(entry.key, Infinity);
       this.logger.warn(where, 'could not read the commit statuses; writing the status without checking');
-      return;
+      return true;
     }
     this.readFailures.set(entry.key, attempts);
     if (error.code === 'RateLimited') {
@@ -346,6 +353,7 @@ export class ReportQueue {
       this.logger.warn({ ...where, waitMs: ms }, 'Git host unavailable while reading statuses; trying again');
       await this.pause(ms, 'backoff');
     }
+    return false;
   }
 
   private async deliver(report: Report): Promise<void> {
