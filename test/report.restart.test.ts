@@ -3,19 +3,12 @@
 // already has. Over real sockets: the GitHub emulator (every request checked against GitHub's
 // description) and the Gitea emulator, first with report queues, then with `vmroll run --once`.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { VmrollMetrics } from '../reconciler/metrics.ts';
 import { GiteaReporter } from '../reconciler/report/gitea.ts';
 import { GitHubReporter } from '../reconciler/report/github.ts';
 import { ReportQueue, type Sleep } from '../reconciler/report/queue.ts';
 import { PLAN_MARKER, StatusContext, StatusState, type CommitStatus, type GitHostReporter } from '../reconciler/report/reporter.ts';
-import { ROOT } from './helpers/cases.ts';
-import { startGitServer, type GitServer, type WorkingClone } from './helpers/gitServer.ts';
 import { startGiteaEmulator, type GiteaEmulator } from './helpers/giteaEmulator.ts';
 import { startGitHubEmulator, type GitHubEmulator } from './helpers/githubEmulator.ts';
 import { WAIT_MS } from './helpers/waitFor.ts';
