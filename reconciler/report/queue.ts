@@ -37,6 +37,7 @@ export interface ReportQueueOptions {
  * URL suffice, for a sync that changed nothing and so has no new outcome to state.
  */
 export const StatusMatch = { exact: 'exact', outcome: 'outcome' } as const;
+/** One of {@link StatusMatch}. */
 export type StatusMatch = (typeof StatusMatch)[keyof typeof StatusMatch];
 
 /** What the queue has done so far, for logs and metrics. */
