@@ -320,7 +320,7 @@ describe('Git host reporting', function () {
       const { sleep, waits } = instantSleep();
       const { logger, lines } = captureLogger();
       const queue = new ReportQueue({ reporter: reporter(), logger, sleep, random: () => 0.5 });
-      github.failNext(3, 502);
+      github.failNext(3, 502, { method: 'POST' });
       const start = github.requests.length;
       queue.status(status({ sha: sha(1), state: StatusState.pending }));
       queue.comment(pr, `${PLAN_MARKER} plan`);
@@ -328,15 +328,17 @@ describe('Git host reporting', function () {
       assert.equal(await queue.flush(WAIT_MS), true);
       assert.deepEqual(waits, [1000, 2000, 4000], 'exponential backoff');
       assert.deepEqual(requestsSince(start).map((r) => `${r.method} ${r.path} ${r.status}`), [
+        `GET /repos/${repo}/commits/${sha(1)}/status 200`,
         `POST /repos/${repo}/statuses/${sha(1)} 502`,
         `POST /repos/${repo}/statuses/${sha(1)} 502`,
         `POST /repos/${repo}/statuses/${sha(1)} 502`,
         `POST /repos/${repo}/statuses/${sha(1)} 201`,
         `GET /repos/${repo}/issues/${pr}/comments 200`,
         `POST /repos/${repo}/issues/${pr}/comments 201`,
+        `GET /repos/${repo}/commits/${sha(2)}/status 200`,
         `POST /repos/${repo}/statuses/${sha(2)} 201`,
       ]);
-      assert.deepEqual(queue.stats(), { pending: 0, delivered: 3, skipped: 0, superseded: 0, dropped: 0, retries: 3, lastError: queue.stats().lastError ?? { code: '', message: '' } });
+      assert.deepEqual(queue.stats(), { pending: 0, delivered: 3, skipped: 0, superseded: 0, dropped: 0, retries: 3, statusReads: 2, statusReadFailures: 0, lastError: queue.stats().lastError ?? { code: '', message: '' } });
       assert.equal(queue.stats().lastError?.code, 'Unavailable');
       assert.equal(lines.filter((l) => l.includes('report kept for retry')).length, 3);
       await queue.close();
@@ -346,7 +348,7 @@ describe('Git host reporting', function () {
       const { sleep, waits } = instantSleep();
       const { logger } = captureLogger();
       const queue = new ReportQueue({ reporter: reporter(), logger, sleep, random: () => 0.75, initialBackoffMs: 1000, maxBackoffMs: 5000 });
-      github.failNext(5, 503);
+      github.failNext(5, 503, { method: 'POST' });
       queue.status(status());
       assert.equal(await queue.flush(WAIT_MS), true);
       assert.deepEqual(waits, [1100, 2200, 4400, 5000, 5000]);
@@ -362,7 +364,8 @@ describe('Git host reporting', function () {
       queue.status(status());
       assert.equal(await queue.flush(WAIT_MS), true);
       assert.deepEqual(waits, [31_000], '30 s to the reset plus a 1 s margin');
-      assert.deepEqual(requestsSince(start).map((r) => r.status), [403, 201]);
+      // The read of the commit's statuses meets the limit; after the wait it is read, then written.
+      assert.deepEqual(requestsSince(start).map((r) => `${r.method} ${r.status}`), ['GET 403', 'GET 200', 'POST 201']);
       assert.equal(github.statuses(sha(1), repo).length, 1);
       await queue.close();
     });
@@ -376,7 +379,7 @@ describe('Git host reporting', function () {
       queue.status(status());
       assert.equal(await queue.flush(WAIT_MS), true);
       assert.deepEqual(waits, [8000]);
-      assert.deepEqual(requestsSince(start).map((r) => r.status), [429, 201]);
+      assert.deepEqual(requestsSince(start).map((r) => `${r.method} ${r.status}`), ['GET 429', 'GET 200', 'POST 201']);
       await queue.close();
     });
 
@@ -388,9 +391,11 @@ describe('Git host reporting', function () {
       queue.status(status());
       queue.status(status({ sha: sha(2) }));
       assert.equal(await queue.flush(WAIT_MS), true);
-      assert.deepEqual(requestsSince(start).map((r) => r.status), [401, 401]);
+      // A refused read is not retried either: the status is written unread, and that write is refused.
+      assert.deepEqual(requestsSince(start).map((r) => `${r.method} ${r.status}`), ['GET 401', 'POST 401', 'GET 401', 'POST 401']);
       assert.deepEqual(waits, []);
       assert.equal(queue.stats().dropped, 2);
+      assert.equal(queue.stats().statusReadFailures, 2);
       assert.equal(queue.stats().lastError?.code, 'Unauthorized');
       assert.equal(lines.filter((l) => l.includes('dropped')).length, 2);
       await queue.close();
@@ -428,7 +433,7 @@ describe('Git host reporting', function () {
       await during.close();
       assert.equal(during.pending(), 1);
       const after = new ReportQueue({ reporter: reporter(), logger, initialBackoffMs: 600_000 });
-      github.failNext(1, 502);
+      github.failNext(1, 502, { method: 'POST' });
       after.status(status({ sha: sha(2) }));
       await until('a failed delivery to be retried', () => after.stats().retries > 0);
       await after.close();
@@ -515,7 +520,7 @@ describe('Git host reporting', function () {
       const { sleep, waits } = instantSleep();
       const { logger, lines } = captureLogger();
       const queue = new ReportQueue({ reporter: giteaReporter(), logger, sleep, random: () => 0.5 });
-      gitea.failNext(2, 503);
+      gitea.failNext(2, 503, { method: 'POST' });
       queue.status(status());
       assert.equal(await queue.flush(WAIT_MS), true);
       assert.deepEqual(waits, [1000, 2000]);

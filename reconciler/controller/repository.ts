@@ -113,7 +113,8 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
       // of an already reported commit that changed nothing posts nothing.
       if (!posting || (report.commit === reportedCommit && report.writes === 0)) return;
       const failed = report.plan.errors.length > 0;
-      queue.status({ sha: report.commit, context: StatusContext.sync, state: failed ? 'failure' : 'success', description: formatSummary(report.summary), ...target });
+      // Nothing written: a commit that already shows this outcome (a restart, a new leader) is left as it is.
+      queue.status({ sha: report.commit, context: StatusContext.sync, state: failed ? 'failure' : 'success', description: formatSummary(report.summary), ...target }, { match: report.writes === 0 ? 'outcome' : 'exact' });
       reportedCommit = report.commit;
       return;
     }

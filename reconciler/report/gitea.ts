@@ -3,12 +3,15 @@
  * plain fetch. Failures become {@link GitHostError}s here; none of them carries the token.
  */
 import type { Logger } from 'pino';
-import { cutDescription, parseRepo } from './github.ts';
+import { parseRepo } from './github.ts';
 import {
   GitHostError,
   PLAN_MARKER,
+  cutDescription,
   gitHostErrorFrom,
   type CommitStatus,
+  type HostStatus,
+  type StatusContext,
   type GitHostReporter,
   type MergedPullRequestInfo,
   type PullRequestInfo,
@@ -103,6 +106,29 @@ export class GiteaReporter implements GitHostReporter {
       description: cutDescription(status.description),
       ...(status.targetUrl !== undefined && { target_url: status.targetUrl }),
     });
+  }
+
+  async latestStatus(sha: string, context: StatusContext): Promise<HostStatus | null> {
+    const what = `read statuses of ${sha.slice(0, 12)}`;
+    // The combined status holds the newest status of each context.
+    for (let page = 1; page <= MAX_PAGES; page++) {
+      const answer = await this.request('GET', `commits/${encodeURIComponent(sha)}/status?limit=${PAGE_SIZE}&page=${page}`, what);
+      if (!isObject(answer) || !Array.isArray(answer['statuses'])) throw this.badAnswer(what);
+      const statuses = answer['statuses'].filter(isObject);
+      const found = statuses.find((s) => s['context'] === context);
+      if (found !== undefined) {
+        // Gitea names a status' state `status`.
+        const state = typeof found['status'] === 'string' ? found['status'] : found['state'];
+        if (typeof state !== 'string') throw this.badAnswer(what);
+        const description = typeof found['description'] === 'string' ? found['description'] : '';
+        const targetUrl = typeof found['target_url'] === 'string' && found['target_url'] !== '' ? found['target_url'] : null;
+        return { state, description, targetUrl };
+      }
+      // A short page ends the list. A server that caps `limit` lower could hide a later page: the
+      // cost is then one status written again, not a lost one, so no extra request is spent on it.
+      if (answer['statuses'].length < PAGE_SIZE) return null;
+    }
+    return null;
   }
 
   async listOpenPullRequests(): Promise<PullRequestInfo[]> {

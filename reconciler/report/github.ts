@@ -7,9 +7,13 @@ import { Octokit } from '@octokit/rest';
 import type { Logger } from 'pino';
 import {
   GitHostError,
+  MAX_STATUS_DESCRIPTION,
   PLAN_MARKER,
+  cutDescription,
   gitHostErrorFrom,
   type CommitStatus,
+  type HostStatus,
+  type StatusContext,
   type GitHostReporter,
   type MergedPullRequestInfo,
   type PullRequestInfo,
@@ -43,14 +47,13 @@ export interface RateLimitState {
   resetAt: number;
 }
 
-/** GitHub caps a commit status description at this many characters. */
-export const MAX_STATUS_DESCRIPTION = 140;
+// Kept importable from here, where they lived first.
+export { MAX_STATUS_DESCRIPTION, cutDescription };
 
-/** Cuts a commit status description to GitHub's limit, marking the cut. */
-export function cutDescription(description: string): string {
-  const chars = Array.from(description);
-  return chars.length <= MAX_STATUS_DESCRIPTION ? description : `${chars.slice(0, MAX_STATUS_DESCRIPTION - 1).join('')}…`;
-}
+/** Contexts per page of the combined status (GitHub's maximum). */
+const STATUS_PAGE = 100;
+/** A commit with more contexts than this many pages is not read further: the status is written. */
+const MAX_STATUS_PAGES = 10;
 
 /** Splits `owner/name`; anything else is a configuration mistake. */
 export function parseRepo(repo: string): { owner: string; name: string } {
@@ -161,6 +164,19 @@ export class GitHubReporter implements GitHostReporter {
         ...(status.targetUrl !== undefined && { target_url: status.targetUrl }),
       }),
     );
+  }
+
+  async latestStatus(sha: string, context: StatusContext): Promise<HostStatus | null> {
+    // The combined status holds the newest status of each context, so one page usually answers.
+    for (let page = 1; page <= MAX_STATUS_PAGES; page++) {
+      const answer = await this.call(`read statuses of ${sha.slice(0, 12)}`, () =>
+        this.octokit.rest.repos.getCombinedStatusForRef({ owner: this.owner, repo: this.repoName, ref: sha, per_page: STATUS_PAGE, page }),
+      );
+      const found = answer.data.statuses.find((s) => s.context === context);
+      if (found !== undefined) return { state: found.state, description: found.description ?? '', targetUrl: found.target_url || null };
+      if (answer.data.statuses.length < STATUS_PAGE) return null;
+    }
+    return null;
   }
 
   async listOpenPullRequests(): Promise<PullRequestInfo[]> {

@@ -2,10 +2,11 @@
  * The report queue: commit statuses and plan comments wait here until the Git host takes them.
  * An outage or a rate limit delays reports, it never loses them; only the newest report per
  * (commit, context) and per pull request is kept, and one identical to what the host already
- * has is not sent again. The retry decision for Git host writes is made here and nowhere else.
+ * has is not sent again, also after a restart: before the first write for a (commit, context) the
+ * queue reads what the host shows. The retry decision for Git host calls is made here and nowhere else.
  */
 import type { Logger } from 'pino';
-import { GitHostError, type CommitStatus, type GitHostReporter } from './reporter.ts';
+import { GitHostError, cutDescription, type CommitStatus, type GitHostReporter } from './reporter.ts';
 
 /** Waits `ms`, or less if `signal` aborts; never rejects. Injectable so tests need not wait. */
 export type Sleep = (ms: number, signal: AbortSignal) => Promise<void>;
@@ -26,7 +27,18 @@ export interface ReportQueueOptions {
   rateLimitMarginMs?: number;
   /** How many delivered (commit, context) and PR bodies are remembered to skip identical re-posts. Default 10,000. */
   rememberDelivered?: number;
+  /** Failed reads of a commit's statuses, per (commit, context), after which the status is written unread. Default 3. */
+  maxStatusReads?: number;
 }
+
+/**
+ * When a queued status counts as already on the commit. `exact`: the host's newest status of the
+ * context has the same state, description and target URL. `outcome`: the same state and target
+ * URL suffice, for a sync that changed nothing and so has no new outcome to state.
+ */
+export const StatusMatch = { exact: 'exact', outcome: 'outcome' } as const;
+/** One of {@link StatusMatch}. */
+export type StatusMatch = (typeof StatusMatch)[keyof typeof StatusMatch];
 
 /** What the queue has done so far, for logs and metrics. */
 export interface ReportQueueStats {
@@ -42,6 +54,10 @@ export interface ReportQueueStats {
   dropped: number;
   /** Failed attempts that were retried later. */
   retries: number;
+  /** Reads of a commit's statuses that the host answered (one per commit and context at most). */
+  statusReads: number;
+  /** Reads of a commit's statuses that failed; the status is written all the same. */
+  statusReadFailures: number;
   /** The last failure, token-free. */
   lastError?: { code: string; message: string };
 }
@@ -52,7 +68,17 @@ interface Entry {
   key: string;
   /** What makes two reports for the same key the same write. */
   fingerprint: string;
+  /** For statuses: what makes two the same outcome (state and target URL). */
+  outcome?: string;
+  match: StatusMatch;
   report: Report;
+}
+
+/** What the host is known to show for a key: delivered by this queue, or read from the host. */
+interface Known {
+  /** null: read, and the host has no status of this context on the commit. */
+  fingerprint: string | null;
+  outcome: string | null;
 }
 
 /** Why the worker is waiting; a flush cuts short a backoff, never a rate-limit wait. */
@@ -75,6 +101,15 @@ function statusKey(status: CommitStatus): string {
   return `status ${status.sha} ${status.context}`;
 }
 
+// Descriptions are compared as sent (cut to 140 characters); GitHub says null and Gitea '' for no target URL.
+function statusFingerprint(state: string, description: string, targetUrl: string | null | undefined): string {
+  return JSON.stringify([state, cutDescription(description), targetUrl || null]);
+}
+
+function statusOutcome(state: string, targetUrl: string | null | undefined): string {
+  return JSON.stringify([state, targetUrl || null]);
+}
+
 /** Delivers reports to one Git host in enqueue order, retrying until the host takes them. */
 export class ReportQueue {
   private readonly reporter: GitHostReporter;
@@ -87,15 +122,18 @@ export class ReportQueue {
   private readonly remember: number;
   /** Pending reports by key; a Map keeps insertion order, and replacing a value keeps its place. */
   private readonly entries = new Map<string, Entry>();
-  /** Fingerprint of the last report the host accepted, per key, oldest first. */
-  private readonly delivered = new Map<string, string>();
+  /** What the host shows per key (the last report it accepted, or what a read found), oldest first. */
+  private readonly delivered = new Map<string, Known>();
+  /** Failed status reads per key not yet known; Infinity once the status is to be written unread. */
+  private readonly readFailures = new Map<string, number>();
+  private readonly maxStatusReads: number;
   private inFlight: Entry | undefined;
   private failures = 0;
   private closed = false;
   private wake: (() => void) | undefined;
   private wait: { reason: WaitReason; controller: AbortController } | undefined;
   private idleWaiters: Array<() => void> = [];
-  private readonly counts = { delivered: 0, skipped: 0, superseded: 0, dropped: 0, retries: 0 };
+  private readonly counts = { delivered: 0, skipped: 0, superseded: 0, dropped: 0, retries: 0, statusReads: 0, statusReadFailures: 0 };
   private lastError: { code: string; message: string } | undefined;
   private readonly worker: Promise<void>;
 
@@ -108,23 +146,29 @@ export class ReportQueue {
     this.maxBackoffMs = options.maxBackoffMs ?? 300_000;
     this.rateLimitMarginMs = options.rateLimitMarginMs ?? 1000;
     this.remember = options.rememberDelivered ?? 10_000;
+    this.maxStatusReads = options.maxStatusReads ?? 3;
     this.worker = this.work().catch((error: unknown) => {
       this.logger.error({ err: error instanceof Error ? error.name : typeof error }, 'report queue stopped unexpectedly');
     });
   }
 
-  /** Queues a commit status; a newer one for the same commit and context replaces it while it waits. */
-  status(status: CommitStatus): void {
+  /**
+   * Queues a commit status; a newer one for the same commit and context replaces it while it waits.
+   * It is not written when the commit already shows it (see {@link StatusMatch}; default `exact`).
+   */
+  status(status: CommitStatus, options: { match?: StatusMatch } = {}): void {
     this.enqueue({
       key: statusKey(status),
-      fingerprint: JSON.stringify([status.state, status.description, status.targetUrl ?? null]),
+      fingerprint: statusFingerprint(status.state, status.description, status.targetUrl),
+      outcome: statusOutcome(status.state, status.targetUrl),
+      match: options.match ?? StatusMatch.exact,
       report: { kind: 'status', status: { ...status } },
     });
   }
 
   /** Queues vmroll's plan comment for a pull request; a newer body replaces it while it waits. */
   comment(pr: number, body: string): void {
-    this.enqueue({ key: `comment ${pr}`, fingerprint: body, report: { kind: 'comment', pr, body } });
+    this.enqueue({ key: `comment ${pr}`, fingerprint: body, match: StatusMatch.exact, report: { kind: 'comment', pr, body } });
   }
 
   /** Reports waiting, the one being delivered included. */
@@ -178,7 +222,7 @@ export class ReportQueue {
       return;
     }
     const waiting = this.entries.get(entry.key);
-    if (waiting === undefined && this.delivered.get(entry.key) === entry.fingerprint) {
+    if (waiting === undefined && this.hostHas(entry)) {
       this.counts.skipped++;
       return;
     }
@@ -201,10 +245,22 @@ export class ReportQueue {
         this.wake = undefined;
         continue;
       }
-      if (this.delivered.get(entry.key) === entry.fingerprint) {
+      if (this.hostHas(entry)) {
         this.entries.delete(entry.key);
         this.counts.skipped++;
+        this.logger.debug({ key: entry.key }, 'the host already shows this report; not sent again');
         continue;
+      }
+      if (entry.report.kind === 'status' && this.mustRead(entry.key)) {
+        // The read is part of this entry's delivery: a newer report for the key that arrives meanwhile
+        // waits its turn, as it would behind a write in flight (a `pending` is still shown).
+        if (!(await this.readStatus(entry, entry.report.status)) || this.closed) continue;
+        if (this.hostHas(entry)) {
+          this.counts.skipped++;
+          this.settle(entry);
+          this.logger.debug({ key: entry.key }, 'the commit already shows this status; not posted again');
+          continue;
+        }
       }
       this.inFlight = entry;
       let error: unknown;
@@ -220,12 +276,85 @@ export class ReportQueue {
       if (ok) {
         this.failures = 0;
         this.counts.delivered++;
-        this.remembered(entry);
+        this.remembered(entry.key, { fingerprint: entry.fingerprint, outcome: entry.outcome ?? null });
         this.settle(entry);
         continue;
       }
       await this.failed(entry, error);
     }
+  }
+
+  /** Whether the host is known to show what `entry` would write. */
+  private hostHas(entry: Entry): boolean {
+    const known = this.delivered.get(entry.key);
+    if (known === undefined || known.fingerprint === null) return false;
+    if (known.fingerprint === entry.fingerprint) return true;
+    return entry.match === StatusMatch.outcome && known.outcome === entry.outcome;
+  }
+
+  /** A status key is read once, before its first write, unless known already or given up on. */
+  private mustRead(key: string): boolean {
+    if (this.reporter.latestStatus === undefined || this.delivered.has(key)) return false;
+    return (this.readFailures.get(key) ?? 0) < this.maxStatusReads;
+  }
+
+  /**
+   * Reads the newest status of the entry's context on its commit, so that a new process or a new
+   * leader does not post again what the commit already shows. A host that is down or rate limited
+   * is waited out as for a write; after `maxStatusReads` failures, or a refusal, the status is
+   * written unread: a failed read never costs the write. False when the read is to be made again.
+   */
+  private async readStatus(entry: Entry, status: CommitStatus): Promise<boolean> {
+    const read = this.reporter.latestStatus;
+    if (read === undefined) return true;
+    this.inFlight = entry;
+    let found: Awaited<ReturnType<typeof read>>;
+    try {
+      found = await read.call(this.reporter, status.sha, status.context);
+    } catch (error) {
+      this.inFlight = undefined;
+      return this.readFailed(entry, error);
+    }
+    this.inFlight = undefined;
+    this.failures = 0;
+    this.counts.statusReads++;
+    this.readFailures.delete(entry.key);
+    this.remembered(
+      entry.key,
+      found === null
+        ? { fingerprint: null, outcome: null }
+        : { fingerprint: statusFingerprint(found.state, found.description, found.targetUrl), outcome: statusOutcome(found.state, found.targetUrl) },
+    );
+    this.logger.debug({ key: entry.key, found: found?.state ?? null }, 'read the commit status the host shows');
+    return true;
+  }
+
+  /** True: write without reading; false: the read is made again after the wait. */
+  private async readFailed(entry: Entry, error: unknown): Promise<boolean> {
+    this.counts.statusReadFailures++;
+    const code = error instanceof GitHostError ? error.code : 'Unexpected';
+    const message = error instanceof Error ? error.message : String(error);
+    this.lastError = { code, message };
+    const attempts = (this.readFailures.get(entry.key) ?? 0) + 1;
+    const transient = error instanceof GitHostError && (error.code === 'RateLimited' || error.code === 'Unavailable');
+    const where = { key: entry.key, code, error: message, attempt: attempts };
+    if (!transient || attempts >= this.maxStatusReads) {
+      this.readFailures.set(entry.key, Infinity);
+      this.logger.warn(where, 'could not read the commit statuses; writing the status without checking');
+      return true;
+    }
+    this.readFailures.set(entry.key, attempts);
+    if (error.code === 'RateLimited') {
+      const ms = (error.retryAfterMs ?? this.initialBackoffMs) + this.rateLimitMarginMs;
+      this.logger.warn({ ...where, waitMs: ms }, 'Git host rate limit while reading statuses; waiting for the reset');
+      await this.pause(ms, 'rateLimit');
+    } else {
+      this.failures++;
+      const ms = this.backoffMs(this.failures);
+      this.logger.warn({ ...where, waitMs: ms }, 'Git host unavailable while reading statuses; trying again');
+      await this.pause(ms, 'backoff');
+    }
+    return false;
   }
 
   private async deliver(report: Report): Promise<void> {
@@ -284,12 +413,15 @@ export class ReportQueue {
 
   /** Removes the entry unless a newer report for its key arrived meanwhile. */
   private settle(entry: Entry): void {
-    if (this.entries.get(entry.key) === entry) this.entries.delete(entry.key);
+    if (this.entries.get(entry.key) === entry) {
+      this.entries.delete(entry.key);
+      this.readFailures.delete(entry.key);
+    }
   }
 
-  private remembered(entry: Entry): void {
-    this.delivered.delete(entry.key);
-    this.delivered.set(entry.key, entry.fingerprint);
+  private remembered(key: string, known: Known): void {
+    this.delivered.delete(key);
+    this.delivered.set(key, known);
     if (this.delivered.size > this.remember) {
       const oldest = this.delivered.keys().next().value;
       if (oldest !== undefined) this.delivered.delete(oldest);

@@ -12,6 +12,18 @@ export type StatusContext = (typeof StatusContext)[keyof typeof StatusContext];
 /** One commit status to post. description ≤ 140 chars (cut by the reporter if longer). */
 export interface CommitStatus { sha: string; context: StatusContext; state: StatusState; description: string; targetUrl?: string }
 
+/** The newest status of one context on a commit, as the host shows it (Gitea adds the state `warning`). */
+export interface HostStatus { state: string; description: string; targetUrl: string | null }
+
+/** GitHub caps a commit status description at this many characters. */
+export const MAX_STATUS_DESCRIPTION = 140;
+
+/** Cuts a commit status description to GitHub's limit, marking the cut. */
+export function cutDescription(description: string): string {
+  const chars = Array.from(description);
+  return chars.length <= MAX_STATUS_DESCRIPTION ? description : `${chars.slice(0, MAX_STATUS_DESCRIPTION - 1).join('')}…`;
+}
+
 /** An open pull request as vmroll needs it. */
 export interface PullRequestInfo { number: number; headSha: string; headRef: string; baseRef: string; baseSha: string; title: string }
 
@@ -25,6 +37,8 @@ export const PLAN_MARKER = '<!-- vmroll:plan -->';
 export interface GitHostReporter {
   readonly kind: 'github' | 'gitea';
   postStatus(status: CommitStatus): Promise<void>;
+  /** The newest status of `context` on the commit, or null when it has none. Optional: without it the queue writes without checking. */
+  latestStatus?(sha: string, context: StatusContext): Promise<HostStatus | null>;
   listOpenPullRequests(): Promise<PullRequestInfo[]>;
   /** Finds the comment containing PLAN_MARKER on the PR and edits it, or creates one. body must contain the marker. */
   upsertPlanComment(pr: number, body: string): Promise<{ id: number; created: boolean; changed: boolean }>;

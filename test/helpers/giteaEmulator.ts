@@ -4,6 +4,18 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
+/** Which requests a fault applies to: a method and a pattern on the path (query excluded). */
+export interface FailureFilter {
+  method?: string;
+  path?: RegExp;
+}
+
+function failureMatches(only: FailureFilter | undefined, method: string, url: string): boolean {
+  if (only === undefined) return true;
+  const pathname = url.split('?')[0] ?? url;
+  return (only.method === undefined || only.method.toUpperCase() === method) && (only.path === undefined || only.path.test(pathname));
+}
+
 /** How the emulator starts. */
 export interface GiteaEmulatorOptions {
   /** Requests must carry `Authorization: token <t>` (or `Bearer <t>`). */
@@ -128,7 +140,7 @@ export class GiteaEmulator {
   private readonly login: string;
   private readonly now: () => number;
   private nextId = 500;
-  private failures = { remaining: 0, status: 502 };
+  private failures: { remaining: number; status: number; only?: FailureFilter } = { remaining: 0, status: 502 };
   private readonly sockets = new Set<Socket>();
 
   private constructor(
@@ -211,9 +223,12 @@ export class GiteaEmulator {
     return this.repoOf(repoName).comments.filter((c) => c.issue === issue);
   }
 
-  /** The next `count` requests are answered with `status` (default 502). */
-  failNext(count: number, status = 502): void {
-    this.failures = { remaining: count, status };
+  /**
+   * The next `count` requests are answered with `status` (default 502), before any authentication;
+   * with `only`, just the next `count` requests it matches (e.g. the reads of commit statuses).
+   */
+  failNext(count: number, status = 502, only?: FailureFilter): void {
+    this.failures = { remaining: count, status, ...(only !== undefined && { only }) };
   }
 
   /** Stops the server and drops open connections. */
@@ -298,7 +313,7 @@ export class GiteaEmulator {
       this.violations.push({ method, url, errors });
       return { status, body: { message: errors.join('; '), url: `${this.baseUrl}/api/swagger` } };
     };
-    if (this.failures.remaining > 0) {
+    if (this.failures.remaining > 0 && failureMatches(this.failures.only, method, url)) {
       this.failures.remaining--;
       return { status: this.failures.status, body: { message: 'Bad Gateway' } };
     }
@@ -345,6 +360,43 @@ export class GiteaEmulator {
           creator: this.user(this.login),
           created_at: at,
           updated_at: at,
+        },
+      };
+    }
+    if (method === 'GET' && (m = /^commits\/([^/]+)\/status$/.exec(rest))) {
+      // Gitea's combined status: the newest status of each context, in pages of `limit`.
+      const q = parsed.searchParams;
+      for (const name of q.keys()) if (name !== 'page' && name !== 'limit') return violation([`query parameter ${name} unknown`]);
+      const sha = decodeURIComponent(m[1] ?? '').toLowerCase();
+      const latest = new Map<string, GiteaStoredStatus>();
+      for (const st of repo.statuses) if (st.sha === sha) latest.set(st.context, st);
+      const all = [...latest.values()].sort((x, y) => x.id - y.id);
+      const limit = Math.min(MAX_LIMIT, Math.max(1, Number(q.get('limit') ?? MAX_LIMIT) || MAX_LIMIT));
+      const page = Math.max(1, Number(q.get('page') ?? 1) || 1);
+      const slice = all.slice((page - 1) * limit, page * limit);
+      const states = new Set(all.map((st) => st.state));
+      const state = ['error', 'failure', 'warning', 'pending', 'success'].find((x) => states.has(x)) ?? '';
+      const web = `${this.baseUrl}/api/v1/repos/${repo.owner}/${repo.name}`;
+      return {
+        status: 200,
+        body: {
+          state,
+          sha,
+          total_count: slice.length,
+          statuses: slice.map((st) => ({
+            id: st.id,
+            status: st.state,
+            target_url: st.targetUrl,
+            description: st.description,
+            url: `${web}/statuses/${st.sha}`,
+            context: st.context,
+            creator: this.user(this.login),
+            created_at: st.createdAt,
+            updated_at: st.createdAt,
+          })),
+          repository: { id: repo.id, name: repo.name, full_name: `${repo.owner}/${repo.name}` },
+          commit_url: `${web}/commits/${sha}`,
+          url: `${web}/commits/${sha}/status`,
         },
       };
     }

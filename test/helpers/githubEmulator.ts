@@ -25,6 +25,18 @@ const MAX_STATUSES_PER_CONTEXT = 1000;
 /** GitHub's limit on an issue comment body. */
 const MAX_COMMENT_CHARS = 65_536;
 
+/** Which requests a fault applies to: a method and a pattern on the path (query excluded). */
+export interface FailureFilter {
+  method?: string;
+  path?: RegExp;
+}
+
+function failureMatches(only: FailureFilter | undefined, method: string, url: string): boolean {
+  if (only === undefined) return true;
+  const pathname = url.split('?')[0] ?? url;
+  return (only.method === undefined || only.method.toUpperCase() === method) && (only.path === undefined || only.path.test(pathname));
+}
+
 /** How an emulator starts. */
 export interface GitHubEmulatorOptions {
   /** Requests must carry `Authorization: token <t>` or `Bearer <t>`. */
@@ -195,7 +207,7 @@ export class GitHubEmulator {
   private readonly login: string;
   private readonly now: () => number;
   private nextId = 1000;
-  private failures: { remaining: number; status: number } = { remaining: 0, status: 502 };
+  private failures: { remaining: number; status: number; only?: FailureFilter } = { remaining: 0, status: 502 };
   private hangs = 0;
   private limited: { until: number; status: number; retryAfterSeconds?: number; reset: number } | undefined;
   private budget: { remaining: number; reset: number };
@@ -305,9 +317,12 @@ export class GitHubEmulator {
     return this.repoOf(repoName).comments.filter((c) => c.issue === issue);
   }
 
-  /** The next `count` requests are answered with `status` (default 502), before any authentication. */
-  failNext(count: number, status = 502): void {
-    this.failures = { remaining: count, status };
+  /**
+   * The next `count` requests are answered with `status` (default 502), before any authentication;
+   * with `only`, just the next `count` requests it matches (e.g. the reads of commit statuses).
+   */
+  failNext(count: number, status = 502, only?: FailureFilter): void {
+    this.failures = { remaining: count, status, ...(only !== undefined && { only }) };
   }
 
   /** The next `count` requests get no answer until the client gives up or the emulator stops. */
@@ -380,7 +395,7 @@ export class GitHubEmulator {
       record.status = -1;
       return;
     }
-    if (this.failures.remaining > 0) {
+    if (this.failures.remaining > 0 && failureMatches(this.failures.only, method, url)) {
       this.failures.remaining--;
       send({ status: this.failures.status, body: errorBody('Server Error', this.failures.status) });
       return;
