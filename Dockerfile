@@ -19,7 +19,7 @@ COPY reconciler ./reconciler
 # `dependencies` fails the build here, not in the cluster.
 RUN node bin/vmroll.js run --help > /dev/null
 
-FROM gcr.io/distroless/nodejs${NODE_MAJOR}-debian12:nonroot
+FROM gcr.io/distroless/nodejs24-debian12:nonroot
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=build /app /app

@@ -575,3 +575,92 @@ describe('Dockerfile', () => {
     assert.deepEqual(missing, [], 'imported at run time but not in dependencies');
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Node versions: engines, CI, the fetched LTS and the image agree
+
+/** A release as [major, minor, patch]. */
+type Release = [number, number, number];
+
+function release(text: string): Release {
+  const m = /^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?$/.exec(text.trim());
+  assert.ok(m !== null, `"${text}" is a version`);
+  return [Number(m[1]), Number(m[2] ?? 0), Number(m[3] ?? 0)];
+}
+
+function compare(a: Release, b: Release): number {
+  return a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
+}
+
+/**
+ * Whether `v` satisfies an npm range written with `||`, `^x.y.z`, `>=x.y.z` and `<x.y.z` (the
+ * forms `engines` uses; anything else fails the test rather than being guessed at).
+ */
+function satisfies(v: Release, range: string): boolean {
+  return range.split('||').some((alternative) =>
+    alternative
+      .trim()
+      .split(/\s+/)
+      .every((c) => {
+        const m = /^(\^|>=|<)(.+)$/.exec(c);
+        assert.ok(m !== null, `engines comparator "${c}" is one of ^, >=, <`);
+        const bound = release(m[2] ?? '');
+        if (m[1] === '^') return v[0] === bound[0] && compare(v, bound) >= 0;
+        return m[1] === '>=' ? compare(v, bound) >= 0 : compare(v, bound) < 0;
+      }),
+  );
+}
+
+describe('Node versions', () => {
+  const engines = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { engines?: { node?: string } }).engines?.node ?? '';
+  const fetchScript = readFileSync(path.join(ROOT, 'scripts', 'fetch-node.sh'), 'utf8');
+  /** The releases scripts/fetch-node.sh pins, one per LTS line. */
+  const pinned = [...fetchScript.matchAll(/^\s*(\d+)\) version=(\S+) integrity=sha512-\S+ ;;$/gm)].map((m) => ({ major: Number(m[1]), version: release(m[2] ?? '') }));
+  const ci = readObjects(path.join(ROOT, '.github', 'workflows', 'ci.yml'))[0] ?? {};
+  const job = obj(obj(ci['jobs'])['test']);
+  const matrix = (obj(obj(job['strategy'])['matrix'])['node'] as unknown[] | undefined)?.map(Number) ?? [];
+  /** The majors (18–40) whose releases engines admits: a line is in if its late releases are. */
+  const admitted = Array.from({ length: 23 }, (_, i) => 18 + i).filter((major) => satisfies([major, 999, 999], engines));
+
+  it('engines admits exactly the LTS lines the CI matrix runs, and every release fetch-node pins', () => {
+    assert.deepEqual(admitted, [20, 22, 24]);
+    assert.deepEqual([...matrix].sort((a, b) => a - b), admitted, 'ci.yml runs the suite on each line engines admits');
+    for (const major of [21, 23, 25]) assert.ok(!satisfies([major, 0, 0], engines), `Node ${major} is no LTS line and is not claimed`);
+    assert.ok(pinned.length >= 1, 'fetch-node.sh pins releases');
+    for (const p of pinned) {
+      assert.equal(p.version[0], p.major, `fetch-node.sh ${p.major} pins a ${p.major}.x release`);
+      assert.ok(satisfies(p.version, engines), `engines admits the pinned ${p.version.join('.')}`);
+    }
+    assert.ok(!satisfies([20, 18, 0], engines) && satisfies([20, 19, 0], engines), 'the Node 20 floor stays 20.19');
+  });
+
+  it('.ci/run fetches the newest LTS fetch-node pins, the image runs it, and each CI job runs .ci/run', () => {
+    const newest = Math.max(...pinned.map((p) => p.major));
+    assert.equal(newest, Math.max(...admitted), 'the newest pinned line is the newest engines admits');
+    const run = readFileSync(path.join(ROOT, '.ci', 'run'), 'utf8');
+    assert.equal(/^LTS=(\d+)$/m.exec(run)?.[1], String(newest), '.ci/run tests the newest LTS line');
+    assert.match(run, /scripts\/fetch-node\.sh "\$LTS"/);
+    const instructions = dockerInstructions(readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'));
+    const runtime = instructions.filter((x) => x.op === 'FROM').pop()?.args ?? '';
+    const image = /^gcr\.io\/distroless\/nodejs(\d+)-debian\d+:nonroot$/.exec(runtime);
+    assert.ok(image !== null, `the runtime stage is a distroless Node.js image by its nonroot tag, not "${runtime}"`);
+    assert.equal(Number(image[1]), newest, 'the image runs the newest LTS line');
+    const steps = list(job['steps']);
+    assert.equal(obj(steps.find((s) => String(s['uses'] ?? '').startsWith('actions/setup-node@'))?.['with'])['node-version'], '${{ matrix.node }}');
+    assert.ok(steps.some((s) => /^bash \.ci\/run\b/.test(String(s['run'] ?? ''))), 'the job runs .ci/run');
+  });
+
+  it("README's \"Needs Node.js\" line names each line engines admits, with its floor", () => {
+    const line = readFileSync(path.join(ROOT, 'README.md'), 'utf8').split('\n').find((l) => l.startsWith('Needs Node.js')) ?? '';
+    assert.ok(line !== '', 'README has a "Needs Node.js" line');
+    for (const major of admitted) {
+      // The floor: the first release of the line that engines admits.
+      let floor: Release | undefined;
+      for (let minor = 0; minor < 100 && floor === undefined; minor++) if (satisfies([major, minor, 0], engines)) floor = [major, minor, 0];
+      assert.ok(floor !== undefined);
+      const said = floor[1] === 0 ? new RegExp(`\\b${major}\\b(?! \\()`) : new RegExp(`\\b${major} \\(${major}\\.${floor[1]} or newer\\)`);
+      assert.match(line, said, `README says Node ${major}${floor[1] === 0 ? '' : ` from ${major}.${floor[1]}`}`);
+    }
+    for (const major of [18, 21, 23, 25, 26]) assert.doesNotMatch(line, new RegExp(`\\b${major}\\b`), `README does not name Node ${major}`);
+  });
+});

@@ -578,14 +578,17 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
     return report.plan.errors.length > 0 ? 1 : 0;
   }
   if (handle.address !== null) logger.info({ address: handle.address }, 'listening');
+  // Listen before the first sync: a signal that arrives during or just after it (its lines are
+  // already out) must stop vmroll in order, not kill it with Node's default action.
+  const stopSignal = new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
   // With leader election, the first sync waits for the lease (and starts when it is won).
   if (config.leaderElection === undefined) await handle.trigger('start');
   else logger.info({ identity: handle.election.identity, lease: `${config.leaderElection.namespace}/${config.leaderElection.leaseName}` }, 'waiting for the lease');
   handle.start();
-  const signal = await new Promise<string>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-  });
+  const signal = await stopSignal;
   logger.info({ signal }, 'shutting down: finishing the sync under way');
   await handle.stop();
   logger.info('stopped');
