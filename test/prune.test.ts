@@ -7,11 +7,9 @@
  * older release annotated with the URL are still this repository's.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { ClusterCache } from '../reconciler/cluster/cache.ts';
 import { runPlan } from '../reconciler/commands/plan.ts';
@@ -22,21 +20,15 @@ import type { Obj, VmPlan } from '../reconciler/rollout/index.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
 import { ROOT } from './helpers/cases.ts';
 import { type GitServer, type WorkingClone, startGitServer } from './helpers/gitServer.ts';
+import { vmrollProcess, vmsInState } from './helpers/vmrollProcess.ts';
 
-const run = promisify(execFile);
+/** `vmroll <command> …` as a process. */
+const vmroll = (command: string, args: string[]): ReturnType<typeof vmrollProcess> => vmrollProcess([command, ...args]);
+
 const EXAMPLE = path.join(ROOT, 'fixtures', 'example-repo', 'vms');
 const silent = makeLogger('silent', []);
 const example = (f: string): string => readFileSync(path.join(EXAMPLE, f), 'utf8');
 
-async function vmroll(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [path.join(ROOT, 'bin', 'vmroll.js'), command, ...args], { cwd: ROOT, timeout: 90_000 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof err.code === 'number' ? err.code : -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
-  }
-}
 
 /** `vmroll plan` in this process (its CLI start-up costs seconds on a busy machine; `vmroll run` is spawned as a binary above). */
 async function vmrollPlan(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -46,14 +38,6 @@ async function vmrollPlan(args: string[]): Promise<{ code: number; stdout: strin
   return { code, stdout: out.join('\n'), stderr: err.join('\n') };
 }
 
-/** `namespace/name` of every VM in a simulator state file. */
-function vmsInState(state: string): string[] {
-  const snap = JSON.parse(readFileSync(state, 'utf8')) as { objects: Obj[] };
-  return snap.objects
-    .filter((o) => o['kind'] === 'VirtualMachine')
-    .map((o) => `${String((o['metadata'] as Obj)['namespace'])}/${String((o['metadata'] as Obj)['name'])}`)
-    .sort();
-}
 
 function vmNames(cluster: SimCluster): string[] {
   return cluster.store

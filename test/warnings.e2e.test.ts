@@ -6,39 +6,21 @@
  * Debian git's http-backend on 127.0.0.1, `vmroll run` spawned as the binary, the embedded simulator.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { Ajv } from 'ajv';
 import { runPlan } from '../reconciler/commands/plan.ts';
 import type { Obj, VmPlan } from '../reconciler/rollout/index.ts';
 import { ROOT } from './helpers/cases.ts';
 import { type GitServer, startGitServer } from './helpers/gitServer.ts';
+import { vmrollProcess as vmroll, vmsInState } from './helpers/vmrollProcess.ts';
 
-const run = promisify(execFile);
 const EXAMPLE = path.join(ROOT, 'fixtures', 'example-repo', 'vms');
 const example = (f: string): string => readFileSync(path.join(EXAMPLE, f), 'utf8');
 const validPlan = new Ajv({ allErrors: true, strict: false }).compile(JSON.parse(readFileSync(path.join(ROOT, 'schemas', 'vmplan.schema.json'), 'utf8')) as object);
 
-async function vmroll(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [path.join(ROOT, 'bin', 'vmroll.js'), ...args], { cwd: ROOT, timeout: 120_000 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof err.code === 'number' ? err.code : -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
-  }
-}
 
-function vmsInState(state: string): string[] {
-  const snap = JSON.parse(readFileSync(state, 'utf8')) as { objects: Obj[] };
-  return snap.objects
-    .filter((o) => o['kind'] === 'VirtualMachine')
-    .map((o) => `${String((o['metadata'] as Obj)['namespace'])}/${String((o['metadata'] as Obj)['name'])}`)
-    .sort();
-}
 
 const SERVICE = ['apiVersion: v1', 'kind: Service', 'metadata:', '  name: web-svc', '  namespace: shop', 'spec:', '  ports:', '    - port: 80', ''].join('\n');
 
