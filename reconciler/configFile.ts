@@ -14,6 +14,7 @@ import type { RepositoryConfig, VmrollConfig } from '../schemas/generated/vmroll
 import { UsageError } from './usage.ts';
 import { ManifestParseError, parseYamlDocuments } from './source/yamlDocs.ts';
 import { redactUrl } from './source/errors.ts';
+import { type RestartPolicySpec, restartConfigProblems, restartPolicyOf } from './restart/policy.ts';
 
 export type { RepositoryConfig, VmrollConfig } from '../schemas/generated/vmroll-config.ts';
 
@@ -62,6 +63,8 @@ export interface ResolvedRepository {
   reportTo: string | undefined;
   /** Ownership identity, when set; default: the normalised URL plus the path (apply/identity.ts). */
   identity?: string;
+  /** The restart policy, when the file declares one (its own, or the top-level default); absent means manual (restart/policy.ts MANUAL_POLICY). */
+  restart?: RestartPolicySpec;
 }
 
 const SCHEMA_FILE = new URL('../schemas/vmroll-config.schema.json', import.meta.url);
@@ -178,6 +181,7 @@ export function repositoriesOf(config: VmrollConfig): ResolvedRepository[] {
       gitTokenFile: r.gitTokenFile ?? config.gitTokenFile,
       reportTo: r.reportTo ?? reporterRepo,
       ...(r.identity !== undefined && { identity: r.identity }),
+      ...((r.restart ?? config.restart) !== undefined && { restart: restartPolicyOf(r.restart ?? config.restart) }),
     };
   };
   if (config.repositories !== undefined) return config.repositories.map(resolve);
@@ -237,6 +241,11 @@ function semanticIssues(config: VmrollConfig, issue: IssueAt): ConfigIssue[] {
     }
   }
   if (config.interval !== undefined && durationMs(config.interval) < 1000) out.push(issue(['interval'], 'must be at least 1s'));
+  // Restart policies: cron schedules, time zones (the runtime's Intl), durations and budgets a schema cannot check.
+  if (config.restart !== undefined) for (const p of restartConfigProblems(config.restart)) out.push(issue(['restart', ...p.keys], p.message));
+  config.repositories?.forEach((r, i) => {
+    if (r.restart !== undefined) for (const p of restartConfigProblems(r.restart)) out.push(issue(['repositories', i, 'restart', ...p.keys], p.message));
+  });
 
   const reporter = config.reporters?.github !== undefined ? 'github' : config.reporters?.gitea !== undefined ? 'gitea' : undefined;
   if (reporter !== undefined && config.reporters?.[reporter]?.repo === undefined) {

@@ -78,6 +78,10 @@ export interface VmrollConfig {
    * Log level (default info).
    */
   logLevel?: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  /**
+   * Single-repository form: the repository's restart policy; with repositories, the default of each that sets none.
+   */
+  restart?: RestartConfig;
 }
 /**
  * One Git repository of VirtualMachine manifests.
@@ -123,6 +127,62 @@ export interface RepositoryConfig {
    * Ownership identity: written to vmroll.dev/source-repo on every VM this repository applies, and required on a VM before it updates or prunes it. Default: the normalised URL plus the path (git.example.com/acme/vms//clusters/prod), which a CI checkout of the same repository derives from its origin remote too. Set it to keep ownership across a move of the repository; `name` is only for logs and metrics.
    */
   identity?: OwnerIdentity;
+  /**
+   * When vmroll restarts this repository's VMs whose staged changes need a restart (default: policy manual, report only).
+   */
+  restart?: RestartConfig;
+}
+/**
+ * A restart policy. VMs override `policy` with the annotation vmroll.dev/restart-policy; a VM labelled or annotated vmroll.dev/restart: never is never restarted by vmroll; vmroll.dev/restart-requested: <token> asks for one restart per new token.
+ */
+export interface RestartConfig {
+  /**
+   * manual: report only (the default); onChange: restart as soon as a staged change needs it; window: restart only inside one of the windows.
+   */
+  policy?: "manual" | "onChange" | "window";
+  /**
+   * Maintenance windows, used by policy window (and by VMs that choose it by annotation).
+   */
+  windows?: RestartWindow[];
+  budget?: RestartBudget;
+  /**
+   * How long a restarted VM has to be Running and Ready again (and AgentConnected, with a guest agent) before it is reported failed and its group stops (default 10m).
+   */
+  healthTimeout?: Duration;
+  /**
+   * Fail vmroll/plan on a pull request that would restart a protected VM or exceed a window's budget (default false).
+   */
+  mergeGate?: boolean;
+}
+/**
+ * A maintenance window: opens at each time the cron schedule names, on the wall clock of the time zone, and stays open for the duration.
+ */
+export interface RestartWindow {
+  /**
+   * Five cron fields: minute hour day-of-month month day-of-week, with lists, ranges, steps and names ("0 2 * * SAT"), or @daily, @weekly, @monthly.
+   */
+  schedule: string;
+  /**
+   * How long the window stays open, in elapsed time (2h), at most 31 days.
+   */
+  duration: Duration;
+  /**
+   * IANA time zone of the schedule, e.g. Europe/Berlin (default UTC).
+   */
+  timeZone?: string;
+}
+/**
+ * How many restarts vmroll makes.
+ */
+export interface RestartBudget {
+  /**
+   * At most this many restarts in progress at once (default 1).
+   */
+  concurrent?: number;
+  /**
+   * At most this many restarts started per window opening (default: no limit).
+   */
+  perWindow?: number;
 }
 /**
  * The cluster vmroll applies to.
