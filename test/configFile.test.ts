@@ -134,7 +134,7 @@ describe('vmroll.yaml (configuration file)', () => {
       '  enabled: "true"', //                   12
     ].join('\n');
     assert.deepEqual(problems(text), [
-      `${FILE}:4: repositories[0].intervall: unknown setting (did you mean interval?); known here: name, url, branch, path, namespaces, interval, prune, gitTokenFile, reportTo, identity`,
+      `${FILE}:4: repositories[0].intervall: unknown setting (did you mean interval?); known here: name, url, branch, path, namespaces, interval, prune, gitTokenFile, reportTo, identity, restart`,
       `${FILE}:5: repositories[0].namespaces[0]: must be a namespace (lowercase letters, digits and -), a prefix followed by *, or *`,
       `${FILE}:6: repositories[1].url: is required`,
       `${FILE}:6: repositories[1].name: must be lowercase letters, digits, -, _ or ., starting and ending with a letter or digit`,
@@ -182,6 +182,97 @@ describe('vmroll.yaml (configuration file)', () => {
       `${FILE}:9: repositories[1].interval: must be at least 1s`,
       `${FILE}:14: leaderElection.leaseDuration: renewDeadline (10s) must be shorter than leaseDuration (10s), or two replicas could reconcile at once`,
       `${FILE}:17: cluster.kubeconfig: applies to kind: kube, not sim`,
+    ]);
+  });
+
+  it('reads restart policies: per repository, the top-level one as the default of the others', () => {
+    const text = [
+      'restart:', //                                 1
+      '  policy: onChange', //                       2
+      'repositories:', //                            3
+      '  - name: shop', //                           4
+      '    url: https://git.example.com/a.git', //   5
+      '    restart:', //                             6
+      '      policy: window', //                     7
+      '      windows:', //                           8
+      '        - schedule: "0 2 * * SAT"', //        9
+      '          duration: 2h', //                  10
+      '          timeZone: europe/berlin', //       11
+      '        - {schedule: "@daily", duration: 30m}', // 12
+      '      budget: {concurrent: 2, perWindow: 5}', // 13
+      '      healthTimeout: 15m', //                14
+      '      mergeGate: true', //                   15
+      '  - name: lab', //                           16
+      '    url: https://git.example.com/b.git', //  17
+      '  - name: old', //                           18
+      '    url: https://git.example.com/c.git', //  19
+    ].join('\n');
+    const config = parseConfig(text, FILE);
+    const [shop, lab] = repositoriesOf(config);
+    assert.equal(shop?.restart?.policy, 'window');
+    assert.deepEqual(shop?.restart?.windows.map((w) => [w.schedule.text, w.durationMs, w.timeZone]), [
+      ['0 2 * * SAT', 7_200_000, 'Europe/Berlin'],
+      ['@daily', 1_800_000, 'UTC'],
+    ]);
+    assert.deepEqual(shop?.restart?.budget, { concurrent: 2, perWindow: 5 });
+    assert.equal(shop?.restart?.healthTimeoutMs, 900_000);
+    assert.equal(shop?.restart?.mergeGate, true);
+    assert.deepEqual(lab?.restart, { policy: 'onChange', windows: [], budget: { concurrent: 1, perWindow: null }, healthTimeoutMs: 600_000, mergeGate: false });
+    assert.equal(repositoriesOf(parseConfig('repo: https://git.example.com/a.git\n', FILE))[0]?.restart, undefined, 'no block: nothing (manual)');
+  });
+
+  it('names file:line for restart policies a schema cannot check: cron, time zone, durations, budgets, windows', () => {
+    const text = [
+      'repositories:', //                            1
+      '  - name: shop', //                           2
+      '    url: https://git.example.com/a.git', //   3
+      '    restart:', //                             4
+      '      policy: window', //                     5
+      '      windows:', //                           6
+      '        - schedule: "0 25 * * SAT"', //       7
+      '          duration: 0s', //                   8
+      '          timeZone: Europe/Bonn', //          9
+      '        - schedule: "0 2 * *"', //           10
+      '          duration: 800h', //                11
+      '      budget:', //                           12
+      '        concurrent: 0', //                   13
+      '        perWindow: -5', //                   14
+      '      healthTimeout: 0m', //                 15
+      '  - name: lab', //                           16
+      '    url: https://git.example.com/b.git', //  17
+      '    restart: {policy: window}', //           18
+    ].join('\n');
+    assert.deepEqual(problems(text), [
+      `${FILE}:7: repositories[0].restart.windows[0].schedule: not a cron schedule: hour field "25": 25 is out of range 0–23`,
+      `${FILE}:8: repositories[0].restart.windows[0].duration: must be a duration above zero, such as 30m or 2h`,
+      `${FILE}:9: repositories[0].restart.windows[0].timeZone: "Europe/Bonn" is not a time zone this runtime knows (an IANA name such as Europe/Berlin or UTC)`,
+      `${FILE}:10: repositories[0].restart.windows[1].schedule: not a cron schedule: expected 5 fields (minute hour day-of-month month day-of-week), got 4`,
+      `${FILE}:11: repositories[0].restart.windows[1].duration: must be at most 31 days`,
+      `${FILE}:13: repositories[0].restart.budget.concurrent: must be a whole number of at least 1`,
+      `${FILE}:14: repositories[0].restart.budget.perWindow: must be a whole number of at least 1`,
+      `${FILE}:15: repositories[0].restart.healthTimeout: must be a duration above zero, such as 10m`,
+      `${FILE}:18: repositories[1].restart.policy: window needs at least one entry under windows`,
+    ]);
+  });
+
+  it('names file:line for restart blocks of the wrong shape: unknown policy, typos, missing fields, types', () => {
+    const text = [
+      'restart:', //                                 1
+      '  policy: sometimes', //                      2
+      '  window:', //                                3
+      '    - schedule: "0 2 * * 6"', //              4
+      '  windows:', //                               5
+      '    - schedule: "0 2 * * 6"', //              6
+      '  budget: {concurrent: two, perWindow: 1.5}', // 7
+      '  healthTimeout: ten minutes', //             8
+    ].join('\n');
+    assert.deepEqual(problems(text), [
+      `${FILE}:2: restart.policy: must be one of manual, onChange, window`,
+      `${FILE}:3: restart.window: unknown setting (did you mean windows?); known here: policy, windows, budget, healthTimeout, mergeGate`,
+      `${FILE}:6: restart.windows[0].duration: is required`,
+      `${FILE}:7: restart.budget.concurrent: must be an integer`,
+      `${FILE}:7: restart.budget.perWindow: must be an integer`,
+      `${FILE}:8: restart.healthTimeout: must be a duration such as 30s, 5m or 1h30m`,
     ]);
   });
 

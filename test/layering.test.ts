@@ -1,6 +1,6 @@
 /**
  * The layering of reconciler/ (DESIGN.md, "Boundaries"): rollout/ imports only itself (and the
- * generated schema types); product paths never import cluster/sim/ (the commands that compose the
+ * generated schema types); restart/ only itself, rollout/ and those types; product paths never import cluster/sim/ (the commands that compose the
  * simulator are listed in SIM_COMPOSERS); nothing below commands/ imports commands/.
  */
 import assert from 'node:assert/strict';
@@ -48,6 +48,7 @@ describe('layering of reconciler/', () => {
         ['reconciler/commands/run.ts', "export { makeLogger } from '../logging.ts';\nimport { SimCluster } from '../cluster/sim/simCluster.ts';\n"],
         ['reconciler/cluster/sim/apiServer.ts', "import { metaOf } from '../object.ts';\nimport { SimCluster } from './simCluster.ts';\nimport { readBody } from '../../http.ts';\n"],
         ['reconciler/rollout/engine.ts', "import { isObj } from './json.ts';\nimport type { VmPlan } from '../../schemas/generated/vmplan.ts';\n"],
+        ['reconciler/restart/planner.ts', "import { currentWindow } from './window.ts';\nimport type { Strategy } from '../rollout/vocabulary.ts';\nimport type { VmrollConfig } from '../../schemas/generated/vmroll-config.ts';\n"],
         ['reconciler/config.ts', "// import { UsageError } from './commands/common.ts';\nconst s = \"import x from './cluster/sim/store.ts'\";\nimport { UsageError } from './usage.ts';\n"],
         ['test/anything.test.ts', "import { startRun } from '../reconciler/commands/run.ts';\n"],
       ]);
@@ -61,6 +62,9 @@ describe('layering of reconciler/', () => {
       { file: 'reconciler/rollout/engine.ts', line: "import { readFileSync } from 'node:fs';", rule: LayerRule.rolloutIsolated, specifier: 'node:fs' },
       { file: 'reconciler/rollout/engine.ts', line: "export * from '../cluster/object.ts';", rule: LayerRule.rolloutIsolated, specifier: '../cluster/object.ts' },
       { file: 'reconciler/rollout/engine.ts', line: "import type { Logger } from 'pino';", rule: LayerRule.rolloutIsolated, specifier: 'pino' },
+      { file: 'reconciler/restart/planner.ts', line: "import { readFileSync } from 'node:fs';", rule: LayerRule.restartPure, specifier: 'node:fs' },
+      { file: 'reconciler/restart/planner.ts', line: "import { durationMs } from '../configFile.ts';", rule: LayerRule.restartPure, specifier: '../configFile.ts' },
+      { file: 'reconciler/restart/planner.ts', line: "import type { Logger } from 'pino';", rule: LayerRule.restartPure, specifier: 'pino' },
       { file: 'reconciler/config.ts', line: "import { SimCluster } from './cluster/sim/simCluster.ts';", rule: LayerRule.noSimInProduct, specifier: './cluster/sim/simCluster.ts' },
       { file: 'reconciler/report/planCommit.ts', line: "import type { SimCluster } from '../cluster/sim/simCluster.ts';", rule: LayerRule.noSimInProduct, specifier: '../cluster/sim/simCluster.ts' },
       { file: 'reconciler/commands/diff.ts', line: "const p = await import('../cluster/sim/patch.ts');", rule: LayerRule.noSimInProduct, specifier: '../cluster/sim/patch.ts' },

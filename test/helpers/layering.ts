@@ -10,6 +10,8 @@ import ts from 'typescript';
 export const LayerRule = {
   /** rollout/ is pure: it imports only itself and the generated schema types. */
   rolloutIsolated: 'rolloutIsolated',
+  /** restart/ is pure too: it imports only itself, rollout/ and the generated schema types. */
+  restartPure: 'restartPure',
   /** Product paths never reach the simulator; only the commands that build one for `--cluster sim` do. */
   noSimInProduct: 'noSimInProduct',
   /** Nothing below commands/ (and cli.ts, the entry) imports a command. */
@@ -57,6 +59,9 @@ function rulesBroken(file: string, specifier: string): LayerRule[] {
   const out: LayerRule[] = [];
   if (under(file, 'reconciler/rollout') && (target === null || !(under(target, 'reconciler/rollout') || under(target, 'schemas/generated')))) {
     out.push(LayerRule.rolloutIsolated);
+  }
+  if (under(file, 'reconciler/restart') && (target === null || !(under(target, 'reconciler/restart') || under(target, 'reconciler/rollout') || under(target, 'schemas/generated')))) {
+    out.push(LayerRule.restartPure);
   }
   if (target === null) return out;
   if (under(target, 'reconciler/cluster/sim') && !under(file, 'reconciler/cluster/sim') && !SIM_COMPOSERS.has(file)) out.push(LayerRule.noSimInProduct);
