@@ -19,6 +19,7 @@ import {
   generationServed,
   mergeGateReasons,
   parseCron,
+  patchedAnnotations,
   pendingRequest,
   planRestarts,
   readRestartRecord,
@@ -45,12 +46,9 @@ const windowPolicy = (budget: { concurrent: number; perWindow: number | null }):
 const vm = (name: string, extra: Partial<RestartCandidate> = {}): RestartCandidate => ({ namespace: 'shop', name, stagedGeneration: 2, request: null, migratable: false, runStrategy: 'Always', ...extra });
 const ten = (): RestartCandidate[] => Array.from({ length: 10 }, (_, i) => vm(`vm-${String(i).padStart(2, '0')}`));
 const recorded = (name: string, annotations: Record<string, string>, namespace = 'shop'): RecordedVm => ({ namespace, name, record: readRestartRecord(annotations) });
-const claimed = (name: string, startedAt: string, generation = 2): RecordedVm =>
-  recorded(name, Object.fromEntries(Object.entries(claimAnnotations({ generation, request: null, vmiUid: `uid-${name}`, now: at(startedAt) })).filter((e): e is [string, string] => e[1] !== null)));
-const succeeded = (name: string, startedAt: string, finishedAt: string): RecordedVm => {
-  const a = { ...claimAnnotations({ generation: 2, request: null, vmiUid: `uid-${name}`, now: at(startedAt) }), ...finishAnnotations({ status: 'Succeeded', now: at(finishedAt) }) };
-  return recorded(name, Object.fromEntries(Object.entries(a).filter((e): e is [string, string] => e[1] !== null)));
-};
+const claimed = (name: string, startedAt: string, generation = 2): RecordedVm => recorded(name, patchedAnnotations({}, claimAnnotations({ generation, request: null, vmiUid: `uid-${name}`, now: at(startedAt) })));
+const succeeded = (name: string, startedAt: string, finishedAt: string): RecordedVm =>
+  recorded(name, patchedAnnotations(patchedAnnotations({}, claimAnnotations({ generation: 2, request: null, vmiUid: `uid-${name}`, now: at(startedAt) })), finishAnnotations({ status: 'Succeeded', now: at(finishedAt) })));
 
 /** name → kind, for the whole plan at a glance. */
 const kinds = (plan: ReturnType<typeof planRestarts>): Record<string, string> => Object.fromEntries(plan.decisions.map((d) => [d.name, d.kind]));
@@ -173,7 +171,8 @@ describe('restart planner: policies and what no policy overrides', () => {
   });
 
   it('stops the group of a VM that failed to come back; other groups go on', () => {
-    const failed = recorded('db-1', { ...(Object.fromEntries(Object.entries({ ...claimAnnotations({ generation: 2, request: null, vmiUid: 'u1', now: at('2026-11-30T07:00:00Z') }), ...finishAnnotations({ status: 'Failed', now: at('2026-11-30T07:10:00Z'), message: 'did not come back within 10m: still no Ready' }) }).filter((e): e is [string, string] => e[1] !== null))) });
+    const claim = patchedAnnotations({}, claimAnnotations({ generation: 2, request: null, vmiUid: 'u1', now: at('2026-11-30T07:00:00Z') }));
+    const failed = recorded('db-1', patchedAnnotations(claim, finishAnnotations({ status: 'Failed', now: at('2026-11-30T07:10:00Z'), message: 'did not come back within 10m: still no Ready' })));
     const candidates = [vm('db-1'), vm('db-2'), vm('web-1', { namespace: 'web' }), vm('db-3', { annotations: { [RestartAnnotation.group]: 'canary' } })];
     const plan = planRestarts({ policy: { ...onChange, budget: { concurrent: 5, perWindow: null } }, candidates, records: [failed], now: MONDAY });
     assert.deepEqual(kinds(plan), { 'db-1': 'failed', 'db-2': 'held', 'db-3': 'restartNow', 'web-1': 'restartNow' });
@@ -218,7 +217,7 @@ describe('restart records: explicit requests exactly once, claims and health', (
     // The leader died; the next one's previous state is the cluster's copy, which holds the token and the marker.
     assert.equal(pendingRequest({ previous: live(), desired: token('a'), live: live({ [RestartAnnotation.pending]: 'a' }) }), 'a');
     // Served: the claim recorded the token; nothing is pending any more, whatever the marker says.
-    const claim = claimAnnotations({ generation: 4, request: 'a', vmiUid: 'u1', now: MONDAY }) as Record<string, string>;
+    const claim = patchedAnnotations({}, claimAnnotations({ generation: 4, request: 'a', vmiUid: 'u1', now: MONDAY }));
     assert.equal(pendingRequest({ previous: live(), desired: token('a'), live: live({ [RestartAnnotation.pending]: 'a', ...claim }) }), null);
     // A token merely present (no change, no marker) asks for nothing: a VM first seen does not restart.
     assert.equal(pendingRequest({ previous: live(), desired: token('a'), live: live() }), null);
@@ -233,7 +232,7 @@ describe('restart records: explicit requests exactly once, claims and health', (
     assert.equal(kinds(planRestarts({ policy, candidates: [c], records: [], now: MONDAY }))['a'], 'restartNow');
     const inProgress = recorded('a', claim);
     assert.equal(kinds(planRestarts({ policy, candidates: [c], records: [inProgress], now: MONDAY }))['a'], 'restarting');
-    const done = recorded('a', { ...claim, ...(finishAnnotations({ status: 'Succeeded', now: MONDAY + 60_000 }) as Record<string, string>) });
+    const done = recorded('a', patchedAnnotations(claim, finishAnnotations({ status: 'Succeeded', now: MONDAY + 60_000 })));
     assert.equal(kinds(planRestarts({ policy, candidates: [c], records: [done], now: MONDAY + 120_000 }))['a'], 'done');
   });
 
@@ -247,7 +246,11 @@ describe('restart records: explicit requests exactly once, claims and health', (
       'vmroll.dev/restart-vmi-uid': '',
       'vmroll.dev/restart-message': null,
     });
-    const record = readRestartRecord(claim as Record<string, string>);
+    const record = readRestartRecord(patchedAnnotations({ [RestartAnnotation.message]: 'from before', [RestartAnnotation.finishedAt]: '2026-11-01T00:00:00Z' }, claim));
+    assert.equal(record.message, null, 'the claim clears the last restart’s message and end');
+    assert.equal(record.finishedAt, null);
+    assert.equal(record.startedAt, at('2026-12-05T02:03:04Z'));
+    assert.equal(record.status, RestartStatus.InProgress);
     assert.equal(generationServed(record, 7), true);
     assert.equal(generationServed(record, 6), true, 'an earlier generation is covered');
     assert.equal(generationServed(record, 8), false);
@@ -263,7 +266,7 @@ describe('restart records: explicit requests exactly once, claims and health', (
   });
 
   it('tells whether a claimed restart reached KubeVirt', () => {
-    const record = readRestartRecord(claimAnnotations({ generation: 3, request: null, vmiUid: 'old', now: MONDAY }) as Record<string, string>);
+    const record = readRestartRecord(patchedAnnotations({}, claimAnnotations({ generation: 3, request: null, vmiUid: 'old', now: MONDAY })));
     const vmi = (uid: string, terminating = false) => ({ uid, terminating, phase: 'Running', ready: true, agentConnected: false });
     assert.equal(restartIssued(record, vmi('old'), false), false, 'same VMI, nothing pending: the leader died before calling restart');
     assert.equal(restartIssued(record, vmi('old'), true), true, 'state change requests pending');
@@ -274,7 +277,7 @@ describe('restart records: explicit requests exactly once, claims and health', (
   });
 
   it('gates on a new VMI Running and Ready (and AgentConnected when expected) within the timeout', () => {
-    const record = readRestartRecord(claimAnnotations({ generation: 3, request: null, vmiUid: 'old', now: MONDAY }) as Record<string, string>);
+    const record = readRestartRecord(patchedAnnotations({}, claimAnnotations({ generation: 3, request: null, vmiUid: 'old', now: MONDAY })));
     const base = { record, expectAgent: false, timeoutMs: 600_000 };
     const vmi = { uid: 'new', terminating: false, phase: 'Running', ready: true, agentConnected: false };
     assert.deepEqual(restartHealth({ ...base, vmi, now: MONDAY + 60_000 }), { state: 'healthy', message: 'Running and Ready again' });

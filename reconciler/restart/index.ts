@@ -24,6 +24,7 @@ export {
   claimAnnotations,
   finishAnnotations,
   generationServed,
+  patchedAnnotations,
   pendingRequest,
   readRestartRecord,
   requestChange,

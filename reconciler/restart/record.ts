@@ -97,6 +97,16 @@ export function finishAnnotations(finish: { status: 'Succeeded' | 'Failed'; now:
   };
 }
 
+/** Annotations after a merge patch of them (`null` removes a key): what the cluster holds after claim or finish. */
+export function patchedAnnotations(annotations: StringMap | undefined, patch: Readonly<Record<string, string | null>>): Record<string, string> {
+  const out: Record<string, string> = { ...annotations };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = v;
+  }
+  return out;
+}
+
 /** Whether a restart for `generation` (or a later one) was already claimed: staged changes up to it need none. */
 export function generationServed(record: RestartRecord, generation: number): boolean {
   return record.generation !== null && record.generation >= generation;
