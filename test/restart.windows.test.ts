@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { CronError, dayMatches, parseCron } from '../reconciler/restart/cron.ts';
-import { type MaintenanceWindow, currentWindow, formatOccurrence, nextOccurrence, nextWindow, occurrenceAt } from '../reconciler/restart/window.ts';
-import { canonicalTimeZone, resolveLocal, zoneAbbreviation } from '../reconciler/restart/zone.ts';
+import { type MaintenanceWindow, currentWindow, formatOccurrence, lastStart, nextOccurrence, nextStart, nextWindow, occurrenceAt } from '../reconciler/restart/window.ts';
+import { canonicalTimeZone, localTime, offsetAt, resolveLocal, zoneAbbreviation } from '../reconciler/restart/zone.ts';
 
 const HOUR = 3_600_000;
 const at = (iso: string): number => Date.parse(iso);
@@ -175,4 +175,55 @@ describe('restart windows: Europe/Berlin across the clock changes of 2026', () =
     assert.equal(zoneAbbreviation(at('2026-07-10T00:00:00Z'), 'America/New_York'), 'EDT');
     assert.equal(zoneAbbreviation(at('2026-07-10T00:00:00Z'), 'Asia/Kolkata'), 'UTC+5:30', 'no abbreviation: the offset');
   });
+});
+
+describe('restart windows: agree with a minute-by-minute scan around clock changes', () => {
+  const MIN = 60_000;
+  /** Fire instants by brute force: each matching local minute at its first instant; minutes a change skips, at the change. */
+  function scan(schedule: string, tz: string, from: number, to: number): number[] {
+    const s = parseCron(schedule);
+    const matches = (year: number, month: number, day: number, hour: number, minute: number): boolean =>
+      dayMatches(s, month, day, new Date(Date.UTC(year, month - 1, day)).getUTCDay()) && s.hours.includes(hour) && s.minutes.includes(minute);
+    const out: number[] = [];
+    const seen = new Set<number>();
+    for (let i = from; i < to; i += MIN) {
+      const l = localTime(i, tz);
+      const wall = Date.UTC(l.year, l.month - 1, l.day, l.hour, l.minute);
+      const p = localTime(i - MIN, tz);
+      let fire = !seen.has(wall) && matches(l.year, l.month, l.day, l.hour, l.minute);
+      for (let w = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute) + MIN; w < wall && !fire; w += MIN) {
+        const d = new Date(w);
+        fire = matches(d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes());
+      }
+      seen.add(wall);
+      if (fire) out.push(i);
+    }
+    return out;
+  }
+  // A 30-minute change (Lord Howe), a whole skipped day (Samoa, 30 December 2011), and New York.
+  const cases: Array<[string, string]> = [
+    ['Australia/Lord_Howe', '2026-04-05T00:00:00Z'],
+    ['Australia/Lord_Howe', '2026-10-04T00:00:00Z'],
+    ['Pacific/Apia', '2011-12-29T12:00:00Z'],
+    ['America/New_York', '2026-03-08T12:00:00Z'],
+    ['America/New_York', '2026-11-01T12:00:00Z'],
+  ];
+  for (const [tz, around] of cases) {
+    it(`${tz} around ${around}`, () => {
+      const from = at(around) - 86_400_000;
+      const to = at(around) + 86_400_000;
+      // The window really holds a change: the test is not vacuous.
+      assert.notEqual(offsetAt(from, tz), offsetAt(to, tz));
+      for (const schedule of ['*/30 * * * *', '30 2 * * *', '0 0-3 * * *']) {
+        const expected = scan(schedule, tz, from - 3 * HOUR, to).filter((f) => f > from);
+        const got: number[] = [];
+        for (let after = from, n = nextStart(parseCron(schedule), tz, after); n !== null && n < to; after = n, n = nextStart(parseCron(schedule), tz, after)) got.push(n);
+        assert.deepEqual(got.map(iso), expected.map(iso), `${schedule} next`);
+        for (let t = from + 3 * HOUR; t < to; t += 37 * MIN) {
+          const last = expected.filter((f) => f <= t).pop();
+          assert.equal(lastStart(parseCron(schedule), tz, t, t - 3 * HOUR), last !== undefined && last > t - 3 * HOUR ? last : null, `${schedule} last at ${iso(t) ?? ''}`);
+        }
+      }
+    });
+  }
 });
