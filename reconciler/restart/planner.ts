@@ -53,8 +53,8 @@ export interface RestartCandidate {
   /** spec.runStrategy (null for the older `running` field, or none). */
   runStrategy: string | null;
   /** The desired VM's labels and annotations: policy override, protection, group. */
-  labels?: StringMap;
-  annotations?: StringMap;
+  labels?: StringMap | undefined;
+  annotations?: StringMap | undefined;
 }
 
 /** The restart record of one VM of the repository (every VM that has one), from its live annotations. */

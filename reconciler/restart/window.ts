@@ -23,7 +23,6 @@ export interface WindowOccurrence {
   window: MaintenanceWindow;
 }
 
-const MINUTE = 60_000;
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
 /** Far enough for a 29 February schedule across a century year (2096 → 2104). */
@@ -137,12 +136,4 @@ export function formatOccurrence(o: { start: number; end: number; window: { time
   const sameDay = a.day === b.day && a.date === b.date;
   const endText = `${sameDay ? '' : `${b.day}${withDate ? ` ${b.date}` : ''} `}${b.time}`;
   return za === zb ? `${startText}–${endText} ${za}` : `${startText} ${za}–${endText} ${zb}`;
-}
-
-/** Minutes as a short duration: `2h`, `90m` → `1h30m`. */
-export function formatDuration(ms: number): string {
-  const minutes = Math.round(ms / MINUTE);
-  const h = Math.floor(minutes / 60);
-  const m = minutes % 60;
-  return h === 0 ? `${m}m` : m === 0 ? `${h}h` : `${h}h${m}m`;
 }
