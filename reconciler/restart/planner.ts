@@ -113,6 +113,8 @@ export interface RestartPlan {
 }
 
 const key = (v: { namespace: string; name: string }): string => `${v.namespace}/${v.name}`;
+/** Code-unit order: the same on every machine, whatever its locale. */
+const byKey = (a: { namespace: string; name: string }, b: { namespace: string; name: string }): number => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
 
 function when(at: number | null): string {
   return at === null ? 'at an unknown time' : `${rfc3339(at).slice(0, 16).replace('T', ' ')} UTC`;
@@ -133,7 +135,7 @@ export function planRestarts(input: RestartPlanInput): RestartPlan {
   const records = new Map(input.records.map((r) => [key(r), r]));
   const inProgress = input.records.filter((r) => r.record.status === RestartStatus.InProgress).length;
   const failedByGroup = new Map<string, string>();
-  for (const r of [...input.records].sort((a, b) => key(a).localeCompare(key(b)))) {
+  for (const r of [...input.records].sort(byKey)) {
     const group = r.group ?? r.namespace;
     if (r.record.status === RestartStatus.Failed && !failedByGroup.has(group)) failedByGroup.set(group, key(r));
   }
@@ -143,7 +145,7 @@ export function planRestarts(input: RestartPlanInput): RestartPlan {
   const decisions: RestartDecision[] = [];
   /** VMs that passed every filter, in order, waiting for a slot or a window. */
   const queue: Array<{ d: RestartDecision; viaWindow: boolean; request: string | null }> = [];
-  const candidates = [...input.candidates].sort((a, b) => key(a).localeCompare(key(b)));
+  const candidates = [...input.candidates].sort(byKey);
   for (const c of candidates) {
     const vp = vmRestartPolicy(policy, { namespace: c.namespace, labels: c.labels, annotations: c.annotations });
     const record = records.get(key(c))?.record ?? NO_RECORD;
