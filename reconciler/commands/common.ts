@@ -1,7 +1,6 @@
-/** Shared pieces of the command implementations. */
+/** Shared pieces of the command implementations; light on purpose (`vmroll diff` loads it: no cluster client here). */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { type KubeConfigSource, loadKubeConfig } from '../cluster/kube.ts';
 import type { Obj, VmPlan } from '../rollout/index.ts';
 import { redactUrl } from '../source/errors.ts';
 import { parseYamlDocuments } from '../source/yamlDocs.ts';
@@ -15,6 +14,16 @@ export interface CommandIO {
 /** Bad input from the user: printed as one line, exit status 2. */
 export class UsageError extends Error {
   readonly code = 'Usage';
+}
+
+/**
+ * Reads `--output` against the values a command offers; `table`, the old name of `text` in
+ * plan and diff, is still accepted for scripts written before the names were unified.
+ */
+export function parseOutput<T extends string>(text: string | undefined, allowed: readonly T[], fallback: T): T {
+  const value = text === 'table' && (allowed as readonly string[]).includes('text') ? 'text' : (text ?? fallback);
+  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`--output must be ${allowed.slice(0, -1).join(', ')}${allowed.length > 1 ? ' or ' : ''}${allowed[allowed.length - 1] ?? ''}, not "${value}"`);
+  return value as T;
 }
 
 /** Short one-line rendering of a JSON value for tables. */
@@ -38,37 +47,6 @@ export function loadKubeVirt(file: string, flag: string): Obj {
     throw new UsageError(`${file}:${doc?.line ?? 1}: expected a KubeVirt object (${flag})`);
   }
   return v as Obj;
-}
-
-/** What a command runs against: the cluster it reads and writes. */
-export interface TargetOptions {
-  cluster: 'sim' | 'kube';
-  /** Where the kubeconfig comes from (kube). */
-  kubeconfig?: KubeConfigSource | undefined;
-  /** The simulator's state file (sim); none: the simulated cluster lives in memory only. */
-  simState?: string | undefined;
-}
-
-/**
- * One phrase naming the target, for the first line `run` and `plan` print: the API server URL
- * with its context and kubeconfig, or the embedded simulator with where its state is. Loads the
- * kubeconfig to learn the server, so a broken one is a usage error before anything else.
- */
-export function describeTarget(options: TargetOptions): string {
-  if (options.cluster === 'sim') {
-    return `embedded KubeVirt simulator, ${options.simState !== undefined ? `state in ${options.simState}` : 'state in memory only'}`;
-  }
-  const source = options.kubeconfig;
-  if (source === undefined) throw new UsageError('--cluster kube needs a kubeconfig');
-  let kc;
-  try {
-    kc = loadKubeConfig(source);
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
-  const server = redactUrl(kc.getCurrentCluster()?.server ?? '(no server)');
-  if ('inCluster' in source) return `${server} (in-cluster service account)`;
-  return `${server} (context ${kc.getCurrentContext()}, kubeconfig ${path.resolve(source.file)})`;
 }
 
 /** The VmPlan of a sync or plan that failed as a whole: no VMs, the failure as an error of the repository. */

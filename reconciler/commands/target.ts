@@ -1,0 +1,36 @@
+/** What `run` and `plan` run against, named in their first line; apart from common.ts because it loads the Kubernetes client. */
+import path from 'node:path';
+import { type KubeConfigSource, loadKubeConfig } from '../cluster/kube.ts';
+import { redactUrl } from '../source/errors.ts';
+import { UsageError } from './common.ts';
+
+/** What a command runs against: the cluster it reads and writes. */
+export interface TargetOptions {
+  cluster: 'sim' | 'kube';
+  /** Where the kubeconfig comes from (kube). */
+  kubeconfig?: KubeConfigSource | undefined;
+  /** The simulator's state file (sim); none: the simulated cluster lives in memory only. */
+  simState?: string | undefined;
+}
+
+/**
+ * One phrase naming the target, for the first line `run` and `plan` print: the API server URL
+ * with its context and kubeconfig, or the embedded simulator with where its state is. Loads the
+ * kubeconfig to learn the server, so a broken one is a usage error before anything else.
+ */
+export function describeTarget(options: TargetOptions): string {
+  if (options.cluster === 'sim') {
+    return `embedded KubeVirt simulator, ${options.simState !== undefined ? `state in ${options.simState}` : 'state in memory only'}`;
+  }
+  const source = options.kubeconfig;
+  if (source === undefined) throw new UsageError('--cluster kube needs a kubeconfig');
+  let kc;
+  try {
+    kc = loadKubeConfig(source);
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+  const server = redactUrl(kc.getCurrentCluster()?.server ?? '(no server)');
+  if ('inCluster' in source) return `${server} (in-cluster service account)`;
+  return `${server} (context ${kc.getCurrentContext()}, kubeconfig ${path.resolve(source.file)})`;
+}
