@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -150,6 +151,23 @@ describe('the compiled build (dist/, as the image holds it)', function () {
     const cli = readFileSync(path.join(image, 'dist', 'reconciler', 'cli.js'), 'utf8');
     assert.match(cli, /import\(['"]\.\/commands\/diff\.js['"]\)/);
     assert.doesNotMatch(cli, /from ['"][^'"]+\.ts['"]|import\(['"][^'"]+\.ts['"]\)/);
+  });
+
+  it('imports, in dist/, only Node.js built-ins and production dependencies', () => {
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+    const dependencies = new Set(Object.keys(pkg.dependencies ?? {}));
+    const found = new Map<string, string>();
+    for (const f of readdirSync(path.join(image, 'dist'), { recursive: true }).map(String)) {
+      if (!f.endsWith('.js')) continue;
+      const text = readFileSync(path.join(image, 'dist', f), 'utf8');
+      for (const m of text.matchAll(/^\s*(?:import|export)\s+(?:[^'"]*?\sfrom\s+)?['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/gm)) {
+        const spec = m[1] ?? m[2] ?? '';
+        if (spec.startsWith('.') || spec.startsWith('node:') || builtinModules.includes(spec)) continue;
+        found.set(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : (spec.split('/')[0] ?? spec), f);
+      }
+    }
+    assert.ok(found.has('@kubernetes/client-node') && found.has('yaml'), 'the scan finds packages');
+    assert.deepEqual([...found].filter(([name]) => !dependencies.has(name)).map(([name, f]) => `${name} (dist/${f})`), [], 'imported by dist/ but not in dependencies');
   });
 
   it('answers --version with package.json\'s version, running dist/ and loading no tsx', async () => {
