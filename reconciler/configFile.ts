@@ -14,6 +14,7 @@ import type { RepositoryConfig, VmrollConfig } from '../schemas/generated/vmroll
 import { UsageError } from './usage.ts';
 import { ManifestParseError, parseYamlDocuments } from './source/yamlDocs.ts';
 import { redactUrl } from './source/errors.ts';
+import { projectPath } from './projectRoot.ts';
 
 export type { RepositoryConfig, VmrollConfig } from '../schemas/generated/vmroll-config.ts';
 
@@ -64,7 +65,7 @@ export interface ResolvedRepository {
   identity?: string;
 }
 
-const SCHEMA_FILE = new URL('../schemas/vmroll-config.schema.json', import.meta.url);
+const SCHEMA_FILE = projectPath('schemas', 'vmroll-config.schema.json');
 
 let validator: ValidateFunction | undefined;
 
