@@ -1,25 +1,39 @@
 /** The `vmroll` entry point: parses the command name and hands over to commands/. */
 import { readFileSync } from 'node:fs';
-import { DIFF_HELP, runDiff } from './commands/diff.ts';
 import type { CommandIO } from './commands/common.ts';
-import { UsageError } from './usage.ts';
-import { RUN_HELP, runRun } from './commands/run.ts';
-import { DEMO_HELP, runDemo } from './commands/demo.ts';
-import { SIM_HELP, runSim } from './commands/sim.ts';
-import { PLAN_HELP, runPlan } from './commands/plan.ts';
+import { DEMO_HELP, DIFF_HELP, PLAN_HELP, RUN_HELP, SIM_HELP } from './commands/help.ts';
+import { projectPath } from './projectRoot.ts';
+
+/** A command's implementation: argv → exit status. */
+type CommandRun = (argv: string[], io: CommandIO) => Promise<number>;
 
 interface Command {
   summary: string;
   help: string;
-  run(argv: string[], io: CommandIO): Promise<number>;
+  /** Imports the command's module when the command runs, so that one command never pays for another's dependencies. */
+  load(): Promise<CommandRun>;
 }
 
 const COMMANDS: Record<string, Command> = {
-  run: { summary: 'follow a Git repository of VM manifests and apply it (the reconcile loop)', help: RUN_HELP, run: runRun },
-  demo: { summary: 'a scripted tour: live CPU change, staged change, revert, restart', help: DEMO_HELP, run: runDemo },
-  diff: { summary: 'predict live vs staged rollout of one VM change, offline, from files', help: DIFF_HELP, run: runDiff },
-  plan: { summary: 'plan a commit or pull request against a cluster, and post it to the pull request', help: PLAN_HELP, run: (argv, io) => runPlan(argv, io) },
-  sim: { summary: 'serve the embedded KubeVirt simulator as a Kubernetes API (kubectl, client-node)', help: SIM_HELP, run: (argv, io) => runSim(argv, io) },
+  run: { summary: 'follow a Git repository of VM manifests and apply it (the reconcile loop)', help: RUN_HELP, load: async () => (await import('./commands/run.ts')).runRun },
+  demo: { summary: 'a scripted tour: live CPU change, staged change, revert, restart', help: DEMO_HELP, load: async () => (await import('./commands/demo.ts')).runDemo },
+  diff: { summary: 'predict live vs staged rollout of one VM change, offline, from files', help: DIFF_HELP, load: async () => (await import('./commands/diff.ts')).runDiff },
+  plan: {
+    summary: 'plan a commit or pull request against a cluster, and post it to the pull request',
+    help: PLAN_HELP,
+    load: async () => {
+      const { runPlan } = await import('./commands/plan.ts');
+      return (argv, io) => runPlan(argv, io);
+    },
+  },
+  sim: {
+    summary: 'serve the embedded KubeVirt simulator as a Kubernetes API (kubectl, client-node)',
+    help: SIM_HELP,
+    load: async () => {
+      const { runSim } = await import('./commands/sim.ts');
+      return (argv, io) => runSim(argv, io);
+    },
+  },
 };
 
 /** Top-level help. */
@@ -39,7 +53,7 @@ export function usage(): string {
 
 /** `vmroll <version>`, the version being package.json's. */
 export function versionLine(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  const pkg = JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version?: unknown };
   return `vmroll ${String(pkg.version)}`;
 }
 
@@ -56,7 +70,7 @@ export async function main(argv: string[], io: CommandIO = stdio): Promise<numbe
     return 0;
   }
   if (name === 'help' && rest.length > 0) {
-    const topic = COMMANDS[rest[0] ?? ''];
+    const topic = Object.hasOwn(COMMANDS, rest[0] ?? '') ? COMMANDS[rest[0] ?? ''] : undefined;
     if (topic === undefined || rest.length > 1) {
       io.err(`vmroll help: no command "${rest.join(' ')}"; the commands are ${Object.keys(COMMANDS).join(', ')}`);
       return 2;
@@ -68,14 +82,23 @@ export async function main(argv: string[], io: CommandIO = stdio): Promise<numbe
     io.out(usage());
     return name === undefined ? 2 : 0;
   }
-  const command = COMMANDS[name];
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (command === undefined) {
     io.err(`vmroll: unknown command "${name}"\n${usage()}`);
     return 2;
   }
+  if (rest.length === 1 && (rest[0] === '--help' || rest[0] === '-h')) {
+    // What the command itself prints for --help, without importing it.
+    io.out(command.help);
+    return 0;
+  }
   try {
-    return await command.run(rest, io);
+    return await (await command.load())(rest, io);
   } catch (e) {
+    // Imported as the command was, dynamically: where this module itself was loaded through
+    // require (mocha loads the tests so, through tsx), a static import would be another copy of
+    // usage.ts than the one the command's modules threw from, and instanceof would miss.
+    const { UsageError } = await import('./usage.ts');
     if (e instanceof UsageError) {
       io.err(`vmroll ${name}: ${e.message}`);
       return 2;

@@ -5,23 +5,22 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { KubeConfigSource } from './cluster/kube.ts';
 import { DEFAULT_LEASE_NAME, defaultIdentity, podNamespace } from './cluster/leaderElection.ts';
 import { type ResolvedRepository, type VmrollConfig, configHash, durationMs, parseConfig, readConfigText, repositoriesOf, repositoryName, sshRefusal } from './configFile.ts';
 import { type LogFormat, parseLogFormat } from './logging.ts';
 import type { Obj } from './rollout/index.ts';
 import { parseYamlDocuments } from './source/yamlDocs.ts';
-import { UsageError } from './usage.ts';
+import { projectPath } from './projectRoot.ts';
+import { UsageError, parseOutput } from './usage.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The example repository's sources, copied into {@link EXAMPLE_REPO_DIR} on first use. */
-export const EXAMPLE_FIXTURES = path.join(ROOT, 'fixtures', 'example-repo');
+export const EXAMPLE_FIXTURES = projectPath('fixtures', 'example-repo');
 /** Where the embedded default keeps its Git repository. */
 export const EXAMPLE_REPO_DIR = path.join('.vmroll', 'example-repo');
 /** Where the embedded default keeps the simulated cluster. */
 export const EXAMPLE_SIM_STATE = path.join('.vmroll', 'sim-state.json');
-const EXAMPLE_KUBEVIRT = path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml');
+const EXAMPLE_KUBEVIRT = projectPath('fixtures', 'example-cluster', 'kubevirt.yaml');
 
 /** Everything `vmroll run` needs. */
 export interface RunConfig {
@@ -114,15 +113,8 @@ export const RunOutput = {
 /** A value of {@link RunOutput}. */
 export type RunOutput = (typeof RunOutput)[keyof typeof RunOutput];
 
-/**
- * Reads `--output` against the values a command offers; `table`, the old name of `text` in
- * plan and diff, is still accepted for scripts written before the names were unified.
- */
-export function parseOutput<T extends string>(text: string | undefined, allowed: readonly T[], fallback: T): T {
-  const value = text === 'table' && (allowed as readonly string[]).includes('text') ? 'text' : (text ?? fallback);
-  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`--output must be ${allowed.slice(0, -1).join(', ')}${allowed.length > 1 ? ' or ' : ''}${allowed[allowed.length - 1] ?? ''}, not "${value}"`);
-  return value as T;
-}
+/** `--output` parsing lives in usage.ts, which `vmroll diff` loads without this module (and its Kubernetes client). */
+export { parseOutput };
 
 /** Refuses an SSH repository location (`ssh://…`, `git@host:path`) with one line naming `flag`. */
 export function refuseSsh(repo: string, flag: string): void {

@@ -15,6 +15,7 @@ import { UsageError } from './usage.ts';
 import { ManifestParseError, parseYamlDocuments } from './source/yamlDocs.ts';
 import { redactUrl } from './source/errors.ts';
 import { type RestartPolicySpec, restartConfigProblems, restartPolicyOf } from './restart/policy.ts';
+import { projectPath } from './projectRoot.ts';
 
 export type { RepositoryConfig, VmrollConfig } from '../schemas/generated/vmroll-config.ts';
 
@@ -67,7 +68,7 @@ export interface ResolvedRepository {
   restart?: RestartPolicySpec;
 }
 
-const SCHEMA_FILE = new URL('../schemas/vmroll-config.schema.json', import.meta.url);
+const SCHEMA_FILE = projectPath('schemas', 'vmroll-config.schema.json');
 
 let validator: ValidateFunction | undefined;
 

@@ -6,6 +6,7 @@ import ajvFormats from 'ajv-formats';
 import type { KubeVirt, VirtualMachine, VirtualMachineInstance } from '../schemas/generated/virtualmachine.ts';
 import type { VmPlan } from '../schemas/generated/vmplan.ts';
 import { KUBEVIRT_FIELDS, KUBEVIRT_ROOT_TYPE } from '../schemas/generated/kubevirt-fields.ts';
+import { projectPath } from './projectRoot.ts';
 import { isObj } from './rollout/json.ts';
 
 /** One way a document fails its schema. */
@@ -35,7 +36,7 @@ interface Validators {
 let validators: Validators | undefined;
 
 function readSchema(file: string): Record<string, unknown> {
-  return JSON.parse(readFileSync(new URL(`../schemas/${file}`, import.meta.url), 'utf8')) as Record<string, unknown>;
+  return JSON.parse(readFileSync(projectPath('schemas', file), 'utf8')) as Record<string, unknown>;
 }
 
 // Compiled on first use, once per process: compiling costs far more than validating.

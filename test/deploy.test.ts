@@ -18,6 +18,7 @@ import { RUN_HELP } from '../reconciler/commands/run.ts';
 import { type VmrollConfig, parseConfig } from '../reconciler/configFile.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { ROOT } from './helpers/cases.ts';
+import { IMAGE_FILES } from './helpers/image.ts';
 import { debianKubectl } from './helpers/kubectl.ts';
 
 const run = promisify(execFile);
@@ -236,7 +237,7 @@ function checkDeployment(objects: readonly Obj[]): void {
   }
   assert.equal(list(container['envFrom']).length, 0, 'no envFrom');
 
-  // What vmroll writes goes to volumes: the clone cache, and the temporary directory (tsx's compile cache).
+  // What vmroll writes goes to volumes: the clone cache, and the temporary directory (the root filesystem is read-only).
   const writable = (dir: string): void => {
     const held = volumeHolding(pod, container, dir);
     assert.ok(held.volume['emptyDir'] !== undefined, `${dir} is on an emptyDir`);
@@ -527,6 +528,39 @@ describe('Dockerfile', () => {
     assert.ok(!finalStage.some((x) => x.op === 'RUN'), 'nothing runs in the runtime stage (it has no shell)');
   });
 
+  it('compiles in a stage of its own; the stage the runtime copies holds no TypeScript and no tsx', () => {
+    const stageOf = (name: string): Instruction[] => {
+      const at = froms.findIndex((f) => new RegExp(`\\sAS\\s+${name}$`, 'i').test(f.args));
+      assert.ok(at >= 0, `a stage named ${name}`);
+      return instructions.slice((froms[at]?.i ?? 0) + 1, froms[at + 1]?.i ?? instructions.length);
+    };
+    const copied = /--from=(\S+)/.exec(finalStage.find((x) => x.op === 'COPY' && x.args.includes('--from='))?.args ?? '')?.[1] ?? '';
+    const gathered = stageOf(copied);
+    // The stage that compiles: a full install (the compiler is a dev dependency), then npm run build.
+    const compileName = /--from=(\S+)\s+\S*dist\b/.exec(gathered.find((x) => x.op === 'COPY' && /--from=\S+\s+\S*\/dist\s/.test(x.args))?.args ?? '')?.[1] ?? '';
+    const compile = stageOf(compileName);
+    assert.ok(compile.some((x) => x.op === 'RUN' && /npm ci\b/.test(x.args) && !x.args.includes('--omit=dev')), 'the compile stage installs the dev dependencies');
+    assert.ok(compile.some((x) => x.op === 'RUN' && /npm run build\b/.test(x.args)), 'the compile stage runs npm run build');
+    // What the runtime gets: production dependencies, dist/ from the compile stage, and files without TypeScript.
+    assert.ok(gathered.some((x) => x.op === 'RUN' && /npm ci\b.*--omit=dev/.test(x.args)), `${copied} installs production dependencies only`);
+    for (const x of gathered.filter((i) => i.op === 'COPY')) {
+      const from = /--from=(\S+)/.exec(x.args)?.[1];
+      const sources = x.args.split(/\s+/).filter((a) => !a.startsWith('--')).slice(0, -1);
+      if (from !== undefined) {
+        assert.equal(from, compileName, `${copied} copies from the compile stage only`);
+        assert.deepEqual(sources, ['/app/dist'], 'only dist/ comes from the compile stage');
+        continue;
+      }
+      for (const s of sources) {
+        const p = path.join(ROOT, s);
+        const files = statSync(p).isDirectory() ? readdirSync(p, { recursive: true }).map(String) : [s];
+        assert.deepEqual(files.filter((f) => /\.(ts|mts|cts)$/.test(f) || /(^|\/)tsconfig/.test(f)), [], `${s} holds no TypeScript`);
+      }
+    }
+    const gatheredSources = new Set(gathered.filter((x) => x.op === 'COPY' && !x.args.includes('--from=')).flatMap((x) => x.args.split(/\s+/).filter((a) => !a.startsWith('--')).slice(0, -1)).map((s) => s.replace(/^\.\//, '').replace(/\/$/, '')));
+    for (const f of IMAGE_FILES) assert.ok(gatheredSources.has(f), `the image gets ${f}`);
+  });
+
   it('runs as a numeric non-root user, the one the Deployment names', () => {
     const user = finalStage.filter((x) => x.op === 'USER').pop()?.args ?? '';
     const m = /^(\d+)(?::(\d+))?$/.exec(user);
@@ -559,18 +593,26 @@ describe('Dockerfile', () => {
         assert.ok(!dockerIgnored(patterns, s.replace(/\/$/, '')), `.dockerignore lets ${s} through`);
       }
     }
-    for (const s of ['node_modules', '.vmroll/cache', '.git', 'test/deploy.test.ts', 'deploy/base/deployment.yaml']) assert.ok(dockerIgnored(patterns, s), `.dockerignore keeps ${s} out`);
+    for (const s of ['node_modules', 'dist', '.vmroll/cache', '.git', 'test/deploy.test.ts', 'deploy/base/deployment.yaml']) assert.ok(dockerIgnored(patterns, s), `.dockerignore keeps ${s} out`);
     // The image copies the folders vmroll reads at run time.
     const copied = new Set(instructions.filter((i) => i.op === 'COPY' && !i.args.includes('--from=')).flatMap((i) => i.args.split(/\s+/).slice(0, -1)).map((s) => s.replace(/^\.\//, '').replace(/\/$/, '')));
-    for (const needed of ['package.json', 'package-lock.json', 'bin', 'reconciler', 'schemas']) assert.ok(copied.has(needed), `the image gets ${needed}`);
+    for (const needed of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'reconciler', 'schemas/generated', ...IMAGE_FILES]) assert.ok(copied.has(needed), `the build gets ${needed}`);
   });
 
-  it('needs at run time only packages `npm ci --omit=dev` installs (tsx among them)', () => {
-    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+  it('needs at run time only packages `npm ci --omit=dev` installs (tsx and TypeScript not among them)', () => {
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { dependencies?: Record<string, string>; devDependencies?: Record<string, string> };
     const dependencies = new Set(Object.keys(pkg.dependencies ?? {}));
-    assert.ok(dependencies.has('tsx'), 'tsx runs the sources in the image: a dependency, not a dev dependency');
-    const imports = new Map([...runtimeImports(path.join(ROOT, 'bin')), ...runtimeImports(path.join(ROOT, 'reconciler'))]);
-    assert.ok(imports.has('tsx') && imports.has('@kubernetes/client-node'), 'the import scan finds packages');
+    for (const dev of ['tsx', 'typescript']) {
+      assert.ok(!dependencies.has(dev), `${dev} is not a production dependency: the image runs compiled JavaScript`);
+      assert.ok(pkg.devDependencies?.[dev] !== undefined, `${dev} is a dev dependency`);
+    }
+    // bin/vmroll.js imports tsx only to run the sources of a checkout whose dist/ is stale; the
+    // image holds no sources (checked by 'compiles in a stage of its own'), so that import never runs there.
+    const bin = runtimeImports(path.join(ROOT, 'bin'));
+    assert.equal(bin.get('tsx'), path.join('bin', 'vmroll.js'), 'the import scan finds packages');
+    bin.delete('tsx');
+    const imports = new Map([...bin, ...runtimeImports(path.join(ROOT, 'reconciler'))]);
+    assert.ok(imports.has('@kubernetes/client-node'), 'the import scan finds packages');
     const missing = [...imports].filter(([name]) => !dependencies.has(name)).map(([name, file]) => `${name} (${file})`);
     assert.deepEqual(missing, [], 'imported at run time but not in dependencies');
   });
@@ -645,6 +687,11 @@ describe('Node versions', () => {
     const image = /^gcr\.io\/distroless\/nodejs(\d+)-debian\d+:nonroot$/.exec(runtime);
     assert.ok(image !== null, `the runtime stage is a distroless Node.js image by its nonroot tag, not "${runtime}"`);
     assert.equal(Number(image[1]), newest, 'the image runs the newest LTS line');
+    // The stages before it (compile, gather) build with the same line: ARG defaults substituted.
+    const args = new Map(instructions.filter((x) => x.op === 'ARG').map((x) => x.args.split('=') as [string, string]));
+    const builders = instructions.filter((x) => x.op === 'FROM').slice(0, -1).map((x) => (x.args.split(/\s+/)[0] ?? '').replace(/\$\{(\w+)\}/g, (_, n: string) => args.get(n) ?? `\${${n}}`));
+    assert.ok(builders.length >= 1, 'the image has a build stage');
+    for (const b of builders) assert.equal(/^node:(\d+)-/.exec(b)?.[1], String(newest), `build stage ${b} runs Node ${newest}, as the runtime does`);
     const steps = list(job['steps']);
     assert.equal(obj(steps.find((s) => String(s['uses'] ?? '').startsWith('actions/setup-node@'))?.['with'])['node-version'], '${{ matrix.node }}');
     assert.ok(steps.some((s) => /^bash \.ci\/run\b/.test(String(s['run'] ?? ''))), 'the job runs .ci/run');

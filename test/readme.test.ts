@@ -141,7 +141,8 @@ describe('README.md: every command runs as printed', function () {
     if (!kubectl.ok) throw new Error(`README shows kubectl commands and kubectl is not available: ${kubectl.reason}`);
     dir = mkdtempSync(path.join(tmpdir(), 'vmroll-readme-'));
     copyFileSync(path.join(ROOT, 'package.json'), path.join(dir, 'package.json'));
-    for (const name of ['bin', 'reconciler', 'schemas', 'fixtures', 'node_modules', 'tsconfig.json']) symlinkSync(path.join(ROOT, name), path.join(dir, name));
+    // tsconfig.build.json: npx installs this package into its cache to run its bin, which runs `prepare` (npm run build).
+    for (const name of ['bin', 'reconciler', 'schemas', 'fixtures', 'node_modules', 'tsconfig.json', 'tsconfig.build.json']) symlinkSync(path.join(ROOT, name), path.join(dir, name));
     // ./vms-repo: the VMs under vms/ on main, and a feature branch that hot-plugs CPUs into web.
     const repo = path.join(dir, 'vms-repo');
     cpSync(path.join(ROOT, 'fixtures', 'example-repo'), repo, { recursive: true });

@@ -14,15 +14,10 @@ import { UsageError } from '../usage.ts';
 import type { CommandIO } from './common.ts';
 import { makeLogger } from '../logging.ts';
 import { renderReport } from './run.ts';
+import { DEMO_HELP } from './help.ts';
 
-/** Help text of `vmroll demo`. */
-export const DEMO_HELP = `Usage: vmroll demo [--kubevirt-version vX.Y.Z]
-
-A scripted tour, on a scratch copy of the example repository and the embedded KubeVirt
-simulator (KubeVirt v1.9.0 unless told otherwise): a CPU change that goes live, a change
-that is staged with RestartRequired, a revert that clears it, the change again, and a
-restart that applies it. Each step shows its commit and the plan. Exits 0 when every step
-did what it says.`;
+/** Help text of `vmroll demo`, kept in help.ts so that `vmroll help demo` loads none of this module's imports. */
+export { DEMO_HELP } from './help.ts';
 
 interface Step {
   title: string;

@@ -16,56 +16,13 @@ import {
 } from '../rollout/index.ts';
 import { isObj, metaOf } from '../cluster/object.ts';
 import { ManifestParseError, parseYamlDocuments, type YamlDoc } from '../source/yamlDocs.ts';
-import { parseOutput } from '../config.ts';
 import { formatValue } from '../format.ts';
-import { UsageError } from '../usage.ts';
+import { UsageError, parseOutput } from '../usage.ts';
 import type { CommandIO } from './common.ts';
+import { DIFF_HELP } from './help.ts';
 
-/** Help text of `vmroll diff`. */
-export const DIFF_HELP = `Usage: vmroll diff --baseline <vm.yaml or controllerrevision.yaml> --desired <vm.yaml> [options]
-
-Predicts, offline, what KubeVirt does with a change to one VirtualMachine: which fields
-go live into the running instance, which wait for a restart and why, and what happens to
-the RestartRequired condition.
-
-Options:
-  --baseline <file>        the VM as it was when its running instance started: a
-                           VirtualMachine, or the ControllerRevision KubeVirt stores at
-                           each start (kubectl get controllerrevision
-                           revision-start-vm-<uid>-<generation> -o yaml; the VM spec is
-                           under data.spec)
-  --desired <file>         the VM as it should be (e.g. the manifest in Git)
-  --vmi <file>             the running VirtualMachineInstance. Without it no instance is
-                           running: every change takes effect at the VM's next start,
-                           nothing is applied live and no restart is needed
-  --kubevirt <file>        the KubeVirt CR (strategy, feature gates, liveUpdateConfiguration,
-                           status.observedKubeVirtVersion)
-  --conditions <file>      YAML list of conditions already on the VM
-  --instancetypes <file>   multi-document YAML of instancetypes and preferences
-  --kubevirt-version <v>   KubeVirt version to model (e.g. v1.8.0); default: the CR's
-                           status.observedKubeVirtVersion, else the seed model
-  -o, --output text|json   text (default): one line per changed field; json: the VmPlan
-  -h, --help               this text
-
-Fields KubeVirt fills in itself: a stored VM (and so a baseline) carries fields that
-KubeVirt writes when a manifest leaves them out, and applying the manifest keeps them.
-When --desired leaves one out, diff takes the baseline's value instead of reporting a
-change, and says so (a "filled from the baseline" line; clusterDefaults in the JSON):
-  spec.template.spec.architecture, spec.template.spec.domain.machine.type (the webhook;
-    machine.type only while architecture and preference are unchanged),
-  spec.instancetype.kind, spec.preference.kind (the webhook's cluster kinds) and their
-    revisionName (the controller), while the matcher names the same object,
-  from KubeVirt v1.8 (the version modelled: --kubevirt or --kubevirt-version):
-    spec.template.spec.domain.firmware.uuid and .serial, and the template annotation
-    kubevirt.io/pci-topology-version.
-A value that --desired does set, and that differs, is reported as a change.
-
-Output: the text, or with --output json a VmPlan (schemas/vmplan.schema.json) whose
-changes each carry rollout (live|staged) and takesEffect (running, vmObject,
-nextRestart or nextStart).
-
-Exit status: 0 a plan was computed; 1 KubeVirt's admission would refuse the desired VM;
-2 bad input.`;
+/** Help text of `vmroll diff`, kept in help.ts so that `vmroll help diff` loads none of this module's imports. */
+export { DIFF_HELP } from './help.ts';
 
 async function readDocs(file: string, label: string): Promise<YamlDoc[]> {
   let text: string;

@@ -20,67 +20,10 @@ import { describeTarget } from '../cluster/target.ts';
 import { failedPlan } from '../plan/failedPlan.ts';
 import { UsageError } from '../usage.ts';
 import type { CommandIO } from './common.ts';
+import { PLAN_HELP } from './help.ts';
 
-/** Help text of `vmroll plan`. */
-export const PLAN_HELP = `Usage: vmroll plan --repo <url|path> [--ref <ref> | --pr <n>] [--kubeconfig <file> | --cluster sim] [options]
-
-Plans one commit against a cluster without applying anything: for every VM, create,
-update or delete, which changed fields go live into the running guest, which wait for a
-restart and every reason why, and the RestartRequired message KubeVirt would set. With
---post, writes the plan to the pull request as the vmroll/plan commit status and vmroll's
-sticky comment. The first line names the target (with --output text on stdout, else on
-stderr); the markdown comment names it too.
-
-The cluster is chosen as kubectl chooses it: --kubeconfig, else KUBECONFIG, else the pod's
-service account; --cluster kube alone uses ~/.kube/config. The embedded simulator (read
-only: its state file is loaded, never written) is used only when chosen: --cluster sim,
---sim-state or --sim-kubevirt. With nothing chosen, vmroll refuses (exit 2).
-
-Options:
-  --repo <url|path>          Git repository over http(s), or a local repository path (SSH is
-                             not supported yet); give it as vmroll run is given it
-                             (ownership annotations name it)
-  --ref <ref>                branch, tag or commit to plan (default main)
-  --pr <n>                   plan pull request n's head (refs/pull/<n>/head) instead of --ref
-  --base <ref>               plan only the VMs whose files changed between the merge base of
-                             <ref> and --ref and --ref itself (as git diff <ref>...<ref>);
-                             with --pr and --post, the pull request's base is used when omitted
-  --path <dir>               folder of the repository holding the manifests (default: all)
-  --prune                    plan deletes for VMs this repository applied and no longer defines
-                             (without it, they are listed as orphans)
-  --strict                   a manifest file's warnings are errors of that file: documents of
-                             other kinds (skipped otherwise, and listed as warnings) and fields
-                             KubeVirt does not define (a typo such as socket: beside sockets);
-                             the file's VMs are then held: neither applied nor pruned
-  --identity <id>            the repository's ownership identity, when vmroll.yaml sets one
-                             (default: the normalised URL plus --path; for a local checkout,
-                             its origin remote's URL, so a CI checkout matches the deployment)
-  --cluster sim|kube         sim: the embedded simulator; kube: the Kubernetes API (else
-                             VMROLL_CLUSTER; see above when not given)
-  --sim-state <file>         the simulated cluster's state file (as written by vmroll run)
-  --sim-kubevirt <file>      the KubeVirt CR the simulator emulates
-  --kubeconfig <file>        kubeconfig of the cluster (implies --cluster kube)
-  --context <name>           kubeconfig context
-  -o, --output text|markdown|json
-                             text (default), the pull-request comment, or the VmPlan JSON
-                             (also when the plan cannot be made: the failure in errors)
-  --post                     with --pr: post the status and the comment to the Git host
-  --github-repo <owner/name> GitHub repository to post to
-  --github-api-url <url>     GitHub REST root (default https://api.github.com)
-  --github-token-file <f>    GitHub token (else VMROLL_GITHUB_TOKEN or GITHUB_TOKEN)
-  --gitea-url <url>          Gitea server to post to instead of GitHub
-  --gitea-repo <owner/name>  Gitea repository
-  --gitea-token-file <f>     Gitea token (else VMROLL_GITEA_TOKEN or GITEA_TOKEN)
-  --target-url <url>         link on the commit status
-  --cache-dir <dir>          where http(s) repositories are cloned (else VMROLL_CACHE_DIR,
-                             default .vmroll/cache)
-  --git-token-file <file>    Git token for cloning (else VMROLL_GIT_TOKEN or GIT_TOKEN)
-  --log-level <level>        pino level on stderr (default warn)
-  --log-format json|text     logs on stderr as JSON lines (default) or as readable text
-  -h, --help                 this text
-
-Exit status: 0 the plan has no errors; 1 manifest errors or admission refusals (or the
-plan could not be made or posted); 2 bad usage.`;
+/** Help text of `vmroll plan`, kept in help.ts so that `vmroll help plan` loads none of this module's imports. */
+export { PLAN_HELP } from './help.ts';
 
 const OUTPUTS = ['text', 'markdown', 'json'] as const;
 type Output = (typeof OUTPUTS)[number];

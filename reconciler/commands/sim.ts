@@ -10,37 +10,10 @@ import type { Obj } from '../rollout/index.ts';
 import { makeLogger, parseLogFormat } from '../logging.ts';
 import { UsageError } from '../usage.ts';
 import type { CommandIO } from './common.ts';
+import { SIM_HELP } from './help.ts';
 
-/** Help text of `vmroll sim`. */
-export const SIM_HELP = `Usage: vmroll sim [options]
-
-Serves the embedded KubeVirt simulator over plain HTTP as a Kubernetes API server:
-discovery, get/list/watch, create/update/patch/server-side apply/delete, the status
-subresource and KubeVirt's start/stop/restart. kubectl and @kubernetes/client-node talk
-to it; VirtualMachines written through it start VMIs, hot-plug and get RestartRequired
-as the rollout engine decides. Runs until SIGINT or SIGTERM.
-
-Options:
-  --listen <addr>              where to serve (default 127.0.0.1:8080); port 0 picks a free one
-  --state <file>               keep the cluster in this file: loaded at start, saved after writes
-  --kubevirt <file>            the KubeVirt CR to emulate (version, rollout strategy, gates)
-  --kubeconfig-out <file>      write a kubeconfig for the server (context vmroll-sim)
-  --watch-history <n>          events kept for watches resuming from a resourceVersion (default 100000)
-  --latency <duration>         delay every API request, e.g. 50ms
-  --error-rate <0..1>          answer this share of resource requests with 500 InternalError
-  --error-status 500|503       the status --error-rate answers with (default 500)
-  --conflict-rate <0..1>       answer this share of writes to existing objects with 409 Conflict
-  --drop-watches-after <dur>   end every watch stream this long after it started, e.g. 2s
-  --seed <n>                   seed of the fault generator (default 1)
-  --log-level <level>          pino level on stderr (default info; debug logs every request)
-  --log-format json|text       logs on stderr as JSON lines (default) or as readable text
-  -h, --help                   this text
-
-Faults can be changed while running: POST /admin/faults with a JSON body such as
-{"errorRate":0.1,"latencyMs":50} (GET reads them); GET /admin/stats counts requests by
-verb and resource, POST /admin/stats/reset zeroes them.
-
-Exit status: 0 after a clean shutdown; 1 when the server cannot start; 2 bad usage.`;
+/** Help text of `vmroll sim`, kept in help.ts so that `vmroll help sim` loads none of this module's imports. */
+export { SIM_HELP } from './help.ts';
 
 
 function duration(flag: string, text: string | undefined): number | undefined {
