@@ -26,6 +26,7 @@ Options:
   --kubevirt <file>            the KubeVirt CR to emulate (version, rollout strategy, gates)
   --kubeconfig-out <file>      write a kubeconfig for the server (context vmroll-sim)
   --watch-history <n>          events kept for watches resuming from a resourceVersion (default 100000)
+  --migration-duration <dur>   how long a simulated live migration takes (default 3s)
   --latency <duration>         delay every API request, e.g. 50ms
   --error-rate <0..1>          answer this share of resource requests with 500 InternalError
   --error-status 500|503       the status --error-rate answers with (default 500)
@@ -89,6 +90,7 @@ export async function runSim(argv: string[], io: CommandIO): Promise<number> {
       kubevirt: { type: 'string' },
       'kubeconfig-out': { type: 'string' },
       'watch-history': { type: 'string' },
+      'migration-duration': { type: 'string' },
       latency: { type: 'string' },
       'error-rate': { type: 'string' },
       'error-status': { type: 'string' },
@@ -131,11 +133,13 @@ export async function runSim(argv: string[], io: CommandIO): Promise<number> {
   const watchHistory = number('--watch-history', values['watch-history']);
   if (watchHistory !== undefined && (!Number.isInteger(watchHistory) || watchHistory < 1)) throw new UsageError('--watch-history: must be a positive integer');
 
+  const migrationDurationMs = duration('--migration-duration', values['migration-duration']);
   const logger = makeLogger(values['log-level'] ?? 'info', [], process.stderr, parseLogFormat(values['log-format']));
   const cluster = new SimCluster({
     ...(values.state !== undefined ? { stateFile: values.state } : {}),
     ...(values.kubevirt !== undefined ? { kubevirt: loadKubeVirt(values.kubevirt, '--kubevirt') } : {}),
     ...(watchHistory !== undefined ? { watchHistory } : {}),
+    ...(migrationDurationMs !== undefined ? { migrationDurationMs } : {}),
   });
   let server: ApiServer;
   try {
