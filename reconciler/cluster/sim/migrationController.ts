@@ -123,22 +123,20 @@ export class MigrationController {
         this.store.delete('VirtualMachineInstanceMigration', ns, name);
         continue;
       }
-      const phase = phaseOf(current);
-      if (phase === '') {
-        this.setPhase(current, MigrationPhase.Pending, { labels: { ...labelsOf(current), [MIGRATION_VMI_LABEL]: vmiNameOf(current) } });
-        continue;
-      }
-      if (phase !== MigrationPhase.Pending) {
+      let pending = current;
+      if (phaseOf(current) === '') {
+        pending = this.setPhase(current, MigrationPhase.Pending, { labels: { ...labelsOf(current), [MIGRATION_VMI_LABEL]: vmiNameOf(current) } });
+      } else if (phaseOf(current) !== MigrationPhase.Pending) {
         if (!this.timers.has(key(ns, name))) this.schedule(ns, name, this.o.durationMs / 3);
         continue;
       }
-      if (this.inBackoff(current)) continue;
+      if (this.inBackoff(pending)) continue;
       const running = [...this.store.scan('VirtualMachineInstanceMigration')].filter(isRunning);
       if (running.length >= perCluster) continue;
       const source = String(statusOf(vmi)['nodeName'] ?? '');
       const outbound = running.filter((r) => String(((statusOf(r)['migrationState'] ?? {}) as Obj)['sourceNode'] ?? '') === source).length;
       if (outbound >= perNode) continue;
-      this.start(current, vmi);
+      this.start(pending, vmi);
     }
     this.scheduleBackoffWakeup();
   }
