@@ -7,7 +7,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { INSTANCETYPE_KINDS, type Obj } from '../../rollout/index.ts';
 import { type ClusterBackend, ClusterError, type ObjectRef, type WatchEvent } from '../backend.ts';
-import { metaOf } from '../object.ts';
+import { metaOf, statusOf } from '../object.ts';
 import { type SimClock, systemClock } from './clock.ts';
 import { admitMigration, MigrationController } from './migrationController.ts';
 import { ObjectStore, type StoredEvent, type StoreSnapshot } from './store.ts';
@@ -115,6 +115,13 @@ export class SimCluster implements ClusterBackend {
   private react(e: StoredEvent): void {
     switch (e.kind) {
       case 'KubeVirt':
+        if (e.type === 'ADDED' && statusOf(e.object)['phase'] === undefined) {
+          // virt-operator's part: an installed KubeVirt reports itself Deployed.
+          this.clock.setTimeout(() => {
+            const kv = this.store.peek('KubeVirt', nsOf(e.object), nameOf(e.object));
+            if (kv !== undefined && statusOf(kv)['phase'] === undefined) this.store.replace({ ...kv, status: { ...statusOf(kv), phase: 'Deployed' } });
+          }, 0);
+        }
         this.migrations.kick();
         this.updater.kick();
         return;
@@ -175,7 +182,10 @@ export class SimCluster implements ClusterBackend {
     return this.store.list('VirtualMachineInstanceMigration', namespace).filter((m) => vmiName === undefined || vmiNameOf(m) === vmiName);
   }
 
-  /** Installs or replaces the KubeVirt CR (running VMIs keep their ceilings, as in KubeVirt). */
+  /**
+   * Installs or replaces the KubeVirt CR (running VMIs keep their ceilings, as in KubeVirt). A CR
+   * without `status.phase` is taken as installed: it gets `Deployed`, as virt-operator would set.
+   */
   setKubeVirt(cr: Obj): void {
     for (const old of this.store.list('KubeVirt')) {
       const r = ref(old);
@@ -186,6 +196,8 @@ export class SimCluster implements ClusterBackend {
     m['namespace'] ??= VirtController.kubevirtNamespace;
     m['name'] ??= 'kubevirt';
     delete m['resourceVersion'];
+    const status = (copy['status'] ??= {}) as Obj;
+    status['phase'] ??= 'Deployed';
     this.store.create(copy);
   }
 
