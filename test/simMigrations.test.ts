@@ -311,6 +311,23 @@ describe('simulator: from the VMI spec to the guest', () => {
       cluster.close();
     });
 
+    it('drops a started migration whose VMI was restarted; the new VMI is left alone', async () => {
+      const { cluster, clock } = sim(kubevirt(['LiveMigrate']));
+      await startAndRaise(cluster, clock, 'web', true);
+      clock.advance(DURATION_MS / 3);
+      assert.deepEqual(phases(cluster), ['TargetReady']);
+      await cluster.restartVirtualMachine({ namespace: 'default', name: 'web' });
+      const fresh = vmiOf(cluster, 'web');
+      assert.equal(guestSockets(fresh), 3, 'the restart ran the spec');
+      clock.advance(DURATION_MS);
+      assert.deepEqual(cluster.listMigrations(), [], 'the migration was deleted with its VMI');
+      const after = vmiOf(cluster, 'web');
+      assert.equal(uid(after), uid(fresh));
+      assert.equal(status(after)['migrationState'], undefined, 'nothing of the old migration reached the new VMI');
+      assert.equal(status(after)['nodeName'], status(fresh)['nodeName']);
+      cluster.close();
+    });
+
     it('admits a manual migration only for a migratable VMI without one in flight', async () => {
       const { cluster, clock } = sim(kubevirt([]));
       await cluster.applyVirtualMachine(vm('web'));

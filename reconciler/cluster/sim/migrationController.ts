@@ -127,7 +127,7 @@ export class MigrationController {
       if (phaseOf(current) === '') {
         pending = this.setPhase(current, MigrationPhase.Pending, { labels: { ...labelsOf(current), [MIGRATION_VMI_LABEL]: vmiNameOf(current) } });
       } else if (phaseOf(current) !== MigrationPhase.Pending) {
-        if (!this.timers.has(key(ns, name))) this.schedule(ns, name, this.o.durationMs / 3);
+        if (!this.timers.has(key(ns, name))) this.step(ns, name);
         continue;
       }
       if (this.inBackoff(pending)) continue;
@@ -273,6 +273,12 @@ export class MigrationController {
     }
     const t = stamp(this.now());
     const state = { ...((statusOf(vmi)['migrationState'] ?? {}) as Obj) };
+    if (state['migrationUid'] !== metaOf(m)['uid']) {
+      // The VMI this migration started on is gone (stopped, evicted, restarted): KubeVirt deletes the migration.
+      this.store.delete('VirtualMachineInstanceMigration', ns, name);
+      this.kick();
+      return;
+    }
     switch (phaseOf(m)) {
       case MigrationPhase.Scheduling:
       case MigrationPhase.Scheduled:
