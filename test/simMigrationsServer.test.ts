@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { type ApiServer, startApiServer } from '../reconciler/cluster/sim/apiServer.ts';
-import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
+import { DEFAULT_MIGRATION_DURATION_MS, SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
+import { SIM_HELP, runSim } from '../reconciler/commands/sim.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { WAIT_MS, until } from './helpers/waitFor.ts';
 
@@ -167,5 +168,14 @@ describe('simulator API server: migrations', function () {
     await until('the manual migration to succeed', async () => status((await call(server, 'GET', `${VMIMS}/manual-web`)).body)['phase'] === 'Succeeded', WAIT_MS);
     assert.equal((await call(server, 'DELETE', `${VMIMS}/manual-web`)).status, 200);
     assert.equal((await call(server, 'GET', `${VMIMS}/manual-web`)).status, 404);
+  });
+});
+
+describe('vmroll sim --migration-duration', () => {
+  it('is documented, defaults to a few seconds, and refuses what is not a duration', async () => {
+    assert.match(SIM_HELP, /--migration-duration <dur> +how long a simulated live migration takes \(default 3s\)/);
+    assert.equal(DEFAULT_MIGRATION_DURATION_MS, 3_000);
+    const io = { out: (): void => undefined, err: (): void => undefined };
+    await assert.rejects(runSim(['--migration-duration', 'soon'], io), /--migration-duration: "soon" is not a duration/);
   });
 });

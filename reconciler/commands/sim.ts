@@ -37,6 +37,8 @@ Options:
   --log-format json|text       logs on stderr as JSON lines (default) or as readable text
   -h, --help                   this text
 
+A VM annotated sim.vmroll.dev/fail-migrations=true has every live migration fail.
+
 Faults can be changed while running: POST /admin/faults with a JSON body such as
 {"errorRate":0.1,"latencyMs":50} (GET reads them); GET /admin/stats counts requests by
 verb and resource, POST /admin/stats/reset zeroes them.
