@@ -311,6 +311,28 @@ describe('simulator: from the VMI spec to the guest', () => {
       cluster.close();
     });
 
+    it('a migration also carries guest memory (HotMemoryChange) and a NAD change (MigrationRequired)', async () => {
+      const kv = kubevirt(['LiveMigrate']);
+      (kv['status'] as Obj)['observedKubeVirtVersion'] = 'v1.9.0';
+      const { cluster, clock } = sim(kv);
+      await cluster.applyVirtualMachine(vm('web'));
+      clock.advance(0);
+      await cluster.applyVirtualMachine(vm('web', { spec: { template: { spec: { domain: { memory: { guest: '3Gi' } }, networks: [{ name: 'default', pod: {} }, { name: 'net1', multus: { networkName: 'nad-b' } }] } } } }));
+      clock.advance(0);
+      let vmi = vmiOf(cluster, 'web');
+      assert.equal(cond(vmi, 'HotMemoryChange')?.['status'], 'True');
+      assert.equal(cond(vmi, 'MigrationRequired')?.['status'], 'True');
+      assert.equal((status(vmi)['memory'] as Obj)['guestCurrent'], '2Gi');
+      assert.deepEqual(phases(cluster), ['Scheduling'], 'one migration for both');
+      clock.advance(DURATION_MS);
+      vmi = vmiOf(cluster, 'web');
+      assert.deepEqual(phases(cluster), ['Succeeded']);
+      assert.equal(cond(vmi, 'HotMemoryChange'), undefined);
+      assert.equal(cond(vmi, 'MigrationRequired'), undefined);
+      assert.deepEqual([(status(vmi)['memory'] as Obj)['guestCurrent'], (status(vmi)['memory'] as Obj)['guestRequested']], ['3Gi', '3Gi']);
+      cluster.close();
+    });
+
     it('drops a started migration whose VMI was restarted; the new VMI is left alone', async () => {
       const { cluster, clock } = sim(kubevirt(['LiveMigrate']));
       await startAndRaise(cluster, clock, 'web', true);
