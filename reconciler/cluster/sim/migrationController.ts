@@ -2,8 +2,8 @@
  * A stand-in for KubeVirt's migration controller and the virt-handlers it hands off to
  * (pkg/virt-controller/watch/migration/migration.go, pkg/virt-handler/migration-target.go):
  * every VirtualMachineInstanceMigration, whoever created it, goes Pending → Scheduling →
- * Scheduled → PreparingTarget → TargetReady → Running → Succeeded or Failed over
- * {@link MigrationControllerOptions.durationMs}, within the KubeVirt CR's
+ * TargetReady (Scheduled and PreparingTarget recorded on the way) → Running → Succeeded or
+ * Failed over {@link MigrationControllerOptions.durationMs}, within the KubeVirt CR's
  * `parallelMigrationsPerCluster` and `parallelOutboundMigrationsPerNode`, with KubeVirt's
  * backoff (20 s, doubling) for workload-update migrations that follow a failed one.
  *
