@@ -5,9 +5,15 @@
  * conditions and guest status changing as a hot-plug travels to the guest.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { type ApiServer, startApiServer } from '../reconciler/cluster/sim/apiServer.ts';
+import { migrationSetting } from '../reconciler/cluster/sim/migrationController.ts';
 import { DEFAULT_MIGRATION_DURATION_MS, SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
+import { workloadUpdateStrategy } from '../reconciler/cluster/sim/workloadUpdater.ts';
 import { SIM_HELP, runSim } from '../reconciler/commands/sim.ts';
+import { loadKubeVirt } from '../reconciler/config.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { WAIT_MS, until } from './helpers/waitFor.ts';
 
@@ -177,5 +183,36 @@ describe('vmroll sim --migration-duration', () => {
     assert.equal(DEFAULT_MIGRATION_DURATION_MS, 3_000);
     const io = { out: (): void => undefined, err: (): void => undefined };
     await assert.rejects(runSim(['--migration-duration', 'soon'], io), /--migration-duration: "soon" is not a duration/);
+  });
+});
+
+describe('vmroll sim --kubevirt: the workload update strategy and migration limits from a file', () => {
+  it('are read as written, with KubeVirt\'s defaults for what is left out', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'vmroll-simkv-'));
+    try {
+      const file = path.join(dir, 'kubevirt.yaml');
+      writeFileSync(
+        file,
+        [
+          'apiVersion: kubevirt.io/v1',
+          'kind: KubeVirt',
+          'metadata: {name: kubevirt, namespace: kubevirt}',
+          'spec:',
+          '  workloadUpdateStrategy: {workloadUpdateMethods: [Evict], batchEvictionSize: 1}',
+          '  configuration: {migrations: {parallelMigrationsPerCluster: 2}}',
+          'status: {observedKubeVirtVersion: v1.8.0}',
+          '',
+        ].join('\n'),
+      );
+      const cluster = new SimCluster({ kubevirt: loadKubeVirt(file, '--kubevirt') });
+      const kv = await cluster.getKubeVirt();
+      assert.equal(status(kv ?? {})['phase'], 'Deployed', 'taken as installed');
+      assert.deepEqual([...workloadUpdateStrategy(kv).methods], ['Evict']);
+      assert.deepEqual([workloadUpdateStrategy(kv).batchEvictionSize, workloadUpdateStrategy(kv).batchEvictionIntervalMs], [1, 60_000]);
+      assert.deepEqual([migrationSetting(kv, 'parallelMigrationsPerCluster'), migrationSetting(kv, 'parallelOutboundMigrationsPerNode')], [2, 2]);
+      cluster.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
