@@ -120,7 +120,7 @@ describe('Debian kubectl 1.20 against vmroll sim', function () {
         },
       },
     );
-    cluster = new SimCluster({ kubevirt: KUBEVIRT });
+    cluster = new SimCluster({ kubevirt: KUBEVIRT, migrationDurationMs: 300 });
     server = await startApiServer({ cluster, listen: '127.0.0.1:0', logger });
     kubeconfig = path.join(dir, 'kubeconfig');
     writeFileSync(kubeconfig, simKubeconfig(server.url), { mode: 0o600 });
@@ -347,5 +347,21 @@ describe('Debian kubectl 1.20 against vmroll sim', function () {
         ['shop', 'web', 'Running'],
       ],
     );
+  });
+
+  it('kubectl patch kv turns on LiveMigrate; kubectl get vmim shows the migration that takes a hot-plug to the guest', async () => {
+    const guestSockets = (): unknown => (((vmi('web')?.['status'] ?? {}) as Obj)['currentCPUTopology'] as Obj | undefined)?.['sockets'];
+    assert.equal(guestSockets(), 2);
+    const methods = '{"spec":{"workloadUpdateStrategy":{"workloadUpdateMethods":["LiveMigrate"]}}}';
+    assert.equal((await ok('patch', 'kv', 'kubevirt', '-n', 'kubevirt', '--type', 'merge', '-p', methods)).trim(), 'kubevirt.kubevirt.io/kubevirt patched');
+    await ok('patch', 'vm', 'web', '-n', 'shop', '--type', 'merge', '-p', '{"spec":{"template":{"spec":{"domain":{"cpu":{"sockets":3}}}}}}');
+    await until('the guest of web to run 3 sockets', () => guestSockets() === 3);
+    const table = rows(await ok('get', 'vmim', '-n', 'shop'));
+    assert.deepEqual(table[0], ['NAME', 'PHASE', 'VMI']);
+    assert.equal(table.length, 2, table.join('\n'));
+    assert.match(table[1]?.[0] ?? '', /^kubevirt-workload-update-[a-z0-9]{5}$/);
+    assert.deepEqual(table[1]?.slice(1), ['Succeeded', 'web']);
+    assert.equal(await ok('get', 'vmi', 'web', '-n', 'shop', '-o', 'jsonpath={.status.conditions[?(@.type=="HotVCPUChange")].status}'), '');
+    assert.equal(await ok('get', 'vmi', 'web', '-n', 'shop', '-o', 'jsonpath={.status.migrationState.completed}'), 'true');
   });
 });

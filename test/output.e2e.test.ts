@@ -16,6 +16,7 @@ import { SUMMARY_MAX_CHARS, type SyncSummary, formatSummary } from '../reconcile
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { ROOT } from './helpers/cases.ts';
 import { type GitServer, type WorkingClone, startGitServer } from './helpers/gitServer.ts';
+import { until } from './helpers/waitFor.ts';
 
 const EXAMPLE = path.join(ROOT, 'fixtures', 'example-repo', 'vms');
 const KUBEVIRT = path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml');
@@ -123,6 +124,11 @@ describe('vmroll run output: what the operator reads, sync after sync', function
       assert.deepEqual(linesOf(text, 'shop/web'), ['update  shop/web', 'live    spec.template.spec.domain.cpu.sockets: 2 → 4 (applied to the running VMI)']);
       assert.deepEqual(linesOf(text, 'shop/db'), []);
       assert.equal(domainPart(vmiOf(run.handle, 'web'), 'cpu')['sockets'], 4, 'hot-plugged');
+      // The fixture's KubeVirt lists no workload update method, so nothing migrates by itself: the
+      // guest keeps 2 sockets (HotVCPUChange) and KubeVirt holds any further CPU change. A manual
+      // migration (virtctl migrate) takes the 4 sockets to the guest.
+      run.handle.sim?.createMigration({ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', metadata: { generateName: 'manual-', namespace: 'shop' }, spec: { vmiName: 'web' } });
+      await until('the migration to take the 4 sockets to the guest', () => ((vmiOf(run.handle, 'web')['status'] as Obj)['currentCPUTopology'] as Obj)['sockets'] === 4);
 
       // 3. A staged change: only cores (the hot-plugged sockets are not shown again), its reason, the condition.
       await commitWeb((t) => t.replace('cores: 1', 'cores: 2'), 'web: 2 cores');

@@ -215,6 +215,7 @@ Options:
   --kubevirt <file>            the KubeVirt CR to emulate (version, rollout strategy, gates)
   --kubeconfig-out <file>      write a kubeconfig for the server (context vmroll-sim)
   --watch-history <n>          events kept for watches resuming from a resourceVersion (default 100000)
+  --migration-duration <dur>   how long a simulated live migration takes (default 3s)
   --latency <duration>         delay every API request, e.g. 50ms
   --error-rate <0..1>          answer this share of resource requests with 500 InternalError
   --error-status 500|503       the status --error-rate answers with (default 500)
@@ -224,6 +225,8 @@ Options:
   --log-level <level>          pino level on stderr (default info; debug logs every request)
   --log-format json|text       logs on stderr as JSON lines (default) or as readable text
   -h, --help                   this text
+
+A VM annotated sim.vmroll.dev/fail-migrations=true has every live migration fail.
 
 Faults can be changed while running: POST /admin/faults with a JSON body such as
 {"errorRate":0.1,"latencyMs":50} (GET reads them); GET /admin/stats counts requests by

@@ -62,6 +62,7 @@ export async function runSim(argv: string[], io: CommandIO): Promise<number> {
       kubevirt: { type: 'string' },
       'kubeconfig-out': { type: 'string' },
       'watch-history': { type: 'string' },
+      'migration-duration': { type: 'string' },
       latency: { type: 'string' },
       'error-rate': { type: 'string' },
       'error-status': { type: 'string' },
@@ -104,11 +105,13 @@ export async function runSim(argv: string[], io: CommandIO): Promise<number> {
   const watchHistory = number('--watch-history', values['watch-history']);
   if (watchHistory !== undefined && (!Number.isInteger(watchHistory) || watchHistory < 1)) throw new UsageError('--watch-history: must be a positive integer');
 
+  const migrationDurationMs = duration('--migration-duration', values['migration-duration']);
   const logger = makeLogger(values['log-level'] ?? 'info', [], process.stderr, parseLogFormat(values['log-format']));
   const cluster = new SimCluster({
     ...(values.state !== undefined ? { stateFile: values.state } : {}),
     ...(values.kubevirt !== undefined ? { kubevirt: loadKubeVirt(values.kubevirt, '--kubevirt') } : {}),
     ...(watchHistory !== undefined ? { watchHistory } : {}),
+    ...(migrationDurationMs !== undefined ? { migrationDurationMs } : {}),
   });
   let server: ApiServer;
   try {

@@ -23,6 +23,7 @@ import { type Obj, parseStartRevisionName } from '../../rollout/index.ts';
 import { BodyRefusal, parseListenAddress, readBody } from '../../http.ts';
 import { isObj, metaOf } from '../object.ts';
 import { type SchemaIssue, validateKubeVirt, validateVirtualMachine, validateVirtualMachineInstance } from '../../validate.ts';
+import { admitMigration } from './migrationController.ts';
 import { type ApplyConflict, PatchError, applyJsonPatch, applyMergePatch, recordUpdate, serverSideApply } from './patch.ts';
 import {
   type ActionInfo,
@@ -920,6 +921,11 @@ class ApiHandler {
     if (t.info.hasStatus) delete body['status'];
     this.requireNamespace(t);
     this.validate(t, body);
+    if (t.info.kind === 'VirtualMachineInstanceMigration') {
+      // virt-api's validating webhook for new migrations.
+      const denied = admitMigration(this.store, body);
+      if (denied !== null) throw new ApiError(422, 'Invalid', `admission webhook "migration-create-validator.kubevirt.io" denied the request: ${denied}`, {});
+    }
     return this.commitCreate(t, recordUpdate(undefined, body, { manager, now: timestamp() }), dryRun);
   }
 
@@ -1303,6 +1309,12 @@ function columnsOf(info: ResourceInfo): Column[] {
       ];
     case 'KubeVirt':
       return [name, ageColumn, { name: 'Phase', type: 'string', cell: (o) => status(o)['phase'] ?? '' }];
+    case 'VirtualMachineInstanceMigration':
+      return [
+        name,
+        { name: 'Phase', type: 'string', cell: (o) => status(o)['phase'] ?? '' },
+        { name: 'VMI', type: 'string', cell: (o) => (isObj(o['spec']) ? (o['spec']['vmiName'] ?? '') : '') },
+      ];
     case 'Namespace':
       return [name, { name: 'Status', type: 'string', cell: (o) => status(o)['phase'] ?? '' }, ageColumn];
     default:

@@ -75,10 +75,12 @@ function res(group: string, version: string, kind: string, resource: string, nam
 /** Every stored resource the server serves. */
 export const RESOURCES: readonly ResourceInfo[] = [
   res('', 'v1', 'Namespace', 'namespaces', false, { shortNames: ['ns'], hasStatus: true }),
+  res('', 'v1', 'PersistentVolumeClaim', 'persistentvolumeclaims', true, { shortNames: ['pvc'], hasStatus: true }),
   res('apps', 'v1', 'ControllerRevision', 'controllerrevisions', true),
   res('coordination.k8s.io', 'v1', 'Lease', 'leases', true),
   res('kubevirt.io', 'v1', 'VirtualMachine', 'virtualmachines', true, { shortNames: ['vm', 'vms'], categories: ['all'], hasStatus: true }),
   res('kubevirt.io', 'v1', 'VirtualMachineInstance', 'virtualmachineinstances', true, { shortNames: ['vmi', 'vmis'], categories: ['all'], hasStatus: true }),
+  res('kubevirt.io', 'v1', 'VirtualMachineInstanceMigration', 'virtualmachineinstancemigrations', true, { shortNames: ['vmim', 'vmims'], categories: ['all'], hasStatus: true }),
   res('kubevirt.io', 'v1', 'KubeVirt', 'kubevirts', true, { shortNames: ['kv', 'kvs'], categories: ['all'], hasStatus: true }),
   res('instancetype.kubevirt.io', 'v1beta1', 'VirtualMachineInstancetype', 'virtualmachineinstancetypes', true, { shortNames: ['vminstancetype', 'vminstancetypes', 'vmf', 'vmfs'], categories: ['all'] }),
   res('instancetype.kubevirt.io', 'v1beta1', 'VirtualMachinePreference', 'virtualmachinepreferences', true, { shortNames: ['vmpref', 'vmprefs', 'vmp', 'vmps'], categories: ['all'] }),

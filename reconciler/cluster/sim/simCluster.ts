@@ -1,10 +1,19 @@
-/** The embedded KubeVirt simulator as a {@link ClusterBackend}: an object store plus the virt-controller stand-in. */
+/**
+ * The embedded KubeVirt simulator as a {@link ClusterBackend}: an object store plus stand-ins for
+ * virt-controller (VM controller, migration controller, workload updater) and virt-handler.
+ * The controllers react to stored changes on the next tick of the simulator's clock, so every
+ * watch sees events in resourceVersion order.
+ */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { INSTANCETYPE_KINDS, type Obj } from '../../rollout/index.ts';
 import { type ClusterBackend, ClusterError, type ObjectRef, type WatchEvent } from '../backend.ts';
-import { metaOf } from '../object.ts';
-import { ObjectStore, type StoreSnapshot } from './store.ts';
+import { metaOf, statusOf } from '../object.ts';
+import { type SimClock, systemClock } from './clock.ts';
+import { admitMigration, MigrationController } from './migrationController.ts';
+import { ObjectStore, type StoredEvent, type StoreSnapshot } from './store.ts';
 import { VirtController } from './virtController.ts';
+import { isFinal, nsOf, nameOf, vmiNameOf } from './vmiState.ts';
+import { WorkloadUpdater, needsMigration } from './workloadUpdater.ts';
 
 /** Kinds a watch reports: what the reconcile loop caches. */
 const WATCHED_KINDS = new Set([
@@ -21,11 +30,20 @@ export interface SimClusterOptions {
   kubevirt?: Obj;
   /** A file the state is loaded from and saved to, so separate runs share one cluster. */
   stateFile?: string;
-  /** Clock for timestamps. */
+  /** Clock for timestamps (ignored when {@link clock} is given). */
   now?: () => Date;
+  /** Clock and timers of the simulated controllers (default: the wall clock); tests step a ManualClock. */
+  clock?: SimClock;
+  /** How long a live migration takes from its target pod to its end (default {@link DEFAULT_MIGRATION_DURATION_MS}). */
+  migrationDurationMs?: number;
+  /** Simulated node names (default node01, node02, node03). */
+  nodes?: readonly string[];
   /** How many recent events the store keeps for watches resuming from a resourceVersion (default 100,000). */
   watchHistory?: number;
 }
+
+/** Default of {@link SimClusterOptions.migrationDurationMs}: a few seconds, like a small idle VM. */
+export const DEFAULT_MIGRATION_DURATION_MS = 3_000;
 
 /** The default KubeVirt CR: no version known, so the engine follows the seed model. */
 export function defaultKubeVirt(): Obj {
@@ -47,18 +65,127 @@ function ref(o: Obj): ObjectRef {
 export class SimCluster implements ClusterBackend {
   readonly store: ObjectStore;
   readonly controller: VirtController;
+  /** The simulated migration controller (VirtualMachineInstanceMigration phases, limits, outcome). */
+  readonly migrations: MigrationController;
+  /** The simulated workload updater (migrates or evicts VMIs whose guest lags their spec). */
+  readonly updater: WorkloadUpdater;
+  /** The clock the controllers run on. */
+  readonly clock: SimClock;
+  private readonly unwatch: () => void;
 
   constructor(private readonly options: SimClusterOptions = {}) {
-    this.store = new ObjectStore(options.now, options.watchHistory !== undefined ? { historySize: options.watchHistory } : {});
-    this.controller = new VirtController(this.store, options.now);
+    const clock = options.clock ?? systemClock(options.now);
+    this.clock = clock;
+    const now = (): Date => clock.now();
+    this.store = new ObjectStore(now, options.watchHistory !== undefined ? { historySize: options.watchHistory } : {});
+    this.controller = new VirtController(this.store, now, options.nodes !== undefined ? { nodes: options.nodes } : {});
+    this.migrations = new MigrationController({
+      store: this.store,
+      clock,
+      durationMs: options.migrationDurationMs ?? DEFAULT_MIGRATION_DURATION_MS,
+      kubevirt: () => this.controller.kubevirt(),
+      targetNode: (source) => this.controller.pickNode(source),
+      onFinished: (namespace, name) => {
+        // The VM controller may have changes waiting for the hotplug to finish.
+        this.controller.reconcile(namespace, name);
+        this.updater.kick();
+      },
+    });
+    this.updater = new WorkloadUpdater({
+      store: this.store,
+      clock,
+      kubevirt: () => this.controller.kubevirt(),
+      createMigration: (vmim) => {
+        this.createMigration(vmim);
+      },
+      evict: (namespace, name) => this.controller.evict(namespace, name),
+    });
     if (options.stateFile !== undefined && existsSync(options.stateFile)) {
       this.store.restore(JSON.parse(readFileSync(options.stateFile, 'utf8')) as StoreSnapshot);
     }
     if (options.kubevirt !== undefined) this.setKubeVirt(options.kubevirt);
     else if (this.store.list('KubeVirt').length === 0) this.setKubeVirt(defaultKubeVirt());
+    this.unwatch = this.store.watch((e) => this.react(e));
+    // Work a restored state left unfinished resumes.
+    this.migrations.kick();
+    this.updater.kick();
   }
 
-  /** Installs or replaces the KubeVirt CR (running VMIs keep their ceilings, as in KubeVirt). */
+  /** What the simulated controllers do after a stored change; always on a later tick, never inside the store's event. */
+  private react(e: StoredEvent): void {
+    switch (e.kind) {
+      case 'KubeVirt':
+        if (e.type === 'ADDED' && statusOf(e.object)['phase'] === undefined) {
+          // virt-operator's part: an installed KubeVirt reports itself Deployed.
+          this.clock.setTimeout(() => {
+            const kv = this.store.peek('KubeVirt', nsOf(e.object), nameOf(e.object));
+            if (kv !== undefined && statusOf(kv)['phase'] === undefined) this.store.replace({ ...kv, status: { ...statusOf(kv), phase: 'Deployed' } });
+          }, 0);
+        }
+        this.migrations.kick();
+        this.updater.kick();
+        return;
+      case 'VirtualMachineInstance':
+        if (e.type === 'DELETED') this.migrations.kick();
+        if (e.type === 'DELETED' || needsMigration(e.object)) this.updater.kick();
+        return;
+      case 'VirtualMachineInstanceMigration':
+        if (e.type === 'DELETED') {
+          const gone = e.previous ?? e.object;
+          this.clock.setTimeout(() => this.migrations.deleted(gone), 0);
+        } else if (e.type === 'ADDED') this.migrations.kick();
+        if (e.type === 'DELETED' || isFinal(e.object)) this.updater.kick();
+        return;
+      case 'PersistentVolumeClaim': {
+        const ns = nsOf(e.object);
+        const claim = nameOf(e.object);
+        this.clock.setTimeout(() => {
+          for (const vmi of [...this.store.scan('VirtualMachineInstance', ns)]) {
+            const vols = ((vmi['spec'] ?? {}) as Obj)['volumes'];
+            const uses = Array.isArray(vols) && (vols as Obj[]).some((v) => ((v['persistentVolumeClaim'] ?? {}) as Obj)['claimName'] === claim || ((v['dataVolume'] ?? {}) as Obj)['name'] === claim);
+            if (uses) this.controller.refreshMigratable(ns, nameOf(vmi));
+          }
+        }, 0);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  /** Stops the simulated controllers' timers. */
+  close(): void {
+    this.unwatch();
+    this.migrations.stop();
+    this.updater.stop();
+  }
+
+  /**
+   * Creates a VirtualMachineInstanceMigration as virt-api admits it (the VMI exists, is not
+   * final, is migratable, has no migration in flight); returns the stored object, or throws a
+   * ClusterError('Invalid') with the webhook's message.
+   */
+  createMigration(vmim: Obj): Obj {
+    const copy = structuredClone(vmim);
+    const m = (copy['metadata'] ??= {}) as Obj;
+    m['namespace'] ??= 'default';
+    if ((m['name'] === undefined || m['name'] === '') && typeof m['generateName'] === 'string') {
+      m['name'] = `${m['generateName']}${Math.random().toString(36).slice(2, 7)}`;
+    }
+    const denied = admitMigration(this.store, copy);
+    if (denied !== null) throw new ClusterError('Invalid', `admission webhook "migration-create-validator.kubevirt.io" denied the request: ${denied}`);
+    return this.store.create(copy);
+  }
+
+  /** Every VirtualMachineInstanceMigration, optionally of one VMI. */
+  listMigrations(namespace?: string, vmiName?: string): Obj[] {
+    return this.store.list('VirtualMachineInstanceMigration', namespace).filter((m) => vmiName === undefined || vmiNameOf(m) === vmiName);
+  }
+
+  /**
+   * Installs or replaces the KubeVirt CR (running VMIs keep their ceilings, as in KubeVirt). A CR
+   * without `status.phase` is taken as installed: it gets `Deployed`, as virt-operator would set.
+   */
   setKubeVirt(cr: Obj): void {
     for (const old of this.store.list('KubeVirt')) {
       const r = ref(old);
@@ -69,6 +196,8 @@ export class SimCluster implements ClusterBackend {
     m['namespace'] ??= VirtController.kubevirtNamespace;
     m['name'] ??= 'kubevirt';
     delete m['resourceVersion'];
+    const status = (copy['status'] ??= {}) as Obj;
+    status['phase'] ??= 'Deployed';
     this.store.create(copy);
   }
 

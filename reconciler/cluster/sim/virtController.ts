@@ -2,11 +2,17 @@
  * A stand-in for KubeVirt's virt-controller: starts and stops VMIs per runStrategy, records
  * the start baseline as a ControllerRevision, and on every VM change runs the rollout engine
  * exactly as KubeVirt's reconcile would, writing live updates to the VMI and the
- * RestartRequired condition to the VM. Hotplug migrations complete at once.
+ * RestartRequired condition to the VM. Like KubeVirt's VMI controller it then marks a VMI
+ * whose spec the guest does not run yet (`HotVCPUChange`, `HotMemoryChange`,
+ * `MigrationRequired`); only a migration (migrationController.ts) or a restart clears them.
+ * It also places VMIs on simulated nodes and reports `LiveMigratable` as virt-handler would.
  */
 import { INSTANCETYPE_KINDS, expandVm, hotplugCeilings, type Obj, parseStartRevisionName, planRollout, resolveCluster, startRevisionName, topologyCount } from '../../rollout/index.ts';
 import { annotationsOf, conditionsOf, labelsOf, metaOf, specOf, statusOf } from '../object.ts';
+import { ALLOW_POD_BRIDGE_MIGRATION_ANNOTATION, type ClaimLookup, NON_MIGRATABLE_ANNOTATION, liveMigratableCondition, volumeStatusOf } from './migratable.ts';
+import { NODE_NAME_LABEL } from './migrationController.ts';
 import type { ObjectStore } from './store.ts';
+import { VmiCondition, isMigrating, vcpus, vmiConditions, withCondition, withoutConditions } from './vmiState.ts';
 
 const KUBEVIRT_NS = 'kubevirt';
 const RUNS = new Set(['Always', 'RerunOnFailure', 'Once']);
@@ -19,15 +25,98 @@ function nameOf(o: Obj): string {
   return String(metaOf(o)['name'] ?? '');
 }
 
-/** Annotation (on the VM template) that makes the simulated VMI non-migratable, for tests and demos. */
-export const NON_MIGRATABLE_ANNOTATION = 'sim.vmroll.dev/non-migratable';
+export { ALLOW_POD_BRIDGE_MIGRATION_ANNOTATION, NON_MIGRATABLE_ANNOTATION };
+
+/** The simulated nodes when none are given: VMIs are spread over them, migrations move between them. */
+export const DEFAULT_NODES: readonly string[] = ['node01', 'node02', 'node03'];
+
+/** Options of the simulated controller besides its store and clock. */
+export interface VirtControllerOptions {
+  /** Node names (default {@link DEFAULT_NODES}); at least two for migrations to have a target. */
+  nodes?: readonly string[];
+}
+
+/** The multus NAD reference of each network, by network name. */
+function nadRefs(vmiSpec: unknown): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  const nets = (vmiSpec as Obj | undefined)?.['networks'];
+  if (Array.isArray(nets)) for (const n of nets as Obj[]) out.set(String(n['name']), ((n['multus'] ?? {}) as Obj)['networkName']);
+  return out;
+}
 
 /** The simulated controller. */
 export class VirtController {
+  private readonly nodes: readonly string[];
+
   constructor(
     private readonly store: ObjectStore,
     private readonly now: () => Date = () => new Date(),
-  ) {}
+    options: VirtControllerOptions = {},
+  ) {
+    this.nodes = options.nodes !== undefined && options.nodes.length > 0 ? options.nodes : DEFAULT_NODES;
+  }
+
+  /** Access modes of a claim the simulator stores a PersistentVolumeClaim for. */
+  readonly claims: ClaimLookup = (namespace, claimName) => {
+    const pvc = this.store.peek('PersistentVolumeClaim', namespace, claimName);
+    const modes = ((pvc?.['spec'] ?? {}) as Obj)['accessModes'];
+    return pvc === undefined ? undefined : Array.isArray(modes) ? modes.map(String) : [];
+  };
+
+  /** VMIs per node, for placement. */
+  private load(): Map<string, number> {
+    const load = new Map(this.nodes.map((n) => [n, 0]));
+    for (const vmi of this.store.scan('VirtualMachineInstance')) {
+      const n = String(statusOf(vmi)['nodeName'] ?? '');
+      if (load.has(n)) load.set(n, (load.get(n) ?? 0) + 1);
+    }
+    return load;
+  }
+
+  /** The least loaded node (first by name order on a tie), optionally other than one. */
+  pickNode(except?: string): string {
+    let best: string | undefined;
+    let bestLoad = Infinity;
+    for (const [n, l] of this.load()) {
+      if (n === except) continue;
+      if (l < bestLoad) {
+        best = n;
+        bestLoad = l;
+      }
+    }
+    // A one-node cluster migrates onto the same node (KubeVirt would leave the target pod unschedulable).
+    return best ?? except ?? this.nodes[0] ?? 'node01';
+  }
+
+  /** Recomputes the VMI's LiveMigratable condition and volume status (after its spec or a claim changed). */
+  refreshMigratable(namespace: string, name: string): void {
+    const vmi = this.store.peek('VirtualMachineInstance', namespace, name);
+    if (vmi === undefined) return;
+    const cond = liveMigratableCondition(vmi, namespace, this.claims, this.kubevirt());
+    const status = { ...statusOf(vmi) };
+    status['conditions'] = withCondition(vmiConditions(vmi), cond, this.now());
+    const volumes = volumeStatusOf(vmi, namespace, this.claims);
+    if (volumes.length > 0) status['volumeStatus'] = volumes;
+    else delete status['volumeStatus'];
+    this.store.replace({ ...vmi, status });
+  }
+
+  /**
+   * The workload updater's eviction: the VMI stops; with runStrategy Always or RerunOnFailure the
+   * VM starts a new one from its current spec (staged changes applied, RestartRequired cleared).
+   */
+  evict(namespace: string, name: string): void {
+    const vm = this.store.peek('VirtualMachine', namespace, name);
+    if (!this.store.has('VirtualMachineInstance', namespace, name)) return;
+    if (vm === undefined) {
+      this.store.delete('VirtualMachineInstance', namespace, name);
+      return;
+    }
+    this.stop(vm as Obj);
+    const spec = specOf(vm);
+    const runStrategy = typeof spec['runStrategy'] === 'string' ? spec['runStrategy'] : spec['running'] === true ? 'Always' : 'Halted';
+    if (runStrategy === 'Always' || runStrategy === 'RerunOnFailure') this.start(this.store.get('VirtualMachine', namespace, name) ?? (vm as Obj));
+  }
 
   /** The KubeVirt CR, if installed. */
   kubevirt(): Obj | null {
@@ -65,17 +154,47 @@ export class VirtController {
     if (result.admissionErrors.length > 0) return;
     if (result.vmi !== null && JSON.stringify(result.vmi['spec']) !== JSON.stringify(vmi['spec'])) {
       const next = structuredClone(result.vmi);
-      // The simulated migration finishes at once: the guest runs with what was hot-plugged.
-      const status = statusOf(next);
-      const memory = (status['memory'] ?? {}) as Obj;
-      const guest = ((specOf(next)['domain'] ?? {}) as Obj)['memory'] as Obj | undefined;
-      if (guest?.['guest'] !== undefined && status['memory'] !== undefined) {
-        memory['guestCurrent'] = guest['guest'];
-        memory['guestRequested'] = guest['guest'];
-      }
+      next['status'] = this.hotplugStatus(vmi, next);
       this.store.update(next);
+      this.refreshMigratable(namespace, name);
     }
     this.writeConditions(vm, result.conditions);
+  }
+
+  /**
+   * The VMI controller's view of a patched VMI (pkg/virt-controller/watch/vmi/lifecycle.go):
+   * `HotVCPUChange` while the spec's vCPUs differ from `status.currentCPUTopology`,
+   * `HotMemoryChange` while the spec's guest memory differs from `status.memory.guestRequested`,
+   * and the network evaluator's `MigrationRequired` after a NAD reference change. The guest's
+   * values themselves change only when a migration completes.
+   */
+  private hotplugStatus(before: Obj, next: Obj): Obj {
+    const status = { ...statusOf(next) };
+    let conditions = vmiConditions(next);
+    const now = this.now();
+    const domain = (specOf(next)['domain'] ?? {}) as Obj;
+    const cpu = (domain['cpu'] ?? {}) as Obj;
+    const current = status['currentCPUTopology'];
+    if (current !== undefined && cpu['maxSockets'] !== undefined && vcpus(cpu) !== vcpus(current)) {
+      conditions = withCondition(conditions, { type: VmiCondition.HotVCPUChange, status: 'True' }, now);
+    } else if (!isMigrating(next)) {
+      conditions = withoutConditions(conditions, VmiCondition.HotVCPUChange);
+    }
+    const memory = (domain['memory'] ?? {}) as Obj;
+    const requested = ((status['memory'] ?? {}) as Obj)['guestRequested'];
+    if (memory['guest'] !== undefined && memory['maxGuest'] !== undefined && requested !== undefined && String(memory['guest']) !== String(requested)) {
+      conditions = withCondition(conditions, { type: VmiCondition.HotMemoryChange, status: 'True' }, now);
+    } else if (!isMigrating(next)) {
+      conditions = withoutConditions(conditions, VmiCondition.HotMemoryChange);
+    }
+    const oldRefs = nadRefs(before['spec']);
+    for (const [net, ref] of nadRefs(next['spec'])) {
+      if (oldRefs.has(net) && oldRefs.get(net) !== ref) {
+        conditions = withCondition(conditions, { type: VmiCondition.MigrationRequired, status: 'True', reason: 'AutoMigrationDueToLiveUpdate', message: '' }, now);
+      }
+    }
+    status['conditions'] = conditions;
+    return status;
   }
 
   /** Stops and starts the VM's instance; the new instance runs the current template. */
@@ -152,11 +271,27 @@ export class VirtController {
     if (ceilings.maxGuest !== undefined) (domain['memory'] as Obj)['maxGuest'] = ceilings.maxGuest;
     const guest = ((domain['memory'] ?? {}) as Obj)['guest'];
     const annotations = annotationsOf(template);
+    const node = this.pickNode();
+    const vmiMeta: Obj = {
+      name,
+      namespace: ns,
+      labels: { ...structuredClone(labelsOf(template)), [NODE_NAME_LABEL]: node },
+      // The VMI carries the template's annotations, as KubeVirt copies them.
+      annotations: { ...structuredClone(annotations), 'kubevirt.io/vm-generation': String(generation) },
+      ownerReferences: [{ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', name, uid, controller: true }],
+    };
+    const now = this.now();
+    const migratable = liveMigratableCondition({ metadata: vmiMeta, spec: vmiSpec }, ns, this.claims, this.kubevirt());
     const status: Obj = {
       phase: 'Running',
-      conditions: [{ type: 'LiveMigratable', status: annotations[NON_MIGRATABLE_ANNOTATION] === 'true' ? 'False' : 'True' }],
+      nodeName: node,
+      conditions: withCondition([{ type: 'Ready', status: 'True', lastProbeTime: null, lastTransitionTime: now.toISOString().replace(/\.\d{3}Z$/, 'Z') }], migratable, now),
+      // A fresh start runs the spec as it is: the guest's topology is the spec's.
+      currentCPUTopology: { sockets: cpu['sockets'], cores: cpu['cores'], threads: cpu['threads'] },
       virtualMachineRevisionName: startRevisionName(uid, generation),
     };
+    const volumes = volumeStatusOf({ spec: vmiSpec }, ns, this.claims);
+    if (volumes.length > 0) status['volumeStatus'] = volumes;
     if (guest !== undefined) status['memory'] = { guestAtBoot: guest, guestCurrent: guest, guestRequested: guest };
     const revisionName = startRevisionName(uid, generation);
     const index = this.revisionIndex();
@@ -177,13 +312,7 @@ export class VirtController {
     this.store.adopt({
       apiVersion: 'kubevirt.io/v1',
       kind: 'VirtualMachineInstance',
-      metadata: {
-        name,
-        namespace: ns,
-        labels: structuredClone(labelsOf(template)),
-        annotations: { 'kubevirt.io/vm-generation': String(generation) },
-        ownerReferences: [{ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', name, uid, controller: true }],
-      },
+      metadata: vmiMeta,
       spec: vmiSpec,
       status,
     });

@@ -1,0 +1,105 @@
+/**
+ * The VMI's `LiveMigratable` condition as virt-handler computes it
+ * (`calculateLiveMigrationCondition`, `checkVolumesForMigration` in pkg/virt-handler/vm.go;
+ * `VerifyVMIMigratable` in pkg/network/vmispec): the first reason found wins, with KubeVirt's
+ * reason names and messages. Only the checks the simulator has the data for are made:
+ * volumes (from the PersistentVolumeClaims it stores), the pod network's binding, host
+ * devices and GPUs, SEV, and the simulator's own override annotation.
+ */
+import type { Obj } from '../../rollout/index.ts';
+import { annotationsOf, isObj, specOf } from '../object.ts';
+
+/** KubeVirt's reasons for `LiveMigratable=False` that the simulator produces. */
+export const NotMigratableReason = {
+  /** A PVC that is not ReadWriteMany (or a non-shared hostDisk). */
+  DisksNotLiveMigratable: 'DisksNotLiveMigratable',
+  /** The pod network is bound without masquerade (or the bridge annotation, or a migratable plugin). */
+  InterfaceNotLiveMigratable: 'InterfaceNotLiveMigratable',
+  /** A PCI host device or GPU is passed through. */
+  HostDeviceNotLiveMigratable: 'HostDeviceNotLiveMigratable',
+  /** AMD SEV. */
+  SEVNotLiveMigratable: 'SEVNotLiveMigratable',
+  /** KubeVirt's generic reason; the simulator uses it for its override annotation only. */
+  NotMigratable: 'NotMigratable',
+} as const;
+/** One of {@link NotMigratableReason}. */
+export type NotMigratableReason = (typeof NotMigratableReason)[keyof typeof NotMigratableReason];
+
+/** Annotation (on the VM template, so on the VMI) that makes the simulated VMI non-migratable, for tests and demos. */
+export const NON_MIGRATABLE_ANNOTATION = 'sim.vmroll.dev/non-migratable';
+
+/** KubeVirt's annotation that lets a VMI with bridge binding on the pod network migrate. */
+export const ALLOW_POD_BRIDGE_MIGRATION_ANNOTATION = 'kubevirt.io/allow-pod-bridge-network-live-migration';
+
+/** Access modes of a claim, or undefined when the simulator stores no such PersistentVolumeClaim. */
+export type ClaimLookup = (namespace: string, claimName: string) => readonly string[] | undefined;
+
+/** The access modes the simulator assumes for a claim it has no PersistentVolumeClaim for: shared, as most demo VMs expect. */
+export const ASSUMED_ACCESS_MODES: readonly string[] = ['ReadWriteMany'];
+
+const list = (o: unknown, key: string): Obj[] => (isObj(o) && Array.isArray(o[key]) ? (o[key] as unknown[]).filter(isObj) : []);
+
+function claimOf(volume: Obj): string | undefined {
+  const pvc = volume['persistentVolumeClaim'];
+  if (isObj(pvc) && typeof pvc['claimName'] === 'string') return pvc['claimName'];
+  const dv = volume['dataVolume'];
+  // A DataVolume's PVC carries the DataVolume's name.
+  if (isObj(dv) && typeof dv['name'] === 'string') return dv['name'];
+  return undefined;
+}
+
+/** `status.volumeStatus` entries for the VMI's claims, as virt-controller reports them (persistentVolumeClaimInfo). */
+export function volumeStatusOf(vmi: Readonly<Obj>, namespace: string, claims: ClaimLookup): Obj[] {
+  const out: Obj[] = [];
+  for (const v of list(specOf(vmi), 'volumes')) {
+    const claim = claimOf(v);
+    if (claim === undefined) continue;
+    const accessModes = [...(claims(namespace, claim) ?? ASSUMED_ACCESS_MODES)];
+    out.push({ name: String(v['name'] ?? ''), persistentVolumeClaimInfo: { claimName: claim, accessModes } });
+  }
+  return out;
+}
+
+function podNetworkBinding(spec: Obj): { iface: Obj | undefined } | null {
+  const pod = list(spec, 'networks').find((n) => isObj(n['pod']));
+  if (pod === undefined) return null;
+  const domain = isObj(spec['domain']) ? spec['domain'] : {};
+  const devices = isObj(domain['devices']) ? domain['devices'] : {};
+  return { iface: list(devices, 'interfaces').find((i) => i['name'] === pod['name']) };
+}
+
+/** The `LiveMigratable` condition for a VMI (its spec, annotations and the claims it uses). */
+export function liveMigratableCondition(vmi: Readonly<Obj>, namespace: string, claims: ClaimLookup, kubevirt: Readonly<Obj> | null): Obj {
+  const no = (reason: NotMigratableReason, message: string): Obj => ({ type: 'LiveMigratable', status: 'False', reason, message });
+  const spec = specOf(vmi);
+  const annotations = annotationsOf(vmi);
+  if (annotations[NON_MIGRATABLE_ANNOTATION] === 'true') return no('NotMigratable', `the simulator was told so by the ${NON_MIGRATABLE_ANNOTATION} annotation`);
+  for (const v of list(spec, 'volumes')) {
+    const claim = claimOf(v);
+    if (claim !== undefined) {
+      const modes = claims(namespace, claim) ?? ASSUMED_ACCESS_MODES;
+      if (!modes.includes('ReadWriteMany')) {
+        return no('DisksNotLiveMigratable', `cannot migrate VMI: PVC ${claim} is not shared, live migration requires that all PVCs must be shared (using ReadWriteMany access mode)`);
+      }
+      continue;
+    }
+    const hostDisk = v['hostDisk'];
+    if (isObj(hostDisk) && hostDisk['shared'] !== true) return no('DisksNotLiveMigratable', 'cannot migrate VMI with non-shared HostDisk');
+  }
+  const binding = podNetworkBinding(spec);
+  const iface = binding?.iface;
+  if (iface !== undefined && !isObj(iface['masquerade'])) {
+    const bridgeAllowed = isObj(iface['bridge']) && annotations[ALLOW_POD_BRIDGE_MIGRATION_ANNOTATION] !== undefined;
+    const plugin = isObj(iface['binding']) ? String(iface['binding']['name'] ?? '') : undefined;
+    const bindings = (((specOf(kubevirt ?? {})['configuration'] ?? {}) as Obj)['network'] ?? {}) as Obj;
+    const pluginMigratable = plugin !== undefined && isObj(bindings['binding']) && isObj((bindings['binding'] as Obj)[plugin]) && ((bindings['binding'] as Obj)[plugin] as Obj)['migration'] !== undefined;
+    if (!bridgeAllowed && !pluginMigratable) {
+      return no('InterfaceNotLiveMigratable', `cannot migrate VMI which does not use masquerade, bridge with ${ALLOW_POD_BRIDGE_MIGRATION_ANNOTATION} VM annotation or a migratable plugin to connect to the pod network`);
+    }
+  }
+  const domain = isObj(spec['domain']) ? spec['domain'] : {};
+  const devices = isObj(domain['devices']) ? domain['devices'] : {};
+  if (list(devices, 'hostDevices').length > 0 || list(devices, 'gpus').length > 0) return no('HostDeviceNotLiveMigratable', 'VMI uses a PCI host devices');
+  if (isObj(domain['launchSecurity']) && isObj(domain['launchSecurity']['sev'])) return no('SEVNotLiveMigratable', 'VMI uses SEV');
+  return { type: 'LiveMigratable', status: 'True' };
+}
