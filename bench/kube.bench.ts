@@ -189,7 +189,7 @@ async function runChild(args: { url: string; kubeconfig: string; simUrl: string;
   };
   const { GitSource } = await import('../reconciler/source/gitSource.ts');
   const { KubeCluster } = await import('../reconciler/cluster/kube.ts');
-  const { Reconciler } = await import('../reconciler/loop.ts');
+  const { Reconciler } = await import('../reconciler/controller/reconcile.ts');
   const { makeLogger } = await import('../reconciler/logging.ts');
   const { redactUrl } = await import('../reconciler/source/errors.ts');
 

@@ -10,7 +10,7 @@ import { GitHostKind, cacheDirOf, clusterKind, kubeConfigSource, loadKubeVirt, l
 import { GiteaReporter } from '../report/gitea.ts';
 import { GitHubReporter } from '../report/github.ts';
 import { renderPlanComment, renderPlanTable, statusDescription } from '../report/markdown.ts';
-import { planCommit } from '../report/planCommit.ts';
+import { planCommit } from '../plan/planCommit.ts';
 import { GitHostError, type GitHostReporter, type PullRequestInfo, StatusContext, StatusState } from '../report/reporter.ts';
 import type { Obj } from '../rollout/index.ts';
 import { SourceError, redactSecrets, redactUrl } from '../source/errors.ts';
