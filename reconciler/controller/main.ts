@@ -13,7 +13,7 @@ import { GiteaReporter } from '../report/gitea.ts';
 import { GitHubReporter } from '../report/github.ts';
 import { ReportQueue } from '../report/queue.ts';
 import type { GitHostReporter } from '../report/reporter.ts';
-import { startWebhookServer } from '../source/webhookServer.ts';
+import { startWebhookServer } from './server.ts';
 import { UsageError } from '../usage.ts';
 import { VmrollMetrics } from './metrics.ts';
 import type { ReconcileReport, Reconciler } from './reconcile.ts';
