@@ -1,7 +1,6 @@
 /** `vmroll plan`: what applying one commit (or pull request head) would do to the chosen cluster, without applying it. */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Logger } from 'pino';
 import type { ClusterBackend } from '../cluster/backend.ts';
 import { ClusterCache } from '../cluster/cache.ts';
 import { KubeCluster } from '../cluster/kube.ts';
@@ -12,7 +11,8 @@ import { GiteaReporter } from '../report/gitea.ts';
 import { GitHubReporter } from '../report/github.ts';
 import { renderPlanComment, renderPlanTable, statusDescription } from '../report/markdown.ts';
 import { planCommit } from '../plan/planCommit.ts';
-import { type CommitStatus, GitHostError, type GitHostReporter, type PullRequestInfo, StatusContext, StatusState, sameStatus } from '../report/reporter.ts';
+import { postPlan } from '../report/postPlan.ts';
+import { GitHostError, type GitHostReporter, type PullRequestInfo, StatusContext, StatusState } from '../report/reporter.ts';
 import type { Obj } from '../rollout/index.ts';
 import { SourceError, redactSecrets, redactUrl } from '../source/errors.ts';
 import { GitSource } from '../source/gitSource.ts';
@@ -89,23 +89,6 @@ type Output = (typeof OUTPUTS)[number];
 function positiveInt(text: string, flag: string): number {
   if (!/^[1-9]\d{0,9}$/.test(text)) throw new UsageError(`${flag} must be a pull request number, not "${text}"`);
   return Number(text);
-}
-
-/**
- * Whether the commit's newest status of the context already says what `status` would: read before
- * writing, as the controller's report queue does. A host that cannot answer the read costs no
- * write: the status is posted all the same.
- */
-async function statusShown(reporter: GitHostReporter, status: CommitStatus, logger: Logger): Promise<boolean> {
-  if (reporter.latestStatus === undefined) return false;
-  try {
-    const found = await reporter.latestStatus(status.sha, status.context);
-    return found !== null && sameStatus(found, status);
-  } catch (e) {
-    if (!(e instanceof GitHostError)) throw e;
-    logger.warn({ code: e.code, err: e.message }, 'could not read the commit status; posting it unread');
-    return false;
-  }
 }
 
 /** Runs `vmroll plan`. `env` is read (through config.ts) for tokens, cluster defaults, the log format and the cache folder only. */
@@ -301,10 +284,9 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
           description: statusDescription(result.summary),
           ...(values['target-url'] !== undefined ? { targetUrl: values['target-url'] } : {}),
         };
-        // A commit that already shows this plan (a re-run, the controller's review) gets no second status.
-        if (await statusShown(reporter, status, logger)) io.err(`vmroll plan: status unchanged on ${commit.slice(0, 12)}`);
-        else await reporter.postStatus(status);
-        const written = await reporter.upsertPlanComment(pr, comment());
+        const posted = await postPlan({ reporter, pr, status, body: comment(), logger });
+        if (posted.status === 'unchanged') io.err(`vmroll plan: status unchanged on ${commit.slice(0, 12)}`);
+        const written = posted.comment;
         io.err(`vmroll plan: ${written.created ? 'commented on' : written.changed ? 'updated the comment on' : 'comment unchanged on'} pull request #${pr}`);
       } catch (e) {
         if (e instanceof GitHostError) return fail(`could not post to pull request #${pr}`, e);

@@ -4,9 +4,8 @@ import type { Logger } from 'pino';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
 import { describeTarget } from '../cluster/target.ts';
 import { EXAMPLE_FIXTURES, type RunConfig, RunOutput, loadKubeVirt, runConfig, runConfigSource } from '../config.ts';
-import { type ControllerHandle, type StartRunOptions, secretsOf, startController } from '../controller/main.ts';
+import { type ControllerHandle, type StartRunOptions, runController, secretsOf, startController } from '../controller/main.ts';
 import { makeLogger } from '../logging.ts';
-import { failedPlan } from '../plan/failedPlan.ts';
 import { ensureExampleRepo } from '../source/exampleRepo.ts';
 import type { CommandIO } from './common.ts';
 
@@ -184,32 +183,5 @@ export async function runRun(argv: string[], io: CommandIO): Promise<number> {
   // A --config file is reloaded when it changes (not with --once: that run ends first).
   const reload = config.once ? undefined : runConfigSource(values);
   const handle = await startRun(config, io, logger, { secrets, ...(reload !== undefined && { reload }) });
-  if (config.once) {
-    const report = await handle.trigger('once');
-    await handle.stop();
-    if (report === null) {
-      // The whole sync failed (Git host down, ref missing, API server unreachable): still one document.
-      const first = handle.repositories[0];
-      if (config.output === RunOutput.json) io.out(JSON.stringify(failedPlan(first?.config.repo ?? config.repo, `sync failed: ${first?.failure() ?? 'see the log on stderr'}`), null, 2));
-      return 1;
-    }
-    if (config.output === RunOutput.json) io.out(JSON.stringify(report.plan, null, 2));
-    return report.plan.errors.length > 0 ? 1 : 0;
-  }
-  if (handle.address !== null) logger.info({ address: handle.address }, 'listening');
-  // Listen before the first sync: a signal that arrives during or just after it (its lines are
-  // already out) must stop vmroll in order, not kill it with Node's default action.
-  const stopSignal = new Promise<string>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-  });
-  // With leader election, the first sync waits for the lease (and starts when it is won).
-  if (config.leaderElection === undefined) await handle.trigger('start');
-  else logger.info({ identity: handle.election.identity, lease: `${config.leaderElection.namespace}/${config.leaderElection.leaseName}` }, 'waiting for the lease');
-  handle.start();
-  const signal = await stopSignal;
-  logger.info({ signal }, 'shutting down: finishing the sync under way');
-  await handle.stop();
-  logger.info('stopped');
-  return 0;
+  return runController(handle, config, logger, io.out);
 }

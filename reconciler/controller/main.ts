@@ -7,13 +7,14 @@ import type { ClusterBackend } from '../cluster/backend.ts';
 import { KubeCluster } from '../cluster/kube.ts';
 import { type LeaderElection, LeaderElector, SoleLeader } from '../cluster/leaderElection.ts';
 import { describeTarget } from '../cluster/target.ts';
-import type { GitHostConfig, RepositoryRunConfig, RunConfig, RunConfigSource } from '../config.ts';
+import { type GitHostConfig, type RepositoryRunConfig, type RunConfig, type RunConfigSource, RunOutput } from '../config.ts';
 import { ConfigReloadError, ConfigWatcher, type ReloadPlan, planReload, repositoriesOfRun } from '../configReload.ts';
 import { GiteaReporter } from '../report/gitea.ts';
 import { GitHubReporter } from '../report/github.ts';
 import { ReportQueue } from '../report/queue.ts';
 import type { GitHostReporter } from '../report/reporter.ts';
 import { startWebhookServer } from './server.ts';
+import { failedPlan } from '../plan/failedPlan.ts';
 import { UsageError } from '../usage.ts';
 import { VmrollMetrics } from './metrics.ts';
 import type { ReconcileReport, Reconciler } from './reconcile.ts';
@@ -331,6 +332,44 @@ export async function startController(config: RunConfig, logger: Logger, options
       return stopping;
     },
   };
+}
+
+/**
+ * Runs a started controller to its end and returns the exit status. With `--once`: one sync of
+ * every repository, then a stop; the first repository's VmPlan goes to `out` with `--output json`
+ * (a sync that failed as a whole is still one document, the failure in its errors); 1 when it
+ * failed or has errors. Otherwise: the first sync, the timers and the lease, until SIGINT or
+ * SIGTERM, then the shutdown in order; 0.
+ */
+export async function runController(handle: ControllerHandle, config: RunConfig, logger: Logger, out: (text: string) => void): Promise<number> {
+  if (config.once) {
+    const report = await handle.trigger('once');
+    await handle.stop();
+    if (report === null) {
+      // The whole sync failed (Git host down, ref missing, API server unreachable): still one document.
+      const first = handle.repositories[0];
+      if (config.output === RunOutput.json) out(JSON.stringify(failedPlan(first?.config.repo ?? config.repo, `sync failed: ${first?.failure() ?? 'see the log on stderr'}`), null, 2));
+      return 1;
+    }
+    if (config.output === RunOutput.json) out(JSON.stringify(report.plan, null, 2));
+    return report.plan.errors.length > 0 ? 1 : 0;
+  }
+  if (handle.address !== null) logger.info({ address: handle.address }, 'listening');
+  // Listen before the first sync: a signal that arrives during or just after it (its lines are
+  // already out) must stop vmroll in order, not kill it with Node's default action.
+  const stopSignal = new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  // With leader election, the first sync waits for the lease (and starts when it is won).
+  if (config.leaderElection === undefined) await handle.trigger('start');
+  else logger.info({ identity: handle.election.identity, lease: `${config.leaderElection.namespace}/${config.leaderElection.leaseName}` }, 'waiting for the lease');
+  handle.start();
+  const signal = await stopSignal;
+  logger.info({ signal }, 'shutting down: finishing the sync under way');
+  await handle.stop();
+  logger.info('stopped');
+  return 0;
 }
 
 /** The reporter for the configured Git host. */
