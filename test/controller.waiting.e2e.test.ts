@@ -100,6 +100,8 @@ describe('a conflicting writer makes a sync wait, not stall (simulator API serve
       return ((specOf((specOf(vm ?? {})['template'] as Obj | undefined) ?? {})['domain'] as Obj | undefined)?.['memory'] as Obj | undefined)?.['guest'];
     };
     await until('the timer to re-check and apply the change', () => memory() === '3Gi', { timeoutMs: WAIT_MS + SYNC_RETRY.waitingMaxMs * 2, detail: () => JSON.stringify(said(/sync|re-checking|reconciled/).slice(-5)) });
-    await until('the re-check to arm the interval again', () => dueIn() > HOUR * 0.85, { timeoutMs: WAIT_MS });
+    // While the re-check runs no timer is armed; once it ends, the interval is.
+    const armedAt = (): number | null => handle?.repositories[0]?.nextSyncAt() ?? null;
+    await until('the re-check to arm the interval again', () => (armedAt() ?? 0) - Date.now() > HOUR * 0.85, { timeoutMs: WAIT_MS });
   });
 });
