@@ -122,7 +122,7 @@ export interface ReconcileReport {
   waiting: string | null;
 }
 
-/** What a sync has found so far: each step adds its part. */
+/** What the steps of a sync found, as the report step reads it. */
 interface SyncFindings {
   commit: string;
   log: Logger;
@@ -189,18 +189,19 @@ export class Reconciler {
     try {
       const commit = await step(SyncStep.fetch, () => this.fetch());
       exit.commit = commit;
-      const s = { commit, log: o.logger.child({ repo: o.repoLabel, commit: commit.slice(0, 12) }) } as SyncFindings;
-      s.identity = await this.resolveIdentity();
-      s.manifests = await this.load(commit, step);
+      const log = o.logger.child({ repo: o.repoLabel, commit: commit.slice(0, 12) });
+      const identity = await this.resolveIdentity();
+      const manifests = await this.load(commit, step);
       await step(SyncStep.observe, () => this.cache.start());
-      await step(SyncStep.plan, () => this.plan(s));
-      if (s.writes.length + s.pairing.prune.deletes.length > 0) o.onWork?.(commit, s.writes.length + s.pairing.prune.deletes.length);
-      s.applied = await step(SyncStep.apply, () => this.apply(s));
-      s.late = await step(SyncStep.settle, () => this.settle(s));
+      const { pairing, writes } = await step(SyncStep.plan, () => this.plan(manifests, identity, log));
+      if (writes.length + pairing.prune.deletes.length > 0) o.onWork?.(commit, writes.length + pairing.prune.deletes.length);
+      const applied = await step(SyncStep.apply, () => this.apply(writes, pairing, log));
+      const late = await step(SyncStep.settle, () => this.settle(applied, log));
+      const s: SyncFindings = { commit, log, identity, manifests, pairing, writes, applied, late };
       const report = await step(SyncStep.report, () => this.report(s, timings));
-      this.manifests = s.manifests;
+      this.manifests = manifests;
       timings.total = performance.now() - started;
-      s.log.info({ summary: formatSummary(report.summary), writes: report.writes, read: report.read.length, ms: Math.round(timings.total) }, 'reconciled');
+      log.info({ summary: formatSummary(report.summary), writes: report.writes, read: report.read.length, ms: Math.round(timings.total) }, 'reconciled');
       exit.report = report;
       return report;
     } catch (e) {
@@ -247,32 +248,33 @@ export class Reconciler {
   }
 
   /** plan: pair desired with live (the same pairing as PR review and `vmroll plan`), then the writes only the changed VMs need. */
-  private async plan(s: SyncFindings): Promise<void> {
+  private async plan(manifests: ManifestSet, identity: RepositoryIdentity, log: Logger): Promise<{ pairing: Pairing; writes: PendingWrite[] }> {
     const o = this.options;
-    s.pairing = await pairDesiredLive({
-      manifests: s.manifests,
+    const pairing = await pairDesiredLive({
+      manifests,
       live: this.cache.vms,
-      identity: s.identity,
+      identity,
       prune: o.prune,
       listFiles: (args) => o.source.listFiles(args),
       ...(o.refuseNamespace !== undefined && { refuseNamespace: o.refuseNamespace }),
     });
-    s.writes = this.memory.decide(s.pairing.pairs, s.identity, s.log);
-    for (const orphan of s.pairing.prune.orphans) s.log.child({ vm: `${orphan.namespace}/${orphan.name}` }).warn({ reason: orphan.reason, file: orphan.file }, `orphaned VirtualMachine: ${orphan.message}`);
+    const writes = this.memory.decide(pairing.pairs, identity, log);
+    for (const orphan of pairing.prune.orphans) log.child({ vm: `${orphan.namespace}/${orphan.name}` }).warn({ reason: orphan.reason, file: orphan.file }, `orphaned VirtualMachine: ${orphan.message}`);
+    return { pairing, writes };
   }
 
   /** apply: the writes, then the prune deletes; one VM's failure is an error of its file. */
-  private apply(s: SyncFindings): Promise<ApplyResult> {
+  private apply(writes: PendingWrite[], pairing: Pairing, log: Logger): Promise<ApplyResult> {
     const o = this.options;
     return applyChanges({
       cluster: o.cluster,
       cache: this.cache,
-      writes: s.writes,
-      deletes: s.pairing.prune.deletes,
+      writes,
+      deletes: pairing.prune.deletes,
       concurrency: o.applyConcurrency ?? 8,
       onApplied: (w) => this.memory.applied.set(w.key, w.fingerprint),
       onDeleted: (key) => this.memory.applied.delete(key),
-      log: s.log,
+      log,
     });
   }
 
@@ -281,10 +283,10 @@ export class Reconciler {
    * cluster made of them. The step that follows each written VM's instance until a live change
    * is effective (migrating, queued, blocked, evicted) belongs here.
    */
-  private async settle(s: SyncFindings): Promise<string[]> {
-    const late = await this.cache.settle(s.applied.written, this.options.settleTimeoutMs ?? 10_000);
-    if (late.length > 0) s.log.warn({ vms: late.slice(0, 10), count: late.length }, 'the cluster had not reported these writes back yet; reporting what it showed');
-    for (const { key, write } of s.applied.written) {
+  private async settle(applied: ApplyResult, log: Logger): Promise<string[]> {
+    const late = await this.cache.settle(applied.written, this.options.settleTimeoutMs ?? 10_000);
+    if (late.length > 0) log.warn({ vms: late.slice(0, 10), count: late.length }, 'the cluster had not reported these writes back yet; reporting what it showed');
+    for (const { key, write } of applied.written) {
       const after = this.cache.vms.get(key);
       if (write !== undefined && after !== undefined) this.memory.markSeen(key, write.manifest, after);
     }
