@@ -113,7 +113,7 @@ async function runChild(args: { url: string; cacheDir: string; changes: number; 
   };
   const { GitSource } = await import('../reconciler/source/gitSource.ts');
   const { SimCluster } = await import('../reconciler/cluster/sim/simCluster.ts');
-  const { Reconciler } = await import('../reconciler/loop.ts');
+  const { Reconciler } = await import('../reconciler/controller/reconcile.ts');
   const { makeLogger } = await import('../reconciler/logging.ts');
   const { redactUrl } = await import('../reconciler/source/errors.ts');
 

@@ -12,7 +12,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import type { RepositoryRunConfig, RunConfig, RunConfigSource } from './config.ts';
 import { ConfigFileError, configHash, formatIssue, readConfigText } from './configFile.ts';
-import type { VmrollMetrics } from './metrics.ts';
+import type { VmrollMetrics } from './controller/metrics.ts';
 
 /**
  * Settings a running process cannot take over: the cluster connection, the listening server,

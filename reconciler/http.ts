@@ -1,5 +1,5 @@
 /**
- * What vmroll's two HTTP servers share: the `vmroll run --listen` endpoint (source/webhookServer.ts)
+ * What vmroll's two HTTP servers share: the `vmroll run --listen` endpoint (controller/server.ts)
  * and the simulator's API server (`vmroll sim --listen`, cluster/sim/apiServer.ts) read the same
  * listen-address forms and read request bodies under a size limit the same way.
  */

@@ -17,7 +17,7 @@ import { type RunHandle, makeLogger, startRun } from '../reconciler/commands/run
 import { simKubeconfig } from '../reconciler/commands/sim.ts';
 import { type RunConfig, type RunConfigSource, resolveRunConfig, runConfig, runConfigSource } from '../reconciler/config.ts';
 import { ConfigReloadError, ConfigWatcher, type ReloadPlan, planReload } from '../reconciler/configReload.ts';
-import { VmrollMetrics } from '../reconciler/metrics.ts';
+import { VmrollMetrics } from '../reconciler/controller/metrics.ts';
 import { normaliseRepoUrl } from '../reconciler/apply/identity.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { ROOT } from './helpers/cases.ts';

@@ -14,7 +14,7 @@ import { simKubeconfig } from '../reconciler/commands/sim.ts';
 import { SYNC_RETRY, nextSyncDelay } from '../reconciler/controller/backoff.ts';
 import { failureDescription } from '../reconciler/controller/repository.ts';
 import { CAUSE_MAX_CHARS, ErrorKind, errorCause, errorKind } from '../reconciler/errors.ts';
-import { SUMMARY_MAX_CHARS } from '../reconciler/loop.ts';
+import { SUMMARY_MAX_CHARS } from '../reconciler/plan/summary.ts';
 import { GitHostError } from '../reconciler/report/reporter.ts';
 import { SourceError, SourceErrorCode } from '../reconciler/source/errors.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';

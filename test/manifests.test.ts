@@ -10,7 +10,7 @@ import path from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import { makeLogger } from '../reconciler/commands/run.ts';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
-import { Reconciler } from '../reconciler/loop.ts';
+import { Reconciler } from '../reconciler/controller/reconcile.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
 import { loadManifests, type ManifestSet } from '../reconciler/source/manifests.ts';

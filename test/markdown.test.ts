@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import type { VmPlan, VmPlanEntry } from '../reconciler/rollout/index.ts';
 import { COMMENT_LIMIT, FOLD_AFTER, escapeMarkdown, renderPlanComment, renderPlanTable, statusDescription, summaryLine } from '../reconciler/report/markdown.ts';
-import { summarizePlan } from '../reconciler/report/planCommit.ts';
+import { summarizePlan } from '../reconciler/plan/summary.ts';
 import { PLAN_MARKER } from '../reconciler/report/reporter.ts';
 
 const SHA = 'abc1234def5678abc1234def5678abc1234def56';

@@ -12,8 +12,9 @@ import { KubeCluster } from '../reconciler/cluster/kube.ts';
 import { startApiServer } from '../reconciler/cluster/sim/apiServer.ts';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { simKubeconfig } from '../reconciler/commands/sim.ts';
-import type { ReconcileReport, SyncSummary } from '../reconciler/loop.ts';
-import { VmrollMetrics } from '../reconciler/metrics.ts';
+import type { ReconcileReport } from '../reconciler/controller/reconcile.ts';
+import type { Summary as SyncSummary } from '../reconciler/plan/summary.ts';
+import { VmrollMetrics } from '../reconciler/controller/metrics.ts';
 import { GitHubReporter } from '../reconciler/report/github.ts';
 import { GitHostError } from '../reconciler/report/reporter.ts';
 import type { VmPlanEntry } from '../reconciler/rollout/index.ts';
@@ -76,7 +77,8 @@ function report(vms: VmPlanEntry[], errors: number, ms: { fetch: number; total: 
     plan: { commit: 'c0ffee', vms, errors: Array.from({ length: errors }, (_, i) => ({ file: `vms/broken-${i}.yaml`, line: 3, message: 'invalid YAML' })) },
     summary: { vms: vms.length, inSync: 0, created: 0, liveUpdated: 0, staged: 0, reverted: 0, awaitingRestart: 0, held: 0, deleted: 0, errors, ...counts },
     commit: 'c0ffee',
-    timings: { fetch: ms.fetch, diff: 0, load: 0, plan: 0, apply: 0, report: 0, total: ms.total },
+    timings: { fetch: ms.fetch, diff: 0, load: 0, observe: 0, plan: 0, apply: 0, settle: 0, report: 0, total: ms.total },
+    waiting: null,
     read: [],
     writes: 0,
     outcomes: [],

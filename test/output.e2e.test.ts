@@ -12,7 +12,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { type RunHandle, makeLogger, startRun } from '../reconciler/commands/run.ts';
 import { runConfig } from '../reconciler/config.ts';
-import { SUMMARY_MAX_CHARS, type SyncSummary, formatSummary } from '../reconciler/loop.ts';
+import { SUMMARY_MAX_CHARS, type Summary as SyncSummary, formatSummary } from '../reconciler/plan/summary.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { ROOT } from './helpers/cases.ts';
 import { type GitServer, type WorkingClone, startGitServer } from './helpers/gitServer.ts';

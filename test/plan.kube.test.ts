@@ -14,8 +14,8 @@ import { type ApiServer, startApiServer } from '../reconciler/cluster/sim/apiSer
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { simKubeconfig } from '../reconciler/commands/sim.ts';
 import { makeLogger } from '../reconciler/commands/run.ts';
-import { Reconciler } from '../reconciler/loop.ts';
-import { planCommit } from '../reconciler/report/planCommit.ts';
+import { Reconciler } from '../reconciler/controller/reconcile.ts';
+import { planCommit } from '../reconciler/plan/planCommit.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
 import { ROOT } from './helpers/cases.ts';

@@ -14,10 +14,10 @@ import { main } from '../reconciler/cli.ts';
 import { runPlan } from '../reconciler/commands/plan.ts';
 import { simKubeconfig } from '../reconciler/commands/sim.ts';
 import type { CommandIO } from '../reconciler/commands/common.ts';
-import { Reconciler } from '../reconciler/loop.ts';
+import { Reconciler } from '../reconciler/controller/reconcile.ts';
 import { GiteaReporter } from '../reconciler/report/gitea.ts';
 import { GitHubReporter } from '../reconciler/report/github.ts';
-import { planCommit, type PlanCommitResult } from '../reconciler/report/planCommit.ts';
+import { planCommit, type PlanCommitResult } from '../reconciler/plan/planCommit.ts';
 import { ReviewState, reportMergedOutcome, reviewPullRequests } from '../reconciler/report/prReview.ts';
 import { ReportQueue } from '../reconciler/report/queue.ts';
 import { PLAN_MARKER } from '../reconciler/report/reporter.ts';
@@ -601,6 +601,28 @@ describe('vmroll plan: commits and pull requests against a cluster', function ()
         runPlan(post, captureIO(), {}),
         (e: unknown) => e instanceof UsageError && e.message === '--post to GitHub needs a token: --github-token-file, VMROLL_GITHUB_TOKEN or GITHUB_TOKEN',
       );
+    });
+
+    it('vmroll plan --pr N --post reads the commit status first and posts no identical one', async function () {
+      const head = (await reporter.listOpenPullRequests()).find((p) => p.number === 5)?.headSha ?? '';
+      assert.match(head, /^[0-9a-f]{40}$/);
+      const args = ['--repo', url, '--pr', '5', '--path', 'vms', '--sim-state', simState, '--sim-kubevirt', kubevirtFile, '--cache-dir', path.join(dir, 'cli-cache')];
+      const post = [...args, '--post', '--github-repo', 'acme/fleet', '--github-api-url', gh.baseUrl, '--output', 'json'];
+      const env = { VMROLL_GITHUB_TOKEN: TOKEN };
+      const planStatuses = (): number => gh.statuses(head).filter((s) => s.context === 'vmroll/plan').length;
+      const first = captureIO();
+      assert.equal(await runPlan(post, first, env), 0, first.stderr.join('\n'));
+      const before = planStatuses();
+      assert.ok(before >= 1, 'the head carries a vmroll/plan status');
+      const again = captureIO();
+      assert.equal(await runPlan(post, again, env), 0, again.stderr.join('\n'));
+      assert.equal(planStatuses(), before, 'the same plan on the same commit posts no second status');
+      assert.match(again.stderr.join('\n'), new RegExp(`status unchanged on ${head.slice(0, 12)}`));
+      // The read decides, not a blanket skip: a status that differs (here its link) is posted.
+      const linked = captureIO();
+      assert.equal(await runPlan([...post, '--target-url', 'https://vmroll.example/other'], linked, env), 0, linked.stderr.join('\n'));
+      assert.equal(planStatuses(), before + 1);
+      assert.equal(gh.statuses(head).filter((s) => s.context === 'vmroll/plan').at(-1)?.targetUrl, 'https://vmroll.example/other');
     });
   });
 

@@ -4,7 +4,7 @@
 // description) and the Gitea emulator, first with report queues, then with `vmroll run --once`.
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { VmrollMetrics } from '../reconciler/metrics.ts';
+import { VmrollMetrics } from '../reconciler/controller/metrics.ts';
 import { GiteaReporter } from '../reconciler/report/gitea.ts';
 import { GitHubReporter } from '../reconciler/report/github.ts';
 import { ReportQueue, type Sleep } from '../reconciler/report/queue.ts';

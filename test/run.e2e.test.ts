@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import type { RunConfig } from '../reconciler/config.ts';
 import { makeLogger, startRun } from '../reconciler/commands/run.ts';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
-import { Reconciler } from '../reconciler/loop.ts';
+import { Reconciler } from '../reconciler/controller/reconcile.ts';
 import type { Obj, VmPlan } from '../reconciler/rollout/index.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
 import { ROOT } from './helpers/cases.ts';

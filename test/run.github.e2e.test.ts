@@ -13,7 +13,7 @@ import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { makeLogger, startRun } from '../reconciler/commands/run.ts';
 import { simKubeconfig } from '../reconciler/commands/sim.ts';
 import type { RunConfig } from '../reconciler/config.ts';
-import { SUMMARY_MAX_CHARS } from '../reconciler/loop.ts';
+import { SUMMARY_MAX_CHARS } from '../reconciler/plan/summary.ts';
 import { PLAN_MARKER } from '../reconciler/report/reporter.ts';
 import { ROOT } from './helpers/cases.ts';
 import { type GitServer, type WorkingClone, startGitServer } from './helpers/gitServer.ts';

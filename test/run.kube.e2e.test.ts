@@ -15,7 +15,7 @@ import { type ApiServer, startApiServer } from '../reconciler/cluster/sim/apiSer
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { makeLogger } from '../reconciler/commands/run.ts';
 import { simKubeconfig } from '../reconciler/commands/sim.ts';
-import { Reconciler } from '../reconciler/loop.ts';
+import { Reconciler } from '../reconciler/controller/reconcile.ts';
 import type { Obj, VmPlan } from '../reconciler/rollout/index.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
 import { ROOT } from './helpers/cases.ts';

@@ -9,7 +9,7 @@ import {
   type WebhookPullRequest,
   type WebhookPush,
   type WebhookServer,
-} from '../reconciler/source/webhookServer.ts';
+} from '../reconciler/controller/server.ts';
 
 const SECRET = 'wh-secret-5f3a9c1e-do-not-log';
 const REQUEST_TIMEOUT_MS = 30_000;

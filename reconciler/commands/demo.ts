@@ -6,14 +6,14 @@ import { parseArgs } from 'node:util';
 import { conditionsOf } from '../cluster/object.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
 import { EXAMPLE_FIXTURES } from '../config.ts';
-import { type ReconcileReport, Reconciler } from '../loop.ts';
+import { type ReconcileReport, Reconciler } from '../controller/reconcile.ts';
 import { InvalidVersionError, type Obj, behavioursFor, parseVersion } from '../rollout/index.ts';
 import { commitAll, ensureExampleRepo } from '../source/exampleRepo.ts';
 import { GitSource } from '../source/gitSource.ts';
 import { UsageError } from '../usage.ts';
 import type { CommandIO } from './common.ts';
 import { makeLogger } from '../logging.ts';
-import { renderReport } from './run.ts';
+import { renderReport } from '../controller/render.ts';
 import { DEMO_HELP } from './help.ts';
 
 /** Help text of `vmroll demo`, kept in help.ts so that `vmroll help demo` loads none of this module's imports. */

@@ -10,7 +10,8 @@ import { GitHostKind, cacheDirOf, clusterKind, kubeConfigSource, loadKubeVirt, l
 import { GiteaReporter } from '../report/gitea.ts';
 import { GitHubReporter } from '../report/github.ts';
 import { renderPlanComment, renderPlanTable, statusDescription } from '../report/markdown.ts';
-import { planCommit } from '../report/planCommit.ts';
+import { planCommit } from '../plan/planCommit.ts';
+import { postPlan } from '../report/postPlan.ts';
 import { GitHostError, type GitHostReporter, type PullRequestInfo, StatusContext, StatusState } from '../report/reporter.ts';
 import type { Obj } from '../rollout/index.ts';
 import { SourceError, redactSecrets, redactUrl } from '../source/errors.ts';
@@ -219,14 +220,16 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
 
     if (reporter !== null && pr !== undefined) {
       try {
-        await reporter.postStatus({
+        const status = {
           sha: commit,
           context: StatusContext.plan,
           state: result.plan.errors.length > 0 ? StatusState.failure : StatusState.success,
           description: statusDescription(result.summary),
           ...(values['target-url'] !== undefined ? { targetUrl: values['target-url'] } : {}),
-        });
-        const written = await reporter.upsertPlanComment(pr, comment());
+        };
+        const posted = await postPlan({ reporter, pr, status, body: comment(), logger });
+        if (posted.status === 'unchanged') io.err(`vmroll plan: status unchanged on ${commit.slice(0, 12)}`);
+        const written = posted.comment;
         io.err(`vmroll plan: ${written.created ? 'commented on' : written.changed ? 'updated the comment on' : 'comment unchanged on'} pull request #${pr}`);
       } catch (e) {
         if (e instanceof GitHostError) return fail(`could not post to pull request #${pr}`, e);

@@ -11,14 +11,15 @@ import type { ClusterBackend } from '../cluster/backend.ts';
 import type { RepositoryRunConfig, RunConfig } from '../config.ts';
 import { namespaceRefusal } from '../configFile.ts';
 import { ErrorKind, errorCause, errorKind } from '../errors.ts';
-import { type ReconcileOutcome, type ReconcileReport, Reconciler, SUMMARY_MAX_CHARS, formatSummary } from '../loop.ts';
-import type { VmrollMetrics } from '../metrics.ts';
+import type { VmrollMetrics } from './metrics.ts';
 import { ReviewState, reportMergedOutcome, reviewPullRequests } from '../report/prReview.ts';
 import type { ReportQueue } from '../report/queue.ts';
 import { type GitHostReporter, StatusContext } from '../report/reporter.ts';
 import { redactSecrets, redactUrl } from '../source/errors.ts';
 import { GitSource } from '../source/gitSource.ts';
 import { nextSyncDelay } from './backoff.ts';
+import { type ReconcileOutcome, type ReconcileReport, Reconciler } from './reconcile.ts';
+import { SUMMARY_MAX_CHARS, formatSummary } from '../plan/summary.ts';
 
 /** What {@link startRepository} needs. */
 export interface RepositoryUnitOptions {
@@ -200,7 +201,10 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
       failures = 0;
       lastKind = null;
       stalledCause = null;
-      nextDelayMs = nextSyncDelay({ kind: null, failures, intervalMs: rc.intervalMs });
+      // A sync that ran but left writes in flux (a conflicting writer, writes the cluster has not
+      // shown yet) is re-checked soon, as a waiting failure would be.
+      nextDelayMs = nextSyncDelay({ kind: report.waiting !== null ? ErrorKind.waiting : null, failures, intervalMs: rc.intervalMs });
+      if (report.waiting !== null) logger.info({ kind: ErrorKind.waiting, nextSyncInMs: Math.round(nextDelayMs) }, `re-checking soon: ${report.waiting}`);
       await reviewAfterSync(report);
       if (options.out !== undefined && options.render !== undefined) options.out(options.render(report));
       return report;

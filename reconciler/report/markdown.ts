@@ -9,7 +9,8 @@ import type { ManifestError } from '../rollout/plan.ts';
 import type { ManifestWarning } from '../source/manifests.ts';
 import type { VmOrphan } from '../apply/prune.ts';
 import { formatValue } from '../format.ts';
-import { type PlanSummary, PowerChange, summarizePlan } from './planCommit.ts';
+import { PowerChange } from '../plan/planCommit.ts';
+import { type PlanSummary, summarizePlan } from '../plan/summary.ts';
 import { PLAN_MARKER } from './reporter.ts';
 
 /** GitHub refuses comment bodies longer than this many characters. */

@@ -11,7 +11,8 @@ import { SourceError } from '../source/errors.ts';
 import type { ResolvedRef } from '../source/gitSource.ts';
 import type { ManifestSet } from '../source/manifests.ts';
 import { renderPlanComment, statusDescription } from './markdown.ts';
-import { type PlanSource, type PlanSummary, type PowerChange, clusterStateKey, planCommit } from './planCommit.ts';
+import { type PlanSource, type PowerChange, clusterStateKey, planCommit } from '../plan/planCommit.ts';
+import type { PlanSummary } from '../plan/summary.ts';
 import type { ReportQueue } from './queue.ts';
 import { GitHostError, type GitHostReporter, type PullRequestInfo, StatusContext, StatusState } from './reporter.ts';
 
@@ -238,7 +239,7 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
 /** Input of {@link reportMergedOutcome}. */
 export interface OutcomeOptions extends ReportTarget {
   source: Pick<ReviewSource, 'isAncestor'>;
-  /** The sync that just ran (loop.ts's ReconcileReport fits). */
+  /** The sync that just ran (controller/reconcile.ts's ReconcileReport fits). */
   report: { commit: string; plan: VmPlan };
   /** The repository as it may be shown. */
   repoLabel?: string;

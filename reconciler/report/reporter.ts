@@ -33,6 +33,11 @@ export interface MergedPullRequestInfo extends PullRequestInfo { mergedAt: strin
 /** The hidden marker that identifies vmroll's sticky comment. */
 export const PLAN_MARKER = '<!-- vmroll:plan -->';
 
+/** Whether the host's status says what `status` would: the same state, description (as the host keeps it, cut) and target URL. */
+export function sameStatus(found: HostStatus, status: CommitStatus): boolean {
+  return found.state === status.state && found.description === cutDescription(status.description) && (found.targetUrl || null) === (status.targetUrl || null);
+}
+
 /** A Git host (GitHub, Gitea) as vmroll writes to it. */
 export interface GitHostReporter {
   readonly kind: 'github' | 'gitea';

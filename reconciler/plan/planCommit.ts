@@ -6,14 +6,15 @@
 import { FIELD_MANAGER, projectApply } from '../cluster/ssa.ts';
 import { createHash } from 'node:crypto';
 import { type RepositoryIdentity, repositoryIdentity } from '../apply/identity.ts';
-import { Owner, inSync, ownerOf, withOwnership } from '../apply/ownership.ts';
-import { decidePrune } from '../apply/prune.ts';
+import { inSync } from '../apply/ownership.ts';
 import type { ClusterCache } from '../cluster/cache.ts';
 import { conditionsOf, metaOf, specOf } from '../cluster/object.ts';
 import { type Obj, PlanAction, Rollout, type VmPlan, type VmPlanEntry, introducedBy, planRollout, TakesEffect, resolveCluster } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
 import type { ChangedPath, TreeFile } from '../source/gitSource.ts';
 import { type ManifestSet, loadManifests } from '../source/manifests.ts';
+import { pairDesiredLive } from './pairing.ts';
+import { type PlanSummary, type Summary, countPlan, planView } from './summary.ts';
 
 /** What planning needs from Git (GitSource implements it). */
 export interface PlanSource {
@@ -30,39 +31,6 @@ export const PowerChange = {
   start: 'start',
 } as const;
 export type PowerChange = (typeof PowerChange)[keyof typeof PowerChange];
-
-/**
- * Counts for the summary line, the status description and the comment. Every VM of the plan
- * falls in exactly one of created, deleted, inSync, liveUpdated, staged; `restarting` overlaps them.
- */
-export interface PlanSummary {
-  /** Entries in the plan. */
-  vms: number;
-  /** Updates whose every change reaches the running guest (or the VM object) at once. */
-  liveUpdated: number;
-  /** Updates with at least one change that waits for the next restart (RestartRequired or not). */
-  staged: number;
-  /**
-   * VMs whose guest this plan takes down or brings up because the desired runStrategy (or `running`)
-   * stops a running instance or starts one for an existing VM that has none. KubeVirt's RestartRequired
-   * never restarts a VM by itself, so a staged change alone is counted under `staged`, not here.
-   */
-  restarting: number;
-  created: number;
-  deleted: number;
-  /** VMs whose owned fields already match (action none). */
-  inSync: number;
-  /** Of the in-sync VMs, those that already carry RestartRequired from an earlier change. */
-  pendingRestart: number;
-  /** Manifest errors and admission refusals. */
-  errors: number;
-  /** VMs this repository applied that the commit no longer defines and that stay (`plan.orphans`); absent when none. */
-  orphans?: number;
-  /** Updates of VMs that are not running: every change waits for the VM's next start, nothing needs a restart; absent when none. */
-  atNextStart?: number;
-  /** Manifest warnings (`plan.warnings`: other kinds skipped, unknown fields); absent when none. */
-  warnings?: number;
-}
 
 /** Input of {@link planCommit}. */
 export interface PlanCommitOptions {
@@ -91,7 +59,10 @@ export interface PlanCommitOptions {
 export interface PlanCommitResult {
   /** Schema-valid VmPlan of the commit. */
   plan: VmPlan;
+  /** The counts as a pull request reads them ({@link planView} of {@link counts}). */
   summary: PlanSummary;
+  /** The plan's counts by the states a sync counts (plan/summary.ts): the same type and rule as a sync's summary. */
+  counts: Summary;
   /** Power changes by `namespace/name`. */
   power: Record<string, PowerChange>;
   /** Defining file and line by `namespace/name`, for VMs the commit defines (deletes: the file named by the live VM's annotation). */
@@ -129,8 +100,8 @@ function projected(live: Obj, desired: Obj): Obj {
   return { ...live, metadata: { ...metaOf(live), labels: d['labels'], annotations: d['annotations'] }, spec: desired['spec'] ?? {} };
 }
 
-/** A plan entry for a VM vmroll would prune. */
-function deleteEntry(namespace: string, name: string, live: Obj, kubevirt: Obj | null): VmPlanEntry {
+/** The plan entry of a VM vmroll prunes (or would): the strategy and KubeVirt version the cluster runs. */
+export function deleteEntry(namespace: string, name: string, live: Obj, kubevirt: Obj | null): VmPlanEntry {
   const cluster = resolveCluster(kubevirt, undefined, live);
   return {
     namespace,
@@ -164,37 +135,6 @@ export function clusterStateKey(cache: ClusterCache): string {
   return h.digest('hex').slice(0, 32);
 }
 
-/** Counts a plan's entries; `power` adds the runStrategy stops and starts. */
-export function summarizePlan(plan: VmPlan, power: Record<string, PowerChange> = {}): PlanSummary {
-  const s: PlanSummary = { vms: plan.vms.length, liveUpdated: 0, staged: 0, restarting: Object.keys(power).length, created: 0, deleted: 0, inSync: 0, pendingRestart: 0, errors: plan.errors.length };
-  if ((plan.orphans?.length ?? 0) > 0) s.orphans = plan.orphans?.length ?? 0;
-  if ((plan.warnings?.length ?? 0) > 0) s.warnings = plan.warnings?.length ?? 0;
-  for (const vm of plan.vms) {
-    switch (vm.action) {
-      case PlanAction.create:
-        s.created++;
-        break;
-      case PlanAction.delete:
-        s.deleted++;
-        break;
-      case PlanAction.none:
-        s.inSync++;
-        if (vm.restartRequired) s.pendingRestart++;
-        break;
-      case PlanAction.update: {
-        const staged = vm.changes.filter((c) => c.rollout === Rollout.staged);
-        // A stopped VM has nothing to restart: its staged changes wait for the next start.
-        if (!vm.restartRequired && staged.length > 0 && staged.every((c) => c.takesEffect === TakesEffect.nextStart)) s.atNextStart = (s.atNextStart ?? 0) + 1;
-        else if (vm.restartRequired || staged.length > 0) s.staged++;
-        else s.liveUpdated++;
-        break;
-      }
-        break;
-    }
-  }
-  return s;
-}
-
 /** Plans one commit against the cluster as the cache holds it. */
 export async function planCommit(options: PlanCommitOptions): Promise<PlanCommitResult> {
   const { cache, commit, repoLabel } = options;
@@ -220,24 +160,20 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
   const sources: Record<string, { file: string; line: number | null }> = {};
   const instancetypes = [...cache.instancetypes.values()];
 
-  for (const vm of manifests.vms) {
-    if (!inScope(vm.file)) continue;
-    // The sync refuses it (loop.ts), so the plan must not promise it: an error, never created, never pruned.
-    const refusal = options.refuseNamespace?.(vm.namespace) ?? null;
-    if (refusal !== null) {
-      errors.push({ file: vm.file, line: vm.line, message: refusal });
-      continue;
-    }
-    const key = `${vm.namespace}/${vm.name}`;
-    const live = cache.vms.get(key);
-    const who = live !== undefined ? ownerOf(live, identity) : null;
-    if (who?.owner === Owner.other) {
-      // The sync leaves a VM another repository applied alone; the plan says so and plans nothing for it.
-      errors.push({ file: vm.file, line: vm.line, message: `VirtualMachine ${key} is owned by ${who.repo ?? '?'}${who.file !== null ? ` (${who.file})` : ''}; not applied: remove it there first` });
-      continue;
-    }
+  // The same pairing as the sync: a VM the sync refuses (namespace, another repository's) is an error here, never planned.
+  const pairing = await pairDesiredLive({
+    manifests,
+    live: cache.vms,
+    identity,
+    prune: options.prune,
+    listFiles: (args) => options.source.listFiles(args),
+    inScope,
+    ...(options.refuseNamespace !== undefined && { refuseNamespace: options.refuseNamespace }),
+  });
+  errors.push(...pairing.refusals);
+  for (const { key, vm, live, desired: desiredOf } of pairing.pairs) {
     sources[key] = { file: vm.file, line: vm.line };
-    const desired = withOwnership(vm.manifest as unknown as Obj, vm.namespace, { repo: identity.id, file: vm.file, commit });
+    const desired = desiredOf();
     const vmi = live !== undefined ? (cache.vmis.get(key) ?? null) : null;
     const result =
       live === undefined
@@ -269,7 +205,7 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
     }
   }
 
-  const decision = await decidePrune({ live: cache.vms, manifests, identity, prune: options.prune, listFiles: (args) => options.source.listFiles(args), inScope });
+  const decision = pairing.prune;
   for (const d of decision.deletes) {
     const key = `${d.namespace}/${d.name}`;
     sources[key] = { file: d.file ?? '', line: null };
@@ -280,5 +216,6 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
   vms.sort((a, b) => compare(a.namespace, b.namespace) || compare(a.name, b.name));
   errors.sort((a, b) => compare(a.file, b.file) || (a.line ?? 0) - (b.line ?? 0));
   const plan: VmPlan = { commit, vms, errors, orphans: decision.orphans, warnings: manifests.warnings.filter((w) => inScope(w.file)) };
-  return { plan, summary: summarizePlan(plan, power), power, sources, manifests };
+  const counts = countPlan(plan, power);
+  return { plan, summary: planView(counts), counts, power, sources, manifests };
 }

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { BodyRefusal, ListenAddressError, parseListenAddress, readBody } from '../http.ts';
 import { isObj } from '../rollout/json.ts';
-import { redactSecrets } from './errors.ts';
+import { redactSecrets } from '../source/errors.ts';
 
 /** A push to the repository, as much of it as the reconcile loop needs. */
 export interface WebhookPush {

@@ -5,11 +5,11 @@
  * `/metrics` endpoint serves {@link VmrollMetrics.metricsText}.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { ErrorKind } from './errors.ts';
-import type { ReconcileReport } from './loop.ts';
-import { GitHostError, type GitHostReporter } from './report/reporter.ts';
+import { ErrorKind } from '../errors.ts';
+import type { ReconcileReport } from './reconcile.ts';
+import { GitHostError, type GitHostReporter } from '../report/reporter.ts';
 
-/** The states `vmroll_vms` counts VMs in: the sync's own counts (`SyncState` in loop.ts), so metrics, text and status agree. */
+/** The states `vmroll_vms` counts VMs in: the sync's own counts (`SyncState` in plan/summary.ts), so metrics, text and status agree. */
 export const VmState = {
   /** The cluster holds what Git says (created or unchanged), nothing waits for a restart. */
   inSync: 'in_sync',
@@ -175,9 +175,9 @@ export class VmrollMetrics {
       in_sync: s.inSync + s.created,
       live_updated: s.liveUpdated,
       staged: s.staged,
-      reverted: s.reverted,
-      awaiting_restart: s.awaitingRestart,
-      held: s.held,
+      reverted: s.reverted ?? 0,
+      awaiting_restart: s.awaitingRestart ?? 0,
+      held: s.held ?? 0,
       error: s.errors,
     };
     for (const state of Object.values(VmState)) this.vms.set({ repository, state }, counts[state]);

@@ -1,0 +1,233 @@
+/**
+ * The sync's report step: what the cluster made of the sync, per VM. The engine plans each VM as
+ * the cluster now holds it (KubeVirt's own RestartRequired is the truth after a write), the
+ * entry of a VM it wrote says what this sync changed, and every VM the commit defines gets one
+ * state (plan/summary.ts) for the counts. Errors and warnings are listed when they first appear,
+ * then only counted; a VM awaiting restart likewise.
+ */
+import type { Logger } from 'pino';
+import type { RepositoryIdentity } from '../apply/identity.ts';
+import { SOURCE_COMMIT_ANNOTATION, SOURCE_PATH_ANNOTATION, ownedBy } from '../apply/ownership.ts';
+import type { ClusterCache } from '../cluster/cache.ts';
+import { annotationsOf, conditionsOf, metaOf } from '../cluster/object.ts';
+import { deleteEntry } from '../plan/planCommit.ts';
+import { vmKey } from '../plan/pairing.ts';
+import { type Summary, SyncState, countState, emptySummary, stateOf } from '../plan/summary.ts';
+import { type FieldRevert, type Obj, type VmPlanEntry, changeOutcome, planRollout, vmMetadataChanges } from '../rollout/index.ts';
+import type { ManifestError } from '../rollout/plan.ts';
+import type { ManifestSet, ManifestWarning } from '../source/manifests.ts';
+import type { ApplyResult } from './apply.ts';
+
+/** What one sync did to one VM, as the text report shows it. */
+export interface VmOutcome {
+  namespace: string;
+  name: string;
+  state: SyncState;
+  /**
+   * Whether the text lists the VM this sync: it was created, updated or deleted, it entered
+   * `awaiting restart` without a write (first seen by this process), or RestartRequired went away
+   * without a write. A VM that stays awaiting restart is listed once and then only counted.
+   */
+  listed: boolean;
+  /** Fields this sync set back to what the running instance runs. */
+  reverts: FieldRevert[];
+}
+
+/** What {@link SyncOutcomes.assess} reads. */
+export interface AssessInput {
+  manifests: ManifestSet;
+  /** VMs the repository may not write (plan/pairing.ts): neither planned nor counted. */
+  refused: ReadonlySet<string>;
+  identity: RepositoryIdentity;
+  apply: ApplyResult;
+  /** Every error of the sync: manifest errors, refusals, prune and apply errors. */
+  errors: ManifestError[];
+  /** Of {@link errors}, those to log as manifest errors when new (apply and prune failures were logged where they happened). */
+  manifestErrors: ReadonlySet<ManifestError>;
+  orphans: number;
+  log: Logger;
+}
+
+/** Output of {@link SyncOutcomes.assess}. */
+export interface Assessment {
+  /** One entry per VM the commit defines and the cluster holds, then one per VM deleted. */
+  vms: VmPlanEntry[];
+  /** Per VM, sorted by namespace/name. */
+  outcomes: VmOutcome[];
+  summary: Summary;
+  /** The errors the previous sync of this process did not have. */
+  newErrors: ManifestError[];
+  /** The warnings the previous sync of this process did not have. */
+  newWarnings: ManifestWarning[];
+}
+
+function restartCondition(vm: Obj | undefined): Obj | undefined {
+  return conditionsOf(vm).find((c) => c['type'] === 'RestartRequired' && c['status'] === 'True');
+}
+
+/** Identity of an error across syncs, to report it once. */
+function errorKey(e: ManifestError | ManifestWarning): string {
+  return `${e.file}\n${e.line ?? ''}\n${e.message}`;
+}
+
+function compareKeys(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The report step of one repository's syncs, with what it remembers between them. */
+export class SyncOutcomes {
+  /** Plan entries from earlier syncs, reused while their inputs are unchanged. */
+  private readonly entries = new Map<string, { inputs: string; entry: VmPlanEntry }>();
+  /** VMs awaiting restart that the text has listed: they are only counted until they leave that state. */
+  private readonly announced = new Set<string>();
+  /** The errors of the previous sync, by {@link errorKey}: one already reported is only counted. */
+  private reportedErrors = new Set<string>();
+  /** The warnings of the previous sync, by {@link errorKey}: one already reported is only counted. */
+  private reportedWarnings = new Set<string>();
+
+  constructor(private readonly cache: ClusterCache) {}
+
+  /** Plans every VM as the cluster holds it after the sync's writes, and counts it. */
+  assess(input: AssessInput): Assessment {
+    const { manifests, refused, apply, errors, log } = input;
+    const vms: VmPlanEntry[] = [];
+    const outcomes: VmOutcome[] = [];
+    const summary: Summary = { ...emptySummary(), orphans: input.orphans, warnings: manifests.warnings.length, errors: errors.length };
+    const count = (namespace: string, name: string, state: SyncState, listed: boolean, reverts: FieldRevert[] = []): void => {
+      outcomes.push({ namespace, name, state, listed, reverts });
+      countState(summary, state);
+    };
+    for (const vm of manifests.vms) {
+      const key = vmKey(vm.namespace, vm.name);
+      if (refused.has(key)) continue;
+      const action = apply.actions.get(key) ?? 'none';
+      const stored = apply.before.has(key) ? apply.before.get(key) : this.cache.vms.get(key);
+      let entry = this.entryFor(key, action, stored);
+      if (entry === null) continue;
+      let reverts: FieldRevert[] = [];
+      const after = this.cache.vms.get(key);
+      if (action === 'update' && stored !== undefined && after !== undefined) {
+        // What this sync changed in the stored VM, not everything since the VM last started. The
+        // stored VM before is the previous synced commit's; on a process's first sync it is
+        // whatever the cluster held (an earlier process's commit, a hand edit), and the list says
+        // what this sync changed in that.
+        const vmi = apply.vmisBefore.get(key) ?? null;
+        const planBefore = vmi === null ? { ...entry, changes: [] } : this.planOf(stored, vmi);
+        const delta = changeOutcome(planBefore, entry, stored, after);
+        // The VM's own labels and annotations, less the source commit vmroll stamps on every apply.
+        const metadata = vmMetadataChanges(stored, after, (kind, k) => kind === 'annotations' && k === SOURCE_COMMIT_ANNOTATION);
+        entry = { ...delta.entry, changes: [...metadata.filter((m) => !delta.entry.changes.some((c) => c.path === m.path)), ...delta.entry.changes] };
+        reverts = delta.reverts;
+      }
+      vms.push(entry);
+      const state = apply.failed.has(key) ? SyncState.held : stateOf(entry, reverts);
+      let listed = action !== 'none';
+      if (state === SyncState.awaitingRestart) {
+        // Listed when it enters the state (or this process first sees it), then only counted.
+        if (!this.announced.has(key)) listed = true;
+        this.announced.add(key);
+      } else if (this.announced.delete(key) && action === 'none' && state === SyncState.inSync) {
+        listed = true; // RestartRequired went away without a write from vmroll: say so once.
+      }
+      count(vm.namespace, vm.name, state, listed, reverts);
+    }
+    // A VM whose file broke (or that is defined twice) keeps its place in the counts.
+    for (const key of this.heldKeys(manifests, refused, input.identity)) {
+      this.announced.delete(key);
+      const [namespace = '', name = ''] = key.split('/');
+      count(namespace, name, SyncState.held, false);
+    }
+    for (const [key, action] of apply.actions) {
+      if (action !== 'delete') continue;
+      const [namespace = '', name = ''] = key.split('/');
+      this.announced.delete(key);
+      count(namespace, name, SyncState.deleted, true);
+      const live = apply.before.get(key);
+      // The same entry a plan shows for a delete: the cluster's strategy and KubeVirt version.
+      vms.push(live !== undefined ? deleteEntry(namespace, name, live, this.cache.kubevirt) : deleteEntry(namespace, name, { metadata: { namespace, name } }, this.cache.kubevirt));
+    }
+    outcomes.sort((a, b) => compareKeys(vmKey(a.namespace, a.name), vmKey(b.namespace, b.name)));
+    // Each error is reported (text and log) when it first appears, then only counted.
+    const newErrors = errors.filter((e) => !this.reportedErrors.has(errorKey(e)));
+    this.reportedErrors = new Set(errors.map(errorKey));
+    for (const e of newErrors) {
+      if (!input.manifestErrors.has(e)) continue;
+      log.warn({ file: e.file, line: e.line, ...(e.path !== undefined ? { path: e.path } : {}), message: e.message }, 'manifest error');
+    }
+    // Warnings the same way: nothing in the path is dropped without a word, and nothing is repeated every interval.
+    const newWarnings = manifests.warnings.filter((w) => !this.reportedWarnings.has(errorKey(w)));
+    this.reportedWarnings = new Set(manifests.warnings.map(errorKey));
+    for (const w of newWarnings) log.warn({ file: w.file, line: w.line, ...(w.path !== undefined ? { path: w.path } : {}), message: w.message }, 'manifest warning');
+    return { vms, outcomes, summary, newErrors, newWarnings };
+  }
+
+  /** The engine's plan of a stored VM against the running instance `vmi` (uncached: for the few VMs a sync writes). */
+  private planOf(stored: Obj, vmi: Obj | null): VmPlanEntry {
+    return planRollout({
+      desired: stored,
+      baseline: this.cache.baseline(stored),
+      vmi,
+      kubevirt: this.cache.kubevirt,
+      conditions: conditionsOf(stored),
+      instancetypes: [...this.cache.instancetypes.values()],
+    }).plan;
+  }
+
+  /**
+   * VMs in the cluster that this commit would define but for an error in their file: Git defines
+   * them but none is usable (invalid, duplicated, carried over from a file that stopped parsing),
+   * or the cluster's copy names a failed file as its source (a first sync knows no earlier load).
+   */
+  private heldKeys(manifests: ManifestSet, refused: ReadonlySet<string>, identity: RepositoryIdentity): string[] {
+    const defined = new Set(manifests.vms.map((v) => vmKey(v.namespace, v.name)));
+    const out = new Set<string>();
+    for (const key of manifests.heldVms) if (this.cache.vms.has(key)) out.add(key);
+    const failedFiles = new Set(manifests.holdingFiles);
+    for (const [key, live] of this.cache.vms) {
+      if (!ownedBy(live, identity)) continue;
+      const file = String(annotationsOf(live)[SOURCE_PATH_ANNOTATION] ?? '');
+      if (failedFiles.has(file)) out.add(key);
+    }
+    return [...out].filter((key) => !defined.has(key) && !refused.has(key)).sort(compareKeys);
+  }
+
+  /** The VM's plan entry as the cluster now holds it, reusing the last one while nothing it depends on changed. */
+  private entryFor(key: string, action: VmPlanEntry['action'], before: Obj | undefined): VmPlanEntry | null {
+    const live = this.cache.vms.get(key);
+    if (live === undefined) return null;
+    const vmi = this.cache.vmis.get(key) ?? null;
+    const kubevirt = this.cache.kubevirt;
+    const inputs = [
+      metaOf(live)['resourceVersion'],
+      vmi ? metaOf(vmi)['resourceVersion'] : '-',
+      kubevirt ? metaOf(kubevirt)['resourceVersion'] : '-',
+      this.cache.baselineGeneration(live),
+      this.cache.instancetypes.size,
+    ].join('|');
+    const cached = this.entries.get(key);
+    const condBefore = restartCondition(before);
+    const condAfter = restartCondition(live);
+    const condition: VmPlanEntry['condition'] =
+      condBefore === undefined ? (condAfter === undefined ? 'absent' : 'set') : condAfter === undefined ? 'cleared' : condAfter['message'] === condBefore['message'] ? 'kept' : 'set';
+    if (cached !== undefined && cached.inputs === inputs) return { ...cached.entry, action, condition };
+    const baseline = this.cache.baseline(live);
+    const result = planRollout({
+      desired: live,
+      baseline,
+      vmi,
+      kubevirt,
+      conditions: conditionsOf(live),
+      instancetypes: [...this.cache.instancetypes.values()],
+    });
+    const entry: VmPlanEntry = {
+      ...result.plan,
+      action,
+      condition,
+      // The cluster's own condition is the truth after the sync.
+      restartRequired: condAfter !== undefined,
+      conditionMessage: condAfter !== undefined ? String(condAfter['message'] ?? '') : null,
+    };
+    this.entries.set(key, { inputs, entry });
+    return entry;
+  }
+}

@@ -1,0 +1,324 @@
+/**
+ * One sync of one repository, as named steps with one exit:
+ *
+ *   fetch    the commit the ref names (source/gitSource.ts)
+ *   load     the manifests of the paths changed since the last synced commit (source/manifests.ts)
+ *   observe  the live cluster, as the cache follows it (cluster/cache.ts)
+ *   plan     pair desired with live (plan/pairing.ts: namespace and ownership refusals, prune),
+ *            and pick the VMs whose desired state differs (controller/writes.ts)
+ *   apply    server-side apply of those writes, then the prune deletes (controller/apply.ts)
+ *   settle   wait (bounded) until the cluster shows the writes: the place where what KubeVirt
+ *            does with a live change (migrating, queued, blocked) is followed
+ *   report   the engine per VM on what the cluster made of the writes, one state per VM and the
+ *            summary (controller/outcomes.ts, plan/summary.ts)
+ *
+ * The runner stops at the first step that fails the sync as a whole; a bad manifest or a failed
+ * apply concerns one VM only and is reported without stopping the others. However the sync ends,
+ * its one `finally` hands the outcome to `onOutcome`, which posts the commit status and records
+ * the metrics (controller/repository.ts).
+ */
+import type { Logger } from 'pino';
+import { type RepositoryIdentity, repositoryIdentity } from '../apply/identity.ts';
+import type { ClusterBackend } from '../cluster/backend.ts';
+import { ClusterCache } from '../cluster/cache.ts';
+import { type Pairing, pairDesiredLive } from '../plan/pairing.ts';
+import { type Summary, formatSummary } from '../plan/summary.ts';
+import type { VmPlan } from '../rollout/index.ts';
+import type { ManifestError } from '../rollout/plan.ts';
+import { SourceError, SourceErrorCode } from '../source/errors.ts';
+import type { ChangedPath, GitSource } from '../source/gitSource.ts';
+import { type ManifestSet, type ManifestWarning, loadManifests } from '../source/manifests.ts';
+import { type ApplyResult, applyChanges } from './apply.ts';
+import { type VmOutcome, SyncOutcomes } from './outcomes.ts';
+import { type PendingWrite, WriteMemory } from './writes.ts';
+
+export type { VmOutcome } from './outcomes.ts';
+
+/** What a reconciler is pointed at. */
+export interface ReconcilerOptions {
+  source: GitSource;
+  /** The repository as it may be shown (no credentials). */
+  repoLabel: string;
+  /** Branch, tag or commit to follow. */
+  ref: string;
+  /** Folder (or file) in the repository holding the manifests. */
+  path: string;
+  cluster: ClusterBackend;
+  /** Delete VMs this repository applied earlier and no longer defines. */
+  prune: boolean;
+  /** Ownership identity set in vmroll.yaml; default: the normalised repository URL plus the path (apply/identity.ts). */
+  identity?: string;
+  logger: Logger;
+  /** Writes in flight at once (default 8). */
+  applyConcurrency?: number;
+  /** How long to wait for the cluster to report writes back before reporting (default 10 s). */
+  settleTimeoutMs?: number;
+  /** Called once the plan is made, when there is something to write (for a `pending` commit status). */
+  onWork?: (commit: string, writes: number) => void;
+  /** Why this repository may not write to a namespace, or null when it may; absent: any namespace. */
+  refuseNamespace?: (namespace: string) => string | null;
+  /** `--strict`: a file's warnings (other kinds, unknown fields) are errors of that file, which then holds its VMs. */
+  strict?: boolean;
+  /** Called from the reconcile's single exit, however it ended, before `reconcile()` returns or throws: statuses and metrics are recorded here. */
+  onOutcome?: (outcome: ReconcileOutcome) => void;
+}
+
+/** How one reconcile ended, as its single exit hands it to {@link ReconcilerOptions.onOutcome}. */
+export interface ReconcileOutcome {
+  /** The commit the sync resolved; null when it failed before (the branch gone, the Git host unreachable). */
+  commit: string | null;
+  /** The report of a sync that ran; null when it failed as a whole. */
+  report: ReconcileReport | null;
+  /** Why it failed as a whole (undefined when it ran). */
+  error: unknown;
+  /** Time from the start of the reconcile to its exit. */
+  durationMs: number;
+}
+
+/** The named steps of a sync, as {@link ReconcileReport.timings} times them. */
+export const SyncStep = {
+  /** Resolve the ref to a commit (and fetch it). */
+  fetch: 'fetch',
+  /** The paths changed since the last synced commit. */
+  diff: 'diff',
+  /** Read the manifests of those paths. */
+  load: 'load',
+  /** The live cluster, as the cache follows it (a first list, then watch events). */
+  observe: 'observe',
+  /** Pair desired with live, decide the writes and deletes. */
+  plan: 'plan',
+  /** Write to the cluster. */
+  apply: 'apply',
+  /** Wait until the cluster shows the writes. */
+  settle: 'settle',
+  /** Plan each VM as the cluster holds it, count and list. */
+  report: 'report',
+} as const;
+/** One of {@link SyncStep}. */
+export type SyncStep = (typeof SyncStep)[keyof typeof SyncStep];
+
+/** The outcome of one reconcile. */
+export interface ReconcileReport {
+  plan: VmPlan;
+  summary: Summary;
+  commit: string;
+  /** Milliseconds per step, and in all. */
+  timings: Record<SyncStep | 'total', number>;
+  /** Manifest files read in this sync. */
+  read: string[];
+  /** Requests the sync wrote to the cluster. */
+  writes: number;
+  /** Per VM, sorted by namespace/name: its state for the counts and what the text shows of it. */
+  outcomes: VmOutcome[];
+  /** The errors of `plan.errors` that the previous sync of this process did not have (the text lists only these). */
+  newErrors: ManifestError[];
+  /** The warnings of `plan.warnings` that the previous sync of this process did not have (the text lists only these). */
+  newWarnings: ManifestWarning[];
+  /**
+   * Why the sync should be looked at again soon rather than at the interval, or null: writes the
+   * cluster refused for a conflicting writer (409), writes it had not shown by the settle timeout.
+   * The repository chain treats it as a `waiting` outcome (controller/backoff.ts).
+   */
+  waiting: string | null;
+}
+
+/** What the steps of a sync found, as the report step reads it. */
+interface SyncFindings {
+  commit: string;
+  log: Logger;
+  identity: RepositoryIdentity;
+  manifests: ManifestSet;
+  pairing: Pairing;
+  writes: PendingWrite[];
+  applied: ApplyResult;
+  /** Writes the cluster had not shown by the settle timeout. */
+  late: string[];
+}
+
+/** Keeps the state between syncs of one repository and runs them. */
+export class Reconciler {
+  private manifests: ManifestSet | null = null;
+  private readonly cache: ClusterCache;
+  private readonly memory = new WriteMemory();
+  private readonly outcomes: SyncOutcomes;
+  /** This repository's ownership identity, resolved on the first sync (a local repository's origin is read from disk). */
+  private identity: RepositoryIdentity | null = null;
+
+  constructor(private readonly options: ReconcilerOptions) {
+    this.cache = new ClusterCache(options.cluster);
+    this.outcomes = new SyncOutcomes(this.cache);
+  }
+
+  /** The commit of the last successful sync. */
+  get lastCommit(): string | null {
+    return this.manifests?.commit ?? null;
+  }
+
+  /** The cluster as this reconciler caches it (PR review plans against the same cache). */
+  get clusterCache(): ClusterCache {
+    return this.cache;
+  }
+
+  /** The ownership identity written to `vmroll.dev/source-repo`, once the first sync resolved it. */
+  get ownerIdentity(): RepositoryIdentity | null {
+    return this.identity;
+  }
+
+  /** Stops following the cluster. */
+  close(): void {
+    this.cache.stop();
+  }
+
+  /**
+   * Runs one sync: the steps in order, then one exit that hands how it ended to `onOutcome`, on
+   * success and on every failure (a refused token, a vanished branch, an unreachable API server).
+   */
+  async reconcile(): Promise<ReconcileReport> {
+    const o = this.options;
+    const started = performance.now();
+    const timings: ReconcileReport['timings'] = { fetch: 0, diff: 0, load: 0, observe: 0, plan: 0, apply: 0, settle: 0, report: 0, total: 0 };
+    const step = async <T>(name: SyncStep, fn: () => Promise<T>): Promise<T> => {
+      const t0 = performance.now();
+      try {
+        return await fn();
+      } finally {
+        timings[name] += performance.now() - t0;
+      }
+    };
+    const exit: { commit: string | null; report: ReconcileReport | null; error: unknown } = { commit: null, report: null, error: undefined };
+    try {
+      const commit = await step(SyncStep.fetch, () => this.fetch());
+      exit.commit = commit;
+      const log = o.logger.child({ repo: o.repoLabel, commit: commit.slice(0, 12) });
+      const identity = await this.resolveIdentity();
+      const manifests = await this.load(commit, step);
+      await step(SyncStep.observe, () => this.cache.start());
+      const { pairing, writes } = await step(SyncStep.plan, () => this.plan(manifests, identity, log));
+      if (writes.length + pairing.prune.deletes.length > 0) o.onWork?.(commit, writes.length + pairing.prune.deletes.length);
+      const applied = await step(SyncStep.apply, () => this.apply(writes, pairing, log));
+      const late = await step(SyncStep.settle, () => this.settle(applied, log));
+      const s: SyncFindings = { commit, log, identity, manifests, pairing, writes, applied, late };
+      const report = await step(SyncStep.report, () => this.report(s, timings));
+      this.manifests = manifests;
+      timings.total = performance.now() - started;
+      log.info({ summary: formatSummary(report.summary), writes: report.writes, read: report.read.length, ms: Math.round(timings.total) }, 'reconciled');
+      exit.report = report;
+      return report;
+    } catch (e) {
+      exit.error = e;
+      throw e;
+    } finally {
+      try {
+        o.onOutcome?.({ commit: exit.commit, report: exit.report, error: exit.report === null ? exit.error : undefined, durationMs: performance.now() - started });
+      } catch (e) {
+        // Recording must not turn a sync into a failure, nor hide the failure it records.
+        o.logger.error({ err: e instanceof Error ? e.message : String(e) }, 'recording the outcome of a sync failed');
+      }
+    }
+  }
+
+  /** fetch: the commit the ref names now. A branch that vanished is no order to delete: the sync stops before anything is decided. */
+  private async fetch(): Promise<string> {
+    const o = this.options;
+    try {
+      return (await o.source.sync({ ref: o.ref })).commit;
+    } catch (e) {
+      if (e instanceof SourceError && e.code === SourceErrorCode.RefNotFound) throw new SourceError(e.code, `${e.message}; nothing is applied or pruned until it resolves again`, e.data);
+      throw e;
+    }
+  }
+
+  private async resolveIdentity(): Promise<RepositoryIdentity> {
+    const o = this.options;
+    this.identity ??= await repositoryIdentity({ repo: o.source.repo, path: o.path, ...(o.identity !== undefined ? { identity: o.identity } : {}) });
+    return this.identity;
+  }
+
+  /** load: the manifests at `commit`, reading only the files changed since the last synced commit. */
+  private async load(commit: string, step: <T>(name: SyncStep, fn: () => Promise<T>) => Promise<T>): Promise<ManifestSet> {
+    const o = this.options;
+    const previous = this.manifests;
+    let changes: ChangedPath[] | undefined;
+    if (previous !== null) {
+      changes = previous.commit === commit ? [] : await step(SyncStep.diff, () => o.source.changedPaths({ from: previous.commit, to: commit, path: o.path }));
+    }
+    return step(SyncStep.load, () =>
+      loadManifests({ source: o.source, commit, path: o.path, strict: o.strict ?? false, ...(previous !== null ? { previous } : {}), ...(changes !== undefined ? { changes } : {}) }),
+    );
+  }
+
+  /** plan: pair desired with live (the same pairing as PR review and `vmroll plan`), then the writes only the changed VMs need. */
+  private async plan(manifests: ManifestSet, identity: RepositoryIdentity, log: Logger): Promise<{ pairing: Pairing; writes: PendingWrite[] }> {
+    const o = this.options;
+    const pairing = await pairDesiredLive({
+      manifests,
+      live: this.cache.vms,
+      identity,
+      prune: o.prune,
+      listFiles: (args) => o.source.listFiles(args),
+      ...(o.refuseNamespace !== undefined && { refuseNamespace: o.refuseNamespace }),
+    });
+    const writes = this.memory.decide(pairing.pairs, identity, log);
+    for (const orphan of pairing.prune.orphans) log.child({ vm: `${orphan.namespace}/${orphan.name}` }).warn({ reason: orphan.reason, file: orphan.file }, `orphaned VirtualMachine: ${orphan.message}`);
+    return { pairing, writes };
+  }
+
+  /** apply: the writes, then the prune deletes; one VM's failure is an error of its file. */
+  private apply(writes: PendingWrite[], pairing: Pairing, log: Logger): Promise<ApplyResult> {
+    const o = this.options;
+    return applyChanges({
+      cluster: o.cluster,
+      cache: this.cache,
+      writes,
+      deletes: pairing.prune.deletes,
+      concurrency: o.applyConcurrency ?? 8,
+      onApplied: (w) => this.memory.applied.set(w.key, w.fingerprint),
+      onDeleted: (key) => this.memory.applied.delete(key),
+      log,
+    });
+  }
+
+  /**
+   * settle: wait (bounded) until the watch brings the writes back, so the report says what the
+   * cluster made of them. The step that follows each written VM's instance until a live change
+   * is effective (migrating, queued, blocked, evicted) belongs here.
+   */
+  private async settle(applied: ApplyResult, log: Logger): Promise<string[]> {
+    const late = await this.cache.settle(applied.written, this.options.settleTimeoutMs ?? 10_000);
+    if (late.length > 0) log.warn({ vms: late.slice(0, 10), count: late.length }, 'the cluster had not reported these writes back yet; reporting what it showed');
+    for (const { key, write } of applied.written) {
+      const after = this.cache.vms.get(key);
+      if (write !== undefined && after !== undefined) this.memory.markSeen(key, write.manifest, after);
+    }
+    return late;
+  }
+
+  /** report: the engine per VM on the cluster's result, the counts, and the VmPlan of the sync. */
+  private async report(s: SyncFindings, timings: ReconcileReport['timings']): Promise<ReconcileReport> {
+    const { manifests, pairing, applied } = s;
+    const errors: ManifestError[] = [...manifests.errors, ...pairing.refusals, ...pairing.prune.errors];
+    const manifestErrors = new Set(errors);
+    errors.push(...applied.errors);
+    const a = this.outcomes.assess({ manifests, refused: pairing.refused, identity: s.identity, apply: applied, errors, manifestErrors, orphans: pairing.prune.orphans.length, log: s.log });
+    return {
+      plan: { commit: s.commit, vms: a.vms, errors, orphans: pairing.prune.orphans, warnings: manifests.warnings },
+      summary: a.summary,
+      commit: s.commit,
+      timings,
+      read: manifests.read,
+      writes: applied.requests,
+      outcomes: a.outcomes,
+      newErrors: a.newErrors,
+      newWarnings: a.newWarnings,
+      waiting: waitingCause(applied.waiting, s.late),
+    };
+  }
+}
+
+/** Why a sync that ran should be re-checked soon, or null: conflicting writers and writes not yet shown. */
+function waitingCause(conflicts: readonly string[], late: readonly string[]): string | null {
+  const parts: string[] = [];
+  if (conflicts.length > 0) parts.push(`${conflicts.length} write${conflicts.length === 1 ? '' : 's'} refused for a conflicting writer (${conflicts.slice(0, 3).join(', ')}${conflicts.length > 3 ? ', …' : ''})`);
+  if (late.length > 0) parts.push(`${late.length} write${late.length === 1 ? '' : 's'} not yet shown by the cluster (${late.slice(0, 3).join(', ')}${late.length > 3 ? ', …' : ''})`);
+  return parts.length === 0 ? null : parts.join('; ');
+}

@@ -1,0 +1,92 @@
+/**
+ * A sync for people (stdout of `vmroll run` and `vmroll demo`): one line of counts, then only
+ * what is new since the previous sync of this process.
+ */
+import { formatValue } from '../format.ts';
+import { SyncState, formatSummary } from '../plan/summary.ts';
+import type { FieldRevert, VmPlanEntry } from '../rollout/index.ts';
+import type { ReconcileReport } from './reconcile.ts';
+
+/** Width of the verb column of {@link renderReport}. */
+const VERB = 8;
+
+/** A word of the verb column, padded to {@link VERB} and never touching what follows. */
+function col(word: string): string {
+  return word.length < VERB ? word.padEnd(VERB) : `${word} `;
+}
+
+/** The lines of one field change: rollout, path, from → to, then every reason for it. */
+function changeLines(vm: VmPlanEntry, indent: string): string[] {
+  const lines: string[] = [];
+  for (const c of vm.changes) {
+    const reasons = vm.reasons.filter((r) => r.path === c.path).map((r) => r.message);
+    // `why` often repeats the reason; said once is enough.
+    const why = c.why !== undefined && !reasons.includes(c.why) ? ` (${c.why})` : '';
+    lines.push(`${indent}${col(c.rollout)}${c.path}: ${formatValue(c.from, 40)} → ${formatValue(c.to, 40)}${why}`);
+    for (const message of reasons) lines.push(`${indent}${''.padEnd(VERB)}because ${message}`);
+  }
+  return lines;
+}
+
+function revertText(r: FieldRevert): string {
+  return `${r.path} ${formatValue(r.from, 40)} → ${formatValue(r.to, 40)} (back to what the VM runs)`;
+}
+
+function conditionText(vm: VmPlanEntry): string {
+  switch (vm.condition) {
+    case 'set':
+      return ` · RestartRequired set: "${vm.conditionMessage ?? ''}"`;
+    case 'kept':
+      return ` · RestartRequired kept: "${vm.conditionMessage ?? ''}"`;
+    case 'cleared':
+      return ' · RestartRequired cleared';
+    default:
+      return '';
+  }
+}
+
+/**
+ * Renders one sync for people (stdout). The first line counts every VM by state; below it come only
+ * the errors that are new since the previous sync of this process, and the VMs the sync changed:
+ * per VM the fields it changed since the previous synced commit, live or staged with every reason,
+ * and the fields it reverted. A VM that stays awaiting restart is listed when it enters that state
+ * (or on the first sync of the process) and afterwards only counted.
+ */
+export function renderReport(r: ReconcileReport): string {
+  const lines = [`sync ${r.commit.slice(0, 12)}: ${formatSummary(r.summary)} (${Math.round(r.timings.total)} ms, ${r.writes} write${r.writes === 1 ? '' : 's'})`];
+  for (const e of r.newErrors) lines.push(`  ${col('error')}${e.file}${e.line !== null ? `:${e.line}` : ''}: ${e.message}`);
+  for (const w of r.newWarnings) lines.push(`  ${col('warning')}${w.file}:${w.line}: ${w.message}`);
+  const entries = new Map(r.plan.vms.map((vm) => [`${vm.namespace}/${vm.name}`, vm]));
+  const indent = `  ${''.padEnd(VERB)}`;
+  for (const o of r.outcomes) {
+    if (!o.listed) continue;
+    const key = `${o.namespace}/${o.name}`;
+    const vm = entries.get(key);
+    if (vm === undefined) continue;
+    if (vm.action === 'delete' || vm.action === 'create') {
+      lines.push(`  ${col(vm.action)}${key}${conditionText(vm)}`);
+      continue;
+    }
+    if (vm.action === 'none') {
+      // Listed without a write: it entered (or this process first saw) awaiting restart, or left it.
+      lines.push(
+        vm.restartRequired
+          ? `  ${col('awaiting')}${key} · RestartRequired: "${vm.conditionMessage ?? ''}"`
+          : `  ${col('ready')}${key} · RestartRequired gone without a write from vmroll (the VM was restarted or stopped)`,
+      );
+      if (vm.restartRequired) lines.push(...changeLines(vm, indent));
+      continue;
+    }
+    const [only] = o.reverts;
+    if (o.state === SyncState.reverted && o.reverts.length === 1 && only !== undefined) {
+      const condition = vm.condition === 'cleared' ? ' · RestartRequired cleared' : '';
+      lines.push(`  ${col('revert')}${key}${condition}: ${revertText(only)}`);
+    } else {
+      lines.push(`  ${col(o.state === SyncState.reverted ? 'revert' : 'update')}${key}${conditionText(vm)}`);
+      for (const rv of o.reverts) lines.push(`${indent}${col('revert')}${revertText(rv)}`);
+    }
+    lines.push(...changeLines(vm, indent));
+  }
+  for (const o of r.plan.orphans ?? []) lines.push(`  orphan ${o.namespace}/${o.name}: ${o.message}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,82 @@
+/**
+ * The sync's plan step, after the pairing: which paired VMs need a write. Only VMs whose desired
+ * state differs from what the cluster holds are written; what this process applied (or found
+ * applied) and found in sync is remembered per VM so an unchanged VM costs no comparison.
+ */
+import type { Logger } from 'pino';
+import type { RepositoryIdentity } from '../apply/identity.ts';
+import { Owner, appliedIn, ownedFieldsInSync, ownedFingerprint, ownerOf } from '../apply/ownership.ts';
+import { metaOf } from '../cluster/object.ts';
+import type { VmPair } from '../plan/pairing.ts';
+import type { Obj } from '../rollout/index.ts';
+
+/** One VM to write. */
+export interface PendingWrite {
+  key: string;
+  action: 'create' | 'update';
+  desired: Obj;
+  file: string;
+  line: number;
+  fingerprint: string;
+  /** The loaded manifest object, remembered to skip the VM while its file is unchanged. */
+  manifest: unknown;
+}
+
+/** What the sync remembers per VM between its runs, to write only what changed. */
+export class WriteMemory {
+  /** Fingerprint of the desired VM last applied (or found applied), per VM. */
+  readonly applied = new Map<string, string>();
+  /** Per VM: the manifest object and live resourceVersion last found in sync, to skip unchanged VMs. */
+  private readonly seen = new Map<string, { manifest: unknown; liveVersion: unknown }>();
+
+  /** Remembers that `manifest` and the live VM as it is now are in sync. */
+  markSeen(key: string, manifest: unknown, live: Obj): void {
+    this.seen.set(key, { manifest, liveVersion: metaOf(live)['resourceVersion'] });
+  }
+
+  /**
+   * The writes the pairs need: a VM the cluster lacks is created; one whose owned fields differ is
+   * updated. Where the cluster keeps managedFields, what vmroll owns on the live VM decides, so
+   * any process (a fresh --once, a new leader) removes what Git removed; elsewhere, what this
+   * process applied does. VMs found in sync are remembered.
+   */
+  decide(pairs: readonly VmPair[], identity: RepositoryIdentity, log: Logger): PendingWrite[] {
+    const pending: PendingWrite[] = [];
+    for (const { key, vm, live, desired: desiredOf } of pairs) {
+      const seen = this.seen.get(key);
+      // Same manifest object (its file did not change) and the live VM untouched since: nothing to do.
+      if (seen !== undefined && live !== undefined && seen.manifest === vm.manifest && seen.liveVersion === metaOf(live)['resourceVersion']) continue;
+      const desired = desiredOf();
+      const fingerprint = ownedFingerprint(desired);
+      const write = (action: PendingWrite['action']): void => {
+        pending.push({ key, action, desired, file: vm.file, line: vm.line, fingerprint, manifest: vm.manifest });
+      };
+      const adopting = (): void => {
+        if (live !== undefined && ownerOf(live, identity).owner === Owner.none) log.info({ vm: key, file: vm.file }, 'adopting a VirtualMachine vmroll did not apply: applying the manifest over it');
+      };
+      if (live === undefined) {
+        write('create');
+        continue;
+      }
+      const byFields = ownedFieldsInSync(desired, live);
+      if (byFields !== null) {
+        if (byFields.inSync) {
+          this.applied.set(key, fingerprint);
+        } else {
+          adopting();
+          log.debug({ vm: key, drift: byFields.drift.slice(0, 20) }, 'owned fields differ from Git');
+          write('update');
+        }
+      } else if (this.applied.get(key) !== fingerprint || !appliedIn(desired, live)) {
+        if (this.applied.get(key) === undefined && appliedIn(desired, live)) this.applied.set(key, fingerprint);
+        else {
+          adopting();
+          write('update');
+        }
+      }
+    }
+    const writing = new Set(pending.map((w) => w.key));
+    for (const { key, vm, live } of pairs) if (!writing.has(key) && live !== undefined) this.markSeen(key, vm.manifest, live);
+    return pending;
+  }
+}
