@@ -10,6 +10,7 @@ import { handleCpuChange } from './cpu.ts';
 import { type RawChange, diffValues } from './diff.ts';
 import { expandVm } from './instancetype.ts';
 import { type Obj, clone, ensureObj, get, getList, getObj, getStr, isObj } from './json.ts';
+import { annotateGuestPaths, summariseDisruption } from './guest.ts';
 import { handleMemoryChange } from './memory.ts';
 import { type NetworkContext, isNonHotplugBinding, networkRestartReason, nicHotplugEnabled, syncNetworks } from './network.ts';
 import type { HandlerOutcome } from './outcome.ts';
@@ -18,7 +19,7 @@ import { handleAffinityChange, handleTolerationsChange } from './placement.ts';
 import type { FieldChange, RestartReason, VmPlanEntry } from './plan.ts';
 import { semanticEqual } from './semantic.ts';
 import { disksRestartReasons, handleVolumeMigration, isHotplugVolume, syncHotplugVolumes, volumesRestartReasons } from './volumes.ts';
-import { ConditionAction, Message, PlanAction, RestartRequired, Rollout, Strategy, TakesEffect } from './vocabulary.ts';
+import { ConditionAction, Disruption, Message, PlanAction, RestartRequired, Rollout, Strategy, TakesEffect } from './vocabulary.ts';
 
 /** Everything one plan is computed from. */
 export interface RolloutInput {
@@ -36,6 +37,8 @@ export interface RolloutInput {
   instancetypes?: Obj[];
   /** Overrides `status.observedKubeVirtVersion`. */
   kubevirtVersion?: string;
+  /** The VirtualMachineInstanceMigrations in the cluster (finished ones are ignored): they decide how many migrations are ahead of this VM's. */
+  migrations?: Obj[];
 }
 
 /** What the engine returns. */
@@ -127,7 +130,10 @@ export function planRollout(input: RolloutInput): RolloutResult {
     kubevirt: { version: cluster.version, model: cluster.behaviours.model },
   };
   const admissionErrors = admitVm(desired, cluster.strategy);
-  if (admissionErrors.length > 0) return { plan: entry, admissionErrors, vmi, conditions, cluster };
+  if (admissionErrors.length > 0) {
+    entry.disruption = { kind: Disruption.none, summary: "refused by KubeVirt's admission webhook: nothing is applied" };
+    return { plan: entry, admissionErrors, vmi, conditions, cluster };
+  }
 
   const pass = new Pass(input, cluster, existing);
   pass.run();
@@ -135,6 +141,9 @@ export function planRollout(input: RolloutInput): RolloutResult {
   entry.reasons = pass.reasons;
   entry.waiting = pass.waiting;
   entry.action = pass.changes.length > 0 ? PlanAction.update : PlanAction.none;
+  // How each live change reaches the guest: at once, at the next scheduling, or through a migration that may never start.
+  annotateGuestPaths(entry.changes, { desired, vmi: pass.stopping ? null : vmi, settings: cluster.workloadUpdate, migrations: input.migrations ?? [] });
+  entry.disruption = summariseDisruption(entry.changes, { running: vmi !== null, stopping: pass.stopping, vmi, settings: cluster.workloadUpdate });
   const final = pass.finalMessage;
   entry.restartRequired = final !== undefined;
   entry.conditionMessage = final ?? null;
@@ -178,7 +187,8 @@ class Pass {
   /** Set when a handler's retryable error stopped the handlers after it in this pass. */
   private abortedBy: string | undefined;
   private expansionError: string | null = null;
-  private stopping = false;
+  /** The desired runStrategy stops the running instance in this pass. */
+  stopping = false;
 
   constructor(
     private readonly input: RolloutInput,
