@@ -7,7 +7,7 @@
  * evicts instead (a restart); with neither nothing happens. This file predicts that path for a plan
  * and observes it on a VMI after the fact. Pure: no I/O, no clock.
  */
-import type { WorkloadUpdateSettings } from './cluster.ts';
+import { type WorkloadUpdateSettings, resolveWorkloadUpdate } from './cluster.ts';
 import { type Obj, get, getList, getNum, getStr, isObj } from './json.ts';
 import { isWithin, parsePath, type Segment, TEMPLATE_SPEC } from './paths.ts';
 import type { FieldChange } from './plan.ts';
@@ -17,6 +17,7 @@ import {
   Disruption,
   MigrationBlock,
   MigrationTrigger,
+  ObservedBlock,
   ObservedOutcome,
   ReachesGuest,
   Rollout,
@@ -112,6 +113,13 @@ export function blockText(blockedBy: MigrationBlock, vmi: Obj | null, settings: 
     case MigrationBlock.kubevirtUpdating:
       return 'KubeVirt is itself being updated (observedDeploymentID differs from targetDeploymentID), and its workload updater starts nothing until that ends';
   }
+}
+
+/** A block that lasts (no method, not migratable) holds the change until a restart; KubeVirt's own state only for a while. */
+function untilText(blockedBy: MigrationBlock): string {
+  return blockedBy === MigrationBlock.kubevirtNotDeployed || blockedBy === MigrationBlock.kubevirtUpdating
+    ? 'will not reach the guest for now (no migration starts)'
+    : 'will not reach the guest until a restart';
 }
 
 function aheadText(n: number): string {
@@ -212,7 +220,7 @@ export function annotateGuestPaths(changes: FieldChange[], ctx: GuestContext): v
     } else {
       change.reachesGuest = ReachesGuest.awaitingRestart;
       change.migration = { trigger, blockedBy: p.blockedBy };
-      change.why = `${waiting}${what}it will not reach the guest until a restart: ${blockText(p.blockedBy, vmi, ctx.settings)}`;
+      change.why = `${waiting}${what}${untilText(p.blockedBy)}: ${blockText(p.blockedBy, vmi, ctx.settings)}`;
     }
   }
 }
@@ -252,7 +260,7 @@ export function summariseDisruption(changes: readonly FieldChange[], state: { ru
     parts.push(`hot-plug via live migration (${aheadText(migrated[0]?.migration?.queuedAhead ?? 0)})`);
   }
   if (evicted.length === 0 && blocked.length > 0 && blocked[0]?.migration?.blockedBy !== undefined) {
-    parts.push(`patched but will not reach the guest until a restart: ${blockText(blocked[0].migration.blockedBy, state.vmi, state.settings)}`);
+    parts.push(`patched but ${untilText(blocked[0].migration.blockedBy)}: ${blockText(blocked[0].migration.blockedBy, state.vmi, state.settings)}`);
   }
   if (parts.length === 0) {
     const now = by(ReachesGuest.immediately).length;
@@ -264,10 +272,13 @@ export function summariseDisruption(changes: readonly FieldChange[], state: { ru
   return { kind, summary: parts.join('; ') };
 }
 
+function hasCondition(vmi: Obj, type: string, status?: string): boolean {
+  return getList(vmi, 'status', 'conditions').some((c) => c['type'] === type && (status === undefined || c['status'] === status));
+}
+
 /** The VMI conditions and status differences that show a change not yet in the guest. */
 export function pendingTriggers(vmi: Obj): MigrationTrigger[] {
-  const conds = getList(vmi, 'status', 'conditions');
-  const has = (type: string, status?: string): boolean => conds.some((c) => c['type'] === type && (status === undefined || c['status'] === status));
+  const has = (type: string, status?: string): boolean => hasCondition(vmi, type, status);
   const out: MigrationTrigger[] = [];
   const specSockets = getNum(vmi, 'spec', 'domain', 'cpu', 'sockets');
   const currentSockets = getNum(vmi, 'status', 'currentCPUTopology', 'sockets');
@@ -291,15 +302,15 @@ export interface ObserveInput {
   vmi: Obj | null;
   /** The VirtualMachineInstanceMigrations in the cluster (any namespace; finished ones are ignored). */
   migrations?: readonly Obj[];
-  /** The workload update settings, from `resolveCluster(kubevirt).workloadUpdate` or `resolveWorkloadUpdate(kubevirt)`. */
-  settings: WorkloadUpdateSettings;
+  /** The KubeVirt CR (its workloadUpdateStrategy, migrations configuration and status); null: KubeVirt's defaults. */
+  kubevirt: Obj | null;
 }
 
 /** Where an applied VM stands (see {@link ObservedOutcome}). */
 export interface ObservedGuest {
   outcome: ObservedOutcome;
   /** Set when `outcome` is `blocked`. */
-  blockedBy?: MigrationBlock;
+  blockedBy?: ObservedBlock;
   /** Set when `outcome` is `queued` for a migration: migrations that must finish first. */
   queuedAhead?: number;
   /** Set when `outcome` is `queued` or `migrating`: what carries the change. */
@@ -316,6 +327,7 @@ export interface ObservedGuest {
  * `effective` (or `blocked`/`stopped`, which do not change by themselves).
  */
 export function observeGuest(input: ObserveInput): ObservedGuest {
+  const settings = resolveWorkloadUpdate(input.kubevirt);
   const vm = input.vm ?? null;
   const vmi = input.vmi;
   const comesBack = restartsAfterEviction(vm);
@@ -326,6 +338,15 @@ export function observeGuest(input: ObserveInput): ObservedGuest {
   if (vmi === null) return gone('no instance is running');
   if (isDeleting(vmi) || FINAL_PHASES.has(vmiPhase(vmi))) return gone(isDeleting(vmi) ? 'the instance is being deleted (evicted or stopped)' : `the instance has ended (phase ${vmiPhase(vmi)})`);
   const pending = pendingTriggers(vmi);
+  if (hasCondition(vmi, MigrationTrigger.HotMemoryChange, 'False') && !quantitiesEqual(get(vmi, 'spec', 'domain', 'memory', 'guest'), get(vmi, 'status', 'memory', 'guestCurrent'))) {
+    // virt-handler marks a failed memory hotplug False; nothing retries it, and the VM carries RestartRequired.
+    return {
+      outcome: ObservedOutcome.blocked,
+      blockedBy: ObservedBlock.hotplugFailed,
+      pending: [...pending, MigrationTrigger.HotMemoryChange],
+      summary: 'blocked: the memory hotplug failed on this VMI (HotMemoryChange=False), and KubeVirt does not retry it: it waits for a restart',
+    };
+  }
   if (pending.length === 0) return { outcome: ObservedOutcome.effective, pending, summary: 'effective: the guest runs every change the VMI carries' };
   const migrations = input.migrations ?? [];
   const own = unfinished(migrations).filter((m) => isOwnMigration(m, vmi));
@@ -334,21 +355,21 @@ export function observeGuest(input: ObserveInput): ObservedGuest {
     return { outcome: ObservedOutcome.migrating, via: 'liveMigration', pending, summary: `migrating: a live migration carries ${what} to the guest` };
   }
   if (own.length > 0) {
-    const { queuedAhead } = migrationsAhead(vmi, migrations, input.settings);
+    const { queuedAhead } = migrationsAhead(vmi, migrations, settings);
     return { outcome: ObservedOutcome.queued, via: 'liveMigration', queuedAhead, pending, summary: `queued: a migration is pending for ${what} (${aheadText(queuedAhead)})` };
   }
-  const path = workloadUpdatePath(vmi, vm, input.settings, migrations, pending.includes(MigrationTrigger.VolumesChange));
+  const path = workloadUpdatePath(vmi, vm, settings, migrations, pending.includes(MigrationTrigger.VolumesChange));
   if (path.via === 'liveMigration') {
     return { outcome: ObservedOutcome.queued, via: 'liveMigration', queuedAhead: path.queuedAhead, pending, summary: `queued: the workload updater will migrate it for ${what} (${aheadText(path.queuedAhead)})` };
   }
   if (path.via === 'eviction') {
-    const interval = input.settings.batchEvictionIntervalSeconds;
+    const interval = settings.batchEvictionIntervalSeconds;
     return {
       outcome: ObservedOutcome.queued,
       via: 'eviction',
       pending,
-      summary: `queued for eviction: ${blockText(path.blockedBy, vmi, input.settings)}; the workload updater evicts up to ${input.settings.batchEvictionSize} VMIs every ${interval} s`,
+      summary: `queued for eviction: ${blockText(path.blockedBy, vmi, settings)}; the workload updater evicts up to ${settings.batchEvictionSize} VMIs every ${interval} s`,
     };
   }
-  return { outcome: ObservedOutcome.blocked, blockedBy: path.blockedBy, pending, summary: `blocked: ${what} will not reach the guest until a restart: ${blockText(path.blockedBy, vmi, input.settings)}` };
+  return { outcome: ObservedOutcome.blocked, blockedBy: path.blockedBy, pending, summary: `blocked: ${what} will not reach the guest until a restart: ${blockText(path.blockedBy, vmi, settings)}` };
 }

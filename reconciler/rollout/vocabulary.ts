@@ -156,6 +156,14 @@ export const MigrationBlock = {
 } as const;
 export type MigrationBlock = (typeof MigrationBlock)[keyof typeof MigrationBlock];
 
+/** Why an applied change is observed stuck: a {@link MigrationBlock}, or a hotplug that failed. */
+export const ObservedBlock = {
+  ...MigrationBlock,
+  /** The memory hotplug failed on this VMI (`HotMemoryChange=False`); KubeVirt does not retry it. */
+  hotplugFailed: 'hotplugFailed',
+} as const;
+export type ObservedBlock = (typeof ObservedBlock)[keyof typeof ObservedBlock];
+
 /** `spec.workloadUpdateStrategy.workloadUpdateMethods` values. */
 export const WorkloadUpdateMethod = {
   /** Live-migrate VMIs that need it (and are migratable). */
