@@ -72,6 +72,10 @@ export const FeatureGate = {
   DeclarativeHotplugVolumes: 'DeclarativeHotplugVolumes',
   /** v1.8.x: NAD reference changes go live only with this gate listed. */
   LiveUpdateNADRef: 'LiveUpdateNADRef',
+  /** `updateVolumesStrategy` (alpha v1.3, GA v1.5). */
+  VolumesUpdateStrategy: 'VolumesUpdateStrategy',
+  /** `updateVolumesStrategy: Migration` (alpha v1.3, GA v1.5). */
+  VolumeMigration: 'VolumeMigration',
 } as const;
 
 /** The exact RestartRequired messages KubeVirt writes. */
@@ -82,7 +86,7 @@ export const Message = {
   socketsAboveMax: "CPU sockets updated in template spec to a value higher than what's available",
   /** CPU handler: fewer sockets than the VMI runs with. */
   socketsReduced: 'Reduction of CPU socket count requires a restart',
-  /** CPU handler (after v1.9): arm64 has no CPU hotplug. */
+  /** CPU handler (v1.6+): arm64 has no CPU hotplug. */
   armNoCpuHotplug: "ARM doesn't support CPU hotplug",
   /** CPU handler v1.2–v1.5 with multi-queue NICs. */
   socketsMultiQueue: 'Changes to CPU sockets require a restart when NetworkInterfaceMultiQueue is enabled',
@@ -98,6 +102,8 @@ export const Message = {
   memoryBelowBoot: 'memory updated in template spec to a value lower than what the VM started with',
   /** Memory handler: guest above maxGuest (unreachable behind the validator, kept for completeness). */
   memoryAboveMax: "memory updated in template spec to a value higher than what's available",
+  /** `handleVolumeUpdateRequest` v1.6.0–v1.6.2: any other volume difference under the default (Replacement) strategy. */
+  volumesReplacement: 'the volumes replacement is effective only after restart',
 } as const;
 
 /** Retryable handler errors: the change waits, no condition is written. */
@@ -113,6 +119,10 @@ export const WaitMessage = {
 /** Admission webhook messages for VMs the API server refuses. */
 export const AdmissionMessage = {
   socketsAboveMaxSockets: 'Number of sockets in CPU topology is greater than the maximum sockets allowed',
+  /** `validateLiveUpdateFeatures` before v1.5, LiveUpdate only: the gate the field needs is not listed. */
+  gateNotEnabled: (gate: string): string => `${gate} feature gate is not enabled in kubevirt-config`,
+  /** `validateInterfaceStateValue` before v1.5: only `absent` is a valid interface state. */
+  interfaceStateUnsupported: (name: string, state: string): string => `logical ${name} interface state value is unsupported: ${state}`,
 } as const;
 
 /** How a live change (one the running VMI holds after the pass) reaches the guest (semantics §8). */
