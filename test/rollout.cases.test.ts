@@ -47,6 +47,9 @@ describe('rollout engine cases', () => {
           for (const r of want.reasons ?? []) {
             assert.ok(plan.reasons.some((p) => p.path === r.path && p.message === r.message), `missing reason ${JSON.stringify(r)}\n${shown}`);
           }
+          for (const [p, text] of Object.entries(want.reasonIncludes ?? {})) {
+            assert.ok(plan.reasons.some((r) => r.path === p && r.message.includes(text)), `no reason at ${p} containing ${JSON.stringify(text)}\n${shown}`);
+          }
           if (want.waiting) assert.deepEqual(plan.waiting.map((w) => w.message), want.waiting, `waiting\n${shown}`);
           if (vmi === null) {
             // Nothing runs: nothing waits for a restart, every change takes effect at the next start (or on the VM object).

@@ -144,7 +144,7 @@ export function planRollout(input: RolloutInput): RolloutResult {
   entry.action = pass.changes.length > 0 ? PlanAction.update : PlanAction.none;
   // How each live change reaches the guest: at once, at the next scheduling, or through a migration that may never start.
   annotateGuestPaths(entry.changes, { desired, vmi: pass.stopping ? null : vmi, settings: cluster.workloadUpdate, migrations: input.migrations ?? [] });
-  entry.disruption = summariseDisruption(entry.changes, { running: vmi !== null, stopping: pass.stopping, vmi, settings: cluster.workloadUpdate });
+  entry.disruption = summariseDisruption(entry.changes, { running: vmi !== null, stopping: pass.stopping, vmi, settings: cluster.workloadUpdate, conditionMessage: pass.finalMessage ?? null });
   const final = pass.finalMessage;
   entry.restartRequired = final !== undefined;
   entry.conditionMessage = final ?? null;
@@ -289,10 +289,11 @@ class Pass {
     if (b.firmwareUuidBackfill && vmiUuid !== undefined && vmiUuid === getStr(cur, 'domain', 'firmware', 'uuid')) {
       copyField(neutral, cur, ['domain', 'firmware', 'uuid']);
     } else if (b.firmwareUuidRestartBug && vmiUuid !== undefined && vmiUuid === getStr(cur, 'domain', 'firmware', 'uuid') && getStr(base, 'domain', 'firmware', 'uuid') === undefined) {
-      explain(
-        ['domain', 'firmware', 'uuid'],
-        `KubeVirt wrote this firmware UUID into the VM after starting it without one (the VMI runs with it), and this release counts it as a change: ${knownBugNote('firmwareUuidRestartBug')}`,
-      );
+      const why = `KubeVirt wrote this firmware UUID into the VM after starting it without one (the VMI runs with it), and this release counts it as a change: ${knownBugNote('firmwareUuidRestartBug')}`;
+      explain(['domain', 'firmware', 'uuid'], why);
+      // A VM created without a firmware block gets one holding only the UUID.
+      const firmware = getObj(cur, 'domain', 'firmware') ?? {};
+      if (getObj(base, 'domain', 'firmware') === undefined && Object.keys(firmware).length === 1) explain(['domain', 'firmware'], why);
     }
 
     // Only under LiveUpdate: the fields the handlers own.
@@ -628,6 +629,9 @@ class Pass {
       const element = c.segments[3 + (isWithin(c.segments, [...TEMPLATE_SPEC, 'volumes']) ? 1 : 3)];
       const volumeName = typeof element === 'object' ? element.name : undefined;
       const volume = [...getList(this.desiredSpec, 'volumes'), ...getList(this.baselineSpec, 'volumes')].find((v) => v['name'] === volumeName);
+      if ((isHotplugVolume(volume) || !live) && b.volumeHotplug === 'none') {
+        return 'this KubeVirt (before v1.6) attaches no volume declared in the template to a running VMI: the volume changes at the next start';
+      }
       if (isHotplugVolume(volume) || !live) {
         return 'declarative volume hotplug is off on this cluster: the volume changes at the next start (KubeVirt sets no RestartRequired for it)';
       }

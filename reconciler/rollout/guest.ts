@@ -239,7 +239,10 @@ function plural(n: number, one: string, many: string): string {
  * Sums up what rolling the changes out does to the running guest, from the annotated changes.
  * `running` is false when no instance runs; `stopping` when the VM's runStrategy stops it.
  */
-export function summariseDisruption(changes: readonly FieldChange[], state: { running: boolean; stopping: boolean; vmi: Obj | null; settings: WorkloadUpdateSettings }): DisruptionSummary {
+export function summariseDisruption(
+  changes: readonly FieldChange[],
+  state: { running: boolean; stopping: boolean; vmi: Obj | null; settings: WorkloadUpdateSettings; conditionMessage?: string | null },
+): DisruptionSummary {
   if (changes.length === 0) return { kind: Disruption.none, summary: state.running ? 'no change' : 'no instance is running: nothing to disrupt' };
   if (state.stopping) return { kind: Disruption.none, summary: 'the VM is being stopped by its runStrategy: every change takes effect at the next start' };
   if (!state.running) return { kind: Disruption.none, summary: 'no instance is running: every change takes effect at the next start' };
@@ -263,12 +266,14 @@ export function summariseDisruption(changes: readonly FieldChange[], state: { ru
     parts.push(`patched but ${untilText(blocked[0].migration.blockedBy)}: ${blockText(blocked[0].migration.blockedBy, state.vmi, state.settings)}`);
   }
   if (parts.length === 0) {
-    const now = by(ReachesGuest.immediately).length;
+    const now = by(ReachesGuest.immediately).filter((c) => c.takesEffect !== TakesEffect.vmObject).length;
     const later = by(ReachesGuest.nextScheduling).length;
     if (now > 0) parts.push('live: effective in the guest at once');
     if (later > 0) parts.push('placement rules apply at the next scheduling (the running VM is not moved)');
   }
   if (staged > 0) parts.push(`${plural(staged, 'change waits', 'changes wait')} for a restart${kind === Disruption.restart ? ' (the eviction applies them)' : ''}`);
+  else if (state.conditionMessage) parts.push(`KubeVirt sets RestartRequired ("${state.conditionMessage}") though no change waits for a restart`);
+  if (parts.length === 0) parts.push('VM-level fields only: the running guest is not involved');
   return { kind, summary: parts.join('; ') };
 }
 

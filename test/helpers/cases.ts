@@ -29,6 +29,8 @@ export interface Expectation {
   disruption?: string;
   /** Text `disruption.summary` must contain. */
   summary?: string;
+  /** Path → text the restart reason at that path must contain. */
+  reasonIncludes?: Record<string, string>;
 }
 
 /** One case as written in a file. */
