@@ -1,6 +1,6 @@
 /** observeGuest: where an applied VM stands, from its VMI, the migrations in flight and the KubeVirt CR (semantics §8). */
 import assert from 'node:assert/strict';
-import { type Obj, observeGuest } from '../reconciler/rollout/index.ts';
+import { type Obj, introducedBy, observeGuest, planRollout } from '../reconciler/rollout/index.ts';
 import { base, mergePatch } from './helpers/cases.ts';
 
 const kv = (methods: string[], extra: Obj = {}): Obj =>
@@ -156,4 +156,34 @@ describe('rollout: observeGuest on an applied VM', () => {
       assert.ok(got.summary.length > 0 && !got.summary.includes('\n'), 'one line');
     });
   }
+});
+
+describe('rollout: the disruption of a plan narrowed to one commit', () => {
+  const vm = base('vm');
+  const cpuAndLabel = mergePatch(vm, { spec: { template: { metadata: { labels: { tier: 'gold' } }, spec: { domain: { cpu: { sockets: 4 } } } } } }) as Obj;
+  const cpuOnly = mergePatch(vm, { spec: { template: { spec: { domain: { cpu: { sockets: 4 } } } } } }) as Obj;
+  const plan = (desired: Obj, methods: string[]) =>
+    planRollout({ baseline: vm, desired, vmi: base('vmi'), kubevirt: kv(methods), kubevirtVersion: 'v1.9.0' }).plan;
+
+  it('a commit that only adds a label does not inherit the earlier CPU change\'s eviction', () => {
+    const whole = plan(cpuAndLabel, ['Evict']);
+    assert.equal(whole.disruption?.kind, 'restart', JSON.stringify(whole.disruption));
+    const narrowed = introducedBy(whole, cpuOnly, cpuAndLabel);
+    assert.deepEqual(narrowed.changes.map((c) => c.path), ['spec.template.metadata.labels.tier']);
+    assert.equal(narrowed.disruption?.kind, 'none', JSON.stringify(narrowed.disruption));
+    assert.doesNotMatch(narrowed.disruption?.summary ?? '', /evict/, JSON.stringify(narrowed.disruption));
+    assert.match(narrowed.disruption?.summary ?? '', /1 change waits for a restart/);
+  });
+
+  it('the commit that raised the sockets keeps the migration and its explanation', () => {
+    const whole = plan(cpuOnly, ['LiveMigrate']);
+    const narrowed = introducedBy(whole, vm, cpuOnly);
+    assert.equal(narrowed, whole, 'nothing narrowed: the same entry');
+    assert.equal(narrowed.disruption?.summary, 'hot-plug via live migration (no migrations ahead)');
+    const blocked = plan(cpuAndLabel, []);
+    const onlyCpu = introducedBy(blocked, mergePatch(vm, { spec: { template: { metadata: { labels: { tier: 'gold' } } } } }) as Obj, cpuAndLabel);
+    assert.deepEqual(onlyCpu.changes.map((c) => c.path), ['spec.template.spec.domain.cpu.sockets']);
+    assert.equal(onlyCpu.disruption?.summary, 'patched but will not reach the guest until a restart: the cluster has no LiveMigrate workload update method');
+    assert.equal(onlyCpu.changes[0]?.migration?.blockedWhy, 'the cluster has no LiveMigrate workload update method');
+  });
 });

@@ -144,7 +144,7 @@ export function planRollout(input: RolloutInput): RolloutResult {
   entry.action = pass.changes.length > 0 ? PlanAction.update : PlanAction.none;
   // How each live change reaches the guest: at once, at the next scheduling, or through a migration that may never start.
   annotateGuestPaths(entry.changes, { desired, vmi: pass.stopping ? null : vmi, settings: cluster.workloadUpdate, migrations: input.migrations ?? [] });
-  entry.disruption = summariseDisruption(entry.changes, { running: vmi !== null, stopping: pass.stopping, vmi, settings: cluster.workloadUpdate, conditionMessage: pass.finalMessage ?? null });
+  entry.disruption = summariseDisruption(entry.changes, { running: vmi !== null, stopping: pass.stopping, conditionMessage: pass.finalMessage ?? null });
   const final = pass.finalMessage;
   entry.restartRequired = final !== undefined;
   entry.conditionMessage = final ?? null;

@@ -214,12 +214,12 @@ export function annotateGuestPaths(changes: FieldChange[], ctx: GuestContext): v
       change.why = `${waiting}${what}KubeVirt's workload updater live-migrates the VMI to carry it to the guest (${aheadText(p.queuedAhead)})`;
     } else if (p.via === 'eviction') {
       change.reachesGuest = ReachesGuest.eviction;
-      change.migration = { trigger, blockedBy: p.blockedBy };
+      change.migration = { trigger, blockedBy: p.blockedBy, blockedWhy: blockText(p.blockedBy, vmi, ctx.settings) };
       const after = p.restarts ? 'the guest restarts with it' : 'the guest stops, and its runStrategy does not start it again';
       change.why = `${waiting}${what}no live migration will carry it (${blockText(p.blockedBy, vmi, ctx.settings)}), so the workload updater evicts the VMI (Evict method): ${after}`;
     } else {
       change.reachesGuest = ReachesGuest.awaitingRestart;
-      change.migration = { trigger, blockedBy: p.blockedBy };
+      change.migration = { trigger, blockedBy: p.blockedBy, blockedWhy: blockText(p.blockedBy, vmi, ctx.settings) };
       change.why = `${waiting}${what}${untilText(p.blockedBy)}: ${blockText(p.blockedBy, vmi, ctx.settings)}`;
     }
   }
@@ -231,6 +231,17 @@ export interface DisruptionSummary {
   summary: string;
 }
 
+/**
+ * The disruption of a plan entry whose changes were narrowed to a subset (one commit's changes):
+ * summed up again from those changes, unless the entry was for a VM with no instance running.
+ */
+export function narrowDisruption(entry: { disruption?: DisruptionSummary; changes: readonly FieldChange[]; conditionMessage: string | null }, changes: readonly FieldChange[]): DisruptionSummary | undefined {
+  if (entry.disruption === undefined) return undefined;
+  const running = entry.changes.some((c) => c.takesEffect === TakesEffect.running || c.takesEffect === TakesEffect.nextRestart);
+  if (!running) return changes.length === 0 ? { kind: Disruption.none, summary: entry.disruption.summary.startsWith('no instance') ? entry.disruption.summary : 'no change' } : entry.disruption;
+  return summariseDisruption(changes, { running: true, stopping: false, conditionMessage: entry.conditionMessage });
+}
+
 function plural(n: number, one: string, many: string): string {
   return `${n} ${n === 1 ? one : many}`;
 }
@@ -239,10 +250,7 @@ function plural(n: number, one: string, many: string): string {
  * Sums up what rolling the changes out does to the running guest, from the annotated changes.
  * `running` is false when no instance runs; `stopping` when the VM's runStrategy stops it.
  */
-export function summariseDisruption(
-  changes: readonly FieldChange[],
-  state: { running: boolean; stopping: boolean; vmi: Obj | null; settings: WorkloadUpdateSettings; conditionMessage?: string | null },
-): DisruptionSummary {
+export function summariseDisruption(changes: readonly FieldChange[], state: { running: boolean; stopping: boolean; conditionMessage?: string | null }): DisruptionSummary {
   if (changes.length === 0) return { kind: Disruption.none, summary: state.running ? 'no change' : 'no instance is running: nothing to disrupt' };
   if (state.stopping) return { kind: Disruption.none, summary: 'the VM is being stopped by its runStrategy: every change takes effect at the next start' };
   if (!state.running) return { kind: Disruption.none, summary: 'no instance is running: every change takes effect at the next start' };
@@ -253,18 +261,17 @@ export function summariseDisruption(
   const evicted = by(ReachesGuest.eviction);
   const migrated = by(ReachesGuest.liveMigration);
   const blocked = by(ReachesGuest.awaitingRestart);
-  const first = evicted[0] ?? blocked[0];
-  if (evicted.length > 0 && first?.migration?.blockedBy !== undefined) {
+  const first = evicted[0];
+  if (first !== undefined) {
     kind = Disruption.restart;
-    const stops = evicted[0]?.why?.includes('does not start it again') === true;
-    parts.push(`${stops ? 'will be stopped by eviction (its runStrategy does not start it again)' : 'will be restarted by eviction'}: ${blockText(first.migration.blockedBy, state.vmi, state.settings)}`);
+    const stops = first.why?.includes('does not start it again') === true;
+    parts.push(`${stops ? 'will be stopped by eviction (its runStrategy does not start it again)' : 'will be restarted by eviction'}: ${first.migration?.blockedWhy ?? 'no live migration will start'}`);
   } else if (migrated.length > 0) {
     kind = Disruption.migration;
     parts.push(`hot-plug via live migration (${aheadText(migrated[0]?.migration?.queuedAhead ?? 0)})`);
   }
-  if (evicted.length === 0 && blocked.length > 0 && blocked[0]?.migration?.blockedBy !== undefined) {
-    parts.push(`patched but ${untilText(blocked[0].migration.blockedBy)}: ${blockText(blocked[0].migration.blockedBy, state.vmi, state.settings)}`);
-  }
+  const held = blocked[0]?.migration;
+  if (evicted.length === 0 && held?.blockedBy !== undefined) parts.push(`patched but ${untilText(held.blockedBy)}: ${held.blockedWhy ?? 'no live migration will start'}`);
   if (parts.length === 0) {
     const now = by(ReachesGuest.immediately).filter((c) => c.takesEffect !== TakesEffect.vmObject).length;
     const later = by(ReachesGuest.nextScheduling).length;

@@ -3,7 +3,7 @@ export { planRollout, type RolloutInput, type RolloutResult } from './engine.ts'
 export type { ClusterDefault, FieldChange, GuestDisruption, GuestMigration, ManifestError, RestartReason, VmPlan, VmPlanEntry } from './plan.ts';
 export { type ClusterSettings, InvalidVersionError, type WorkloadUpdateSettings, parseDurationSeconds, resolveCluster, resolveWorkloadUpdate } from './cluster.ts';
 export type { AdmissionError } from './admission.ts';
-export { BEHAVIOUR_TABLE, type Behaviours, behavioursFor, compareVersions, parseVersion } from './versions.ts';
+export { BEHAVIOUR_TABLE, type Behaviours, KNOWN_BUGS, behavioursFor, compareVersions, knownBugNote, parseVersion } from './versions.ts';
 export {
   ConditionAction,
   Disruption,
@@ -21,7 +21,7 @@ export {
   TakesEffect,
   WorkloadUpdateMethod,
 } from './vocabulary.ts';
-export { type ObserveInput, type ObservedGuest, type WorkloadPath, migrationsAhead, observeGuest, pendingTriggers, workloadUpdatePath } from './guest.ts';
+export { type DisruptionSummary, type ObserveInput, type ObservedGuest, type WorkloadPath, migrationsAhead, narrowDisruption, observeGuest, pendingTriggers, workloadUpdatePath } from './guest.ts';
 export { parseQuantity, quantitiesEqual } from './quantity.ts';
 export { INSTANCETYPE_KINDS, expandVm } from './instancetype.ts';
 export { CLUSTER_DEFAULT_PATHS, type ClusterDefaultsResult, PCI_TOPOLOGY_ANNOTATION, fillClusterDefaults } from './clusterDefaults.ts';

@@ -148,6 +148,10 @@ export interface GuestMigration {
    * When no migration will start, why: noLiveMigrateMethod (the KubeVirt CR's spec.workloadUpdateStrategy.workloadUpdateMethods does not list LiveMigrate; KubeVirt's default is an empty list), notMigratable (the VMI is not LiveMigratable=True), kubevirtNotDeployed (the KubeVirt CR's status.phase is not Deployed), kubevirtUpdating (KubeVirt itself is being updated: observedDeploymentID differs from targetDeploymentID). The last two last only while KubeVirt is in that state.
    */
   blockedBy?: "noLiveMigrateMethod" | "notMigratable" | "kubevirtNotDeployed" | "kubevirtUpdating";
+  /**
+   * Set with blockedBy: the same reason in one clause for people, with the cluster's own words where it has them, e.g. "the VMI is not live-migratable (LiveMigratable=False, DisksNotLiveMigratable: …)" or "the cluster has no LiveMigrate workload update method".
+   */
+  blockedWhy?: string;
 }
 /**
  * Which KubeVirt behaviour the rollout engine modelled.
