@@ -181,6 +181,7 @@ export const WorkloadUpdateMethod = {
   /** Evict the VMIs that need an update and cannot (or may not) be migrated. */
   Evict: 'Evict',
 } as const;
+export type WorkloadUpdateMethod = (typeof WorkloadUpdateMethod)[keyof typeof WorkloadUpdateMethod];
 
 /** What the planned change does to the running guest, as a whole, without anyone acting. */
 export const Disruption = {
