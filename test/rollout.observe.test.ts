@@ -94,6 +94,18 @@ const rows: Row[] = [
     want: { outcome: 'queued', via: 'eviction', summary: 'evicts up to 4 VMIs every 90 s' },
   },
   {
+    name: 'only Evict, migratable, evictionStrategy LiveMigrate: queued for a migration (the eviction becomes one)',
+    vmi: mergePatch(hotCpu, { spec: { evictionStrategy: 'LiveMigrate' } }) as Obj,
+    kubevirt: kv(['Evict']),
+    want: { outcome: 'queued', via: 'liveMigration', queuedAhead: 0, summary: 'evictionStrategy LiveMigrate' },
+  },
+  {
+    name: 'only Evict, not migratable, cluster evictionStrategy LiveMigrate: blocked, the eviction is refused',
+    vmi: notMigratable([{ type: 'HotVCPUChange', status: 'True' }]),
+    kubevirt: kv(['Evict'], { spec: { configuration: { evictionStrategy: 'LiveMigrate' } } }),
+    want: { outcome: 'blocked', blockedBy: 'noLiveMigrateMethod', summary: 'eviction is refused' },
+  },
+  {
     name: 'HotMemoryChange=True: pending, queued with LiveMigrate',
     vmi: { spec: { domain: { memory: { guest: '4Gi' } } }, status: { conditions: [{ type: 'LiveMigratable', status: 'True' }, { type: 'HotMemoryChange', status: 'True' }] } },
     kubevirt: kv(['LiveMigrate']),

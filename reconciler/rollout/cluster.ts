@@ -39,6 +39,8 @@ export interface WorkloadUpdateSettings {
   phase: string | null;
   /** False while `status.observedDeploymentID` ≠ `status.targetDeploymentID` (KubeVirt itself updating). */
   deploymentSettled: boolean;
+  /** `spec.configuration.evictionStrategy`: the cluster default a VMI without its own uses when evicted. */
+  evictionStrategy: string | undefined;
 }
 
 /** KubeVirt's defaults (`pkg/virt-config`, `workload-updater.go`). */
@@ -75,6 +77,7 @@ export function resolveWorkloadUpdate(kubevirt: Obj | null): WorkloadUpdateSetti
     parallelOutboundMigrationsPerNode: positive(getNum(migrations, 'parallelOutboundMigrationsPerNode'), WORKLOAD_DEFAULTS.parallelOutboundMigrationsPerNode),
     phase: getStr(kubevirt, 'status', 'phase') ?? null,
     deploymentSettled: observed === target,
+    evictionStrategy: getStr(kubevirt, 'spec', 'configuration', 'evictionStrategy'),
   };
 }
 

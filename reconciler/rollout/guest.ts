@@ -27,12 +27,15 @@ import {
 
 /** What the workload updater does with a VMI that needs a migration. */
 export type WorkloadPath =
-  /** It creates a migration; `queuedAhead` migrations must finish before this one can start. */
-  | { via: 'liveMigration'; queuedAhead: number; inFlight: number }
+  /**
+   * A migration runs; `queuedAhead` migrations must finish before it can start. `evacuation` names
+   * the VMI's eviction strategy when the migration comes from an eviction the updater asked for.
+   */
+  | { via: 'liveMigration'; queuedAhead: number; inFlight: number; evacuation?: string }
   /** It evicts the VMI; `restarts` is false when the VM's runStrategy does not start it again. */
   | { via: 'eviction'; blockedBy: MigrationBlock; restarts: boolean }
-  /** It does nothing: the change waits for a restart. */
-  | { via: 'none'; blockedBy: MigrationBlock };
+  /** It does nothing (or its eviction is refused or handed to an external controller, `evictionHeld`): the change waits for a restart. */
+  | { via: 'none'; blockedBy: MigrationBlock; evictionHeld?: string };
 
 const FINAL_PHASES = new Set(['Succeeded', 'Failed']);
 /** `IsRunning` of a migration: not unset, Pending or final. */
@@ -90,8 +93,17 @@ export function workloadUpdatePath(vmi: Obj, vm: Obj | null, settings: WorkloadU
   const liveMigrate = settings.methods.includes(WorkloadUpdateMethod.LiveMigrate);
   if (liveMigrate && (isLiveMigratable(vmi) || volumeMigration)) return { via: 'liveMigration', ...migrationsAhead(vmi, migrations, settings) };
   const blockedBy = liveMigrate ? MigrationBlock.notMigratable : MigrationBlock.noLiveMigrateMethod;
-  if (settings.methods.includes(WorkloadUpdateMethod.Evict)) return { via: 'eviction', blockedBy, restarts: restartsAfterEviction(vm) };
-  return { via: 'none', blockedBy };
+  if (!settings.methods.includes(WorkloadUpdateMethod.Evict)) return { via: 'none', blockedBy };
+  // The eviction goes through KubeVirt's pod eviction webhook (pod-eviction-admitter.go), which
+  // follows the VMI's evictionStrategy (its own, else the cluster's).
+  const strategy = getStr(vmi, 'spec', 'evictionStrategy') ?? settings.evictionStrategy;
+  const migratable = isLiveMigratable(vmi);
+  if ((strategy === 'LiveMigrate' || strategy === 'LiveMigrateIfPossible') && migratable) {
+    return { via: 'liveMigration', ...migrationsAhead(vmi, migrations, settings), evacuation: strategy };
+  }
+  if (strategy === 'LiveMigrate') return { via: 'none', blockedBy, evictionHeld: 'refused: evictionStrategy LiveMigrate on a VMI that is not live-migratable' };
+  if (strategy === 'External') return { via: 'none', blockedBy, evictionHeld: 'handed to an external controller (evictionStrategy External)' };
+  return { via: 'eviction', blockedBy, restarts: restartsAfterEviction(vm) };
 }
 
 /** Why no migration starts, in one clause a PR comment can print. */
@@ -211,7 +223,10 @@ export function annotateGuestPaths(changes: FieldChange[], ctx: GuestContext): v
     if (p.via === 'liveMigration') {
       change.reachesGuest = ReachesGuest.liveMigration;
       change.migration = { trigger, queuedAhead: p.queuedAhead };
-      change.why = `${waiting}${what}KubeVirt's workload updater live-migrates the VMI to carry it to the guest (${aheadText(p.queuedAhead)})`;
+      change.why =
+        p.evacuation === undefined
+          ? `${waiting}${what}KubeVirt's workload updater live-migrates the VMI to carry it to the guest (${aheadText(p.queuedAhead)})`
+          : `${waiting}${what}the workload updater evicts the VMI (Evict method), and its evictionStrategy ${p.evacuation} turns the eviction into a live migration that carries it to the guest (${aheadText(p.queuedAhead)})`;
     } else if (p.via === 'eviction') {
       change.reachesGuest = ReachesGuest.eviction;
       change.migration = { trigger, blockedBy: p.blockedBy, blockedWhy: blockText(p.blockedBy, vmi, ctx.settings) };
@@ -220,7 +235,10 @@ export function annotateGuestPaths(changes: FieldChange[], ctx: GuestContext): v
     } else {
       change.reachesGuest = ReachesGuest.awaitingRestart;
       change.migration = { trigger, blockedBy: p.blockedBy, blockedWhy: blockText(p.blockedBy, vmi, ctx.settings) };
-      change.why = `${waiting}${what}${untilText(p.blockedBy)}: ${blockText(p.blockedBy, vmi, ctx.settings)}`;
+      const held = p.evictionHeld !== undefined ? `; the workload updater's eviction is ${p.evictionHeld}` : '';
+      const reason = `${blockText(p.blockedBy, vmi, ctx.settings)}${held}`;
+      change.migration = { trigger, blockedBy: p.blockedBy, blockedWhy: reason };
+      change.why = `${waiting}${what}${untilText(p.blockedBy)}: ${reason}`;
     }
   }
 }
@@ -268,7 +286,8 @@ export function summariseDisruption(changes: readonly FieldChange[], state: { ru
     parts.push(`${stops ? 'will be stopped by eviction (its runStrategy does not start it again)' : 'will be restarted by eviction'}: ${first.migration?.blockedWhy ?? 'no live migration will start'}`);
   } else if (migrated.length > 0) {
     kind = Disruption.migration;
-    parts.push(`hot-plug via live migration (${aheadText(migrated[0]?.migration?.queuedAhead ?? 0)})`);
+    const evacuation = migrated[0]?.why?.includes('turns the eviction into a live migration') === true ? ', started by an eviction its evictionStrategy turns into a migration' : '';
+    parts.push(`hot-plug via live migration (${aheadText(migrated[0]?.migration?.queuedAhead ?? 0)}${evacuation})`);
   }
   const held = blocked[0]?.migration;
   if (evicted.length === 0 && held?.blockedBy !== undefined) parts.push(`patched but ${untilText(held.blockedBy)}: ${held.blockedWhy ?? 'no live migration will start'}`);
@@ -372,7 +391,8 @@ export function observeGuest(input: ObserveInput): ObservedGuest {
   }
   const path = workloadUpdatePath(vmi, vm, settings, migrations, pending.includes(MigrationTrigger.VolumesChange));
   if (path.via === 'liveMigration') {
-    return { outcome: ObservedOutcome.queued, via: 'liveMigration', queuedAhead: path.queuedAhead, pending, summary: `queued: the workload updater will migrate it for ${what} (${aheadText(path.queuedAhead)})` };
+    const how = path.evacuation === undefined ? 'the workload updater will migrate it' : `the workload updater's eviction becomes a migration (evictionStrategy ${path.evacuation})`;
+    return { outcome: ObservedOutcome.queued, via: 'liveMigration', queuedAhead: path.queuedAhead, pending, summary: `queued: ${how} for ${what} (${aheadText(path.queuedAhead)})` };
   }
   if (path.via === 'eviction') {
     const interval = settings.batchEvictionIntervalSeconds;
@@ -383,5 +403,6 @@ export function observeGuest(input: ObserveInput): ObservedGuest {
       summary: `queued for eviction: ${blockText(path.blockedBy, vmi, settings)}; the workload updater evicts up to ${settings.batchEvictionSize} VMIs every ${interval} s`,
     };
   }
-  return { outcome: ObservedOutcome.blocked, blockedBy: path.blockedBy, pending, summary: `blocked: ${what} will not reach the guest until a restart: ${blockText(path.blockedBy, vmi, settings)}` };
+  const held = path.evictionHeld !== undefined ? `; the workload updater's eviction is ${path.evictionHeld}` : '';
+  return { outcome: ObservedOutcome.blocked, blockedBy: path.blockedBy, pending, summary: `blocked: ${what} will not reach the guest until a restart: ${blockText(path.blockedBy, vmi, settings)}${held}` };
 }

@@ -51,6 +51,8 @@ export interface RolloutCase {
     migrations?: Obj;
     /** The CR's `status` (phase, observedDeploymentID, targetDeploymentID). */
     status?: Obj;
+    /** `spec.configuration.evictionStrategy`. */
+    evictionStrategy?: string;
   };
   /** VirtualMachineInstanceMigrations in the cluster. */
   migrations?: Obj[];
@@ -95,6 +97,7 @@ export function kubevirtFor(c: RolloutCase): Obj {
   if (k.liveUpdateConfiguration) configuration['liveUpdateConfiguration'] = k.liveUpdateConfiguration;
   if (k.cpuAllocationRatio !== undefined) (configuration['developerConfiguration'] as Obj)['cpuAllocationRatio'] = k.cpuAllocationRatio;
   if (k.migrations) configuration['migrations'] = k.migrations;
+  if (k.evictionStrategy) configuration['evictionStrategy'] = k.evictionStrategy;
   const spec: Obj = { configuration };
   if (k.workloadUpdateStrategy) spec['workloadUpdateStrategy'] = k.workloadUpdateStrategy;
   const cr: Obj = { apiVersion: 'kubevirt.io/v1', kind: 'KubeVirt', metadata: { name: 'kubevirt', namespace: 'kubevirt' }, spec };
