@@ -25,6 +25,7 @@ describe('rollout engine cases', () => {
             kubevirt,
             conditions: c.conditions ?? [],
             instancetypes: c.instancetypes ?? [],
+            migrations: c.migrations ?? [],
             ...(model === 'seed' ? {} : { kubevirtVersion: model }),
           });
           const plan = result.plan;
@@ -46,6 +47,9 @@ describe('rollout engine cases', () => {
           for (const r of want.reasons ?? []) {
             assert.ok(plan.reasons.some((p) => p.path === r.path && p.message === r.message), `missing reason ${JSON.stringify(r)}\n${shown}`);
           }
+          for (const [p, text] of Object.entries(want.reasonIncludes ?? {})) {
+            assert.ok(plan.reasons.some((r) => r.path === p && r.message.includes(text)), `no reason at ${p} containing ${JSON.stringify(text)}\n${shown}`);
+          }
           if (want.waiting) assert.deepEqual(plan.waiting.map((w) => w.message), want.waiting, `waiting\n${shown}`);
           if (vmi === null) {
             // Nothing runs: nothing waits for a restart, every change takes effect at the next start (or on the VM object).
@@ -62,6 +66,27 @@ describe('rollout engine cases', () => {
             const expected = ch.rollout === 'live' ? ['running', 'vmObject'] : ['nextRestart', 'nextStart'];
             assert.ok(expected.includes(ch.takesEffect ?? ''), `${ch.path}: rollout ${ch.rollout} but takesEffect ${ch.takesEffect}\n${shown}`);
           }
+          for (const ch of plan.changes) {
+            // Every live change says how it reaches the guest; a staged one does not.
+            if (ch.rollout === 'live') assert.ok(ch.reachesGuest !== undefined, `${ch.path}: live without reachesGuest\n${shown}`);
+            else assert.equal(ch.reachesGuest, undefined, `${ch.path}: staged with reachesGuest\n${shown}`);
+            const needsMigration = ['liveMigration', 'awaitingRestart', 'eviction'].includes(ch.reachesGuest ?? '');
+            assert.equal(ch.migration !== undefined, needsMigration, `${ch.path}: migration detail and reachesGuest ${ch.reachesGuest} disagree\n${shown}`);
+          }
+          assert.ok(plan.disruption !== undefined, `no disruption\n${shown}`);
+          for (const [p, r] of Object.entries(want.reachesGuest ?? {})) {
+            const ch = plan.changes.find((x) => x.path === p);
+            assert.ok(ch !== undefined, `no change at ${p}\n${shown}`);
+            assert.equal(ch.reachesGuest ?? 'none', r, `reachesGuest of ${p}\n${shown}`);
+          }
+          for (const [p, m] of Object.entries(want.migration ?? {})) {
+            const ch = plan.changes.find((x) => x.path === p);
+            assert.ok(ch !== undefined, `no change at ${p}\n${shown}`);
+            if (m === null) assert.equal(ch.migration, undefined, `migration of ${p}\n${shown}`);
+            else assert.ok(containsSubset(ch.migration, m), `migration of ${p}: want ${JSON.stringify(m)}\n${shown}`);
+          }
+          if (want.disruption !== undefined) assert.equal(plan.disruption.kind, want.disruption, `disruption\n${shown}`);
+          if (want.summary !== undefined) assert.ok(plan.disruption.summary.includes(want.summary), `summary should contain ${JSON.stringify(want.summary)}\n${shown}`);
           if (want.vmi !== undefined) {
             assert.ok(containsSubset(result.vmi, want.vmi), `VMI after the pass:\n${JSON.stringify(result.vmi, null, 1)}`);
           }

@@ -263,6 +263,8 @@ function renderVm(vm: VmPlanEntry, context: TableContext): string[] {
       ? `RestartRequired: ${vm.condition} · "${vm.conditionMessage ?? ''}"`
       : `RestartRequired: ${vm.condition === 'cleared' ? 'cleared' : context.running ? 'no' : 'no (nothing is running to restart)'}`,
   ];
+  // How the live changes reach the guest (a migration that may never start, an eviction).
+  if (context.running && vm.disruption !== undefined && vm.changes.length > 0) lines.push(`Guest: ${vm.disruption.kind} · ${vm.disruption.summary}`);
   const filled = vm.clusterDefaults ?? [];
   if (filled.length > 0) {
     lines.push(`  filled from the baseline (KubeVirt sets these when a manifest leaves them out; applying keeps them, so they are no change):`);

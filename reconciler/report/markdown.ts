@@ -254,6 +254,9 @@ function vmBody(vm: VmPlanEntry, power: Record<string, string>, sources: Record<
   } else if (vm.action === PlanAction.update) {
     lines.push('No field of the running instance changes (labels, annotations or ownership only).', '');
   }
+  // Only when the guest is disrupted or a live change never reaches it: the table says the rest.
+  const blocked = vm.changes.some((c) => c.reachesGuest === 'awaitingRestart');
+  if (vm.disruption !== undefined && (vm.disruption.kind !== 'none' || blocked)) lines.push(`**Guest**: ${escapeMarkdown(vm.disruption.summary)}`, '');
   if (vm.restartRequired) {
     lines.push(`**RestartRequired** (${vm.condition}), with KubeVirt's message: "${escapeMarkdown(vm.conditionMessage ?? '')}"`, '');
   } else if (vm.condition === 'cleared') {

@@ -49,5 +49,5 @@ export function handleCpuChange(spec: Obj, vmi: Obj, ctx: CpuContext): HandlerOu
     const current = parseQuantity(get(vmi, 'spec', 'domain', 'resources', kind, 'cpu')) ?? 0n;
     setPath(vmi, ['spec', 'domain', 'resources', kind, 'cpu'], formatMilliCpu(current + addedMilli));
   }
-  return { kind: 'patched', paths: [SOCKETS_PATH], note: 'CPU sockets hot-plugged: the VMI is live-migrated to apply them' };
+  return { kind: 'patched', paths: [SOCKETS_PATH], note: 'CPU sockets patched into the VMI; they reach the guest only through a live migration' };
 }

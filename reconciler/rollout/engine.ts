@@ -10,6 +10,7 @@ import { handleCpuChange } from './cpu.ts';
 import { type RawChange, diffValues } from './diff.ts';
 import { expandVm } from './instancetype.ts';
 import { type Obj, clone, ensureObj, get, getList, getObj, getStr, isObj } from './json.ts';
+import { annotateGuestPaths, summariseDisruption } from './guest.ts';
 import { handleMemoryChange } from './memory.ts';
 import { type NetworkContext, isNonHotplugBinding, networkRestartReason, nicHotplugEnabled, syncNetworks } from './network.ts';
 import type { HandlerOutcome } from './outcome.ts';
@@ -17,8 +18,9 @@ import { type Segment, TEMPLATE_SPEC, formatPath, getAt, isWithin, parsePath } f
 import { handleAffinityChange, handleTolerationsChange } from './placement.ts';
 import type { FieldChange, RestartReason, VmPlanEntry } from './plan.ts';
 import { semanticEqual } from './semantic.ts';
-import { disksRestartReasons, handleVolumeMigration, isHotplugVolume, syncHotplugVolumes, volumesRestartReasons } from './volumes.ts';
-import { ConditionAction, Message, PlanAction, RestartRequired, Rollout, Strategy, TakesEffect } from './vocabulary.ts';
+import { knownBugNote } from './versions.ts';
+import { disksRestartReasons, handleVolumeMigration, handleVolumeReplacement, isHotplugVolume, syncHotplugVolumes, volumesRestartReasons } from './volumes.ts';
+import { ConditionAction, Disruption, FeatureGate, Message, PlanAction, RestartRequired, Rollout, Strategy, TakesEffect } from './vocabulary.ts';
 
 /** Everything one plan is computed from. */
 export interface RolloutInput {
@@ -36,6 +38,8 @@ export interface RolloutInput {
   instancetypes?: Obj[];
   /** Overrides `status.observedKubeVirtVersion`. */
   kubevirtVersion?: string;
+  /** The VirtualMachineInstanceMigrations in the cluster (finished ones are ignored): they decide how many migrations are ahead of this VM's. */
+  migrations?: Obj[];
 }
 
 /** What the engine returns. */
@@ -126,8 +130,11 @@ export function planRollout(input: RolloutInput): RolloutResult {
     waiting: [],
     kubevirt: { version: cluster.version, model: cluster.behaviours.model },
   };
-  const admissionErrors = admitVm(desired, cluster.strategy);
-  if (admissionErrors.length > 0) return { plan: entry, admissionErrors, vmi, conditions, cluster };
+  const admissionErrors = admitVm(desired, cluster.strategy, cluster.behaviours, cluster.featureGates);
+  if (admissionErrors.length > 0) {
+    entry.disruption = { kind: Disruption.none, summary: "refused by KubeVirt's admission webhook: nothing is applied" };
+    return { plan: entry, admissionErrors, vmi, conditions, cluster };
+  }
 
   const pass = new Pass(input, cluster, existing);
   pass.run();
@@ -135,6 +142,9 @@ export function planRollout(input: RolloutInput): RolloutResult {
   entry.reasons = pass.reasons;
   entry.waiting = pass.waiting;
   entry.action = pass.changes.length > 0 ? PlanAction.update : PlanAction.none;
+  // How each live change reaches the guest: at once, at the next scheduling, or through a migration that may never start.
+  annotateGuestPaths(entry.changes, { desired, vmi: pass.stopping ? null : vmi, settings: cluster.workloadUpdate, migrations: input.migrations ?? [] });
+  entry.disruption = summariseDisruption(entry.changes, { running: vmi !== null, stopping: pass.stopping, conditionMessage: pass.finalMessage ?? null });
   const final = pass.finalMessage;
   entry.restartRequired = final !== undefined;
   entry.conditionMessage = final ?? null;
@@ -172,13 +182,16 @@ class Pass {
   /** Specific explanations for non-live-updatable groups, by path prefix. */
   private readonly explanations: Array<{ at: Segment[]; why: string }> = [];
   private readonly handlerRestarts = new Map<string, string>();
+  /** vmroll's fuller reason for a handler restart, where it has one (a known KubeVirt bug). */
+  private readonly handlerWhy = new Map<string, string>();
   private readonly handlerWaits = new Map<string, string>();
   private readonly liveNotes = new Map<string, string>();
   private handlersRan = false;
   /** Set when a handler's retryable error stopped the handlers after it in this pass. */
   private abortedBy: string | undefined;
   private expansionError: string | null = null;
-  private stopping = false;
+  /** The desired runStrategy stops the running instance in this pass. */
+  stopping = false;
 
   constructor(
     private readonly input: RolloutInput,
@@ -240,7 +253,7 @@ class Pass {
       if (vr.length === 0) copyField(neutral, cur, ['volumes']);
       else explain(['volumes'], SAME_LIST_VOLUMES);
       for (const r of vr) explain(['volumes', { name: r.name }], r.why);
-      const dr = disksRestartReasons(base, cur, b.cdromRemovalRestart);
+      const dr = disksRestartReasons(base, cur, { cdromRemovalRestart: b.cdromRemovalRestart, removedHotplugDiskBug: b.removedHotplugDiskBug });
       if (dr.length === 0) copyField(neutral, cur, ['domain', 'devices', 'disks']);
       else explain(['domain', 'devices', 'disks'], SAME_LIST_DISKS);
       for (const r of dr) explain(['domain', 'devices', 'disks', { name: r.name }], r.why);
@@ -275,6 +288,12 @@ class Pass {
     const vmiUuid = getStr(vmi, 'spec', 'domain', 'firmware', 'uuid');
     if (b.firmwareUuidBackfill && vmiUuid !== undefined && vmiUuid === getStr(cur, 'domain', 'firmware', 'uuid')) {
       copyField(neutral, cur, ['domain', 'firmware', 'uuid']);
+    } else if (b.firmwareUuidRestartBug && vmiUuid !== undefined && vmiUuid === getStr(cur, 'domain', 'firmware', 'uuid') && getStr(base, 'domain', 'firmware', 'uuid') === undefined) {
+      const why = `KubeVirt wrote this firmware UUID into the VM after starting it without one (the VMI runs with it), and this release counts it as a change: ${knownBugNote('firmwareUuidRestartBug')}`;
+      explain(['domain', 'firmware', 'uuid'], why);
+      // A VM created without a firmware block gets one holding only the UUID.
+      const firmware = getObj(cur, 'domain', 'firmware') ?? {};
+      if (getObj(base, 'domain', 'firmware') === undefined && Object.keys(firmware).length === 1) explain(['domain', 'firmware'], why);
     }
 
     // Only under LiveUpdate: the fields the handlers own.
@@ -298,7 +317,8 @@ class Pass {
 
     const isNetList = (c: RawChange): boolean =>
       c.reorder === true && (isWithin(c.segments, [...TEMPLATE_SPEC, 'networks']) || isWithin(c.segments, [...TEMPLATE_SPEC, 'domain', 'devices', 'interfaces']));
-    this.nonLive = diffValues(neutral, cur, [...TEMPLATE_SPEC]).filter((c) => !isNetList(c));
+    // Before v1.6 nothing neutralised the lists and KubeVirt compared them in order: a new order is a difference.
+    this.nonLive = diffValues(neutral, cur, [...TEMPLATE_SPEC]).filter((c) => b.interfaceOrderSensitive || !isNetList(c));
     const hasNonLive = this.nonLive.length > 0;
 
     let message = this.existing !== undefined ? String(this.existing['message'] ?? '') : undefined;
@@ -317,7 +337,11 @@ class Pass {
       () => handleAffinityChange(cur, vmi),
       ...(b.tolerationsLive ? [() => handleTolerationsChange(cur, vmi)] : []),
       () => handleMemoryChange(cur, vmi),
-      () => handleVolumeMigration(cur, vmi, getStr(this.expandedDesired, 'spec', 'updateVolumesStrategy')),
+      () =>
+        b.volumeReplacementRestartBug
+          ? handleVolumeReplacement(cur, vmi, getStr(this.expandedDesired, 'spec', 'updateVolumesStrategy'))
+          : ({ kind: 'none' } as const),
+      () => (this.volumeMigrationGatesMissing() ? { kind: 'none' as const } : handleVolumeMigration(cur, vmi, getStr(this.expandedDesired, 'spec', 'updateVolumesStrategy'))),
     ];
     for (const handler of handlers) {
       const outcome = handler();
@@ -325,6 +349,7 @@ class Pass {
         for (const p of outcome.paths) this.liveNotes.set(p, outcome.note);
       } else if (outcome.kind === 'restart') {
         this.handlerRestarts.set(outcome.path, outcome.message);
+        if (outcome.why !== undefined) this.handlerWhy.set(outcome.path, outcome.why);
         handlerMessage ??= outcome.message;
       } else if (outcome.kind === 'wait') {
         // A handler error aborts the rest; the condition a handler set in this pass is not written.
@@ -347,13 +372,19 @@ class Pass {
       this.liveNotes.set(formatPath([...TEMPLATE_SPEC, 'networks', { name }]), 'network updated on the running VMI');
     }
     if (this.volumeHotplugEnabled()) {
-      for (const name of syncHotplugVolumes(this.desiredSpec, vmi)) {
-        this.liveNotes.set(formatPath([...TEMPLATE_SPEC, 'volumes', { name }]), 'volume hot-plugged into (or unplugged from) the running VMI');
+      const declarative = this.cluster.behaviours.volumeHotplug === 'gated' || this.cluster.behaviours.volumeHotplug === 'defaultOn';
+      const sync = syncHotplugVolumes(this.desiredSpec, vmi, declarative);
+      for (const name of sync.changed) {
+        const note = sync.swapped.includes(name)
+          ? 'source of a hot-plugged volume changed: the VMI unplugs the old volume and plugs the new one (no restart)'
+          : 'volume hot-plugged into (or unplugged from) the running VMI';
+        this.liveNotes.set(formatPath([...TEMPLATE_SPEC, 'volumes', { name }]), note);
         this.liveNotes.set(formatPath([...TEMPLATE_SPEC, 'domain', 'devices', 'disks', { name }]), 'disk of a hotplugged volume');
       }
     }
     const annotations = getObj(this.expandedDesired, 'spec', 'template', 'metadata', 'annotations') ?? {};
-    for (const key of DYNAMIC_ANNOTATIONS) {
+    // syncDynamicAnnotationsAndLabelsToVMI arrived with v1.6.0.
+    for (const key of b.dynamicMetadataSync ? DYNAMIC_ANNOTATIONS : []) {
       const wanted = annotations[key];
       const current = getObj(vmi, 'metadata', 'annotations');
       if (wanted === undefined) {
@@ -362,6 +393,12 @@ class Pass {
         ensureObj(vmi, 'metadata', 'annotations')[key] = wanted;
       }
     }
+  }
+
+  /** Before v1.5 the storage migration handler does nothing unless both gates are listed. */
+  private volumeMigrationGatesMissing(): boolean {
+    const gates = this.cluster.featureGates;
+    return this.cluster.behaviours.volumeMigrationGated && !(gates.has(FeatureGate.VolumesUpdateStrategy) && gates.has(FeatureGate.VolumeMigration));
   }
 
   private volumeHotplugEnabled(): boolean {
@@ -428,7 +465,13 @@ class Pass {
     }
     // Handler restarts for fields that equal the baseline but not the VMI (e.g. sockets reverted after a hotplug).
     for (const [path, message] of this.handlerRestarts) {
-      if (this.changes.some((ch) => ch.path === path)) continue;
+      const why = this.handlerWhy.get(path) ?? message;
+      const covered = this.changes.filter((ch) => ch.path === path || ch.path.startsWith(`${path}.`) || ch.path.startsWith(`${path}[`));
+      if (covered.length > 0) {
+        // A change the synchronisers carried out anyway (a volume attached) while the handler sets the condition: the reason still counts.
+        for (const ch of covered) if (ch.rollout === Rollout.live && !this.reasons.some((r) => r.path === ch.path)) this.reasons.push({ path: ch.path, message: why });
+        continue;
+      }
       const segments = parsePath(path);
       this.changes.push({
         path,
@@ -436,9 +479,9 @@ class Pass {
         to: getAt(desired, segments) ?? null,
         rollout: Rollout.staged,
         takesEffect: TakesEffect.nextRestart,
-        why: message,
+        why,
       });
-      this.reasons.push({ path, message });
+      this.reasons.push({ path, message: why });
     }
   }
 
@@ -515,9 +558,12 @@ class Pass {
     // A hotplug the synchronisers did carry out is live even when the rest of its list waits.
     if (SYNCED_LISTS.some((l) => isWithin(c.segments, l)) && this.reachesVmi(c) && c.to !== undefined) return null;
     if (this.nonLive.some((n) => isWithin(n.segments, c.segments) || isWithin(c.segments, n.segments))) {
+      if (c.reorder && this.cluster.behaviours.interfaceOrderSensitive) {
+        return 'the list was reordered: before v1.6 KubeVirt compares interfaces and networks in order, so a new order sets RestartRequired';
+      }
       return this.explanation(c.segments) ?? Message.nonLiveUpdatable;
     }
-    for (const [p, message] of this.handlerRestarts) if (path.startsWith(p)) return message;
+    for (const [p, message] of this.handlerRestarts) if (path.startsWith(p)) return this.handlerWhy.get(p) ?? message;
     if (this.waitFor(c) !== undefined) return null;
     if (this.reachesVmi(c)) return null;
     return this.silentWhy(c);
@@ -551,6 +597,10 @@ class Pass {
     const live = this.cluster.strategy === Strategy.LiveUpdate;
     if (c.reorder) return 'new order takes effect at the next boot (KubeVirt sets no RestartRequired for it)';
     if (isWithin(c.segments, ['spec', 'template', 'metadata'])) {
+      const key = c.segments[4];
+      if (!b.dynamicMetadataSync && typeof key === 'string' && DYNAMIC_ANNOTATIONS.includes(key)) {
+        return 'this KubeVirt syncs no template annotation to a running VMI (the descheduler annotations are synced from v1.6): it applies to the next instance';
+      }
       return 'template metadata applies to the next instance (KubeVirt sets no RestartRequired for it)';
     }
     if (HANDLER_FIELDS.some((f) => isWithin(c.segments, f)) && live && !this.handlersRan) {
@@ -570,12 +620,18 @@ class Pass {
       return 'reaches the guest at the next boot';
     }
     if (isWithin(c.segments, [...TEMPLATE_SPEC, 'volumes']) || isWithin(c.segments, [...TEMPLATE_SPEC, 'domain', 'devices', 'disks'])) {
+      if (getStr(this.expandedDesired, 'spec', 'updateVolumesStrategy') === 'Migration' && this.volumeMigrationGatesMissing()) {
+        return `updateVolumesStrategy: Migration does nothing without the ${FeatureGate.VolumesUpdateStrategy} and ${FeatureGate.VolumeMigration} feature gates on this KubeVirt (GA from v1.5): no storage migration, the new claim is used at the next boot (KubeVirt sets no RestartRequired for it)`;
+      }
       if (getStr(this.expandedDesired, 'spec', 'updateVolumesStrategy') === 'Migration' && !live) {
         return 'volume migration runs only under LiveUpdate: the new volume is used after the next restart (KubeVirt sets no RestartRequired for it)';
       }
       const element = c.segments[3 + (isWithin(c.segments, [...TEMPLATE_SPEC, 'volumes']) ? 1 : 3)];
       const volumeName = typeof element === 'object' ? element.name : undefined;
       const volume = [...getList(this.desiredSpec, 'volumes'), ...getList(this.baselineSpec, 'volumes')].find((v) => v['name'] === volumeName);
+      if ((isHotplugVolume(volume) || !live) && b.volumeHotplug === 'none') {
+        return 'this KubeVirt (before v1.6) attaches no volume declared in the template to a running VMI: the volume changes at the next start';
+      }
       if (isHotplugVolume(volume) || !live) {
         return 'declarative volume hotplug is off on this cluster: the volume changes at the next start (KubeVirt sets no RestartRequired for it)';
       }

@@ -9,7 +9,8 @@ import type { Obj } from './json.ts';
 import { formatPath, getAt, parsePath } from './paths.ts';
 import type { FieldChange, VmPlanEntry } from './plan.ts';
 import { semanticEqual } from './semantic.ts';
-import { Rollout } from './vocabulary.ts';
+import { narrowDisruption } from './guest.ts';
+import { ReachesGuest, Rollout } from './vocabulary.ts';
 
 /** Whether the stored value at `path` differs between `before` and `after` (Kubernetes semantic equality). */
 export function fieldChanged(path: string, before: Obj, after: Obj): boolean {
@@ -27,7 +28,7 @@ export function introducedBy(entry: VmPlanEntry, before: Obj, after: Obj): VmPla
   const changes = entry.changes.filter((c) => fieldChanged(c.path, before, after));
   if (changes.length === entry.changes.length) return entry;
   const kept = new Set(changes.map((c) => c.path));
-  return { ...entry, changes, reasons: entry.reasons.filter((r) => kept.has(r.path)) };
+  return withDisruption({ ...entry, changes, reasons: entry.reasons.filter((r) => kept.has(r.path)) }, entry);
 }
 
 /** A field set back to what the running instance runs (see {@link changeOutcome}). */
@@ -48,6 +49,16 @@ export interface ChangeOutcome {
   reverts: FieldRevert[];
   /** Paths among `entry.changes` whose value did not change but which go live now, held until this change. */
   released: string[];
+}
+
+/** `narrowed` with its disruption summed up again from its own changes (the engine's covered `whole`). */
+function withDisruption(narrowed: VmPlanEntry, whole: VmPlanEntry): VmPlanEntry {
+  const disruption = narrowDisruption(whole, narrowed.changes);
+  if (disruption === undefined) {
+    const { disruption: _dropped, ...rest } = narrowed;
+    return rest;
+  }
+  return { ...narrowed, disruption };
 }
 
 /** `why` of a released change. */
@@ -93,7 +104,7 @@ export function changeOutcome(before: VmPlanEntry, after: VmPlanEntry, storedBef
     reverts.push({ path: c.path, from: getAt(storedBefore, segments), to: getAt(storedAfter, segments) });
   }
   const kept = new Set(changes.filter((c) => !released.includes(c.path)).map((c) => c.path));
-  return { entry: { ...after, changes, reasons: after.reasons.filter((r) => kept.has(r.path)) }, reverts, released };
+  return { entry: withDisruption({ ...after, changes, reasons: after.reasons.filter((r) => kept.has(r.path)) }, after), reverts, released };
 }
 
 /** `why` of a change to the VirtualMachine's own labels or annotations. */
@@ -112,7 +123,7 @@ export function vmMetadataChanges(before: Obj, after: Obj, ignore: (kind: 'label
     const now = (getAt(after, ['metadata', kind]) ?? {}) as Obj;
     for (const key of [...new Set([...Object.keys(was), ...Object.keys(now)])].sort()) {
       if (ignore(kind, key) || semanticEqual(was[key], now[key])) continue;
-      const change: FieldChange = { path: formatPath(['metadata', kind, key]), to: now[key] ?? null, rollout: Rollout.live, why: VM_LEVEL_WHY };
+      const change: FieldChange = { path: formatPath(['metadata', kind, key]), to: now[key] ?? null, rollout: Rollout.live, why: VM_LEVEL_WHY, reachesGuest: ReachesGuest.immediately };
       out.push(was[key] === undefined ? change : { ...change, from: was[key] });
     }
   }

@@ -74,5 +74,5 @@ export function handleMemoryChange(spec: Obj, vmi: Obj): HandlerOutcome {
   if (vmLimit !== undefined && limit !== null) {
     setPath(vmi, ['spec', 'domain', 'resources', 'limits', 'memory'], formatBytes(limit + delta));
   }
-  return { kind: 'patched', paths: [GUEST_PATH], note: 'memory hot-plugged: the VMI is live-migrated to apply it' };
+  return { kind: 'patched', paths: [GUEST_PATH], note: 'guest memory patched into the VMI; it reaches the guest only through a live migration' };
 }

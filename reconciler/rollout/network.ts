@@ -55,7 +55,8 @@ export function networkRestartReason(spec: Obj, vmi: Obj, ctx: NetworkContext): 
   const vmNets = byName(getList(spec, 'networks'));
   const vmiNets = byName(getList(vmi, 'spec', 'networks'));
   const hasPod = (nets: Map<string, Obj>): boolean => [...nets.values()].some((n) => isObj(n['pod']));
-  if (hasPod(vmNets) && !hasPod(vmiNets)) return 'the pod network was added to a VM running without it';
+  // v1.6.x–v1.7.x have no such rule: the pod network then waits for the next boot silently.
+  if (ctx.behaviours.podNetworkAddedRestart && hasPod(vmNets) && !hasPod(vmiNets)) return 'the pod network was added to a VM running without it';
   const ignoreNad = nadRefLive(vmi, ctx);
   for (const [name, running] of vmiNets) {
     const wanted = vmNets.get(name);

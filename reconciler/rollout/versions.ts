@@ -62,10 +62,39 @@ export interface Behaviours {
   tolerationsLive: boolean;
   /** Socket changes need a restart while multi-queue NICs are on (v1.2–v1.5). */
   multiQueueSocketsRestart: boolean;
-  /** The CPU handler refuses socket hotplug on arm64 (after v1.9). */
+  /** The CPU handler refuses socket hotplug on arm64 (v1.6+). */
   armCpuHotplugCheck: boolean;
   /** Network, volume and metadata synchronisers run even while RestartRequired is set (KubeVirt; not the seed's model). */
   syncersIgnoreCondition: boolean;
+  /** Reordering interfaces/networks is a difference (the lists are compared in order, nothing neutralises them) (before v1.6). */
+  interfaceOrderSensitive: boolean;
+  /** Known bug v1.4.0–v1.5.x: removing a hot-plugged volume's disk (or a CD-ROM with its volume) sets RestartRequired under LiveUpdate. */
+  removedHotplugDiskBug: boolean;
+  /** `updateVolumesStrategy` needs the `VolumesUpdateStrategy` and `VolumeMigration` gates listed (before they went GA in v1.5). */
+  volumeMigrationGated: boolean;
+  /** The descheduler annotations (and configured keys) of the template are synced to a running VMI (v1.6+). */
+  dynamicMetadataSync: boolean;
+  /** Admission accepts interface `state: up`/`down` (v1.5+); before, only `absent`. */
+  interfaceLinkState: boolean;
+  /** Known bug v1.6.0–v1.6.2: adding (or changing) a hotplug volume under LiveUpdate sets RestartRequired "the volumes replacement is effective only after restart". */
+  volumeReplacementRestartBug: boolean;
+  /** Adding the pod network to a VM running without one needs a restart (`IsRestartRequired`); v1.6.x–v1.7.x lack the rule. */
+  podNetworkAddedRestart: boolean;
+  /** Known bug v1.6.0–v1.6.5 and v1.7.0–v1.7.3: the firmware UUID KubeVirt writes into a VM started without one sets RestartRequired. */
+  firmwareUuidRestartBug: boolean;
+}
+
+/** KubeVirt bugs the engine reproduces, each with what goes wrong and the releases that fix it. */
+export const KNOWN_BUGS = {
+  removedHotplugDiskBug: { what: 'the removed disk is looked up in the already-updated spec, where its volume is gone', fixedIn: ['v1.6.0'] },
+  volumeReplacementRestartBug: { what: "handleVolumeUpdateRequest takes any new hotplug volume for a volume replacement", fixedIn: ['v1.6.3'] },
+  firmwareUuidRestartBug: { what: 'the UUID is compared with the start revision, which has none', fixedIn: ['v1.6.6', 'v1.7.4'] },
+} as const;
+
+/** The clause a reason from a known KubeVirt bug ends with: says so and names the fixing releases. */
+export function knownBugNote(bug: keyof typeof KNOWN_BUGS): string {
+  const b = KNOWN_BUGS[bug];
+  return `a known KubeVirt bug (${b.what}), fixed in ${b.fixedIn.join(' and ')}`;
 }
 
 type Row<T> = {
@@ -77,7 +106,11 @@ type Row<T> = {
   since: ReadonlyArray<readonly [string, T]>;
 };
 
-/** The table. "v1.10.0" stands for development builds after v1.9 (KubeVirt's main branch). */
+/**
+ * The table. "v1.10.0" stands for development builds after v1.9 (KubeVirt's main branch). Rows
+ * resolve to the patch release: each `since` entry from its version on, later entries winning, so
+ * a fix in v1.6.6 and v1.7.4 that v1.7.0 lacks is written as three entries.
+ */
 export const BEHAVIOUR_TABLE: { readonly [K in Exclude<keyof Behaviours, 'model'>]: Row<Behaviours[K]> } = {
   liveUpdateGateGA: { seed: false, before: false, since: [['v1.5.0', true]] },
   clusterStrategy: { seed: true, before: false, since: [['v1.2.0', true]] },
@@ -93,13 +126,22 @@ export const BEHAVIOUR_TABLE: { readonly [K in Exclude<keyof Behaviours, 'model'
   allVolumesNeutralisedUnderLiveUpdate: { seed: false, before: false, since: [['v1.2.0', true], ['v1.3.0', false]] },
   volumeHotplug: { seed: 'liveUpdate', before: 'none', since: [['v1.6.0', 'gated'], ['v1.9.0', 'defaultOn']] },
   cdromRemovalRestart: { seed: false, before: false, since: [['v1.7.0', true]] },
-  firmwareUuidBackfill: { seed: false, before: false, since: [['v1.8.0', true]] },
+  // Backported to v1.6.6 and v1.7.4 (the fix of firmwareUuidRestartBug); v1.7.0–v1.7.3 lack it again.
+  firmwareUuidBackfill: { seed: false, before: false, since: [['v1.6.6', true], ['v1.7.0', false], ['v1.7.4', true]] },
   firmwarePciDefaults: { seed: false, before: false, since: [['v1.8.0', true]] },
   conditionSticky: { seed: true, before: true, since: [['v1.8.0', false]] },
   tolerationsLive: { seed: true, before: false, since: [['v1.4.0', true]] },
   multiQueueSocketsRestart: { seed: false, before: false, since: [['v1.2.0', true], ['v1.6.0', false]] },
-  armCpuHotplugCheck: { seed: false, before: false, since: [['v1.10.0', true]] },
+  armCpuHotplugCheck: { seed: false, before: false, since: [['v1.6.0', true]] },
   syncersIgnoreCondition: { seed: false, before: true, since: [] },
+  interfaceOrderSensitive: { seed: false, before: true, since: [['v1.6.0', false]] },
+  removedHotplugDiskBug: { seed: false, before: false, since: [['v1.4.0', true], ['v1.6.0', false]] },
+  volumeMigrationGated: { seed: false, before: true, since: [['v1.5.0', false]] },
+  dynamicMetadataSync: { seed: true, before: false, since: [['v1.6.0', true]] },
+  interfaceLinkState: { seed: true, before: false, since: [['v1.5.0', true]] },
+  volumeReplacementRestartBug: { seed: false, before: false, since: [['v1.6.0', true], ['v1.6.3', false]] },
+  podNetworkAddedRestart: { seed: true, before: true, since: [['v1.6.0', false], ['v1.8.0', true]] },
+  firmwareUuidRestartBug: { seed: false, before: false, since: [['v1.6.0', true], ['v1.6.6', false], ['v1.7.0', true], ['v1.7.4', false]] },
 };
 
 /** A parsed KubeVirt version. */

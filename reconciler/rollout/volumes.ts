@@ -7,6 +7,8 @@ import { type Obj, byName, clone, get, getList, getObj, isObj } from './json.ts'
 import type { HandlerOutcome } from './outcome.ts';
 import { templatePath } from './paths.ts';
 import { semanticEqual } from './semantic.ts';
+import { knownBugNote } from './versions.ts';
+import { Message } from './vocabulary.ts';
 import { isLiveMigratable, vmiPhase } from './vmi.ts';
 
 /** KubeVirt's `IsHotplugVolume`: a PVC, DataVolume or MemoryDump marked hotpluggable. */
@@ -43,8 +45,17 @@ export function volumesRestartReasons(baseline: Obj, current: Obj, migration: bo
   return out;
 }
 
+/** Version switches of {@link disksRestartReasons}. */
+export interface DiskRules {
+  /** Removing a CD-ROM drive needs a restart (v1.7+). */
+  cdromRemovalRestart: boolean;
+  /** v1.4.0–v1.5.x: a removed disk's volume is looked up in the updated spec only. */
+  removedHotplugDiskBug: boolean;
+}
+
 /** Why the disk set cannot be live-updated (one entry per offending disk); empty when it can. */
-export function disksRestartReasons(baseline: Obj, current: Obj, cdromRemovalRestart: boolean): ElementReason[] {
+export function disksRestartReasons(baseline: Obj, current: Obj, rules: DiskRules): ElementReason[] {
+  const { cdromRemovalRestart } = rules;
   const out: ElementReason[] = [];
   const beforeVolumes = byName(getList(baseline, 'volumes'));
   const afterVolumes = byName(getList(current, 'volumes'));
@@ -59,25 +70,49 @@ export function disksRestartReasons(baseline: Obj, current: Obj, cdromRemovalRes
   }
   for (const [name, old] of before) {
     if (after.has(name)) continue;
-    if (!isHotplugVolume(beforeVolumes.get(name))) out.push({ name, why: `disk "${name}" was removed but its volume was not hotpluggable` });
+    if (rules.removedHotplugDiskBug && isHotplugVolume(beforeVolumes.get(name)) && !isHotplugVolume(afterVolumes.get(name))) {
+      out.push({ name, why: `disk "${name}" was removed with its hotplug volume, and this KubeVirt then sets RestartRequired: ${knownBugNote('removedHotplugDiskBug')}` });
+    } else if (!isHotplugVolume(beforeVolumes.get(name))) out.push({ name, why: `disk "${name}" was removed but its volume was not hotpluggable` });
     else if (cdromRemovalRestart && isObj(old['cdrom'])) out.push({ name, why: `CD-ROM disk "${name}" was removed: ejecting the media is live, removing the drive needs a restart` });
   }
   return out;
 }
 
+/** What {@link syncHotplugVolumes} did to the VMI. */
+export interface HotplugSync {
+  /** Names whose volume was attached, detached or swapped. */
+  changed: string[];
+  /** Names among them whose source changed: the old volume was unplugged and the new one plugged. */
+  swapped: string[];
+}
+
 /**
- * Declarative volume hotplug: attaches and detaches the template's hotpluggable volumes on a
- * running VMI (in place). Returns the names whose volume changed on the VMI.
+ * Volume hotplug: attaches and detaches the template's hotpluggable volumes on a running VMI (in
+ * place). With `swapSources` (declarative hotplug, `pkg/storage/hotplug/hotplug.go`:
+ * `filterHotplugVMIVolumes` drops a hot-plugged volume whose source changed, and
+ * `getNewHotplugVMVolumes` plugs the new one once the unplug is done) a changed source replaces
+ * the running volume; the VMI is shown as it ends up.
  */
-export function syncHotplugVolumes(spec: Obj, vmi: Obj): string[] {
-  if (vmiPhase(vmi) !== 'Running') return [];
+export function syncHotplugVolumes(spec: Obj, vmi: Obj, swapSources = false): HotplugSync {
+  const none: HotplugSync = { changed: [], swapped: [] };
+  if (vmiPhase(vmi) !== 'Running') return none;
   const vmiSpec = getObj(vmi, 'spec');
-  if (vmiSpec === undefined) return [];
+  if (vmiSpec === undefined) return none;
+  const swapped: string[] = [];
   const wanted = byName(getList(spec, 'volumes'));
   const running = getList(vmi, 'spec', 'volumes');
   const runningByName = byName(running);
   const changed: string[] = [];
-  const kept = running.filter((v) => {
+  const kept = running.map((v) => {
+    const name = String(v['name']);
+    const want = wanted.get(name);
+    if (swapSources && want !== undefined && isHotplugVolume(v) && isHotplugVolume(want) && !semanticEqual(want, v)) {
+      changed.push(name);
+      swapped.push(name);
+      return clone(want);
+    }
+    return v;
+  }).filter((v) => {
     const name = String(v['name']);
     const keep = !isHotplugVolume(v) || wanted.has(name);
     if (!keep) changed.push(name);
@@ -102,7 +137,31 @@ export function syncHotplugVolumes(spec: Obj, vmi: Obj): string[] {
   vmiSpec['volumes'] = kept;
   const devices = (getObj(vmiSpec, 'domain', 'devices') ?? {}) as Obj;
   devices['disks'] = keptDisks;
-  return changed;
+  return { changed, swapped };
+}
+
+const isClaimOrDataVolumeHotplug = (v: Obj): boolean => get(v, 'persistentVolumeClaim', 'hotpluggable') === true || get(v, 'dataVolume', 'hotpluggable') === true;
+
+/**
+ * v1.6.0–v1.6.2 `handleVolumeUpdateRequest` under the default (Replacement) volume strategy: unless
+ * a hot-plugged volume was removed, any difference between the VMI's volumes and the template's
+ * (a hotplug volume added or its source changed) sets RestartRequired, a known bug fixed in v1.6.3.
+ */
+export function handleVolumeReplacement(spec: Obj, vmi: Obj, updateVolumesStrategy: string | undefined): HandlerOutcome {
+  if (updateVolumesStrategy !== undefined && updateVolumesStrategy !== 'Replacement') return { kind: 'none' };
+  const wanted = byName(getList(spec, 'volumes'));
+  const runningList = getList(vmi, 'spec', 'volumes');
+  if (runningList.some((v) => isClaimOrDataVolumeHotplug(v) && !wanted.has(String(v['name'])))) return { kind: 'none' };
+  // KubeVirt compares the two lists as they are, in order.
+  if (semanticEqual(runningList, getList(spec, 'volumes'))) return { kind: 'none' };
+  const running = byName(runningList);
+  const first = [...wanted].find(([name, v]) => !semanticEqual(v, running.get(name)))?.[0] ?? String(getList(spec, 'volumes')[0]?.['name'] ?? '');
+  return {
+    kind: 'restart',
+    path: templatePath('volumes', { name: first }),
+    message: Message.volumesReplacement,
+    why: `KubeVirt sets RestartRequired "${Message.volumesReplacement}" for a hotplug volume added or changed under LiveUpdate: ${knownBugNote('volumeReplacementRestartBug')}`,
+  };
 }
 
 /** Storage live migration for `updateVolumesStrategy: Migration` (a gated LiveUpdate handler). */

@@ -77,6 +77,10 @@ export interface VmPlanEntry {
    * Fields the desired manifest leaves out that KubeVirt fills in itself (its mutating webhook or controller), taken from the baseline so they are not reported as changes. Absent or empty when none were filled.
    */
   clusterDefaults?: ClusterDefault[];
+  /**
+   * What rolling the changes out does to the running guest by itself, with one line that explains it. Set by the rollout engine on every plan it computes; absent from entries vmroll writes without it (a deleted VM, a failed sync).
+   */
+  disruption?: GuestDisruption;
 }
 /**
  * Why a field cannot be applied to the running guest now.
@@ -119,6 +123,35 @@ export interface FieldChange {
    * Short explanation of the rollout decision, when it is not obvious from the path.
    */
   why?: string;
+  /**
+   * Present on every live change: how it reaches the guest. immediately: without a migration (virt-handler applies volume, disk and CD-ROM hotplug and interface hotplug, unplug and link state to the running domain; KubeVirt syncs the descheduler annotations; or a VM-level field, which changes the VM object at once). nextScheduling: nodeSelector, affinity, tolerations: the VMI carries them but the running VM is not moved; they apply when it is next scheduled (a migration or a restart). liveMigration: it needs a live migration and KubeVirt's workload updater will start one (see migration.queuedAhead). awaitingRestart: it needs a live migration that will not start (see migration.blockedBy); patched into the VMI, it reaches the guest only at the next restart. eviction: it needs a live migration, and the workload updater evicts the VMI instead (the Evict method): the guest stops, and with runStrategy Always or RerunOnFailure KubeVirt starts it again with the change (a restart); see migration.blockedBy for why no migration.
+   */
+  reachesGuest?: "immediately" | "nextScheduling" | "liveMigration" | "awaitingRestart" | "eviction";
+  /**
+   * Present when reachesGuest is liveMigration, awaitingRestart or eviction: the migration the change needs, and whether it will run.
+   */
+  migration?: GuestMigration;
+}
+/**
+ * The live migration a change needs to reach the guest (KubeVirt's workload updater, pkg/virt-controller/watch/workload-updater).
+ */
+export interface GuestMigration {
+  /**
+   * The VMI condition that makes the workload updater act: HotVCPUChange (CPU sockets), HotMemoryChange (guest memory), MigrationRequired (an SR-IOV interface plugged, or a NAD reference changed), VolumesChange (updateVolumesStrategy: Migration).
+   */
+  trigger: "HotVCPUChange" | "HotMemoryChange" | "MigrationRequired" | "VolumesChange";
+  /**
+   * When the migration will start: how many migrations in flight must finish before it can, under parallelMigrationsPerCluster and parallelOutboundMigrationsPerNode, assuming first come, first served (other VMs of the same plan are not counted). 0: it can start on the workload updater's next pass.
+   */
+  queuedAhead?: number;
+  /**
+   * When no migration will start, why: noLiveMigrateMethod (the KubeVirt CR's spec.workloadUpdateStrategy.workloadUpdateMethods does not list LiveMigrate; KubeVirt's default is an empty list), notMigratable (the VMI is not LiveMigratable=True), kubevirtNotDeployed (the KubeVirt CR's status.phase is not Deployed), kubevirtUpdating (KubeVirt itself is being updated: observedDeploymentID differs from targetDeploymentID). The last two last only while KubeVirt is in that state.
+   */
+  blockedBy?: "noLiveMigrateMethod" | "notMigratable" | "kubevirtNotDeployed" | "kubevirtUpdating";
+  /**
+   * Set with blockedBy: the same reason in one clause for people, with the cluster's own words where it has them, e.g. "the VMI is not live-migratable (LiveMigratable=False, DisksNotLiveMigratable: …)" or "the cluster has no LiveMigrate workload update method".
+   */
+  blockedWhy?: string;
 }
 /**
  * Which KubeVirt behaviour the rollout engine modelled.
@@ -149,6 +182,19 @@ export interface ClusterDefault {
    * Who in KubeVirt sets it when the manifest leaves it out.
    */
   setBy: string;
+}
+/**
+ * What rolling a VM's changes out does to its running guest without anyone acting.
+ */
+export interface GuestDisruption {
+  /**
+   * none: nothing interrupts the guest (changes are effective at once or at the next scheduling, wait for a restart someone else does, or no instance runs; a stop the VM's runStrategy asks for is not counted); migration: KubeVirt live-migrates the VM to carry a change to the guest; restart: KubeVirt evicts the VM (Evict workload update method), which stops the guest and, with runStrategy Always or RerunOnFailure, starts it again with every staged change.
+   */
+  kind: "none" | "migration" | "restart";
+  /**
+   * One line a PR comment can print, e.g. "hot-plug via live migration (2 migrations ahead)", "patched but will not reach the guest until a restart: the cluster has no LiveMigrate workload update method", "will be restarted by eviction: …".
+   */
+  summary: string;
 }
 /**
  * A manifest file (or one document in it) that vmroll could not load.

@@ -21,6 +21,16 @@ export interface Expectation {
   waiting?: string[];
   admission?: string[];
   vmi?: unknown;
+  /** Path → expected `reachesGuest` of that change (`none`: the change has no reachesGuest). */
+  reachesGuest?: Record<string, string>;
+  /** Path → subset the change's `migration` must contain (`null`: it has none). */
+  migration?: Record<string, Obj | null>;
+  /** Expected `disruption.kind`. */
+  disruption?: string;
+  /** Text `disruption.summary` must contain. */
+  summary?: string;
+  /** Path → text the restart reason at that path must contain. */
+  reasonIncludes?: Record<string, string>;
 }
 
 /** One case as written in a file. */
@@ -30,7 +40,22 @@ export interface RolloutCase {
   desired?: unknown;
   baseline?: unknown;
   vmi?: unknown;
-  kubevirt?: { strategy?: string; featureGates?: string[]; liveUpdateConfiguration?: Obj; cpuAllocationRatio?: number };
+  kubevirt?: {
+    strategy?: string;
+    featureGates?: string[];
+    liveUpdateConfiguration?: Obj;
+    cpuAllocationRatio?: number;
+    /** `spec.workloadUpdateStrategy` (workloadUpdateMethods, batchEvictionSize, batchEvictionInterval). */
+    workloadUpdateStrategy?: Obj;
+    /** `spec.configuration.migrations`. */
+    migrations?: Obj;
+    /** The CR's `status` (phase, observedDeploymentID, targetDeploymentID). */
+    status?: Obj;
+    /** `spec.configuration.evictionStrategy`. */
+    evictionStrategy?: string;
+  };
+  /** VirtualMachineInstanceMigrations in the cluster. */
+  migrations?: Obj[];
   conditions?: Obj[];
   instancetypes?: Obj[];
   expect: Record<string, Expectation>;
@@ -71,7 +96,13 @@ export function kubevirtFor(c: RolloutCase): Obj {
   if (strategy !== 'unset') configuration['vmRolloutStrategy'] = strategy;
   if (k.liveUpdateConfiguration) configuration['liveUpdateConfiguration'] = k.liveUpdateConfiguration;
   if (k.cpuAllocationRatio !== undefined) (configuration['developerConfiguration'] as Obj)['cpuAllocationRatio'] = k.cpuAllocationRatio;
-  return { apiVersion: 'kubevirt.io/v1', kind: 'KubeVirt', metadata: { name: 'kubevirt', namespace: 'kubevirt' }, spec: { configuration } };
+  if (k.migrations) configuration['migrations'] = k.migrations;
+  if (k.evictionStrategy) configuration['evictionStrategy'] = k.evictionStrategy;
+  const spec: Obj = { configuration };
+  if (k.workloadUpdateStrategy) spec['workloadUpdateStrategy'] = k.workloadUpdateStrategy;
+  const cr: Obj = { apiVersion: 'kubevirt.io/v1', kind: 'KubeVirt', metadata: { name: 'kubevirt', namespace: 'kubevirt' }, spec };
+  if (k.status) cr['status'] = k.status;
+  return cr;
 }
 
 /** The inputs of a case, fresh. */
