@@ -272,7 +272,10 @@ export async function startController(config: RunConfig, logger: Logger, options
           onPush: (push) => {
             const matching = repositories.filter((r) => r.matchesPush(push.repository));
             logger.info({ ref: push.ref, after: push.after.slice(0, 12) }, 'push webhook: syncing now');
-            for (const r of matching.length > 0 ? matching : repositories) void r.trigger('webhook');
+            for (const r of matching.length > 0 ? matching : repositories) {
+              r.notePush(push.ref, push.after);
+              void r.trigger('webhook');
+            }
           },
           onPullRequest: () => {
             // A sync is followed by the pull request review, so one trigger does both.

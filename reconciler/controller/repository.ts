@@ -57,6 +57,12 @@ export interface RepositoryUnit {
   nextSyncAt(): number | null;
   /** Whether a push to `owner/name` concerns it. */
   matchesPush(repository: string | null): boolean;
+  /**
+   * Notes the commit a push webhook names for a ref. When it is this repository's ref, a sync that
+   * fails before it resolves a commit (the Git host down, the token refused) posts its failure on
+   * that commit: the one the operator pushed and is waiting to see applied.
+   */
+  notePush(ref: string, after: string): void;
   /** Whether it reviews pull requests. */
   reviews: boolean;
   /** Starts the timer: from now on every sync arms it for the next one. */
@@ -99,14 +105,23 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
 
   /** The commit whose `vmroll/sync` outcome was posted last, while that outcome stands (a failure posted since clears it). */
   let reportedCommit: string | null = null;
+  /** The commit a push webhook named for this repository's ref that no sync has resolved yet. */
+  let pushedCommit: string | null = null;
+  /** When that push was noted (performance.now()): a sync that started before it cannot have fetched it. */
+  let pushedAt = 0;
   /**
    * The reconcile's single exit: every sync, however it ended, is counted, and its outcome posted
-   * on the commit when there is one. A sync that failed before it resolved a commit (the branch
-   * gone, the Git host down) has no commit to carry a status: it is counted here and logged by
-   * the chain, and the status of the last synced commit is left as it was.
+   * on the commit when there is one. A sync that failed before it resolved a commit (the Git host
+   * down, the token refused) posts on the commit a push webhook named, when one did; without one
+   * (polling, or the branch deleted) there is no commit to carry a status: the failure is counted
+   * here and logged by the chain, and the status of the last synced commit is left as it was.
    */
   const recordOutcome = (outcome: ReconcileOutcome): void => {
-    const { report, commit } = outcome;
+    const { report } = outcome;
+    // A sync that resolved the pushed commit, or any commit after the push, answers for it; one
+    // that started before the push did not reach it, so the push stays the one to answer for.
+    if (outcome.commit !== null && (outcome.commit === pushedCommit || performance.now() - outcome.durationMs >= pushedAt)) pushedCommit = null;
+    const commit = outcome.commit ?? pushedCommit;
     const posting = host !== null && queue !== null && leading();
     if (report !== null) {
       metrics.recordReconcile(rc.name, report);
@@ -284,6 +299,13 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
     synced: () => synced,
     nextSyncAt: () => timerDue,
     matchesPush: (repository) => repository !== null && pushNames.has(repository.toLowerCase()),
+    notePush: (ref, after) => {
+      // A deleted branch names the zero commit: nothing to post on.
+      if ((ref === rc.ref || ref === `refs/heads/${rc.ref}`) && /^[0-9a-f]{40}$/.test(after) && !/^0+$/.test(after)) {
+        pushedCommit = after;
+        pushedAt = performance.now();
+      }
+    },
     reviews: host !== null,
     schedule: () => {
       scheduling = true;
