@@ -119,17 +119,36 @@ export interface RealApiServer {
   startMs: number;
   /** The server's log (kube-apiserver's klog output), for failure messages. */
   log(): string;
+  /**
+   * Compacts etcd's history up to now (SIGUSR1) and resolves to the revision: a watch resuming
+   * from an older resourceVersion that the watch cache does not serve then gets 410 Gone.
+   */
+  compact(): Promise<number>;
   /** SIGTERM, then waits for the exit (SIGKILL after 30 s); removes its directory. */
   stop(): Promise<void>;
 }
 
+/** Options of {@link startRealApiServer}. */
+export interface RealApiServerOptions {
+  /** More kube-apiserver flags, e.g. `--watch-cache-sizes=virtualmachines.kubevirt.io#0`. */
+  apiserverArgs?: string[];
+}
+
 /** Builds if needed, then starts a server with KubeVirt's CRDs and waits for its ready line. */
-export async function startRealApiServer(): Promise<RealApiServer> {
+export async function startRealApiServer(options: RealApiServerOptions = {}): Promise<RealApiServer> {
   await buildRealApiServer();
   const dir = mkdtempSync(path.join(tmpdir(), 'vmroll-real-apiserver-'));
   const logFile = path.join(dir, 'apiserver.log');
   const logFd = openSync(logFile, 'w');
-  const child: ChildProcess = spawn(SERVER_BIN, ['--crds', KUBEVIRT_CRDS, '--dir', path.join(dir, 'server'), '--start-timeout', `${START_TIMEOUT_MS / 1000}s`], {
+  const child: ChildProcess = spawn(SERVER_BIN, [
+      '--crds',
+      KUBEVIRT_CRDS,
+      '--dir',
+      path.join(dir, 'server'),
+      '--start-timeout',
+      `${START_TIMEOUT_MS / 1000}s`,
+      ...(options.apiserverArgs ?? []).map((a) => `--apiserver-arg=${a}`),
+    ], {
     stdio: ['ignore', 'pipe', logFd],
   });
   closeSync(logFd);
@@ -157,6 +176,18 @@ export async function startRealApiServer(): Promise<RealApiServer> {
     crds: ready.crds,
     startMs: ready.startMs,
     log,
+    async compact() {
+      const seen = out.split('\n').length;
+      child.kill('SIGUSR1');
+      let line: { compacted: number; error?: string } | undefined;
+      await until('etcd to compact', () => {
+        const next = out.split('\n').slice(seen - 1).find((l) => l.includes('"compacted"'));
+        if (next !== undefined) line = JSON.parse(next) as { compacted: number; error?: string };
+        return line !== undefined;
+      });
+      if (line === undefined || line.error !== undefined) throw new Error(`etcd compaction failed: ${line?.error ?? 'no answer'}`);
+      return line.compacted;
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');

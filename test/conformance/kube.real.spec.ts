@@ -1,0 +1,288 @@
+/**
+ * The kube backend against Kubernetes' own API server (kube-apiserver from k8s.io/kubernetes,
+ * embedded etcd) serving KubeVirt's CRDs generated from kubevirt.io/api: structural schemas,
+ * lists, informer watches, server-side apply with real managedFields and list types,
+ * conflicts, and the 410 relist after etcd compacts the history. Not part of `npm test`
+ * (it builds Go): `npm run test:conformance`.
+ */
+import assert from 'node:assert/strict';
+import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type Server, type Socket, createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parse, stringify } from 'yaml';
+import type { WatchEvent } from '../../reconciler/cluster/backend.ts';
+import { KubeCluster } from '../../reconciler/cluster/kube.ts';
+import type { Obj } from '../../reconciler/rollout/index.ts';
+import { ROOT } from '../helpers/cases.ts';
+import { BUILD_TIMEOUT_MS, type RealApiServer, START_TIMEOUT_MS, startRealApiServer } from '../helpers/realApiServer.ts';
+import { until } from '../helpers/waitFor.ts';
+
+const WEB = parse(readFileSync(path.join(ROOT, 'fixtures', 'example-repo', 'vms', 'web.yaml'), 'utf8')) as Obj;
+const KUBEVIRT = parse(readFileSync(path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml'), 'utf8')) as Obj;
+const VM = { group: 'kubevirt.io', version: 'v1', plural: 'virtualmachines' } as const;
+
+function vm(name: string, namespace: string, patch: (spec: Obj) => void = () => {}): Obj {
+  const copy = structuredClone(WEB);
+  (copy['metadata'] as Obj)['name'] = name;
+  (copy['metadata'] as Obj)['namespace'] = namespace;
+  patch(copy['spec'] as Obj);
+  return copy;
+}
+
+function domain(spec: Obj): Obj {
+  return ((spec['template'] as Obj)['spec'] as Obj)['domain'] as Obj;
+}
+
+const meta = (o: Obj | undefined): Obj => (o?.['metadata'] ?? {}) as Obj;
+
+/** A TCP relay in front of the API server whose connections a test can cut: a network partition. */
+interface Relay {
+  port: number;
+  /** Destroys every open connection and stops accepting new ones (they are refused). */
+  suspend(): Promise<void>;
+  /** Accepts connections again on the same port. */
+  resume(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function startRelay(targetPort: number): Promise<Relay> {
+  const sockets = new Set<Socket>();
+  let server: Server | null = null;
+  let port = 0;
+  const listen = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const s = createServer((client) => {
+        const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
+        for (const sock of [client, upstream]) {
+          sockets.add(sock);
+          sock.on('close', () => sockets.delete(sock));
+          sock.on('error', () => sock.destroy());
+        }
+        client.pipe(upstream).pipe(client);
+        client.on('close', () => upstream.destroy());
+        upstream.on('close', () => client.destroy());
+      });
+      s.once('error', reject);
+      s.listen(port, '127.0.0.1', () => {
+        port = (s.address() as { port: number }).port;
+        server = s;
+        resolve();
+      });
+    });
+  const stopListening = (): Promise<void> =>
+    new Promise((resolve) => {
+      const s = server;
+      server = null;
+      for (const sock of sockets) sock.destroy();
+      if (s === null) resolve();
+      else s.close(() => resolve());
+    });
+  await listen();
+  return { port, suspend: stopListening, resume: listen, close: stopListening };
+}
+
+describe('kube backend against a real kube-apiserver with KubeVirt CRDs', function () {
+  this.timeout(120_000);
+  let server: RealApiServer;
+  let kc: KubeConfig;
+  let dir: string;
+  const backends: KubeCluster[] = [];
+  const kube = (kubeconfig: string = server.kubeconfig): KubeCluster => {
+    const k = new KubeCluster({ kubeconfig: { file: kubeconfig }, retry: { attempts: 4, baseMs: 20, capMs: 200 }, requestTimeoutMs: 30_000, informer: { retryMs: 20 } });
+    backends.push(k);
+    return k;
+  };
+  let namespaces = 0;
+  /** A fresh namespace per test: one server serves the whole suite. */
+  const namespace = async (): Promise<string> => {
+    const name = `t${++namespaces}`;
+    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name } } });
+    return name;
+  };
+  const custom = (): CustomObjectsApi => kc.makeApiClient(CustomObjectsApi);
+  const getVm = async (namespace: string, name: string): Promise<Obj> => (await custom().getNamespacedCustomObject({ ...VM, namespace, name })) as Obj;
+  /** A server-side apply as another field manager (a person with kubectl, another controller). */
+  const applyAs = (fieldManager: string, body: Obj, force: boolean): Promise<unknown> => {
+    const m = meta(body);
+    return custom().patchNamespacedCustomObject(
+      { ...VM, namespace: String(m['namespace']), name: String(m['name']), body, fieldManager, force },
+      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+    );
+  };
+
+  before(async function () {
+    // The first run builds kube-apiserver from source.
+    this.timeout(BUILD_TIMEOUT_MS + START_TIMEOUT_MS + 60_000);
+    // The VM resource's watch cache is off so that a resumed watch reaches etcd, whose compaction answers 410 Gone.
+    server = await startRealApiServer({ apiserverArgs: ['--watch-cache-sizes=virtualmachines.kubevirt.io#0'] });
+    kc = new KubeConfig();
+    kc.loadFromFile(server.kubeconfig);
+    dir = mkdtempSync(path.join(tmpdir(), 'vmroll-kube-real-'));
+  });
+
+  afterEach(() => {
+    for (const k of backends.splice(0)) k.close();
+  });
+
+  after(async () => {
+    await server?.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves KubeVirt CRDs with structural schemas: typed fields, list types, status subresources', async () => {
+    assert.equal(server.crds, 8);
+    const crd = async (name: string): Promise<Obj> =>
+      (await custom().getClusterCustomObject({ group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', name })) as Obj;
+    const vmCrd = await crd('virtualmachines.kubevirt.io');
+    const version = ((vmCrd['spec'] as Obj)['versions'] as Obj[]).find((v) => v['name'] === 'v1') ?? {};
+    assert.deepEqual(version['subresources'], { status: {} }, 'VirtualMachine has a status subresource');
+    const root = (version['schema'] as Obj)['openAPIV3Schema'] as Obj;
+    const props = (s: Obj | undefined, ...names: string[]): Obj | undefined =>
+      names.reduce<Obj | undefined>((at, n) => ((at?.['properties'] ?? {}) as Obj)[n] as Obj | undefined, s);
+    assert.equal(root['x-kubernetes-preserve-unknown-fields'], undefined);
+    assert.equal(props(root, 'spec')?.['x-kubernetes-preserve-unknown-fields'], undefined, 'spec is typed, not preserve-unknown-fields');
+    const template = props(root, 'spec', 'template', 'spec');
+    assert.equal(props(template, 'domain', 'cpu', 'sockets')?.['type'], 'integer');
+    assert.equal(props(template, 'topologySpreadConstraints')?.['x-kubernetes-list-type'], 'map');
+    assert.ok(((vmCrd['status'] as Obj)['conditions'] as Obj[]).some((c) => c['type'] === 'Established' && c['status'] === 'True'));
+    const vmiCrd = await crd('virtualmachineinstances.kubevirt.io');
+    assert.equal((((vmiCrd['spec'] as Obj)['versions'] as Obj[])[0] ?? {})['subresources'], undefined, 'KubeVirt registers the VMI without a status subresource');
+  });
+
+  it('prunes fields KubeVirt does not define, refuses wrong types, keeps status behind its subresource', async () => {
+    const ns = await namespace();
+    const k = kube();
+    const typo = vm('web', ns, (s) => void ((domain(s)['cpu'] as Obj)['socket'] = 2));
+    await k.applyVirtualMachine(typo);
+    const stored = await getVm(ns, 'web');
+    assert.deepEqual(domain(stored['spec'] as Obj)['cpu'], { sockets: 2, cores: 1, threads: 1 }, 'the unknown field `socket` was pruned');
+
+    await assert.rejects(
+      k.applyVirtualMachine(vm('web', ns, (s) => void ((domain(s)['cpu'] as Obj)['sockets'] = 'two'))),
+      (e: unknown) => (e as { code?: string }).code === 'Invalid' && /sockets/.test(String((e as Error).message)),
+    );
+
+    // A create with a status: the status subresource makes the main resource ignore it.
+    const kv = structuredClone(KUBEVIRT);
+    (kv['metadata'] as Obj)['namespace'] = ns;
+    const created = (await custom().createNamespacedCustomObject({ group: 'kubevirt.io', version: 'v1', namespace: ns, plural: 'kubevirts', body: kv })) as Obj;
+    assert.equal((created['status'] as Obj | undefined)?.['observedKubeVirtVersion'], undefined);
+    await custom().replaceNamespacedCustomObjectStatus({ group: 'kubevirt.io', version: 'v1', namespace: ns, plural: 'kubevirts', name: 'kubevirt', body: { ...created, status: { observedKubeVirtVersion: 'v1.9.0' } } });
+    const backend = kube();
+    assert.equal(((await backend.getKubeVirt())?.['status'] as Obj | undefined)?.['observedKubeVirtVersion'], 'v1.9.0');
+  });
+
+  it('lists once, then follows the watch: changes by others arrive as events, with no further list', async () => {
+    const ns = await namespace();
+    await applyAs('someone', vm('web', ns), true);
+    const k = kube();
+    const vms = (await k.listVirtualMachines()).filter((v) => meta(v)['namespace'] === ns);
+    assert.deepEqual(vms.map((v) => meta(v)['name']), ['web']);
+    assert.equal(vms[0]?.['kind'], 'VirtualMachine', 'list items get their kind back');
+    assert.equal(vms[0]?.['apiVersion'], 'kubevirt.io/v1');
+    assert.equal(k.requests.get('list virtualmachines'), 1);
+
+    const events: WatchEvent[] = [];
+    k.watch((e) => events.push(e));
+    await applyAs('someone', vm('db', ns), true);
+    await until('the ADDED event for db', () => events.some((e) => e.type === 'ADDED' && meta(e.object)['name'] === 'db'));
+    await custom().deleteNamespacedCustomObject({ ...VM, namespace: ns, name: 'db' });
+    await until('the DELETED event for db', () => events.some((e) => e.type === 'DELETED' && meta(e.object)['name'] === 'db'));
+    assert.deepEqual(
+      (await k.listVirtualMachines()).filter((v) => meta(v)['namespace'] === ns).map((v) => meta(v)['name']),
+      ['web'],
+    );
+    assert.equal(k.requests.get('list virtualmachines'), 1, 'the cache followed the watch');
+  });
+
+  it('applies server-side as field manager vmroll: real managedFields, map fields shared, atomic lists taken whole', async () => {
+    const ns = await namespace();
+    const k = kube();
+    const withLabel = vm('web', ns);
+    ((withLabel['metadata'] as Obj)['labels'] as Obj)['tier'] = 'front';
+    await k.applyVirtualMachine(withLabel);
+    let stored = await getVm(ns, 'web');
+    const entries = meta(stored)['managedFields'] as Obj[];
+    const mine = entries.find((m) => m['manager'] === 'vmroll');
+    assert.equal(mine?.['operation'], 'Apply');
+    const fields = mine?.['fieldsV1'] as Obj;
+    assert.ok(((((fields['f:metadata'] as Obj)['f:labels'] as Obj)['f:tier']) as Obj | undefined) !== undefined, JSON.stringify(fields['f:metadata']));
+    assert.ok((fields['f:spec'] as Obj)['f:runStrategy'] !== undefined);
+    assert.equal((fields['f:status'] as Obj | undefined), undefined, 'vmroll never applies status');
+
+    // Someone else adds a label (labels are a map: both managers own their keys), a
+    // topology spread constraint (a list-type=map list, keyed by topologyKey and
+    // whenUnsatisfiable) and a disk (disks carry no list type: atomic, one owner for the list).
+    const other = vm('web', ns);
+    (other['metadata'] as Obj)['labels'] = { owner: 'ops' };
+    const otherSpec = other['spec'] as Obj;
+    delete otherSpec['runStrategy'];
+    const tmpl = (otherSpec['template'] as Obj)['spec'] as Obj;
+    for (const key of Object.keys(tmpl)) if (key !== 'domain') delete tmpl[key];
+    tmpl['topologySpreadConstraints'] = [{ topologyKey: 'zone', whenUnsatisfiable: 'ScheduleAnyway', maxSkew: 1 }];
+    const devices = (tmpl['domain'] as Obj)['devices'] as Obj;
+    tmpl['domain'] = { devices: { disks: [...(devices['disks'] as Obj[]), { name: 'scratch', disk: { bus: 'virtio' } }] } };
+    await assert.rejects(applyAs('ops', other, false), (e: unknown) => /conflict/i.test(String((e as { body?: unknown }).body)) && /vmroll/.test(String((e as { body?: unknown }).body)), 'the disks list is vmroll\'s: a conflict without force');
+    await applyAs('ops', other, true);
+    stored = await getVm(ns, 'web');
+    assert.deepEqual(((domain(stored['spec'] as Obj)['devices'] as Obj)['disks'] as Obj[]).map((d) => d['name']), ['rootdisk', 'cloudinit', 'scratch']);
+
+    // vmroll applies again, without its label: its label goes, the other's stays; the spread
+    // constraint it never applied stays; the atomic disks list is vmroll's again, whole.
+    await k.applyVirtualMachine(vm('web', ns));
+    stored = await getVm(ns, 'web');
+    assert.deepEqual(meta(stored)['labels'], { app: 'web', owner: 'ops' });
+    const spec = (stored['spec'] as Obj)['template'] as Obj;
+    assert.deepEqual(((spec['spec'] as Obj)['topologySpreadConstraints'] as Obj[]).map((c) => c['topologyKey']), ['zone']);
+    assert.deepEqual(((domain(stored['spec'] as Obj)['devices'] as Obj)['disks'] as Obj[]).map((d) => d['name']), ['rootdisk', 'cloudinit']);
+    const managers = (meta(stored)['managedFields'] as Obj[]).map((m) => `${String(m['manager'])}/${String(m['operation'])}`).sort();
+    assert.deepEqual(managers, ['ops/Apply', 'vmroll/Apply']);
+  });
+
+  it('deletes for prune; deleting what is already gone is fine', async () => {
+    const ns = await namespace();
+    const k = kube();
+    await k.applyVirtualMachine(vm('web', ns));
+    await k.deleteVirtualMachine({ namespace: ns, name: 'web' });
+    await assert.rejects(getVm(ns, 'web'), (e: unknown) => (e as { code?: number }).code === 404);
+    await k.deleteVirtualMachine({ namespace: ns, name: 'web' });
+  });
+
+  it('relists after 410 Gone when etcd compacted the history during a partition, and turns the difference into events', async () => {
+    const ns = await namespace();
+    for (const name of ['keep', 'gone']) await applyAs('someone', vm(name, ns), true);
+    const port = Number(new URL(server.url).port);
+    const relay = await startRelay(port);
+    try {
+      // The same kubeconfig, through the relay (the certificate names 127.0.0.1, whatever the port).
+      const config = parse(readFileSync(server.kubeconfig, 'utf8')) as { clusters: Array<{ cluster: { server: string } }> };
+      for (const c of config.clusters) c.cluster.server = `https://127.0.0.1:${relay.port}`;
+      const relayed = path.join(dir, 'relayed-kubeconfig');
+      writeFileSync(relayed, stringify(config));
+      const k = kube(relayed);
+      await k.listVirtualMachines();
+      const informer = k.informer('VirtualMachine');
+      assert.ok(informer);
+      const events: WatchEvent[] = [];
+      k.watch((e) => events.push(e));
+      const mine = (): string[] => [...informer.store.values()].filter((v) => meta(v)['namespace'] === ns).map((v) => String(meta(v)['name'])).sort();
+      assert.deepEqual(mine(), ['gone', 'keep']);
+
+      await relay.suspend();
+      await custom().deleteNamespacedCustomObject({ ...VM, namespace: ns, name: 'gone' });
+      for (let i = 0; i < 5; i++) await applyAs('someone', vm(`new-${i}`, ns), true);
+      const revision = await server.compact();
+      assert.ok(revision > 0);
+      await relay.resume();
+
+      await until('a relist after 410', () => informer.lists >= 2, { detail: () => `lists: ${informer.lists}` });
+      await until('the cache caught up', () => mine().join(',') === ['keep', 'new-0', 'new-1', 'new-2', 'new-3', 'new-4'].join(','), { detail: () => mine().join(',') });
+      assert.ok(events.some((e) => e.type === 'DELETED' && meta(e.object)['name'] === 'gone'), 'the deletion missed while away is an event');
+      assert.equal(events.filter((e) => e.kind === 'VirtualMachine' && e.type === 'ADDED' && meta(e.object)['namespace'] === ns).length, 5);
+    } finally {
+      await relay.close();
+    }
+  });
+});
