@@ -151,18 +151,37 @@ describe('kube backend against a real kube-apiserver with KubeVirt CRDs', functi
     assert.equal((((vmiCrd['spec'] as Obj)['versions'] as Obj[])[0] ?? {})['subresources'], undefined, 'KubeVirt registers the VMI without a status subresource');
   });
 
-  it('prunes fields KubeVirt does not define, refuses wrong types, keeps status behind its subresource', async () => {
+  it('refuses unknown fields and wrong types in a server-side apply with 500 (vmroll retries it), prunes unknown fields from a create', async () => {
     const ns = await namespace();
     const k = kube();
-    const typo = vm('web', ns, (s) => void ((domain(s)['cpu'] as Obj)['socket'] = 2));
-    await k.applyVirtualMachine(typo);
-    const stored = await getVm(ns, 'web');
-    assert.deepEqual(domain(stored['spec'] as Obj)['cpu'], { sockets: 2, cores: 1, threads: 1 }, 'the unknown field `socket` was pruned');
+    const typo = (name: string): Obj => vm(name, ns, (s) => void ((domain(s)['cpu'] as Obj)['socket'] = 2));
+    // An apply patch is typed against the CRD's schema before anything is stored: an unknown
+    // field fails the whole apply, with 500 InternalError ("failed to create typed patch
+    // object"). `vmroll sim` accepts it, and vmroll only warns about it; the backend takes the
+    // 500 for a server fault and retries it to the retry bound (4 attempts here).
+    await assert.rejects(k.applyVirtualMachine(typo('web')), (e: unknown) => {
+      const err = e as { code?: string; data?: { status?: number }; message?: string };
+      return err.code === 'Unavailable' && err.data?.status === 500 && /\.spec\.template\.spec\.domain\.cpu\.socket: field not declared in schema/.test(String(err.message));
+    });
+    assert.equal(k.requests.get('apply virtualmachines'), 4, 'a permanent error, retried as a transient one');
+    await assert.rejects(getVm(ns, 'web'), (e: unknown) => (e as { code?: number }).code === 404, 'nothing was stored');
+    // A create is pruned to the schema instead.
+    await custom().createNamespacedCustomObject({ ...VM, namespace: ns, body: typo('created') });
+    assert.deepEqual(domain((await getVm(ns, 'created'))['spec'] as Obj)['cpu'], { sockets: 2, cores: 1, threads: 1 }, 'the unknown field `socket` was pruned');
 
-    await assert.rejects(
-      k.applyVirtualMachine(vm('web', ns, (s) => void ((domain(s)['cpu'] as Obj)['sockets'] = 'two'))),
-      (e: unknown) => (e as { code?: string }).code === 'Invalid' && /sockets/.test(String((e as Error).message)),
-    );
+    // A wrong type: the same 500 from an apply; a create gets 422 Invalid from validation.
+    const wrongType = (name: string): Obj => vm(name, ns, (s) => void ((domain(s)['cpu'] as Obj)['sockets'] = 'two'));
+    await assert.rejects(k.applyVirtualMachine(wrongType('web')), (e: unknown) => {
+      const err = e as { code?: string; data?: { status?: number }; message?: string };
+      return err.code === 'Unavailable' && err.data?.status === 500 && /cpu\.sockets: expected numeric/.test(String(err.message));
+    });
+    await assert.rejects(custom().createNamespacedCustomObject({ ...VM, namespace: ns, body: wrongType('web') }), (e: unknown) => {
+      const err = e as { code?: number; body?: unknown };
+      const status = JSON.parse(String(err.body)) as { reason?: string; details?: { causes?: Array<{ field?: string }> } };
+      return err.code === 422 && status.reason === 'Invalid' && status.details?.causes?.[0]?.field === 'spec.template.spec.domain.cpu.sockets';
+    });
+    await k.applyVirtualMachine(vm('web', ns));
+    assert.equal(((domain((await getVm(ns, 'web'))['spec'] as Obj)['cpu'] as Obj)['sockets']), 2);
 
     // A create with a status: the status subresource makes the main resource ignore it.
     const kv = structuredClone(KUBEVIRT);
