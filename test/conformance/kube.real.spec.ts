@@ -6,14 +6,17 @@
  * (it builds Go): `npm run test:conformance`.
  */
 import assert from 'node:assert/strict';
-import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type Server, type Socket, createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { parse, stringify } from 'yaml';
 import type { WatchEvent } from '../../reconciler/cluster/backend.ts';
 import { KubeCluster } from '../../reconciler/cluster/kube.ts';
+import { LeaderElector } from '../../reconciler/cluster/leaderElection.ts';
 import type { Obj } from '../../reconciler/rollout/index.ts';
 import { ROOT } from '../helpers/cases.ts';
 import { BUILD_TIMEOUT_MS, type RealApiServer, START_TIMEOUT_MS, startRealApiServer } from '../helpers/realApiServer.ts';
@@ -89,8 +92,11 @@ describe('kube backend against a real kube-apiserver with KubeVirt CRDs', functi
   let kc: KubeConfig;
   let dir: string;
   const backends: KubeCluster[] = [];
+  /** Everything the backends logged (the informer says why it relists). */
+  let logged: string[] = [];
+  const logger = pino({ level: 'info', base: null }, new Writable({ write: (chunk: Buffer, _enc, done) => void (logged.push(chunk.toString('utf8')), done()) }));
   const kube = (kubeconfig: string = server.kubeconfig): KubeCluster => {
-    const k = new KubeCluster({ kubeconfig: { file: kubeconfig }, retry: { attempts: 4, baseMs: 20, capMs: 200 }, requestTimeoutMs: 30_000, informer: { retryMs: 20 } });
+    const k = new KubeCluster({ kubeconfig: { file: kubeconfig }, logger, retry: { attempts: 4, baseMs: 20, capMs: 200 }, requestTimeoutMs: 30_000, informer: { retryMs: 20 } });
     backends.push(k);
     return k;
   };
@@ -124,6 +130,7 @@ describe('kube backend against a real kube-apiserver with KubeVirt CRDs', functi
 
   afterEach(() => {
     for (const k of backends.splice(0)) k.close();
+    logged = [];
   });
 
   after(async () => {
@@ -297,11 +304,55 @@ describe('kube backend against a real kube-apiserver with KubeVirt CRDs', functi
       await relay.resume();
 
       await until('a relist after 410', () => informer.lists >= 2, { detail: () => `lists: ${informer.lists}` });
+      const relists = logged.filter((l) => l.includes('watch history expired (410 Gone)')).map((l) => (JSON.parse(l) as { kind?: string }).kind);
+      assert.deepEqual(relists, ['VirtualMachine'], 'etcd answered the resumed VM watch with 410; the other kinds resumed from the watch cache');
       await until('the cache caught up', () => mine().join(',') === ['keep', 'new-0', 'new-1', 'new-2', 'new-3', 'new-4'].join(','), { detail: () => mine().join(',') });
       assert.ok(events.some((e) => e.type === 'DELETED' && meta(e.object)['name'] === 'gone'), 'the deletion missed while away is an event');
       assert.equal(events.filter((e) => e.kind === 'VirtualMachine' && e.type === 'ADDED' && meta(e.object)['namespace'] === ns).length, 5);
     } finally {
       await relay.close();
+    }
+  });
+
+  it('elects one leader over a real coordination.k8s.io Lease and hands it over on release', async () => {
+    const ns = await namespace();
+    const events: string[] = [];
+    const elector = (identity: string): LeaderElector =>
+      new LeaderElector({
+        kubeconfig: { file: server.kubeconfig },
+        namespace: ns,
+        identity,
+        leaseDurationMs: 4000,
+        renewDeadlineMs: 3000,
+        retryPeriodMs: 200,
+        logger,
+        onStartedLeading: () => events.push(`${identity} leads`),
+        onStoppedLeading: () => events.push(`${identity} stops`),
+      });
+    const a = elector('a');
+    const b = elector('b');
+    try {
+      a.start();
+      await until('a to lead', () => a.isLeader());
+      b.start();
+      const leases = kc.makeApiClient(CoordinationV1Api);
+      const first = await leases.readNamespacedLease({ namespace: ns, name: 'vmroll' });
+      assert.equal(first.spec?.holderIdentity, 'a');
+      assert.equal(first.spec?.leaseDurationSeconds, 4);
+      assert.ok(first.spec?.renewTime !== undefined, 'the server took the MicroTime renewTime');
+      // b keeps trying while a renews: a few retry periods later it still does not lead.
+      const renewed = first.metadata?.resourceVersion;
+      await until('a to renew the lease', async () => (await leases.readNamespacedLease({ namespace: ns, name: 'vmroll' })).metadata?.resourceVersion !== renewed);
+      assert.equal(b.isLeader(), false);
+      await a.release();
+      await until('b to lead', () => b.isLeader());
+      const second = await leases.readNamespacedLease({ namespace: ns, name: 'vmroll' });
+      assert.equal(second.spec?.holderIdentity, 'b');
+      assert.equal((second.spec?.leaseTransitions ?? 0) - (first.spec?.leaseTransitions ?? 0), 1);
+      assert.deepEqual(events, ['a leads', 'a stops', 'b leads']);
+    } finally {
+      await a.stop();
+      await b.stop();
     }
   });
 });
