@@ -322,9 +322,10 @@ describe('kube backend against a real kube-apiserver with KubeVirt CRDs', functi
         kubeconfig: { file: server.kubeconfig },
         namespace: ns,
         identity,
-        leaseDurationMs: 4000,
-        renewDeadlineMs: 3000,
-        retryPeriodMs: 200,
+        // Generous: on a loaded machine a short renew deadline makes a leader step down by itself.
+        leaseDurationMs: 15_000,
+        renewDeadlineMs: 10_000,
+        retryPeriodMs: 500,
         logger,
         onStartedLeading: () => events.push(`${identity} leads`),
         onStoppedLeading: () => events.push(`${identity} stops`),
@@ -338,7 +339,7 @@ describe('kube backend against a real kube-apiserver with KubeVirt CRDs', functi
       const leases = kc.makeApiClient(CoordinationV1Api);
       const first = await leases.readNamespacedLease({ namespace: ns, name: 'vmroll' });
       assert.equal(first.spec?.holderIdentity, 'a');
-      assert.equal(first.spec?.leaseDurationSeconds, 4);
+      assert.equal(first.spec?.leaseDurationSeconds, 15);
       assert.ok(first.spec?.renewTime !== undefined, 'the server took the MicroTime renewTime');
       // b keeps trying while a renews: a few retry periods later it still does not lead.
       const renewed = first.metadata?.resourceVersion;

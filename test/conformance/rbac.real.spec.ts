@@ -90,7 +90,7 @@ describe('deploy/base RBAC against the real RBAC authorizer', function () {
     // The cycle: read everything (informers list and watch), create, change, restart, stop,
     // start, delete; a lease acquired, renewed and handed back.
     const k = new KubeCluster({ kubeconfig: { file: kubeconfig }, retry: { attempts: 2, baseMs: 20, capMs: 50 }, informer: { retryMs: 50 } });
-    const elector = new LeaderElector({ kubeconfig: { file: kubeconfig }, namespace: NAMESPACE, identity: 'replica-a', leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 200 });
+    const elector = new LeaderElector({ kubeconfig: { file: kubeconfig }, namespace: NAMESPACE, identity: 'replica-a', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 500 });
     try {
       await Promise.all([k.listVirtualMachines(), k.listBaselines(), k.listInstancetypes(), k.getKubeVirt()]);
       const web = structuredClone(WEB);
