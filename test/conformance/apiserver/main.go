@@ -75,7 +75,8 @@ func run(ctx context.Context, crdsFile, dir, kubeconfigOut string, startTimeout 
 			return fmt.Errorf("%s: %w", crdsFile, err)
 		}
 	}
-	if dir == "" {
+	ownDir := dir == ""
+	if ownDir {
 		d, err := os.MkdirTemp("", "vmroll-apiserver-")
 		if err != nil {
 			return err
@@ -134,11 +135,20 @@ func run(ctx context.Context, crdsFile, dir, kubeconfigOut string, startTimeout 
 		return err
 	}
 	admin := pki.adminRestConfig(server)
+	// A server stopped before its post-start hooks finished exits the process from inside
+	// kube-apiserver (klog.Fatal): so a failed start says why first, then exits at once.
+	startFailed := func(err error) {
+		fmt.Fprintf(os.Stderr, "vmroll-apiserver: %v\n", err)
+		if ownDir {
+			os.RemoveAll(dir)
+		}
+		os.Exit(1)
+	}
 	if err := waitReady(startCtx, admin, done); err != nil {
-		return err
+		startFailed(err)
 	}
 	if err := installCRDs(startCtx, admin, crds, done); err != nil {
-		return err
+		startFailed(err)
 	}
 
 	line, _ := json.Marshal(readyLine{Ready: true, Server: server, Kubeconfig: kubeconfigOut, Dir: dir, CRDs: len(crds), StartMs: time.Since(started).Milliseconds()})
@@ -286,7 +296,8 @@ func waitReady(ctx context.Context, cfg *rest.Config, done <-chan error) error {
 				return nil
 			}
 			last = "default namespace not created yet"
-		} else {
+		} else if ctx.Err() == nil {
+			// /readyz?verbose lists the checks that have not passed yet.
 			last = fmt.Sprintf("%v %s", err, tail(string(body), 600))
 		}
 		select {
