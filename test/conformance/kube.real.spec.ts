@@ -6,8 +6,10 @@
  * (it builds Go): `npm run test:conformance`.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { type Server, type Socket, createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,14 +19,28 @@ import { parse, stringify } from 'yaml';
 import type { WatchEvent } from '../../reconciler/cluster/backend.ts';
 import { KubeCluster } from '../../reconciler/cluster/kube.ts';
 import { LeaderElector } from '../../reconciler/cluster/leaderElection.ts';
-import type { Obj } from '../../reconciler/rollout/index.ts';
+import type { Obj, VmPlan } from '../../reconciler/rollout/index.ts';
 import { ROOT } from '../helpers/cases.ts';
+import { startGitServer } from '../helpers/gitServer.ts';
 import { BUILD_TIMEOUT_MS, type RealApiServer, START_TIMEOUT_MS, startRealApiServer } from '../helpers/realApiServer.ts';
 import { until } from '../helpers/waitFor.ts';
 
 const WEB = parse(readFileSync(path.join(ROOT, 'fixtures', 'example-repo', 'vms', 'web.yaml'), 'utf8')) as Obj;
 const KUBEVIRT = parse(readFileSync(path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml'), 'utf8')) as Obj;
 const VM = { group: 'kubevirt.io', version: 'v1', plural: 'virtualmachines' } as const;
+const EXAMPLE = path.join(ROOT, 'fixtures', 'example-repo', 'vms');
+const run = promisify(execFile);
+
+/** `vmroll run --once` as its own process, bounded at 120 s. */
+async function vmrollOnce(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [path.join(ROOT, 'bin', 'vmroll.js'), 'run', '--once', ...args], { cwd: ROOT, timeout: 120_000 });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof err.code === 'number' ? err.code : -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+  }
+}
 
 function vm(name: string, namespace: string, patch: (spec: Obj) => void = () => {}): Obj {
   const copy = structuredClone(WEB);
@@ -354,6 +370,41 @@ describe('kube backend against a real kube-apiserver with KubeVirt CRDs', functi
     } finally {
       await a.stop();
       await b.stop();
+    }
+  });
+
+  it('vmroll run --kubeconfig: the example repository synced into the real server, then a VM pruned', async () => {
+    const core = kc.makeApiClient(CoreV1Api);
+    for (const name of ['shop', 'jobs']) await core.createNamespace({ body: { metadata: { name } } });
+    const git = await startGitServer();
+    try {
+      const repo = await git.createBareRepo('fleet');
+      const work = await git.createWorkingClone('fleet');
+      for (const f of ['web.yaml', 'db.yaml', 'batch.yaml']) await work.write(`vms/${f}`, readFileSync(path.join(EXAMPLE, f), 'utf8'));
+      const first = await work.commit('three VMs');
+      await work.push();
+      const common = ['--repo', repo, '--path', 'vms', '--kubeconfig', server.kubeconfig, '--cache-dir', path.join(dir, 'run-cache'), '--output', 'json', '--log-level', 'silent'];
+
+      const r1 = await vmrollOnce(common);
+      assert.equal(r1.code, 0, r1.stderr);
+      const plan = JSON.parse(r1.stdout) as VmPlan;
+      assert.deepEqual(plan.vms.map((v) => `${v.namespace}/${v.name}:${v.action}`), ['jobs/batch:create', 'shop/db:create', 'shop/web:create']);
+      for (const [ns, name] of [['shop', 'web'], ['shop', 'db'], ['jobs', 'batch']] as const) {
+        const stored = meta(await getVm(ns, name));
+        assert.equal((stored['labels'] as Obj)['app.kubernetes.io/managed-by'], 'vmroll');
+        assert.equal((stored['annotations'] as Obj)['vmroll.dev/source-commit'], first);
+        assert.deepEqual((stored['managedFields'] as Obj[]).map((m) => `${String(m['manager'])}/${String(m['operation'])}`), ['vmroll/Apply']);
+      }
+
+      await work.remove('vms/batch.yaml');
+      await work.commit('batch is gone');
+      await work.push();
+      const r2 = await vmrollOnce([...common, '--prune']);
+      assert.equal(r2.code, 0, r2.stderr);
+      await assert.rejects(getVm('jobs', 'batch'), (e: unknown) => (e as { code?: number }).code === 404, 'pruned from the real server');
+      assert.ok(await getVm('shop', 'web'));
+    } finally {
+      await git.stop();
     }
   });
 });
