@@ -2,8 +2,9 @@
  * The kube backend against Kubernetes' own API server (kube-apiserver from k8s.io/kubernetes,
  * embedded etcd) serving KubeVirt's CRDs generated from kubevirt.io/api: structural schemas,
  * lists, informer watches, server-side apply with real managedFields and list types,
- * conflicts, and the 410 relist after etcd compacts the history. Not part of `npm test`
- * (it builds Go): `npm run test:conformance`.
+ * conflicts, the 410 relist after etcd compacts the history, leader election over a Lease,
+ * and `vmroll run --kubeconfig` syncing and pruning. Not part of `npm test` (it builds Go):
+ * `npm run test:conformance`.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
