@@ -4,13 +4,13 @@
  * latency, dropped watches) under which a reconcile still converges and loses nothing.
  */
 import assert from 'node:assert/strict';
-import { HttpMethod, RequestContext } from '@kubernetes/client-node';
+import { ApiException, HttpMethod, RequestContext } from '@kubernetes/client-node';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
 import type { WatchEvent } from '../reconciler/cluster/backend.ts';
-import { KubeCluster } from '../reconciler/cluster/kube.ts';
+import { KubeCluster, toClusterError } from '../reconciler/cluster/kube.ts';
 import { type ApiServer, startApiServer } from '../reconciler/cluster/sim/apiServer.ts';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { simKubeconfig } from '../reconciler/commands/sim.ts';
@@ -184,5 +184,29 @@ describe('kube backend against vmroll sim over HTTP', function () {
 
   it('names the file of an unreadable kubeconfig', () => {
     assert.throws(() => new KubeCluster({ kubeconfig: { file: path.join(dir, 'missing') } }), /kubeconfig .*missing/);
+  });
+});
+
+describe('toClusterError: what an API server answer asks for', () => {
+  const answer = (code: number, message: string): ApiException<string> =>
+    new ApiException(code, `HTTP-Code: ${code}`, JSON.stringify({ kind: 'Status', status: 'Failure', message, reason: code === 500 ? 'InternalError' : 'Invalid', code }), {});
+
+  it('a 500 that refuses an apply patch against the schema is the VM\'s own error (Invalid), not a server fault to retry', () => {
+    // The answers Kubernetes' kube-apiserver gave in test/conformance/kube.real.spec.ts.
+    for (const message of [
+      'failed to create typed patch object (ns/web; kubevirt.io/v1, Kind=VirtualMachine): .spec.template.spec.domain.cpu.socket: field not declared in schema',
+      'failed to create typed patch object (ns/web; kubevirt.io/v1, Kind=VirtualMachine): .spec.template.spec.domain.cpu.sockets: expected numeric (int or float), got string',
+    ]) {
+      const err = toClusterError(answer(500, message), 'apply virtualmachines');
+      assert.equal(err.code, 'Invalid', message);
+      assert.equal(err.data['status'], 500);
+      assert.match(err.message, /^apply virtualmachines: failed to create typed patch object/);
+    }
+  });
+
+  it('any other 500 stays a server fault (Unavailable, retried)', () => {
+    assert.equal(toClusterError(answer(500, 'etcdserver: request timed out'), 'apply virtualmachines').code, 'Unavailable');
+    assert.equal(toClusterError(answer(503, 'the server is shutting down'), 'list virtualmachines').code, 'Unavailable');
+    assert.equal(toClusterError(answer(422, 'VirtualMachine.kubevirt.io "web" is invalid'), 'apply virtualmachines').code, 'Invalid');
   });
 });

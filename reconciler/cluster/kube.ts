@@ -96,6 +96,9 @@ function sharePools(kc: KubeConfig): () => Promise<void> {
   };
 }
 
+/** How a 500 answer to a server-side apply says the patch does not fit the object's schema. */
+const TYPED_PATCH_REFUSAL = /failed to create typed patch object|field not declared in schema|: expected (?:numeric|string|map|list|boolean)/;
+
 /** Turns whatever client-node or the network threw into a {@link ClusterError}. */
 export function toClusterError(e: unknown, what: string): ClusterError {
   if (e instanceof ClusterError) return e;
@@ -113,6 +116,10 @@ export function toClusterError(e: unknown, what: string): ClusterError {
     if (code === 404) return new ClusterError('NotFound', message, data);
     if (code === 409) return new ClusterError('Conflict', message, data);
     if (code === 400 || code === 422) return new ClusterError('Invalid', message, data);
+    // The API server types a server-side apply patch against the CRD's schema before anything is
+    // stored, and answers a field the schema lacks (`cpu.socket`) or a wrong type with 500
+    // InternalError: no fault of the server, and the same answer on every retry.
+    if (code === 500 && TYPED_PATCH_REFUSAL.test(message)) return new ClusterError('Invalid', message, data);
     if (code === 401 || code === 403) return new ClusterError('Forbidden', message, data);
     return new ClusterError('Unavailable', message, data);
   }

@@ -175,19 +175,19 @@ describe('kube backend against a real kube-apiserver with KubeVirt CRDs', functi
     assert.equal((((vmiCrd['spec'] as Obj)['versions'] as Obj[])[0] ?? {})['subresources'], undefined, 'KubeVirt registers the VMI without a status subresource');
   });
 
-  it('refuses unknown fields and wrong types in a server-side apply with 500 (vmroll retries it), prunes unknown fields from a create', async () => {
+  it('refuses unknown fields and wrong types in a server-side apply with 500 (vmroll takes it as Invalid, not retried), prunes unknown fields from a create', async () => {
     const ns = await namespace();
     const k = kube();
     const typo = (name: string): Obj => vm(name, ns, (s) => void ((domain(s)['cpu'] as Obj)['socket'] = 2));
     // An apply patch is typed against the CRD's schema before anything is stored: an unknown
     // field fails the whole apply, with 500 InternalError ("failed to create typed patch
-    // object"). `vmroll sim` accepts it, and vmroll only warns about it; the backend takes the
-    // 500 for a server fault and retries it to the retry bound (4 attempts here).
+    // object"). `vmroll sim` accepts it, and vmroll's loader warns about it; the backend takes
+    // this 500 as Invalid (the VM's own error), not as a server fault: one attempt, no retries.
     await assert.rejects(k.applyVirtualMachine(typo('web')), (e: unknown) => {
       const err = e as { code?: string; data?: { status?: number }; message?: string };
-      return err.code === 'Unavailable' && err.data?.status === 500 && /\.spec\.template\.spec\.domain\.cpu\.socket: field not declared in schema/.test(String(err.message));
+      return err.code === 'Invalid' && err.data?.status === 500 && /\.spec\.template\.spec\.domain\.cpu\.socket: field not declared in schema/.test(String(err.message));
     });
-    assert.equal(k.requests.get('apply virtualmachines'), 4, 'a permanent error, retried as a transient one');
+    assert.equal(k.requests.get('apply virtualmachines'), 1, 'a permanent error is not retried');
     await assert.rejects(getVm(ns, 'web'), (e: unknown) => (e as { code?: number }).code === 404, 'nothing was stored');
     // A create is pruned to the schema instead.
     await custom().createNamespacedCustomObject({ ...VM, namespace: ns, body: typo('created') });
@@ -197,7 +197,7 @@ describe('kube backend against a real kube-apiserver with KubeVirt CRDs', functi
     const wrongType = (name: string): Obj => vm(name, ns, (s) => void ((domain(s)['cpu'] as Obj)['sockets'] = 'two'));
     await assert.rejects(k.applyVirtualMachine(wrongType('web')), (e: unknown) => {
       const err = e as { code?: string; data?: { status?: number }; message?: string };
-      return err.code === 'Unavailable' && err.data?.status === 500 && /cpu\.sockets: expected numeric/.test(String(err.message));
+      return err.code === 'Invalid' && err.data?.status === 500 && /cpu\.sockets: expected numeric/.test(String(err.message));
     });
     await assert.rejects(custom().createNamespacedCustomObject({ ...VM, namespace: ns, body: wrongType('web') }), (e: unknown) => {
       const err = e as { code?: number; body?: unknown };
