@@ -49,8 +49,8 @@ interface Step {
   restart?: boolean;
   /** Checked right after the sync. */
   expect: (vm: Obj | undefined, report: ReconcileReport) => string | null;
-  /** What KubeVirt does after the sync: waits on the simulator, prints what it saw, returns a problem or null. */
-  follow?: (report: ReconcileReport) => Promise<string | null>;
+  /** What KubeVirt does after the sync (`guestBefore`: the guest's sockets before it): waits on the simulator, prints what it saw, returns a problem or null. */
+  follow?: (report: ReconcileReport, guestBefore: unknown) => Promise<string | null>;
 }
 
 function condition(vm: Obj | undefined): string | undefined {
@@ -182,7 +182,7 @@ export async function runDemo(argv: string[], io: CommandIO): Promise<number> {
         if (cpuOf(vmiOf('web'))['sockets'] !== 4) return 'the VMI spec did not get 4 sockets';
         return condition(w) !== undefined ? 'unexpected RestartRequired' : null;
       },
-      follow: async () => {
+      follow: async (_report, guestBefore) => {
         io.out('   waiting for KubeVirt: the workload updater creates a VirtualMachineInstanceMigration…');
         const done = await waitFor(() => {
           const vmi = vmiOf('web');
@@ -195,8 +195,9 @@ export async function runDemo(argv: string[], io: CommandIO): Promise<number> {
           io.out(`   vmim ${name}: ${(phases.get(name) ?? []).join(' → ')} (${String(state['sourceNode'] ?? '?')} → ${String(state['targetNode'] ?? '?')})`);
         }
         const vmi = vmiOf('web');
-        io.out(`   web: guest status.currentCPUTopology.sockets ${String(guestSockets(vmi))} · HotVCPUChange ${hasCondition(vmi, MigrationTrigger.HotVCPUChange) ? 'set' : 'gone'} · observed: ${observed('web').summary}`);
+        io.out(`   web: guest status.currentCPUTopology.sockets ${String(guestBefore)} → ${String(guestSockets(vmi))} · HotVCPUChange ${hasCondition(vmi, MigrationTrigger.HotVCPUChange) ? 'set' : 'gone'} · observed: ${observed('web').summary}`);
         if (!done) return `the migration did not carry the sockets to the guest within ${DEMO_WAIT_MS / 1000} s`;
+        if (guestBefore !== 2) return `the guest ran ${String(guestBefore)} sockets before the migration, not 2`;
         if (ms.length !== 1 || statusOf(ms[0] ?? {})['phase'] !== 'Succeeded') return `expected one succeeded migration of web, found ${ms.map((m) => String(statusOf(m)['phase'])).join(', ') || 'none'}`;
         return observed('web').outcome === ObservedOutcome.effective ? null : `observed ${observed('web').outcome}, not effective`;
       },
@@ -214,17 +215,17 @@ export async function runDemo(argv: string[], io: CommandIO): Promise<number> {
         if (cpuOf(vmiOf('db'))['sockets'] !== 6) return 'the VMI spec did not get 6 sockets';
         return condition(d) !== undefined ? 'unexpected RestartRequired' : null;
       },
-      follow: async () => {
+      follow: async (_report, guestBefore) => {
         // The updater counts db as outdated once it has looked at it; any migration it wanted would exist by then.
         const looked = await waitFor(() => outdated() === 1 && hasCondition(vmiOf('db'), MigrationTrigger.HotVCPUChange));
         const vmi = vmiOf('db');
         const ms = cluster.listMigrations('shop', 'db');
         const seen = observed('db');
-        io.out(`   db: VMI spec ${cpuOf(vmi)['sockets']} sockets · guest status.currentCPUTopology.sockets ${String(guestSockets(vmi))} · HotVCPUChange ${hasCondition(vmi, MigrationTrigger.HotVCPUChange) ? 'set' : 'gone'} · migrations of db: ${ms.length}`);
+        io.out(`   db: VMI spec ${cpuOf(vmi)['sockets']} sockets · guest status.currentCPUTopology.sockets ${String(guestSockets(vmi))} (unchanged) · HotVCPUChange ${hasCondition(vmi, MigrationTrigger.HotVCPUChange) ? 'set' : 'gone'} · migrations of db: ${ms.length}`);
         io.out(`   observed: ${seen.summary}`);
         if (!looked) return `the workload updater did not count db as outdated within ${DEMO_WAIT_MS / 1000} s`;
         if (ms.length !== 0) return 'a migration of db was created';
-        if (guestSockets(vmi) !== 4) return 'the guest of db changed without a migration';
+        if (guestSockets(vmi) !== guestBefore) return 'the guest of db changed without a migration';
         return seen.outcome === ObservedOutcome.blocked && seen.blockedBy === MigrationBlock.notMigratable ? null : `observed ${seen.outcome}${seen.blockedBy !== undefined ? ` (${seen.blockedBy})` : ''}, not blocked as not migratable`;
       },
     },
@@ -275,13 +276,14 @@ export async function runDemo(argv: string[], io: CommandIO): Promise<number> {
         await cluster.restartVirtualMachine({ namespace: 'shop', name });
         io.out(`   virtctl restart shop/${name} (the restart subresource)`);
       }
+      const guestBefore = guestSockets(vmiOf(name));
       const report = await reconciler.reconcile();
       io.out(renderReport(report).replace(/^/gm, '   '));
       const vm = vmOf(name);
       io.out(`   ${name}: VMI ${JSON.stringify(cpuOf(vmiOf(name)))} · RestartRequired: ${condition(vm) ?? 'none'}`);
       if (step.edit && entryOf(report, name)?.changes.some((c) => c.path === SOCKETS)) io.out(`   plan: ${predictionText(entryOf(report, name))}`);
       let problem = step.expect(vm, report);
-      if (problem === null && step.follow) problem = await step.follow(report);
+      if (problem === null && step.follow) problem = await step.follow(report, guestBefore);
       if (problem !== null) {
         failures++;
         io.out(`   ✗ ${problem}`);
