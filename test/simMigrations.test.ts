@@ -9,7 +9,7 @@ import { ManualClock } from '../reconciler/cluster/sim/clock.ts';
 import { FAIL_MIGRATIONS_ANNOTATION, SIMULATED_FAILURE_REASON, WORKLOAD_UPDATE_ANNOTATION } from '../reconciler/cluster/sim/migrationController.ts';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { EVACUATION_ANNOTATION } from '../reconciler/cluster/sim/workloadUpdater.ts';
-import { type Obj, resolveWorkloadUpdate, workloadUpdatePath } from '../reconciler/rollout/index.ts';
+import { type Obj, planRollout, resolveWorkloadUpdate, workloadUpdatePath } from '../reconciler/rollout/index.ts';
 import { base, mergePatch } from './helpers/cases.ts';
 
 const DURATION_MS = 3_000;
@@ -124,6 +124,37 @@ describe('simulator: from the VMI spec to the guest', () => {
       const nets = ((vmi['spec'] as Obj)['networks'] as Obj[]).map((n) => ((n['multus'] ?? {}) as Obj)['networkName']);
       assert.deepEqual(nets, [undefined, 'nad-b'], 'the NAD reference reached the VMI spec');
       assert.deepEqual([cond(vmi, 'MigrationRequired')?.['status'], cond(vmi, 'MigrationRequired')?.['reason']], ['True', 'AutoMigrationDueToLiveUpdate']);
+      cluster.close();
+    });
+
+    it('sets MigrationRequired when an SR-IOV interface is hot-plugged, and a migration gives it to the guest, as the engine predicts', async () => {
+      const kv = kubevirt(['LiveMigrate']);
+      (kv['status'] as Obj)['observedKubeVirtVersion'] = 'v1.9.0';
+      const { cluster, clock } = sim(kv);
+      const pod = { spec: { template: { spec: { domain: { devices: { interfaces: [{ name: 'default', masquerade: {} }] } }, networks: [{ name: 'default', pod: {} }] } } } };
+      await cluster.applyVirtualMachine(vm('web', pod));
+      clock.advance(0);
+      const plugged = mergePatch(pod, {
+        spec: { template: { spec: { domain: { devices: { interfaces: [{ name: 'default', masquerade: {} }, { name: 'sriov1', sriov: {} }] } }, networks: [{ name: 'default', pod: {} }, { name: 'sriov1', multus: { networkName: 'sriov-net' } }] } } },
+      });
+      const desired = vm('web', plugged);
+      const stored = cluster.store.get('VirtualMachine', 'default', 'web') as Obj;
+      const predicted = planRollout({ desired, baseline: cluster.controller.baseline(stored), vmi: vmiOf(cluster, 'web'), kubevirt: kv, conditions: [], instancetypes: [] }).plan;
+      assert.deepEqual(
+        predicted.changes.map((c) => `${c.path} ${c.rollout} ${c.reachesGuest} ${c.migration?.trigger}`),
+        ['spec.template.spec.domain.devices.interfaces[name=sriov1] live liveMigration MigrationRequired', 'spec.template.spec.networks[name=sriov1] live liveMigration MigrationRequired'],
+      );
+      await cluster.applyVirtualMachine(desired);
+      let sawCondition = false;
+      const stop = cluster.store.watch((e) => {
+        if (e.kind === 'VirtualMachineInstance' && cond(e.object, 'MigrationRequired')?.['status'] === 'True') sawCondition = true;
+      });
+      clock.advance(0);
+      clock.advance(DURATION_MS);
+      stop();
+      assert.ok(sawCondition, 'MigrationRequired=True was set');
+      assert.deepEqual(phases(cluster, 'web'), ['Succeeded'], 'the workload updater migrated the VMI');
+      assert.equal(cond(vmiOf(cluster, 'web'), 'MigrationRequired'), undefined, 'the migration cleared it');
       cluster.close();
     });
   });
