@@ -70,9 +70,17 @@ describe('vmroll CLI', function () {
   it('vmroll demo runs its tour and exits 0', async () => {
     const r = await vmroll('demo');
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /Step 2: A CPU change/);
-    assert.match(r.stdout, /Step 6: A restart/);
-    assert.equal((r.stdout.match(/✓ as expected/g) ?? []).length, 6);
+    assert.match(r.stdout, /Step 2: A CPU hot-plug that reaches the guest by live migration/);
+    // The migration step shows the plan's prediction, the vmim through its phases and the guest's new topology.
+    assert.match(r.stdout, /plan: reachesGuest liveMigration .* disruption migration/);
+    assert.match(r.stdout, /vmim kubevirt-workload-update-\S+: Pending → Scheduling → TargetReady → Running → Succeeded/);
+    assert.match(r.stdout, /web: guest status\.currentCPUTopology\.sockets 2 → 4 · HotVCPUChange gone/);
+    assert.match(r.stdout, /Step 3: A CPU hot-plug that is blocked/);
+    assert.match(r.stdout, /plan: reachesGuest awaitingRestart · blockedBy notMigratable/);
+    assert.match(r.stdout, /db: VMI spec 6 sockets · guest status\.currentCPUTopology\.sockets 4 \(unchanged\) · HotVCPUChange set · migrations of db: 0/);
+    assert.match(r.stdout, /Step 7: A restart/);
+    assert.equal((r.stdout.match(/✓ as expected/g) ?? []).length, 7);
+    assert.doesNotMatch(r.stdout, /✗/);
   });
 
   it('an unknown command exits 2 and says so', async () => {

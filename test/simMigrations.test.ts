@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { ManualClock } from '../reconciler/cluster/sim/clock.ts';
 import { FAIL_MIGRATIONS_ANNOTATION, SIMULATED_FAILURE_REASON, WORKLOAD_UPDATE_ANNOTATION } from '../reconciler/cluster/sim/migrationController.ts';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
-import type { Obj } from '../reconciler/rollout/index.ts';
+import { EVACUATION_ANNOTATION } from '../reconciler/cluster/sim/workloadUpdater.ts';
+import { type Obj, planRollout, resolveWorkloadUpdate, workloadUpdatePath } from '../reconciler/rollout/index.ts';
 import { base, mergePatch } from './helpers/cases.ts';
 
 const DURATION_MS = 3_000;
@@ -125,6 +126,37 @@ describe('simulator: from the VMI spec to the guest', () => {
       assert.deepEqual([cond(vmi, 'MigrationRequired')?.['status'], cond(vmi, 'MigrationRequired')?.['reason']], ['True', 'AutoMigrationDueToLiveUpdate']);
       cluster.close();
     });
+
+    it('sets MigrationRequired when an SR-IOV interface is hot-plugged, and a migration gives it to the guest, as the engine predicts', async () => {
+      const kv = kubevirt(['LiveMigrate']);
+      (kv['status'] as Obj)['observedKubeVirtVersion'] = 'v1.9.0';
+      const { cluster, clock } = sim(kv);
+      const pod = { spec: { template: { spec: { domain: { devices: { interfaces: [{ name: 'default', masquerade: {} }] } }, networks: [{ name: 'default', pod: {} }] } } } };
+      await cluster.applyVirtualMachine(vm('web', pod));
+      clock.advance(0);
+      const plugged = mergePatch(pod, {
+        spec: { template: { spec: { domain: { devices: { interfaces: [{ name: 'default', masquerade: {} }, { name: 'sriov1', sriov: {} }] } }, networks: [{ name: 'default', pod: {} }, { name: 'sriov1', multus: { networkName: 'sriov-net' } }] } } },
+      });
+      const desired = vm('web', plugged);
+      const stored = cluster.store.get('VirtualMachine', 'default', 'web') as Obj;
+      const predicted = planRollout({ desired, baseline: cluster.controller.baseline(stored), vmi: vmiOf(cluster, 'web'), kubevirt: kv, conditions: [], instancetypes: [] }).plan;
+      assert.deepEqual(
+        predicted.changes.map((c) => `${c.path} ${c.rollout} ${c.reachesGuest} ${c.migration?.trigger}`),
+        ['spec.template.spec.domain.devices.interfaces[name=sriov1] live liveMigration MigrationRequired', 'spec.template.spec.networks[name=sriov1] live liveMigration MigrationRequired'],
+      );
+      await cluster.applyVirtualMachine(desired);
+      let sawCondition = false;
+      const stop = cluster.store.watch((e) => {
+        if (e.kind === 'VirtualMachineInstance' && cond(e.object, 'MigrationRequired')?.['status'] === 'True') sawCondition = true;
+      });
+      clock.advance(0);
+      clock.advance(DURATION_MS);
+      stop();
+      assert.ok(sawCondition, 'MigrationRequired=True was set');
+      assert.deepEqual(phases(cluster, 'web'), ['Succeeded'], 'the workload updater migrated the VMI');
+      assert.equal(cond(vmiOf(cluster, 'web'), 'MigrationRequired'), undefined, 'the migration cleared it');
+      cluster.close();
+    });
   });
 
   describe('the workload updater: workloadUpdateMethods × migratable × a socket increase', () => {
@@ -222,6 +254,64 @@ describe('simulator: from the VMI spec to the guest', () => {
       assert.deepEqual(phases(cluster, 'b'), []);
       cluster.close();
     });
+
+    // The eviction goes through KubeVirt's pod eviction webhook, which follows the evictionStrategy;
+    // each row also holds the engine's prediction (workloadUpdatePath) to what the simulator did.
+    const EVICTION_ROWS: Array<{ strategy: string; where: 'vmi' | 'cluster'; migratable: boolean; outcome: 'evacuated' | 'evicted' | 'untouched' }> = [
+      { strategy: 'None', where: 'cluster', migratable: true, outcome: 'evicted' },
+      { strategy: 'LiveMigrate', where: 'cluster', migratable: true, outcome: 'evacuated' },
+      { strategy: 'LiveMigrate', where: 'vmi', migratable: true, outcome: 'evacuated' },
+      { strategy: 'LiveMigrate', where: 'vmi', migratable: false, outcome: 'untouched' },
+      { strategy: 'LiveMigrateIfPossible', where: 'cluster', migratable: true, outcome: 'evacuated' },
+      { strategy: 'LiveMigrateIfPossible', where: 'cluster', migratable: false, outcome: 'evicted' },
+      { strategy: 'External', where: 'vmi', migratable: true, outcome: 'untouched' },
+    ];
+    for (const row of EVICTION_ROWS) {
+      it(`[Evict] with evictionStrategy ${row.strategy} on the ${row.where}, ${row.migratable ? 'migratable' : 'not migratable'}: ${row.outcome}, as the engine predicts`, async () => {
+        const kv = kubevirt(['Evict']);
+        if (row.where === 'cluster') (((kv['spec'] as Obj)['configuration'] as Obj)['evictionStrategy'] = row.strategy);
+        const { cluster, clock } = sim(kv);
+        const initial = row.where === 'vmi' ? { spec: { template: { spec: { evictionStrategy: row.strategy } } } } : {};
+        // The VMI as the engine would see it right after the patch, before the updater acts.
+        let patched: Obj | undefined;
+        const stop = cluster.store.watch((e) => {
+          if (e.kind === 'VirtualMachineInstance' && patched === undefined && cond(e.object, 'HotVCPUChange') !== undefined) patched = structuredClone(e.object);
+        });
+        const before = await startAndRaise(cluster, clock, 'web', row.migratable, { initial });
+        clock.advance(DURATION_MS);
+        stop();
+        assert.ok(patched, 'HotVCPUChange was set');
+        const predicted = workloadUpdatePath(patched, cluster.store.get('VirtualMachine', 'default', 'web') ?? null, resolveWorkloadUpdate(kv), []);
+        const vmi = vmiOf(cluster, 'web');
+        const migrations = cluster.listMigrations('default', 'web');
+        switch (row.outcome) {
+          case 'evacuated': {
+            assert.equal(uid(vmi), before, 'the same VMI, migrated');
+            assert.deepEqual(phases(cluster, 'web'), ['Succeeded']);
+            const m = migrations[0] as Obj;
+            assert.match(String((m['metadata'] as Obj)['name']), /^kubevirt-evacuation-/);
+            assert.equal(((m['metadata'] as Obj)['annotations'] as Obj)[EVACUATION_ANNOTATION], status(patched)['nodeName']);
+            assert.equal(guestSockets(vmi), 3);
+            assert.equal(predicted.via, 'liveMigration');
+            break;
+          }
+          case 'evicted':
+            assert.notEqual(uid(vmi), before, 'a new VMI');
+            assert.deepEqual(migrations, []);
+            assert.equal(guestSockets(vmi), 3);
+            assert.equal(predicted.via, 'eviction');
+            break;
+          case 'untouched':
+            assert.equal(uid(vmi), before);
+            assert.deepEqual(migrations, []);
+            assert.equal(guestSockets(vmi), 2, 'the guest keeps its sockets');
+            assert.ok(cond(vmi, 'HotVCPUChange'), 'HotVCPUChange stays');
+            assert.equal(predicted.via, 'none');
+            break;
+        }
+        cluster.close();
+      });
+    }
 
     it('does nothing while the KubeVirt CR is not Deployed, and resumes when it is', async () => {
       const { cluster, clock } = sim(kubevirt(['LiveMigrate'], {}, { phase: 'Deploying' }));

@@ -3,11 +3,24 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { conditionsOf } from '../cluster/object.ts';
+import { conditionsOf, statusOf } from '../cluster/object.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
 import { EXAMPLE_FIXTURES } from '../config.ts';
 import { type ReconcileReport, Reconciler } from '../controller/reconcile.ts';
-import { InvalidVersionError, type Obj, behavioursFor, parseVersion } from '../rollout/index.ts';
+import {
+  Disruption,
+  InvalidVersionError,
+  MigrationBlock,
+  MigrationTrigger,
+  type Obj,
+  ObservedOutcome,
+  ReachesGuest,
+  type VmPlanEntry,
+  WorkloadUpdateMethod,
+  behavioursFor,
+  observeGuest,
+  parseVersion,
+} from '../rollout/index.ts';
 import { commitAll, ensureExampleRepo } from '../source/exampleRepo.ts';
 import { GitSource } from '../source/gitSource.ts';
 import { UsageError } from '../usage.ts';
@@ -19,17 +32,56 @@ import { DEMO_HELP } from './help.ts';
 /** Help text of `vmroll demo`, kept in help.ts so that `vmroll help demo` loads none of this module's imports. */
 export { DEMO_HELP } from './help.ts';
 
+/** How long a simulated live migration takes in the demo: long enough to see its phases, short enough to wait for. */
+const DEMO_MIGRATION_MS = 600;
+/** Bound of a wait on the simulator: generous, so a busy machine is slow rather than failing. */
+const DEMO_WAIT_MS = 30_000;
+const SOCKETS = 'spec.template.spec.domain.cpu.sockets';
+
+type DemoVm = 'web' | 'db';
+
 interface Step {
   title: string;
+  /** The VM whose file the step edits and whose VMI it shows (default web). */
+  vm?: DemoVm;
   edit?: (text: string) => string;
   message?: string;
   restart?: boolean;
-  expect: (web: Obj | undefined, report: ReconcileReport) => string | null;
+  /** Checked right after the sync. */
+  expect: (vm: Obj | undefined, report: ReconcileReport) => string | null;
+  /** What KubeVirt does after the sync (`guestBefore`: the guest's sockets before it): waits on the simulator, prints what it saw, returns a problem or null. */
+  follow?: (report: ReconcileReport, guestBefore: unknown) => Promise<string | null>;
 }
 
 function condition(vm: Obj | undefined): string | undefined {
   const c = conditionsOf(vm).find((x) => x['type'] === 'RestartRequired');
   return c === undefined ? undefined : String(c['message']);
+}
+
+function cpuOf(vmi: Obj | undefined): Obj {
+  return ((((vmi?.['spec'] ?? {}) as Obj)['domain'] ?? {}) as Obj)['cpu'] as Obj ?? {};
+}
+
+function guestSockets(vmi: Obj | undefined): unknown {
+  return ((statusOf(vmi ?? {})['currentCPUTopology'] ?? {}) as Obj)['sockets'];
+}
+
+function hasCondition(vmi: Obj | undefined, type: string): boolean {
+  return conditionsOf(vmi).some((c) => c['type'] === type);
+}
+
+function liveMigratable(vmi: Obj | undefined): string {
+  const c = conditionsOf(vmi).find((x) => x['type'] === 'LiveMigratable');
+  return c === undefined ? 'unknown' : `${String(c['status'])}${c['reason'] !== undefined ? ` (${String(c['reason'])})` : ''}`;
+}
+
+/** The plan's prediction for one VM's socket change, as the demo prints it. */
+function predictionText(entry: VmPlanEntry | undefined): string {
+  const change = entry?.changes.find((c) => c.path === SOCKETS);
+  if (entry === undefined || change === undefined) return 'no socket change planned';
+  const m = change.migration;
+  const detail = m === undefined ? '' : m.blockedBy !== undefined ? ` · blockedBy ${m.blockedBy}` : ` · ${m.queuedAhead ?? 0} migration(s) ahead`;
+  return `reachesGuest ${change.reachesGuest ?? 'unset'}${detail} · disruption ${entry.disruption?.kind ?? 'unset'}: ${entry.disruption?.summary ?? ''}`;
 }
 
 /** Runs `vmroll demo`. */
@@ -46,28 +98,142 @@ export async function runDemo(argv: string[], io: CommandIO): Promise<number> {
   const sticky = behavioursFor(parsed).conditionSticky;
   const dir = mkdtempSync(path.join(tmpdir(), 'vmroll-demo-'));
   const repo = path.join(dir, 'repo');
-  const cluster = new SimCluster({
-    kubevirt: { apiVersion: 'kubevirt.io/v1', kind: 'KubeVirt', metadata: { name: 'kubevirt', namespace: 'kubevirt' }, spec: { configuration: { vmRolloutStrategy: 'LiveUpdate', developerConfiguration: { featureGates: ['VMLiveUpdateFeatures'] } } }, status: { observedKubeVirtVersion: version } },
+  const kubevirt: Obj = {
+    apiVersion: 'kubevirt.io/v1',
+    kind: 'KubeVirt',
+    metadata: { name: 'kubevirt', namespace: 'kubevirt' },
+    spec: {
+      // The workload updater may live-migrate a VMI whose guest lags its spec (KubeVirt's default list is empty: it never would).
+      workloadUpdateStrategy: { workloadUpdateMethods: [WorkloadUpdateMethod.LiveMigrate] },
+      configuration: { vmRolloutStrategy: 'LiveUpdate', developerConfiguration: { featureGates: ['VMLiveUpdateFeatures'] } },
+    },
+    status: { observedKubeVirtVersion: version },
+  };
+  const cluster = new SimCluster({ kubevirt, migrationDurationMs: DEMO_MIGRATION_MS });
+  // db keeps its data on a ReadWriteOnce claim: its VMI is not live-migratable, as in a real cluster.
+  cluster.ensureNamespace('shop');
+  cluster.createObject({
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name: 'db-data', namespace: 'shop' },
+    spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '10Gi' } } },
+    status: { phase: 'Bound', accessModes: ['ReadWriteOnce'] },
+  });
+  // Every phase each migration passed through, recorded from the store's events as they happen.
+  const phases = new Map<string, string[]>();
+  const stopRecording = cluster.store.watch((e) => {
+    if (e.kind !== 'VirtualMachineInstanceMigration' || e.type === 'DELETED') return;
+    const name = String(((e.object['metadata'] ?? {}) as Obj)['name']);
+    const seen = phases.get(name) ?? [];
+    const phase = String(statusOf(e.object)['phase'] ?? '');
+    if (phase !== '' && seen.at(-1) !== phase) seen.push(phase);
+    phases.set(name, seen);
   });
   const reconciler = new Reconciler({ source: new GitSource({ repo }), repoLabel: 'example', ref: 'main', path: 'vms', cluster, prune: false, logger: makeLogger('silent', []) });
-  const webFile = path.join(repo, 'vms', 'web.yaml');
-  const webVm = (): Obj | undefined => cluster.store.get('VirtualMachine', 'shop', 'web');
-  const webVmi = (): Obj | undefined => cluster.store.get('VirtualMachineInstance', 'shop', 'web');
-  const cpu = (): Obj => ((((webVmi()?.['spec'] ?? {}) as Obj)['domain'] ?? {}) as Obj)['cpu'] as Obj;
+  const vmOf = (name: DemoVm): Obj | undefined => cluster.store.get('VirtualMachine', 'shop', name);
+  const vmiOf = (name: DemoVm): Obj | undefined => cluster.store.get('VirtualMachineInstance', 'shop', name);
+  const entryOf = (report: ReconcileReport, name: DemoVm): VmPlanEntry | undefined => report.plan.vms.find((v) => v.namespace === 'shop' && v.name === name);
+  const observed = (name: DemoVm): ReturnType<typeof observeGuest> =>
+    observeGuest({ vm: vmOf(name) ?? null, vmi: vmiOf(name) ?? null, migrations: cluster.listMigrations(), kubevirt: cluster.controller.kubevirt() });
+  const outdated = (): unknown => statusOf(cluster.controller.kubevirt() ?? {})['outdatedVirtualMachineInstanceWorkloads'];
+  /** Resolves once `check` holds after some store event (or at once); false at the bound. */
+  const waitFor = (check: () => boolean): Promise<boolean> =>
+    new Promise((resolve) => {
+      if (check()) {
+        resolve(true);
+        return;
+      }
+      const timer = setTimeout(() => {
+        stop();
+        resolve(false);
+      }, DEMO_WAIT_MS);
+      const stop = cluster.store.watch(() => {
+        if (!check()) return;
+        clearTimeout(timer);
+        // Unsubscribing inside the store's own callback is left to the next tick.
+        setImmediate(stop);
+        resolve(true);
+      });
+    });
   let stagedText = '';
   const steps: Step[] = [
-    { title: 'Initial sync: three VMs are created; web and db start', expect: (w) => (w === undefined ? 'web was not created' : null) },
     {
-      title: 'A CPU change: web goes from 2 to 4 sockets (hot-plugged, no restart)',
+      title: 'Initial sync: three VMs are created; web and db start (db keeps its data on a ReadWriteOnce claim)',
+      expect: (w) => {
+        if (w === undefined || vmiOf('web') === undefined || vmiOf('db') === undefined) return 'web and db are not both running';
+        if (!liveMigratable(vmiOf('web')).startsWith('True')) return `web is not live-migratable: ${liveMigratable(vmiOf('web'))}`;
+        if (!liveMigratable(vmiOf('db')).startsWith('False (DisksNotLiveMigratable)')) return `db is not refused for its disk: LiveMigratable ${liveMigratable(vmiOf('db'))}`;
+        return null;
+      },
+      follow: async () => {
+        io.out(`   LiveMigratable: web ${liveMigratable(vmiOf('web'))} · db ${liveMigratable(vmiOf('db'))}`);
+        return null;
+      },
+    },
+    {
+      title: 'A CPU hot-plug that reaches the guest by live migration: web goes from 2 to 4 sockets (the KubeVirt CR lists LiveMigrate)',
       edit: (t) => t.replace('sockets: 2', 'sockets: 4'),
       message: 'web: 4 CPU sockets',
-      expect: (w) => (cpu()['sockets'] !== 4 ? 'the VMI did not get 4 sockets' : condition(w) !== undefined ? 'unexpected RestartRequired' : null),
+      expect: (w, report) => {
+        const entry = entryOf(report, 'web');
+        const change = entry?.changes.find((c) => c.path === SOCKETS);
+        if (change?.rollout !== 'live') return 'the sockets change was not planned live';
+        if (change.reachesGuest !== ReachesGuest.liveMigration || entry?.disruption?.kind !== Disruption.migration) return `the plan did not predict a live migration: ${predictionText(entry)}`;
+        if (cpuOf(vmiOf('web'))['sockets'] !== 4) return 'the VMI spec did not get 4 sockets';
+        return condition(w) !== undefined ? 'unexpected RestartRequired' : null;
+      },
+      follow: async (_report, guestBefore) => {
+        io.out('   waiting for KubeVirt: the workload updater creates a VirtualMachineInstanceMigration…');
+        const done = await waitFor(() => {
+          const vmi = vmiOf('web');
+          return guestSockets(vmi) === 4 && !hasCondition(vmi, MigrationTrigger.HotVCPUChange) && outdated() === 0;
+        });
+        const ms = cluster.listMigrations('shop', 'web');
+        for (const m of ms) {
+          const state = (statusOf(m)['migrationState'] ?? {}) as Obj;
+          const name = String(((m['metadata'] ?? {}) as Obj)['name']);
+          io.out(`   vmim ${name}: ${(phases.get(name) ?? []).join(' → ')} (${String(state['sourceNode'] ?? '?')} → ${String(state['targetNode'] ?? '?')})`);
+        }
+        const vmi = vmiOf('web');
+        io.out(`   web: guest status.currentCPUTopology.sockets ${String(guestBefore)} → ${String(guestSockets(vmi))} · HotVCPUChange ${hasCondition(vmi, MigrationTrigger.HotVCPUChange) ? 'set' : 'gone'} · observed: ${observed('web').summary}`);
+        if (!done) return `the migration did not carry the sockets to the guest within ${DEMO_WAIT_MS / 1000} s`;
+        if (guestBefore !== 2) return `the guest ran ${String(guestBefore)} sockets before the migration, not 2`;
+        if (ms.length !== 1 || statusOf(ms[0] ?? {})['phase'] !== 'Succeeded') return `expected one succeeded migration of web, found ${ms.map((m) => String(statusOf(m)['phase'])).join(', ') || 'none'}`;
+        return observed('web').outcome === ObservedOutcome.effective ? null : `observed ${observed('web').outcome}, not effective`;
+      },
+    },
+    {
+      title: 'A CPU hot-plug that is blocked: db goes from 4 to 6 sockets, patched into its VMI, but db is not live-migratable',
+      vm: 'db',
+      edit: (t) => t.replace('sockets: 4', 'sockets: 6'),
+      message: 'db: 6 CPU sockets',
+      expect: (d, report) => {
+        const entry = entryOf(report, 'db');
+        const change = entry?.changes.find((c) => c.path === SOCKETS);
+        if (change?.rollout !== 'live') return 'the sockets change was not planned live';
+        if (change.reachesGuest !== ReachesGuest.awaitingRestart || change.migration?.blockedBy !== MigrationBlock.notMigratable) return `the plan did not predict a blocked migration: ${predictionText(entry)}`;
+        if (cpuOf(vmiOf('db'))['sockets'] !== 6) return 'the VMI spec did not get 6 sockets';
+        return condition(d) !== undefined ? 'unexpected RestartRequired' : null;
+      },
+      follow: async (_report, guestBefore) => {
+        // The updater counts db as outdated once it has looked at it; any migration it wanted would exist by then.
+        const looked = await waitFor(() => outdated() === 1 && hasCondition(vmiOf('db'), MigrationTrigger.HotVCPUChange));
+        const vmi = vmiOf('db');
+        const ms = cluster.listMigrations('shop', 'db');
+        const seen = observed('db');
+        io.out(`   db: VMI spec ${cpuOf(vmi)['sockets']} sockets · guest status.currentCPUTopology.sockets ${String(guestSockets(vmi))} (unchanged) · HotVCPUChange ${hasCondition(vmi, MigrationTrigger.HotVCPUChange) ? 'set' : 'gone'} · migrations of db: ${ms.length}`);
+        io.out(`   observed: ${seen.summary}`);
+        if (!looked) return `the workload updater did not count db as outdated within ${DEMO_WAIT_MS / 1000} s`;
+        if (ms.length !== 0) return 'a migration of db was created';
+        if (guestSockets(vmi) !== guestBefore) return 'the guest of db changed without a migration';
+        return seen.outcome === ObservedOutcome.blocked && seen.blockedBy === MigrationBlock.notMigratable ? null : `observed ${seen.outcome}${seen.blockedBy !== undefined ? ` (${seen.blockedBy})` : ''}, not blocked as not migratable`;
+      },
     },
     {
       title: 'A change that is staged: web gets 2 cores per socket (RestartRequired)',
       edit: (t) => (stagedText = t.replace('cores: 1', 'cores: 2')),
       message: 'web: 2 cores per socket',
-      expect: (w) => (condition(w) === undefined ? 'RestartRequired was not set' : cpu()['cores'] !== 1 ? 'cores reached the running VMI' : null),
+      expect: (w) => (condition(w) === undefined ? 'RestartRequired was not set' : cpuOf(vmiOf('web'))['cores'] !== 1 ? 'cores reached the running VMI' : null),
     },
     {
       title: 'A revert: the cores change is reverted before any restart (RestartRequired cleared from KubeVirt v1.8)',
@@ -90,29 +256,34 @@ export async function runDemo(argv: string[], io: CommandIO): Promise<number> {
     {
       title: 'A restart: the new instance runs the staged spec and the condition is gone',
       restart: true,
-      expect: (w) => (condition(w) !== undefined ? 'RestartRequired survived the restart' : cpu()['cores'] !== 2 ? 'the new VMI does not have 2 cores' : null),
+      expect: (w) => (condition(w) !== undefined ? 'RestartRequired survived the restart' : cpuOf(vmiOf('web'))['cores'] !== 2 ? 'the new VMI does not have 2 cores' : null),
     },
   ];
   let failures = 0;
   try {
     await ensureExampleRepo(repo, EXAMPLE_FIXTURES);
-    io.out(`vmroll demo: KubeVirt ${version} simulated, repository ${repo}\n`);
+    io.out(`vmroll demo: KubeVirt ${version} simulated (workloadUpdateMethods [LiveMigrate], migrations take ${DEMO_MIGRATION_MS} ms), repository ${repo}\n`);
     for (const [i, step] of steps.entries()) {
+      const name: DemoVm = step.vm ?? 'web';
       io.out(`── Step ${i + 1}: ${step.title}`);
       if (step.edit) {
-        writeFileSync(webFile, step.edit(readFileSync(webFile, 'utf8')));
+        const file = path.join(repo, 'vms', `${name}.yaml`);
+        writeFileSync(file, step.edit(readFileSync(file, 'utf8')));
         const sha = await commitAll(repo, step.message ?? step.title);
         io.out(`   commit ${sha.slice(0, 12)} "${step.message ?? step.title}"`);
       }
       if (step.restart) {
-        await cluster.restartVirtualMachine({ namespace: 'shop', name: 'web' });
-        io.out('   virtctl restart shop/web (the restart subresource)');
+        await cluster.restartVirtualMachine({ namespace: 'shop', name });
+        io.out(`   virtctl restart shop/${name} (the restart subresource)`);
       }
+      const guestBefore = guestSockets(vmiOf(name));
       const report = await reconciler.reconcile();
       io.out(renderReport(report).replace(/^/gm, '   '));
-      const vm = webVm();
-      io.out(`   web: VMI ${JSON.stringify(cpu())} · RestartRequired: ${condition(vm) ?? 'none'}`);
-      const problem = step.expect(vm, report);
+      const vm = vmOf(name);
+      io.out(`   ${name}: VMI ${JSON.stringify(cpuOf(vmiOf(name)))} · RestartRequired: ${condition(vm) ?? 'none'}`);
+      if (step.edit && entryOf(report, name)?.changes.some((c) => c.path === SOCKETS)) io.out(`   plan: ${predictionText(entryOf(report, name))}`);
+      let problem = step.expect(vm, report);
+      if (problem === null && step.follow) problem = await step.follow(report, guestBefore);
       if (problem !== null) {
         failures++;
         io.out(`   ✗ ${problem}`);
@@ -122,7 +293,9 @@ export async function runDemo(argv: string[], io: CommandIO): Promise<number> {
       io.out('');
     }
   } finally {
+    stopRecording();
     reconciler.close();
+    cluster.close();
     rmSync(dir, { recursive: true, force: true });
   }
   io.out(failures === 0 ? 'Demo finished: every step did what it says.' : `Demo finished with ${failures} unexpected result(s).`);

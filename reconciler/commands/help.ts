@@ -88,10 +88,18 @@ to 10 s, the lease is released, exit 0.`;
 export const DEMO_HELP = `Usage: vmroll demo [--kubevirt-version vX.Y.Z]
 
 A scripted tour, on a scratch copy of the example repository and the embedded KubeVirt
-simulator (KubeVirt v1.9.0 unless told otherwise): a CPU change that goes live, a change
-that is staged with RestartRequired, a revert that clears it, the change again, and a
-restart that applies it. Each step shows its commit and the plan. Exits 0 when every step
-did what it says.`;
+simulator (KubeVirt v1.9.0 unless told otherwise; its KubeVirt CR lists LiveMigrate in
+workloadUpdateMethods, and db keeps its data on a ReadWriteOnce claim, so db is not
+live-migratable):
+  - a CPU hot-plug on web that reaches the guest through a live migration: the plan
+    predicts it, the workload updater's migration (vmim) runs, and the VMI's
+    status.currentCPUTopology changes once it has succeeded;
+  - a CPU hot-plug on db that is blocked: patched into the VMI, no migration starts, and
+    the guest keeps its sockets until a restart;
+  - a change that is staged with RestartRequired, a revert that clears it, the change
+    again, and a restart that applies it.
+Each step shows its commit, the sync and, for the hot-plugs, the plan's prediction and
+what the simulator then did. Exits 0 only when every step did what it says.`;
 
 /** Help text of `vmroll diff`. */
 export const DIFF_HELP = `Usage: vmroll diff --baseline <vm.yaml or controllerrevision.yaml> --desired <vm.yaml> [options]

@@ -44,6 +44,20 @@ function nadRefs(vmiSpec: unknown): Map<string, unknown> {
   return out;
 }
 
+/**
+ * Names of the SR-IOV interfaces (not `absent`) on secondary Multus networks of a VMI spec: the
+ * network migration evaluator (pkg/network/migration/evaluator.go) asks for a migration at once
+ * for one that has no interface status yet, i.e. one just hot-plugged.
+ */
+function sriovSecondaries(vmiSpec: unknown): Set<string> {
+  const spec = (vmiSpec ?? {}) as Obj;
+  const nets = Array.isArray(spec['networks']) ? (spec['networks'] as Obj[]) : [];
+  const secondary = new Set(nets.filter((n) => typeof n['multus'] === 'object' && n['multus'] !== null && ((n['multus'] as Obj)['default'] !== true)).map((n) => String(n['name'])));
+  const ifaces = (((spec['domain'] ?? {}) as Obj)['devices'] ?? {}) as Obj;
+  const list = Array.isArray(ifaces['interfaces']) ? (ifaces['interfaces'] as Obj[]) : [];
+  return new Set(list.filter((i) => secondary.has(String(i['name'])) && typeof i['sriov'] === 'object' && i['sriov'] !== null && i['state'] !== 'absent').map((i) => String(i['name'])));
+}
+
 /** The simulated controller. */
 export class VirtController {
   private readonly nodes: readonly string[];
@@ -165,7 +179,8 @@ export class VirtController {
    * The VMI controller's view of a patched VMI (pkg/virt-controller/watch/vmi/lifecycle.go):
    * `HotVCPUChange` while the spec's vCPUs differ from `status.currentCPUTopology`,
    * `HotMemoryChange` while the spec's guest memory differs from `status.memory.guestRequested`,
-   * and the network evaluator's `MigrationRequired` after a NAD reference change. The guest's
+   * and the network evaluator's `MigrationRequired` after a NAD reference change or an SR-IOV
+   * interface hot-plug. The guest's
    * values themselves change only when a migration completes.
    */
   private hotplugStatus(before: Obj, next: Obj): Obj {
@@ -188,10 +203,14 @@ export class VirtController {
       conditions = withoutConditions(conditions, VmiCondition.HotMemoryChange);
     }
     const oldRefs = nadRefs(before['spec']);
+    const migrationRequired = { type: VmiCondition.MigrationRequired, status: 'True', reason: 'AutoMigrationDueToLiveUpdate', message: '' };
     for (const [net, ref] of nadRefs(next['spec'])) {
-      if (oldRefs.has(net) && oldRefs.get(net) !== ref) {
-        conditions = withCondition(conditions, { type: VmiCondition.MigrationRequired, status: 'True', reason: 'AutoMigrationDueToLiveUpdate', message: '' }, now);
-      }
+      if (oldRefs.has(net) && oldRefs.get(net) !== ref) conditions = withCondition(conditions, migrationRequired, now);
+    }
+    // An SR-IOV interface plugged into the VMI: only a migration gives the guest its device.
+    const oldSriov = sriovSecondaries(before['spec']);
+    for (const name of sriovSecondaries(next['spec'])) {
+      if (!oldSriov.has(name)) conditions = withCondition(conditions, migrationRequired, now);
     }
     status['conditions'] = conditions;
     return status;

@@ -13,8 +13,16 @@
  *
  * Differences from KubeVirt, all about timing or order: it runs right after a relevant change
  * instead of after its 5 s throttle (and every 5 s while work remains, as KubeVirt's re-enqueue
- * does); candidates are taken in creation order, where KubeVirt shuffles them; a VMI's
- * `evictionStrategy` is not modelled (an eviction always stops the guest).
+ * does); candidates are taken in creation order, where KubeVirt shuffles them.
+ *
+ * An eviction goes through KubeVirt's pod eviction webhook
+ * (pkg/virt-api/webhooks/validating-webhook/admitters/pod-eviction-admitter.go), which follows
+ * the VMI's `evictionStrategy` (its own, else the CR's `spec.configuration.evictionStrategy`;
+ * KubeVirt's default is `None`): `LiveMigrate` or `LiveMigrateIfPossible` on a migratable VMI
+ * refuse the eviction and mark the VMI for evacuation, and the evacuation controller
+ * (pkg/virt-controller/watch/drain/evacuation) migrates it (generateName `kubevirt-evacuation-`);
+ * `LiveMigrate` on a VMI that is not migratable refuses it; `External` leaves it to an external
+ * controller; otherwise the VMI is stopped. `status.evacuationNodeName` is not written.
  */
 import type { Obj } from '../../rollout/index.ts';
 import { parseDuration } from '../../config.ts';
@@ -33,6 +41,23 @@ export const WorkloadUpdateMethod = {
 } as const;
 /** One of {@link WorkloadUpdateMethod}. */
 export type WorkloadUpdateMethod = (typeof WorkloadUpdateMethod)[keyof typeof WorkloadUpdateMethod];
+
+/** `evictionStrategy` values (on a VMI, or the cluster's in `spec.configuration`). */
+export const EvictionStrategy = {
+  /** The VMI is stopped (KubeVirt's default). */
+  None: 'None',
+  /** The VMI is migrated; an eviction of a VMI that cannot be is refused. */
+  LiveMigrate: 'LiveMigrate',
+  /** The VMI is migrated when it can be, else stopped. */
+  LiveMigrateIfPossible: 'LiveMigrateIfPossible',
+  /** The eviction is refused and left to an external controller. */
+  External: 'External',
+} as const;
+/** One of {@link EvictionStrategy}. */
+export type EvictionStrategy = (typeof EvictionStrategy)[keyof typeof EvictionStrategy];
+
+/** KubeVirt's annotation on migrations the evacuation controller creates (its value: the node evacuated). */
+export const EVACUATION_ANNOTATION = 'kubevirt.io/evacuationMigration';
 
 /** KubeVirt's defaults for the eviction batches. */
 export const EVICTION_DEFAULTS = { batchEvictionSize: 10, batchEvictionIntervalMs: 60_000 } as const;
@@ -154,7 +179,7 @@ export class WorkloadUpdater {
         spec: { vmiName: nameOf(vmi) },
       });
     }
-    for (const vmi of evictable.slice(0, evictCount)) this.o.evict(nsOf(vmi), nameOf(vmi));
+    for (const vmi of evictable.slice(0, evictCount)) this.evict(kv, vmi);
 
     if (evictable.length > evictCount) {
       // The next batch is due when the interval has passed; the updater looks again then.
@@ -162,6 +187,27 @@ export class WorkloadUpdater {
     } else if (migratable.length > migrateCount) {
       this.kick(UPDATER_RESYNC_MS);
     }
+  }
+
+  /** One eviction as KubeVirt's pod eviction webhook and evacuation controller carry it out (see the file's comment). */
+  private evict(kv: Readonly<Obj>, vmi: Readonly<Obj>): void {
+    const own = specOf(vmi)['evictionStrategy'];
+    const cluster = ((specOf(kv)['configuration'] ?? {}) as Obj)['evictionStrategy'];
+    const strategy = typeof own === 'string' ? own : typeof cluster === 'string' ? cluster : EvictionStrategy.None;
+    const migratable = vmiCondition(vmi, VmiCondition.LiveMigratable)?.['status'] === 'True';
+    if ((strategy === EvictionStrategy.LiveMigrate || strategy === EvictionStrategy.LiveMigrateIfPossible) && migratable) {
+      const node = String(statusOf(vmi)['nodeName'] ?? '');
+      this.o.createMigration({
+        apiVersion: 'kubevirt.io/v1',
+        kind: 'VirtualMachineInstanceMigration',
+        metadata: { generateName: 'kubevirt-evacuation-', namespace: nsOf(vmi), annotations: { [EVACUATION_ANNOTATION]: node } },
+        spec: { vmiName: nameOf(vmi) },
+      });
+      return;
+    }
+    // Refused (LiveMigrate on a VMI that cannot migrate), or an external controller's to handle.
+    if (strategy === EvictionStrategy.LiveMigrate || strategy === EvictionStrategy.External) return;
+    this.o.evict(nsOf(vmi), nameOf(vmi));
   }
 
   /** status.outdatedVirtualMachineInstanceWorkloads, as the updater patches it on the KubeVirt CR. */
