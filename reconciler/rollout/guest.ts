@@ -287,7 +287,9 @@ export function summariseDisruption(changes: readonly FieldChange[], state: { ru
   } else if (migrated.length > 0) {
     kind = Disruption.migration;
     const evacuation = migrated[0]?.why?.includes('turns the eviction into a live migration') === true ? ', started by an eviction its evictionStrategy turns into a migration' : '';
-    parts.push(`hot-plug via live migration (${aheadText(migrated[0]?.migration?.queuedAhead ?? 0)}${evacuation})`);
+    // A claim swap under updateVolumesStrategy: Migration moves storage, it plugs nothing in.
+    const what = migrated.every((c) => c.migration?.trigger === MigrationTrigger.VolumesChange) ? 'volume update (storage migration)' : 'hot-plug';
+    parts.push(`${what} via live migration (${aheadText(migrated[0]?.migration?.queuedAhead ?? 0)}${evacuation})`);
   }
   const held = blocked[0]?.migration;
   if (evicted.length === 0 && held?.blockedBy !== undefined) parts.push(`patched but ${untilText(held.blockedBy)}: ${held.blockedWhy ?? 'no live migration will start'}`);
