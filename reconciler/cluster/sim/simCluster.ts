@@ -74,6 +74,8 @@ export class SimCluster implements ClusterBackend {
   /** The clock the controllers run on. */
   readonly clock: SimClock;
   private readonly unwatch: () => void;
+  /** Per VM uid: annotation keys written by {@link patchVirtualMachineAnnotations}, which the embedded apply keeps (not saved in the state file). */
+  private readonly patchedKeys = new Map<string, Set<string>>();
 
   constructor(private readonly options: SimClusterOptions = {}) {
     const clock = options.clock ?? systemClock(options.now);
@@ -269,7 +271,12 @@ export class SimCluster implements ClusterBackend {
         spec: sent.spec,
       });
     } else {
-      const meta = { ...metaOf(existing), labels: sent.labels, annotations: sent.annotations };
+      // Annotations another writer merge-patched (restart records) stay unless the apply sets them, as
+      // server-side apply keeps fields another manager owns; the rest follow what was sent.
+      const kept = this.patchedKeys.get(String(metaOf(existing)['uid'])) ?? new Set<string>();
+      const before = (metaOf(existing)['annotations'] ?? {}) as Record<string, unknown>;
+      const annotations = { ...Object.fromEntries([...kept].filter((k) => before[k] !== undefined).map((k) => [k, before[k]])), ...(sent.annotations as Obj) };
+      const meta = { ...metaOf(existing), labels: sent.labels, annotations };
       this.store.replace({ ...existing, metadata: meta, spec: sent.spec });
     }
     this.controller.reconcile(r.namespace, r.name);
@@ -287,6 +294,10 @@ export class SimCluster implements ClusterBackend {
     if (String(metaOf(vm)['resourceVersion'] ?? '') !== resourceVersion) {
       throw new ClusterError('Conflict', `Operation cannot be fulfilled on virtualmachines.kubevirt.io "${r.name}": the object has been modified; please apply your changes to the latest version and try again`, { reason: 'Conflict', status: 409 });
     }
+    const uid = String(metaOf(vm)['uid']);
+    const keys = this.patchedKeys.get(uid) ?? new Set<string>();
+    this.patchedKeys.set(uid, keys);
+    for (const k of Object.keys(annotations)) keys.add(k);
     const next: Record<string, string> = { ...((metaOf(vm)['annotations'] ?? {}) as Record<string, string>) };
     for (const [k, v] of Object.entries(annotations)) {
       if (v === null) delete next[k];
