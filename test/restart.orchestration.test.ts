@@ -20,6 +20,7 @@ import { renderReport } from '../reconciler/controller/render.ts';
 import { RestartStep } from '../reconciler/controller/restarts.ts';
 import { type RestartConfigBlock, restartPolicyOf } from '../reconciler/restart/index.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
+import { validateVmPlan } from '../reconciler/validate.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
 import { type GitServer, type WorkingClone, startGitServer } from './helpers/gitServer.ts';
 
@@ -131,6 +132,11 @@ describe('restart orchestration over the embedded simulator with a manual clock'
       assert.equal(report.restarts?.pending, 10);
       assert.match(report.restarts?.vms[0]?.text ?? '', /^restarts in the next window \(Sat 02:00–04:00 UTC\), 1 of 10 this window$/);
       assert.equal(report.restarts?.nextWindowAt, WINDOW_OPENS);
+      // The VmPlan document (`--output json`) carries the same, valid against its schema.
+      assert.equal(report.plan.restarts?.nextWindowAt, '2026-01-03T02:00:00Z');
+      assert.equal(report.plan.restarts?.vms.length, 10);
+      const valid = validateVmPlan(JSON.parse(JSON.stringify(report.plan)));
+      assert.ok(valid.ok, JSON.stringify(valid));
       assert.ok(keys.every((k) => counted.restarts(k) === 0));
       assert.match(renderReport(report), /waits +fleet\/vm-09: restarts in the next window \(Sat 02:00–04:00 UTC\), 10 of 10 this window/);
       clock.advance(WINDOW_OPENS - clock.now().getTime() - 60_000);
@@ -217,6 +223,8 @@ describe('restart orchestration over the embedded simulator with a manual clock'
       assert.match(c?.text ?? '', /^held: group blue is stopped since the restart of blue\/b failed$/);
       assert.equal(annotations(sim, 'blue/b')['vmroll.dev/restart-status'], 'Failed');
       assert.match(renderReport(report as ReconcileReport), /failed +blue\/b: restart failed/);
+      assert.ok(validateVmPlan(JSON.parse(JSON.stringify(report?.plan))).ok);
+      assert.deepEqual(report?.plan.restarts?.failed, rr.failed);
       // It stays failed and held: more syncs restart nothing.
       clock.advance(600_000);
       report = await r.reconcile();

@@ -16,6 +16,7 @@ import {
   type RecordedVm,
   type RestartCandidate,
   type RestartDecision,
+  type RestartPolicy,
   type RestartPolicySpec,
   type RestartRecord,
   type StringMap,
@@ -66,7 +67,7 @@ export interface RestartLine {
 /** The restart part of a sync's report. */
 export interface RestartReport {
   /** The repository's policy, as configured. */
-  policy: string;
+  policy: RestartPolicy;
   /** Per VM that needs or had a restart, sorted by namespace/name. */
   vms: RestartLine[];
   /** VMs restarted (claimed and issued, or resumed) in this sync. */
@@ -146,6 +147,17 @@ export class RestartStep {
   async afterReport(report: { plan: VmPlan; waiting: string | null; restarts?: RestartReport }, cache: ClusterCache, log: Logger): Promise<void> {
     const r = await this.run({ plan: report.plan, cache, log });
     report.restarts = r;
+    // The VmPlan document (`--output json`) carries it too, in its schema's shape.
+    report.plan.restarts = {
+      policy: r.policy,
+      vms: r.vms,
+      restarted: r.restarted,
+      succeeded: r.succeeded,
+      failed: r.failed,
+      pending: r.pending,
+      inProgress: r.inProgress,
+      nextWindowAt: r.nextWindowAt === null ? null : new Date(r.nextWindowAt).toISOString().replace('.000Z', 'Z'),
+    };
     if (r.waiting !== null) report.waiting = report.waiting === null ? r.waiting : `${report.waiting}; ${r.waiting}`;
   }
 
