@@ -257,6 +257,7 @@ describe('restart orchestration over the embedded simulator with a manual clock'
       }
       assert.equal(counted.restarts('p/guarded'), 0);
       assert.equal(counted.restarts('p/open'), 1);
+      assert.match(renderReport(await r.reconcile()), /manual +restarts left to a person: 1 protected \(vmroll\.dev\/restart: never\)/);
     } finally {
       r.close();
       sim.close();

@@ -107,17 +107,18 @@ function restartVerb(l: RestartLine): string {
  * protected, runStrategy) are counted on one line, as awaiting restart is in the summary.
  */
 export function restartLines(rr: RestartReport): string[] {
-  const person: readonly string[] = ['manual', 'protected', 'never'];
+  const person = { manual: 'awaiting a manual restart', protected: 'protected (vmroll.dev/restart: never)', never: 'with runStrategy Halted or Manual' } as const;
   const out: string[] = [];
-  let byPerson = 0;
+  const byPerson = new Map<string, number>();
   for (const l of rr.vms) {
-    if (l.event === null && person.includes(l.kind)) {
-      byPerson++;
+    if (l.event === null && Object.hasOwn(person, l.kind)) {
+      byPerson.set(l.kind, (byPerson.get(l.kind) ?? 0) + 1);
       continue;
     }
     if (l.event === null && (l.kind === 'done' || l.kind === 'notNeeded')) continue;
     out.push(`  ${col(restartVerb(l))}${l.namespace}/${l.name}: ${l.text}`);
   }
-  if (byPerson > 0) out.push(`  ${col('manual')}${byPerson} VM${byPerson === 1 ? '' : 's'} with changes that need a restart wait${byPerson === 1 ? 's' : ''} for a person (policy ${rr.policy}, protected, or runStrategy Halted/Manual)`);
+  const parts = (Object.keys(person) as Array<keyof typeof person>).filter((k) => byPerson.has(k)).map((k) => `${byPerson.get(k) ?? 0} ${person[k]}`);
+  if (parts.length > 0) out.push(`  ${col('manual')}restarts left to a person: ${parts.join(', ')}`);
   return out;
 }
