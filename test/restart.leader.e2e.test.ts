@@ -18,6 +18,7 @@ import { simKubeconfig } from '../reconciler/commands/sim.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { ROOT } from './helpers/cases.ts';
 import { type GitServer, startGitServer } from './helpers/gitServer.ts';
+import { type GitHubEmulator, startGitHubEmulator } from './helpers/githubEmulator.ts';
 import { until } from './helpers/waitFor.ts';
 
 const VMROLL = path.join(ROOT, 'bin', 'vmroll.js');
@@ -51,8 +52,8 @@ function spawnReplica(name: string, args: string[], cwd: string): Replica {
   return { name, child, lines, said: (msg) => lines.filter((l) => l['msg'] === msg), exit };
 }
 
-function vmYaml(name: string, image: string): string {
-  return `apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: ${name}, namespace: shop}\nspec:\n  runStrategy: Always\n  template:\n    spec:\n      domain: {cpu: {sockets: 1}, memory: {guest: 1Gi}, devices: {disks: [{name: root, disk: {bus: virtio}}]}}\n      volumes: [{name: root, containerDisk: {image: "${image}"}}]\n`;
+function vmYaml(name: string, image: string, annotations = ''): string {
+  return `apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: ${name}, namespace: shop${annotations}}\nspec:\n  runStrategy: Always\n  template:\n    spec:\n      domain: {cpu: {sockets: 1}, memory: {guest: 1Gi}, devices: {disks: [{name: root, disk: {bus: virtio}}]}}\n      volumes: [{name: root, containerDisk: {image: "${image}"}}]\n`;
 }
 
 describe('restarts across a leader change (kill -9, the other replica takes over)', function () {
@@ -146,5 +147,74 @@ describe('restarts across a leader change (kill -9, the other replica takes over
     const syncs = b.said('reconciled').length;
     await until('three more syncs by replica-b', () => b.said('reconciled').length >= syncs + 3, { detail, timeoutMs: 60_000 });
     assert.deepEqual(Object.fromEntries(NAMES.map((n) => [n, starts.get(n)])), Object.fromEntries(NAMES.map((n) => [n, 2])));
+  });
+});
+
+describe('a restart that does not come back fails the commit (vmroll run, GitHub emulator)', function () {
+  this.timeout(240_000);
+  const TOKEN = 'ghp_restartFailureTokenThatMustNeverBeLogged';
+  let git: GitServer;
+  let gh: GitHubEmulator;
+  let dir: string;
+  let sim: SimCluster;
+  let server: ApiServer;
+  let replica: Replica | undefined;
+
+  before(async () => {
+    git = await startGitServer();
+    gh = await startGitHubEmulator({ token: TOKEN, repos: ['acme/shop'] });
+    dir = mkdtempSync(path.join(tmpdir(), 'vmroll-restart-fail-'));
+    sim = new SimCluster({ bootTimeMs: 500 });
+    sim.createObject({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } });
+    server = await startApiServer({ cluster: sim, listen: '127.0.0.1:0', bookmarkIntervalMs: 200 });
+  });
+  after(async () => {
+    if (replica !== undefined && replica.child.exitCode === null && replica.child.signalCode === null) replica.child.kill('SIGKILL');
+    await replica?.exit;
+    await server?.close();
+    sim?.close();
+    await gh?.stop();
+    await git?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('posts failure on the commit naming the VM, and holds the rest of its group', async () => {
+    const url = await git.createBareRepo('shop');
+    const work = await git.createWorkingClone('shop');
+    // Simulator-only: `bad` never becomes Ready, whatever starts it.
+    const write = async (image: string): Promise<string> => {
+      await work.write('vms/bad.yaml', vmYaml('bad', image, ', annotations: {sim.vmroll.dev/never-ready: "true"}'));
+      await work.write('vms/good.yaml', vmYaml('good', image));
+      const sha = await work.commit(image);
+      await work.push();
+      return sha;
+    };
+    const starts = new Map<string, number>();
+    sim.store.watch((e) => {
+      if (e.kind === 'VirtualMachineInstance' && e.type === 'ADDED') starts.set(String(metaOf(e.object)['name']), (starts.get(String(metaOf(e.object)['name'])) ?? 0) + 1);
+    });
+    await write('img:1');
+    const kubeconfig = path.join(dir, 'kubeconfig');
+    writeFileSync(kubeconfig, simKubeconfig(server.url));
+    const tokenFile = path.join(dir, 'token');
+    writeFileSync(tokenFile, `${TOKEN}\n`);
+    const config = path.join(dir, 'vmroll.yaml');
+    writeFileSync(config, [`repo: ${url}`, 'path: vms', 'restart:', '  policy: onChange', '  healthTimeout: 3s', ''].join('\n'));
+    replica = spawnReplica('solo', ['--config', config, '--cluster', 'kube', '--kubeconfig', kubeconfig, '--interval', '1s', '--cache-dir', path.join(dir, 'cache'), '--github-repo', 'acme/shop', '--github-api-url', gh.baseUrl, '--github-token-file', tokenFile], dir);
+    const r = replica;
+    const detail = (): string => r.lines.map((l) => JSON.stringify(l)).join('\n');
+    await until('both VMs created', () => starts.get('bad') === 1 && starts.get('good') === 1, { detail, timeoutMs: 60_000 });
+    const sha = await write('img:2');
+    await until('a failure status on the commit', () => gh.statuses(sha, 'acme/shop').some((s) => s.context === 'vmroll/sync' && s.state === 'failure'), { detail, timeoutMs: 120_000 });
+    const failure = gh.statuses(sha, 'acme/shop').find((s) => s.state === 'failure');
+    assert.match(failure?.description ?? '', /^restart failed: shop\/bad; /);
+    assert.equal(starts.get('bad'), 2, 'bad was restarted once');
+    assert.equal(starts.get('good'), 1, 'good is held: its group stopped');
+    const status = (n: string): Obj => (metaOf(sim.store.peek('VirtualMachine', 'shop', n) ?? {})['annotations'] ?? {}) as Obj;
+    assert.equal(status('bad')['vmroll.dev/restart-status'], 'Failed');
+    assert.match(String(status('bad')['vmroll.dev/restart-message']), /did not come back within 3s: still no Ready/);
+    assert.equal(status('good')['vmroll.dev/restart-status'], undefined);
+    assert.ok(!r.lines.some((l) => JSON.stringify(l).includes(TOKEN)), 'the token never reaches the log');
+    assert.deepEqual(gh.violations.splice(0), []);
   });
 });
