@@ -230,6 +230,16 @@ describe('restart orchestration over the embedded simulator with a manual clock'
       report = await r.reconcile();
       assert.deepEqual(report.restarts?.failed.map((f) => f.vm), ['blue/b']);
       assert.equal(counted.restarts('blue/c'), 0);
+      // A person releases the group by removing the failed VM's status: blue/c goes, blue/b is not restarted again.
+      const failedVm = sim.store.get('VirtualMachine', 'blue', 'b') as Obj;
+      await sim.patchVirtualMachineAnnotations({ namespace: 'blue', name: 'b' }, { 'vmroll.dev/restart-status': null }, String(metaOf(failedVm)['resourceVersion']));
+      report = await r.reconcile();
+      assert.deepEqual(report.restarts?.restarted, ['blue/c']);
+      assert.deepEqual(report.restarts?.failed, []);
+      clock.advance(BOOT_MS);
+      report = await r.reconcile();
+      assert.deepEqual(report.restarts?.succeeded, ['blue/c']);
+      assert.equal(counted.restarts('blue/b'), 1);
     } finally {
       r.close();
       sim.close();
