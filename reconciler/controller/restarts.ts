@@ -210,7 +210,7 @@ export class RestartStep {
         const refused = await issue(key);
         if (refused === null) {
           this.issued.set(key, record.startedAt);
-          events.set(key, { event: RestartEvent.resumed, text: 'restart issued: its claim was recorded by a leader that stopped before issuing it' });
+          events.set(key, { event: RestartEvent.resumed, text: 'restart issued: its claim was recorded earlier, but the restart had not reached KubeVirt (a leader stopped, or the call failed, in between)' });
           log.info({ vm: key }, 'restart resumed from a claim without its restart');
         } else if (await patch(key, finishAnnotations({ status: RestartStatus.Failed, now: this.options.now(), message: `KubeVirt refused the restart: ${refused}` }))) {
           events.set(key, { event: RestartEvent.failed, text: `restart failed: KubeVirt refused it: ${refused}` });
