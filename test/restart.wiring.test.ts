@@ -23,6 +23,7 @@ import { resolveRunConfig } from '../reconciler/config.ts';
 import { planReload } from '../reconciler/configReload.ts';
 import { VmrollMetrics } from '../reconciler/controller/metrics.ts';
 import { Reconciler } from '../reconciler/controller/reconcile.ts';
+import { startRepository } from '../reconciler/controller/repository.ts';
 import { RestartStep } from '../reconciler/controller/restarts.ts';
 import { restartPolicyOf } from '../reconciler/restart/index.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
@@ -278,6 +279,53 @@ describe('restarts over the simulator API server (kube backend)', function () {
       assert.deepEqual(names.map(record), ['3 InProgress', '2 Succeeded', '2 Succeeded']);
     } finally {
       r.close();
+    }
+  });
+});
+
+describe('the repository timer and restart windows', function () {
+  this.timeout(120_000);
+  let git: GitServer;
+  let dir: string;
+  before(async () => {
+    git = await startGitServer();
+    dir = mkdtempSync(path.join(tmpdir(), 'vmroll-restart-timer-'));
+  });
+  after(async () => {
+    await git?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('with restarts waiting for a window, the next sync is set to its opening, not the interval', async () => {
+    const url = await git.createBareRepo('timer');
+    const work = await git.createWorkingClone('timer');
+    const vm = (image: string): string =>
+      `apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: t, namespace: tm}\nspec:\n  runStrategy: Always\n  template:\n    spec:\n      domain: {cpu: {sockets: 1}, memory: {guest: 1Gi}, devices: {}}\n      volumes: [{name: root, containerDisk: {image: "${image}"}}]\n`;
+    await work.write('vms/t.yaml', vm('img:1'));
+    await work.commit('one VM');
+    await work.push();
+    const sim = new SimCluster({ clock: new ManualClock() });
+    // vmroll's clock, 20 s before Saturday 02:00 UTC: the window opens in 20 s of real time.
+    const offset = Date.parse('2026-01-03T02:00:00Z') - 20_000 - Date.now();
+    const now = (): number => Date.now() + offset;
+    const base = resolveRunConfig({ repo: url, cluster: 'sim', 'cache-dir': path.join(dir, 'cache'), interval: '1h' }, {}, undefined);
+    const rc = { ...(base.repositories?.[0] as NonNullable<typeof base.repositories>[number]), restart: restartPolicyOf({ policy: 'window', windows: [{ schedule: '0 2 * * SAT', duration: '2h' }] }) };
+    const unit = startRepository({ rc, config: base, logger: makeLogger('silent', []), cluster: sim, metrics: new VmrollMetrics({ defaultMetrics: false }), host: null, leading: () => true, isStopped: () => false, several: false, now });
+    try {
+      await unit.trigger('first');
+      await work.write('vms/t.yaml', vm('img:2'));
+      await work.commit('staged');
+      await work.push();
+      unit.schedule();
+      const report = await unit.trigger('push');
+      assert.equal(report?.restarts?.vms[0]?.kind, 'waitWindow');
+      const due = (unit.nextSyncAt() ?? 0) - Date.now();
+      assert.ok(due > 0 && due <= 20_000, `the next sync is due in ${due} ms, at the window's opening (interval 1h)`);
+    } finally {
+      unit.cancelTimer();
+      await unit.retire();
+      unit.reconciler.close();
+      sim.close();
     }
   });
 });
