@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { KubeConfigSource } from './cluster/kube.ts';
 import { DEFAULT_LEASE_NAME, defaultIdentity, podNamespace } from './cluster/leaderElection.ts';
+import { type RestartPolicySpec, restartPolicyOf } from './restart/policy.ts';
 import { type ResolvedRepository, type VmrollConfig, configHash, durationMs, parseConfig, readConfigText, repositoriesOf, repositoryName, sshRefusal } from './configFile.ts';
 import { type LogFormat, parseLogFormat } from './logging.ts';
 import type { Obj } from './rollout/index.ts';
@@ -78,6 +79,8 @@ export interface RepositoryRunConfig {
   gitHost: GitHostConfig | undefined;
   /** Ownership identity set in vmroll.yaml (default: derived from the URL and path). */
   identity?: string;
+  /** The repository's restart policy from vmroll.yaml (its own `restart:`, else the top-level one); absent: manual. */
+  restart?: RestartPolicySpec;
 }
 
 /** Leader election among replicas over a Lease. */
@@ -494,7 +497,21 @@ export function resolveRunConfig(givenFlags: RunFlags, env: NodeJS.ProcessEnv, c
   const fromFile = !flagRepo && fileRepositories.length > 0;
   const repositories: RepositoryRunConfig[] = fromFile
     ? fileRepositories.map((r) => repositoryRunConfig(r, base, rawFlags, env))
-    : [{ name: repositoryName(base.repo), repo: base.repo, ref: base.ref, path: base.path, namespaces: undefined, intervalMs: base.intervalMs, prune: base.prune, gitToken: base.gitToken, gitHost: base.gitHost }];
+    : [
+        {
+          name: repositoryName(base.repo),
+          repo: base.repo,
+          ref: base.ref,
+          path: base.path,
+          namespaces: undefined,
+          intervalMs: base.intervalMs,
+          prune: base.prune,
+          gitToken: base.gitToken,
+          gitHost: base.gitHost,
+          // --repo with a file: the file's top-level `restart:` is this repository's default, as its branch and prune are.
+          ...(file?.restart !== undefined && { restart: restartPolicyOf(file.restart) }),
+        },
+      ];
   if (fromFile && fileRepositories.length > 1 && base.once && base.output === 'json') throw new UsageError(`--output json prints one plan, and ${configPath ?? 'the file'} lists ${fileRepositories.length} repositories`);
   return {
     ...base,
@@ -520,7 +537,7 @@ function repositoryRunConfig(r: ResolvedRepository, base: RunConfig, flags: RunF
   const overridden = flags['git-token-file'] !== undefined || fromEnv(env, GIT_TOKEN_VARIABLES) !== undefined;
   const gitToken = !overridden && r.gitTokenFile !== undefined ? readSecretFile(r.gitTokenFile, `repository ${r.name}: gitTokenFile`) : base.gitToken;
   const gitHost = base.gitHost !== undefined && r.reportTo !== undefined ? { ...base.gitHost, repo: r.reportTo } : base.gitHost;
-  return { name: r.name, repo: r.url, ref: r.branch, path: r.path, namespaces: r.namespaces, intervalMs, prune: r.prune, gitToken: gitToken === '' ? undefined : gitToken, gitHost, ...(r.identity !== undefined && { identity: r.identity }) };
+  return { name: r.name, repo: r.url, ref: r.branch, path: r.path, namespaces: r.namespaces, intervalMs, prune: r.prune, gitToken: gitToken === '' ? undefined : gitToken, gitHost, ...(r.identity !== undefined && { identity: r.identity }), ...(r.restart !== undefined && { restart: r.restart }) };
 }
 
 /** The configuration of one repository from flags and environment alone (the file already laid in as flags). */

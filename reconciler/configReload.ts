@@ -34,6 +34,7 @@ const REPOSITORY_FIELDS: Record<Exclude<keyof RepositoryRunConfig, 'name'>, stri
   gitToken: 'git token',
   gitHost: 'reporter',
   identity: 'identity',
+  restart: 'restart',
 };
 
 /** What a new configuration changes in a running one. */

@@ -36,6 +36,12 @@ export interface ClusterBackend {
   stopVirtualMachine(ref: ObjectRef): Promise<void>;
   /** The `start` subresource. */
   startVirtualMachine(ref: ObjectRef): Promise<void>;
+  /**
+   * JSON merge patch of a VM's annotations (`null` removes one) guarded by `resourceVersion`: a VM
+   * changed since fails with ClusterError('Conflict'), never retried here. Returns the stored VM.
+   * The restart records (restart/record.ts) go this way, not through the sync's server-side apply.
+   */
+  patchVirtualMachineAnnotations(ref: ObjectRef, annotations: Readonly<Record<string, string | null>>, resourceVersion: string): Promise<Obj>;
   /** Subscribes to changes of VMs, VMIs, ControllerRevisions, instancetypes and the KubeVirt CR; returns the unsubscribe function. */
   watch(onEvent: (event: WatchEvent) => void): () => void;
 }

@@ -262,6 +262,22 @@ export class KubeCluster implements ClusterBackend {
     }
   }
 
+  async patchVirtualMachineAnnotations(ref: ObjectRef, annotations: Readonly<Record<string, string | null>>, resourceVersion: string): Promise<Obj> {
+    const what = `patching the annotations of virtualmachines.kubevirt.io "${ref.name}" in namespace ${ref.namespace}`;
+    // A resourceVersion in a merge patch is a precondition: a conflict means another writer came first, so it is not retried.
+    const body = { metadata: { resourceVersion, annotations } };
+    try {
+      return (await this.call('patch', VM.plural, () =>
+        this.api.patchNamespacedCustomObject(
+          { group: VM.group, version: VM.version, namespace: ref.namespace, plural: VM.plural, name: ref.name, body, fieldManager: 'vmroll-restart' },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        ),
+      )) as Obj;
+    } catch (e) {
+      throw toClusterError(e, what);
+    }
+  }
+
   restartVirtualMachine(ref: ObjectRef): Promise<void> {
     return this.subresource(ref, 'restart');
   }

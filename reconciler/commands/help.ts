@@ -224,6 +224,7 @@ Options:
   --kubeconfig-out <file>      write a kubeconfig for the server (context vmroll-sim)
   --watch-history <n>          events kept for watches resuming from a resourceVersion (default 100000)
   --migration-duration <dur>   how long a simulated live migration takes (default 3s)
+  --boot-time <dur>            how long a started VMI takes to become Running and Ready (default 0s)
   --latency <duration>         delay every API request, e.g. 50ms
   --error-rate <0..1>          answer this share of resource requests with 500 InternalError
   --error-status 500|503       the status --error-rate answers with (default 500)

@@ -63,6 +63,7 @@ export async function runSim(argv: string[], io: CommandIO): Promise<number> {
       'kubeconfig-out': { type: 'string' },
       'watch-history': { type: 'string' },
       'migration-duration': { type: 'string' },
+      'boot-time': { type: 'string' },
       latency: { type: 'string' },
       'error-rate': { type: 'string' },
       'error-status': { type: 'string' },
@@ -106,12 +107,14 @@ export async function runSim(argv: string[], io: CommandIO): Promise<number> {
   if (watchHistory !== undefined && (!Number.isInteger(watchHistory) || watchHistory < 1)) throw new UsageError('--watch-history: must be a positive integer');
 
   const migrationDurationMs = duration('--migration-duration', values['migration-duration']);
+  const bootTimeMs = duration('--boot-time', values['boot-time']);
   const logger = makeLogger(values['log-level'] ?? 'info', [], process.stderr, parseLogFormat(values['log-format']));
   const cluster = new SimCluster({
     ...(values.state !== undefined ? { stateFile: values.state } : {}),
     ...(values.kubevirt !== undefined ? { kubevirt: loadKubeVirt(values.kubevirt, '--kubevirt') } : {}),
     ...(watchHistory !== undefined ? { watchHistory } : {}),
     ...(migrationDurationMs !== undefined ? { migrationDurationMs } : {}),
+    ...(bootTimeMs !== undefined ? { bootTimeMs } : {}),
   });
   let server: ApiServer;
   try {

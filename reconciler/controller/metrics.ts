@@ -99,6 +99,8 @@ export class VmrollMetrics {
   private readonly configSuccessTime: Gauge;
   private readonly configHash: Gauge;
   private readonly queues = new Map<string, () => number>();
+  private readonly restarts: Counter<'repository' | 'result'>;
+  private readonly restartsPending: Gauge<'repository' | 'state'>;
 
   constructor(options: VmrollMetricsOptions = {}) {
     const registers = [this.registry];
@@ -152,6 +154,18 @@ export class VmrollMetrics {
     this.configReloadOk = new Gauge({ name: 'vmroll_config_last_reload_successful', help: '1 when the --config file as it now reads is the running configuration, 0 when its last change was refused.', registers });
     this.configSuccessTime = new Gauge({ name: 'vmroll_config_last_reload_success_timestamp_seconds', help: 'When the running configuration was read from the --config file (Unix time).', registers });
     this.configHash = new Gauge({ name: 'vmroll_config_hash', help: 'The first 48 bits of the SHA-256 of the --config file text now running, as a number.', registers });
+    this.restarts = new Counter({
+      name: 'vmroll_restarts_total',
+      help: 'VM restarts by vmroll (restart orchestration) by result: issued (claimed and sent to KubeVirt), succeeded (back Running and Ready), failed.',
+      labelNames: ['repository', 'result'],
+      registers,
+    });
+    this.restartsPending = new Gauge({
+      name: 'vmroll_restarts_pending',
+      help: 'VM restarts of a repository after its last sync by state: waiting (for a window, a slot or a stopped group), in_progress, failed.',
+      labelNames: ['repository', 'state'],
+      registers,
+    });
     const queues = this.queues;
     new Gauge({
       name: 'vmroll_reports_pending',
@@ -181,6 +195,16 @@ export class VmrollMetrics {
       error: s.errors,
     };
     for (const state of Object.values(VmState)) this.vms.set({ repository, state }, counts[state]);
+    const r = report.restarts;
+    if (r !== undefined) {
+      if (r.restarted.length > 0) this.restarts.inc({ repository, result: 'issued' }, r.restarted.length);
+      if (r.succeeded.length > 0) this.restarts.inc({ repository, result: 'succeeded' }, r.succeeded.length);
+      const failedNow = r.vms.filter((v) => v.event === 'failed').length;
+      if (failedNow > 0) this.restarts.inc({ repository, result: 'failed' }, failedNow);
+      this.restartsPending.set({ repository, state: 'waiting' }, r.pending);
+      this.restartsPending.set({ repository, state: 'in_progress' }, r.inProgress);
+      this.restartsPending.set({ repository, state: 'failed' }, r.failed.length);
+    }
   }
 
   /** Records a reconcile that failed as a whole, and what its failure asks for; the VM counts keep their last values. */

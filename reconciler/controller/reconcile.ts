@@ -30,6 +30,7 @@ import type { ChangedPath, GitSource } from '../source/gitSource.ts';
 import { type ManifestSet, type ManifestWarning, loadManifests } from '../source/manifests.ts';
 import { type ApplyResult, applyChanges } from './apply.ts';
 import { type VmOutcome, SyncOutcomes } from './outcomes.ts';
+import type { RestartReport, RestartStep } from './restarts.ts';
 import { type PendingWrite, WriteMemory } from './writes.ts';
 
 export type { VmOutcome } from './outcomes.ts';
@@ -61,6 +62,8 @@ export interface ReconcilerOptions {
   strict?: boolean;
   /** Called from the reconcile's single exit, however it ended, before `reconcile()` returns or throws: statuses and metrics are recorded here. */
   onOutcome?: (outcome: ReconcileOutcome) => void;
+  /** The restart step (controller/restarts.ts), run after report; absent: no restarts. */
+  restarts?: RestartStep;
 }
 
 /** How one reconcile ended, as its single exit hands it to {@link ReconcilerOptions.onOutcome}. */
@@ -120,6 +123,8 @@ export interface ReconcileReport {
    * The repository chain treats it as a `waiting` outcome (controller/backoff.ts).
    */
   waiting: string | null;
+  /** The restart step's report (controller/restarts.ts), when the sync runs one. */
+  restarts?: RestartReport;
 }
 
 /** What the steps of a sync found, as the report step reads it. */
@@ -199,6 +204,7 @@ export class Reconciler {
       const late = await step(SyncStep.settle, () => this.settle(applied, log));
       const s: SyncFindings = { commit, log, identity, manifests, pairing, writes, applied, late };
       const report = await step(SyncStep.report, () => this.report(s, timings));
+      if (o.restarts !== undefined) await step(SyncStep.report, () => (o.restarts as RestartStep).afterReport(report, this.cache, log));
       this.manifests = manifests;
       timings.total = performance.now() - started;
       log.info({ summary: formatSummary(report.summary), writes: report.writes, read: report.read.length, ms: Math.round(timings.total) }, 'reconciled');

@@ -6,6 +6,7 @@ import { formatValue } from '../format.ts';
 import { SyncState, formatSummary } from '../plan/summary.ts';
 import type { FieldRevert, VmPlanEntry } from '../rollout/index.ts';
 import type { ReconcileReport } from './reconcile.ts';
+import type { RestartLine, RestartReport } from './restarts.ts';
 
 /** Width of the verb column of {@link renderReport}. */
 const VERB = 8;
@@ -88,5 +89,36 @@ export function renderReport(r: ReconcileReport): string {
     lines.push(...changeLines(vm, indent));
   }
   for (const o of r.plan.orphans ?? []) lines.push(`  orphan ${o.namespace}/${o.name}: ${o.message}`);
+  if (r.restarts !== undefined) lines.push(...restartLines(r.restarts));
   return lines.join('\n');
+}
+
+/** The verb of a restart line: what happened in this sync, else where the VM stands. */
+function restartVerb(l: RestartLine): string {
+  if (l.event === 'failed' || l.kind === 'failed') return 'failed';
+  if (l.event === 'restarted' || l.event === 'resumed') return 'restart';
+  if (l.event === 'succeeded') return 'back';
+  return l.kind === 'restarting' ? 'booting' : 'waits';
+}
+
+/**
+ * The restart step's lines: every VM it acted on or that waits for vmroll (a window, a slot, a
+ * stopped group), each with the planner's text; VMs that wait for a person (policy manual,
+ * protected, runStrategy) are counted on one line, as awaiting restart is in the summary.
+ */
+export function restartLines(rr: RestartReport): string[] {
+  const person = { manual: 'awaiting a manual restart', protected: 'protected (vmroll.dev/restart: never)', never: 'with runStrategy Halted or Manual' } as const;
+  const out: string[] = [];
+  const byPerson = new Map<string, number>();
+  for (const l of rr.vms) {
+    if (l.event === null && Object.hasOwn(person, l.kind)) {
+      byPerson.set(l.kind, (byPerson.get(l.kind) ?? 0) + 1);
+      continue;
+    }
+    if (l.event === null && (l.kind === 'done' || l.kind === 'notNeeded')) continue;
+    out.push(`  ${col(restartVerb(l))}${l.namespace}/${l.name}: ${l.text}`);
+  }
+  const parts = (Object.keys(person) as Array<keyof typeof person>).filter((k) => byPerson.has(k)).map((k) => `${byPerson.get(k) ?? 0} ${person[k]}`);
+  if (parts.length > 0) out.push(`  ${col('manual')}restarts left to a person: ${parts.join(', ')}`);
+  return out;
 }

@@ -18,6 +18,8 @@ import { type GitHostReporter, StatusContext } from '../report/reporter.ts';
 import { redactSecrets, redactUrl } from '../source/errors.ts';
 import { GitSource } from '../source/gitSource.ts';
 import { nextSyncDelay } from './backoff.ts';
+import { RestartStep } from './restarts.ts';
+import { MANUAL_POLICY } from '../restart/index.ts';
 import { type ReconcileOutcome, type ReconcileReport, Reconciler } from './reconcile.ts';
 import { SUMMARY_MAX_CHARS, formatSummary } from '../plan/summary.ts';
 
@@ -41,6 +43,8 @@ export interface RepositoryUnitOptions {
   render?: (report: ReconcileReport) => string;
   /** The cluster as PR comments name it (what the plans were made against). */
   clusterTarget?: string;
+  /** Epoch ms for restart windows and health timeouts (default Date.now; tests inject a clock). */
+  now?: () => number;
 }
 
 /** One repository's reconciler, its serial chain of syncs, its timer and its reports. */
@@ -109,6 +113,8 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
   let pushedCommit: string | null = null;
   /** When that push was noted (performance.now()): a sync that started before it cannot have fetched it. */
   let pushedAt = 0;
+  /** The failed restarts the last posted status named (comma-joined). */
+  let reportedRestartFailures = '';
   /**
    * The reconcile's single exit: every sync, however it ended, is counted, and its outcome posted
    * on the commit when there is one. A sync that failed before it resolved a commit (the Git host
@@ -127,11 +133,20 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
       metrics.recordReconcile(rc.name, report);
       // A replica that lost the lease during the sync leaves reporting to the new leader; a sync
       // of an already reported commit that changed nothing posts nothing.
-      if (!posting || (report.commit === reportedCommit && report.writes === 0)) return;
-      const failed = report.plan.errors.length > 0;
+      // Failed restarts (their groups stopped) fail the commit too, and a change in them is news.
+      const failedRestarts = (report.restarts?.failed ?? []).map((f) => f.vm);
+      const restartNews = failedRestarts.join(',') !== reportedRestartFailures;
+      if (!posting || (report.commit === reportedCommit && report.writes === 0 && !restartNews)) return;
+      const failed = report.plan.errors.length > 0 || failedRestarts.length > 0;
+      const restartText = failedRestarts.length > 0 ? `restart failed: ${failedRestarts.slice(0, 2).join(', ')}${failedRestarts.length > 2 ? ` and ${failedRestarts.length - 2} more` : ''}; ` : '';
+      const description = `${restartText}${formatSummary(report.summary)}`;
       // Nothing written: a commit that already shows this outcome (a restart, a new leader) is left as it is.
-      queue.status({ sha: report.commit, context: StatusContext.sync, state: failed ? 'failure' : 'success', description: formatSummary(report.summary), ...target }, { match: report.writes === 0 ? 'outcome' : 'exact' });
+      queue.status(
+        { sha: report.commit, context: StatusContext.sync, state: failed ? 'failure' : 'success', description: description.length > SUMMARY_MAX_CHARS ? `${description.slice(0, SUMMARY_MAX_CHARS - 1)}…` : description, ...target },
+        { match: report.writes === 0 && !restartNews ? 'outcome' : 'exact' },
+      );
       reportedCommit = report.commit;
+      reportedRestartFailures = failedRestarts.join(',');
       return;
     }
     const kind = errorKind(outcome.error);
@@ -159,6 +174,7 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
       if (leading()) queue?.status({ sha: commit, context: StatusContext.sync, state: 'pending', description: 'vmroll is applying this commit', ...target });
     },
     onOutcome: recordOutcome,
+    restarts: new RestartStep({ cluster: options.cluster, policy: rc.restart ?? MANUAL_POLICY, now: options.now ?? Date.now }),
     ...(refuseNamespace !== undefined && { refuseNamespace }),
   });
 
@@ -219,6 +235,9 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
       // A sync that ran but left writes in flux (a conflicting writer, writes the cluster has not
       // shown yet) is re-checked soon, as a waiting failure would be.
       nextDelayMs = nextSyncDelay({ kind: report.waiting !== null ? ErrorKind.waiting : null, failures, intervalMs: rc.intervalMs });
+      // A maintenance window that opens before the next sync releases waiting restarts: sync when it opens.
+      const windowAt = report.restarts?.nextWindowAt ?? null;
+      if (windowAt !== null) nextDelayMs = Math.min(nextDelayMs, Math.max(1000, windowAt - (options.now ?? Date.now)()));
       if (report.waiting !== null) logger.info({ kind: ErrorKind.waiting, nextSyncInMs: Math.round(nextDelayMs) }, `re-checking soon: ${report.waiting}`);
       await reviewAfterSync(report);
       if (options.out !== undefined && options.render !== undefined) options.out(options.render(report));

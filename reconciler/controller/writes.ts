@@ -9,6 +9,7 @@ import { Owner, appliedIn, ownedFieldsInSync, ownedFingerprint, ownerOf } from '
 import { metaOf } from '../cluster/object.ts';
 import type { VmPair } from '../plan/pairing.ts';
 import type { Obj } from '../rollout/index.ts';
+import { withRestartPending } from './restarts.ts';
 
 /** One VM to write. */
 export interface PendingWrite {
@@ -46,7 +47,8 @@ export class WriteMemory {
       const seen = this.seen.get(key);
       // Same manifest object (its file did not change) and the live VM untouched since: nothing to do.
       if (seen !== undefined && live !== undefined && seen.manifest === vm.manifest && seen.liveVersion === metaOf(live)['resourceVersion']) continue;
-      const desired = desiredOf();
+      // A new restart request is applied with its pending mark, in the same write (controller/restarts.ts).
+      const desired = withRestartPending(desiredOf(), live);
       const fingerprint = ownedFingerprint(desired);
       const write = (action: PendingWrite['action']): void => {
         pending.push({ key, action, desired, file: vm.file, line: vm.line, fingerprint, manifest: vm.manifest });

@@ -34,6 +34,8 @@ export const RestartAnnotation = {
   vmiUid: 'vmroll.dev/restart-vmi-uid',
   /** Written by vmroll: why the last restart failed. */
   message: 'vmroll.dev/restart-message',
+  /** Written by vmroll in the claim: `"true"` when the VMI it replaces had AgentConnected, so the new one must reconnect its guest agent. */
+  agent: 'vmroll.dev/restart-agent',
 } as const;
 /** One of {@link RestartAnnotation}. */
 export type RestartAnnotation = (typeof RestartAnnotation)[keyof typeof RestartAnnotation];

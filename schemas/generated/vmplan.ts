@@ -24,6 +24,7 @@ export interface VmPlan {
    * Documents vmroll read and does not apply, and fields KubeVirt does not define: other kinds skipped (Service, DataVolume, kustomization files), unknown VirtualMachine fields with a suggestion, files that no longer define the VM they defined. Sorted by file and line. Always present in the output of `vmroll run` and `vmroll plan`; absent from `vmroll diff`. Under `--strict` they are errors instead.
    */
   warnings?: ManifestWarning[];
+  restarts?: RestartReport;
 }
 /**
  * The plan for one VirtualMachine.
@@ -266,4 +267,71 @@ export interface ManifestWarning {
    * Dotted path of an unknown field, e.g. spec.template.spec.domain.cpu.socket.
    */
   path?: string;
+}
+/**
+ * What the restart step of `vmroll run` did and decided after the sync (restart orchestration). Present in the output of `vmroll run` only.
+ */
+export interface RestartReport {
+  /**
+   * The repository's restart policy.
+   */
+  policy: "manual" | "onChange" | "window";
+  /**
+   * Per VM that needs a restart or whose restart this sync acted on, sorted by namespace then name (a VM restarted earlier with nothing left to serve is left out).
+   */
+  vms: RestartLine[];
+  /**
+   * VMs (`namespace/name`) restarted in this sync: claimed and issued, or a claim a previous leader left, issued.
+   */
+  restarted: string[];
+  /**
+   * VMs whose restart came back Running and Ready (and AgentConnected when expected) in this sync.
+   */
+  succeeded: string[];
+  /**
+   * VMs whose last restart failed, newly or still (their group is stopped), with why.
+   */
+  failed: {
+    vm: string;
+    message: string;
+  }[];
+  /**
+   * VMs still to be restarted by vmroll: waiting for a window, a free slot, or a stopped group.
+   */
+  pending: number;
+  /**
+   * Restarts in progress after this sync.
+   */
+  inProgress: number;
+  /**
+   * When the next maintenance window that releases waiting restarts opens (RFC 3339, UTC), or null.
+   */
+  nextWindowAt: string | null;
+}
+export interface RestartLine {
+  namespace: string;
+  name: string;
+  /**
+   * The planner's decision (restart/planner.ts RestartDecisionKind).
+   */
+  kind:
+    | "restartNow"
+    | "waitWindow"
+    | "waitBudget"
+    | "manual"
+    | "protected"
+    | "notNeeded"
+    | "never"
+    | "restarting"
+    | "done"
+    | "failed"
+    | "held";
+  /**
+   * What happened to its restart in this sync, or null.
+   */
+  event: "restarted" | "resumed" | "succeeded" | "failed" | "conflict" | null;
+  /**
+   * One line for people, e.g. `restarts in the next window (Sat 02:00–04:00 UTC), 3 of 12 this window`.
+   */
+  text: string;
 }

@@ -36,6 +36,8 @@ export interface SimClusterOptions {
   clock?: SimClock;
   /** How long a live migration takes from its target pod to its end (default {@link DEFAULT_MIGRATION_DURATION_MS}). */
   migrationDurationMs?: number;
+  /** How long a started VMI takes to become Running and Ready (default 0: at once); runs on {@link clock}. */
+  bootTimeMs?: number;
   /** Simulated node names (default node01, node02, node03). */
   nodes?: readonly string[];
   /** How many recent events the store keeps for watches resuming from a resourceVersion (default 100,000). */
@@ -72,13 +74,15 @@ export class SimCluster implements ClusterBackend {
   /** The clock the controllers run on. */
   readonly clock: SimClock;
   private readonly unwatch: () => void;
+  /** Per VM uid: annotation keys written by {@link patchVirtualMachineAnnotations}, which the embedded apply keeps (not saved in the state file). */
+  private readonly patchedKeys = new Map<string, Set<string>>();
 
   constructor(private readonly options: SimClusterOptions = {}) {
     const clock = options.clock ?? systemClock(options.now);
     this.clock = clock;
     const now = (): Date => clock.now();
     this.store = new ObjectStore(now, options.watchHistory !== undefined ? { historySize: options.watchHistory } : {});
-    this.controller = new VirtController(this.store, now, options.nodes !== undefined ? { nodes: options.nodes } : {});
+    this.controller = new VirtController(this.store, now, { ...(options.nodes !== undefined && { nodes: options.nodes }), bootTimeMs: options.bootTimeMs ?? 0, timers: clock });
     this.migrations = new MigrationController({
       store: this.store,
       clock,
@@ -267,7 +271,12 @@ export class SimCluster implements ClusterBackend {
         spec: sent.spec,
       });
     } else {
-      const meta = { ...metaOf(existing), labels: sent.labels, annotations: sent.annotations };
+      // Annotations another writer merge-patched (restart records) stay unless the apply sets them, as
+      // server-side apply keeps fields another manager owns; the rest follow what was sent.
+      const kept = this.patchedKeys.get(String(metaOf(existing)['uid'])) ?? new Set<string>();
+      const before = (metaOf(existing)['annotations'] ?? {}) as Record<string, unknown>;
+      const annotations = { ...Object.fromEntries([...kept].filter((k) => before[k] !== undefined).map((k) => [k, before[k]])), ...(sent.annotations as Obj) };
+      const meta = { ...metaOf(existing), labels: sent.labels, annotations };
       this.store.replace({ ...existing, metadata: meta, spec: sent.spec });
     }
     this.controller.reconcile(r.namespace, r.name);
@@ -277,6 +286,26 @@ export class SimCluster implements ClusterBackend {
   async deleteVirtualMachine(r: ObjectRef): Promise<void> {
     this.store.delete('VirtualMachine', r.namespace, r.name);
     this.controller.reconcile(r.namespace, r.name);
+  }
+
+  async patchVirtualMachineAnnotations(r: ObjectRef, annotations: Readonly<Record<string, string | null>>, resourceVersion: string): Promise<Obj> {
+    const vm = this.store.get('VirtualMachine', r.namespace, r.name);
+    if (vm === undefined) throw new ClusterError('NotFound', `virtualmachines.kubevirt.io "${r.name}" not found in namespace ${r.namespace}`);
+    if (String(metaOf(vm)['resourceVersion'] ?? '') !== resourceVersion) {
+      throw new ClusterError('Conflict', `Operation cannot be fulfilled on virtualmachines.kubevirt.io "${r.name}": the object has been modified; please apply your changes to the latest version and try again`, { reason: 'Conflict', status: 409 });
+    }
+    const uid = String(metaOf(vm)['uid']);
+    const keys = this.patchedKeys.get(uid) ?? new Set<string>();
+    this.patchedKeys.set(uid, keys);
+    for (const k of Object.keys(annotations)) keys.add(k);
+    const next: Record<string, string> = { ...((metaOf(vm)['annotations'] ?? {}) as Record<string, string>) };
+    for (const [k, v] of Object.entries(annotations)) {
+      if (v === null) delete next[k];
+      else next[k] = v;
+    }
+    // Metadata only: the generation stays, the VM controller has nothing to reconcile.
+    this.store.replace({ ...vm, metadata: { ...metaOf(vm), annotations: next } });
+    return this.store.get('VirtualMachine', r.namespace, r.name) ?? {};
   }
 
   async restartVirtualMachine(r: ObjectRef): Promise<void> {

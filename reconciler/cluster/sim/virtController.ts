@@ -11,6 +11,7 @@ import { INSTANCETYPE_KINDS, expandVm, hotplugCeilings, type Obj, parseStartRevi
 import { annotationsOf, conditionsOf, labelsOf, metaOf, specOf, statusOf } from '../object.ts';
 import { ALLOW_POD_BRIDGE_MIGRATION_ANNOTATION, type ClaimLookup, NON_MIGRATABLE_ANNOTATION, liveMigratableCondition, volumeStatusOf } from './migratable.ts';
 import { NODE_NAME_LABEL } from './migrationController.ts';
+import type { SimClock } from './clock.ts';
 import type { ObjectStore } from './store.ts';
 import { VmiCondition, isMigrating, vcpus, vmiConditions, withCondition, withoutConditions } from './vmiState.ts';
 
@@ -34,6 +35,33 @@ export const DEFAULT_NODES: readonly string[] = ['node01', 'node02', 'node03'];
 export interface VirtControllerOptions {
   /** Node names (default {@link DEFAULT_NODES}); at least two for migrations to have a target. */
   nodes?: readonly string[];
+  /**
+   * How long a started VMI takes to boot (default 0: Running and Ready at once). Above 0 a new VMI
+   * is `Scheduling`, `Scheduled` at a quarter, `Running` (Ready False) at half, and Ready (and
+   * AgentConnected with a guest agent) at the full time; needs {@link timers}.
+   */
+  bootTimeMs?: number;
+  /** Timers of the boot steps (the simulator's clock). */
+  timers?: SimClock;
+}
+
+/** Simulator-only: on a VM (or its template), `"true"` keeps every VMI of it from becoming Ready (Running, Ready False). */
+export const NEVER_READY_ANNOTATION = 'sim.vmroll.dev/never-ready';
+
+/**
+ * Whether the simulated guest runs a QEMU guest agent, so its VMI gets `AgentConnected`: a
+ * cloud-init volume (`cloudInitNoCloud` or `cloudInitConfigDrive`) whose `userData` names
+ * `qemu-guest-agent`, the usual way a guest gets one installed and started.
+ */
+export function hasGuestAgent(vmiSpec: Obj): boolean {
+  const volumes = vmiSpec['volumes'];
+  if (!Array.isArray(volumes)) return false;
+  return (volumes as Obj[]).some((v) =>
+    ['cloudInitNoCloud', 'cloudInitConfigDrive'].some((k) => {
+      const src = v[k] as Obj | undefined;
+      return typeof src?.['userData'] === 'string' && src['userData'].includes('qemu-guest-agent');
+    }),
+  );
 }
 
 /** The multus NAD reference of each network, by network name. */
@@ -61,6 +89,8 @@ function sriovSecondaries(vmiSpec: unknown): Set<string> {
 /** The simulated controller. */
 export class VirtController {
   private readonly nodes: readonly string[];
+  private readonly bootTimeMs: number;
+  private readonly timers: SimClock | undefined;
 
   constructor(
     private readonly store: ObjectStore,
@@ -68,6 +98,30 @@ export class VirtController {
     options: VirtControllerOptions = {},
   ) {
     this.nodes = options.nodes !== undefined && options.nodes.length > 0 ? options.nodes : DEFAULT_NODES;
+    this.timers = options.timers;
+    this.bootTimeMs = this.timers !== undefined ? Math.max(0, options.bootTimeMs ?? 0) : 0;
+  }
+
+  /**
+   * One boot step of the VMI with `uid`: its phase, and once booted its Ready (and AgentConnected)
+   * conditions. A VMI replaced or deleted since (another uid) is left alone.
+   */
+  private bootStep(namespace: string, name: string, uid: string, phase: string, booted: boolean): void {
+    const vmi = this.store.peek('VirtualMachineInstance', namespace, name);
+    if (vmi === undefined || String(metaOf(vmi)['uid']) !== uid) return;
+    const status: Obj = { ...statusOf(vmi), phase };
+    if (booted) status['conditions'] = this.bootConditions(vmiConditions(vmi), vmi);
+    this.store.replace({ ...vmi, status });
+  }
+
+  /** Ready True unless the VM says never-ready; AgentConnected when the guest runs an agent. */
+  private bootConditions(conditions: Obj[], vmi: Obj): Obj[] {
+    const now = this.now();
+    const vm = this.store.peek('VirtualMachine', nsOf(vmi), nameOf(vmi));
+    const never = [vm !== undefined ? annotationsOf(vm) : {}, annotationsOf(vmi)].some((a) => a[NEVER_READY_ANNOTATION] === 'true');
+    let out = withCondition(conditions, never ? { type: 'Ready', status: 'False', reason: 'GuestNotReady', message: `${NEVER_READY_ANNOTATION} is "true"` } : { type: 'Ready', status: 'True' }, now);
+    if (!never && hasGuestAgent(specOf(vmi))) out = withCondition(out, { type: 'AgentConnected', status: 'True' }, now);
+    return out;
   }
 
   /** Access modes of a claim the simulator stores a PersistentVolumeClaim for. */
@@ -301,10 +355,18 @@ export class VirtController {
     };
     const now = this.now();
     const migratable = liveMigratableCondition({ metadata: vmiMeta, spec: vmiSpec }, ns, this.claims, this.kubevirt());
+    const booting = this.bootTimeMs > 0;
+    const neverReady = [annotationsOf(vm), annotations].some((a) => a[NEVER_READY_ANNOTATION] === 'true');
+    const ready: Obj =
+      booting || neverReady
+        ? { type: 'Ready', status: 'False', reason: booting ? 'PodNotReady' : 'GuestNotReady', message: booting ? 'the guest is booting' : `${NEVER_READY_ANNOTATION} is "true"`, lastProbeTime: null, lastTransitionTime: now.toISOString().replace(/\.\d{3}Z$/, 'Z') }
+        : { type: 'Ready', status: 'True', lastProbeTime: null, lastTransitionTime: now.toISOString().replace(/\.\d{3}Z$/, 'Z') };
+    let conditions = withCondition([ready], migratable, now);
+    if (!booting && !neverReady && hasGuestAgent(vmiSpec)) conditions = withCondition(conditions, { type: 'AgentConnected', status: 'True' }, now);
     const status: Obj = {
-      phase: 'Running',
+      phase: booting ? 'Scheduling' : 'Running',
       nodeName: node,
-      conditions: withCondition([{ type: 'Ready', status: 'True', lastProbeTime: null, lastTransitionTime: now.toISOString().replace(/\.\d{3}Z$/, 'Z') }], migratable, now),
+      conditions,
       // A fresh start runs the spec as it is: the guest's topology is the spec's.
       currentCPUTopology: { sockets: cpu['sockets'], cores: cpu['cores'], threads: cpu['threads'] },
       virtualMachineRevisionName: startRevisionName(uid, generation),
@@ -328,13 +390,20 @@ export class VirtController {
         data: { spec: vm['spec'] ?? {} },
       });
     }
-    this.store.adopt({
+    const created = this.store.adopt({
       apiVersion: 'kubevirt.io/v1',
       kind: 'VirtualMachineInstance',
       metadata: vmiMeta,
       spec: vmiSpec,
       status,
     });
+    if (booting && this.timers !== undefined) {
+      const vmiUid = String(metaOf(created)['uid']);
+      const t = this.timers;
+      t.setTimeout(() => this.bootStep(ns, name, vmiUid, 'Scheduled', false), this.bootTimeMs / 4);
+      t.setTimeout(() => this.bootStep(ns, name, vmiUid, 'Running', false), this.bootTimeMs / 2);
+      t.setTimeout(() => this.bootStep(ns, name, vmiUid, 'Running', true), this.bootTimeMs);
+    }
     // startVMI removes any RestartRequired condition.
     const fresh = this.store.peek('VirtualMachine', ns, name) ?? vm;
     this.writeConditions(fresh, conditionsOf(fresh).filter((c) => c['type'] !== 'RestartRequired'), true);
