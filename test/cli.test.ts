@@ -79,7 +79,15 @@ describe('vmroll CLI', function () {
     assert.match(r.stdout, /plan: reachesGuest awaitingRestart · blockedBy notMigratable/);
     assert.match(r.stdout, /db: VMI spec 6 sockets · guest status\.currentCPUTopology\.sockets 4 \(unchanged\) · HotVCPUChange set · migrations of db: 0/);
     assert.match(r.stdout, /Step 7: A restart/);
-    assert.equal((r.stdout.match(/✓ as expected/g) ?? []).length, 7);
+    // The second act: a window releases queued restarts one at a time (a ManualClock, no real wait).
+    assert.match(r.stdout, /waits +fleet\/app-1: restarts in the next window \(Sat 02:00–04:00 UTC\), 1 of 3 this window\n/);
+    assert.match(r.stdout, /waits +fleet\/app-4: restarts in the window after next \(Sat 10 Jan 02:00–04:00 UTC\), 1 of 1 this window \(budget 3 per window\)/);
+    assert.match(r.stdout, /the next window opens 2026-01-03 02:00:00 UTC · restarts pending 4/);
+    const window = r.stdout.slice(r.stdout.indexOf('Step 11: The window opens'));
+    const events = [...window.matchAll(/^ +(restart|back) +fleet\/(app-\d):/gm)].map((m) => `${m[1]} ${m[2]}`);
+    assert.deepEqual(events, ['restart app-1', 'back app-1', 'restart app-2', 'back app-2', 'restart app-3', 'back app-3'], 'one at a time, each after the previous came back');
+    assert.match(window, /restarts counted in the simulator \(new VMI per start\): app-1 1, app-2 1, app-3 1, app-4 0/);
+    assert.equal((r.stdout.match(/✓ as expected/g) ?? []).length, 11);
     assert.doesNotMatch(r.stdout, /✗/);
   });
 

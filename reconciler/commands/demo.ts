@@ -1,9 +1,10 @@
 /** `vmroll demo`: a scripted tour on a scratch copy of the example repository and the embedded simulator. */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { conditionsOf, statusOf } from '../cluster/object.ts';
+import { conditionsOf, metaOf, statusOf } from '../cluster/object.ts';
+import { ManualClock } from '../cluster/sim/clock.ts';
 import { SimCluster } from '../cluster/sim/simCluster.ts';
 import { EXAMPLE_FIXTURES } from '../config.ts';
 import { type ReconcileReport, Reconciler } from '../controller/reconcile.ts';
@@ -26,7 +27,10 @@ import { GitSource } from '../source/gitSource.ts';
 import { UsageError } from '../usage.ts';
 import type { CommandIO } from './common.ts';
 import { makeLogger } from '../logging.ts';
-import { renderReport } from '../controller/render.ts';
+import { renderReport, restartLines } from '../controller/render.ts';
+import { RestartStep } from '../controller/restarts.ts';
+import { parse as parseYaml } from 'yaml';
+import { type RestartConfigBlock, RestartAnnotation, restartConfigProblems, restartPolicyOf } from '../restart/index.ts';
 import { DEMO_HELP } from './help.ts';
 
 /** Help text of `vmroll demo`, kept in help.ts so that `vmroll help demo` loads none of this module's imports. */
@@ -292,6 +296,8 @@ export async function runDemo(argv: string[], io: CommandIO): Promise<number> {
       }
       io.out('');
     }
+    const act2 = await windowAct(io, kubevirt, dir, steps.length + 1);
+    failures += act2.failures;
   } finally {
     stopRecording();
     reconciler.close();
@@ -300,4 +306,187 @@ export async function runDemo(argv: string[], io: CommandIO): Promise<number> {
   }
   io.out(failures === 0 ? 'Demo finished: every step did what it says.' : `Demo finished with ${failures} unexpected result(s).`);
   return failures === 0 ? 0 : 1;
+}
+
+/** The second act's simulated boot time: a restarted VM is Ready this long after `restart` (simulated time, no real wait). */
+const ACT2_BOOT_MS = 40_000;
+/** How far the second act's clock moves between two syncs inside the window. */
+const ACT2_SYNC_EVERY_MS = 20_000;
+/** Friday 2026-01-02 23:00 UTC: the window `0 2 * * SAT` opens three hours later. */
+const ACT2_START = '2026-01-02T23:00:00Z';
+const ACT2_WINDOW_OPENS = Date.parse('2026-01-03T02:00:00Z');
+const ACT2_WINDOW_CLOSES = Date.parse('2026-01-03T04:00:00Z');
+/** The second act's policy, as vmroll.yaml would hold it (printed as is, and parsed: one source for both). */
+const ACT2_POLICY_YAML = 'restart: {policy: window, windows: [{schedule: "0 2 * * SAT", duration: 2h, timeZone: UTC}], budget: {concurrent: 1, perWindow: 3}}';
+const ACT2_VMS = ['app-1', 'app-2', 'app-3', 'app-4'] as const;
+
+/** A small VM of the second act; a new container disk image is a staged change (RestartRequired). */
+function fleetVmYaml(name: string, image: string): string {
+  return [
+    'apiVersion: kubevirt.io/v1',
+    'kind: VirtualMachine',
+    'metadata:',
+    `  name: ${name}`,
+    '  namespace: fleet',
+    'spec:',
+    '  runStrategy: Always',
+    '  template:',
+    '    spec:',
+    '      domain:',
+    '        cpu: {sockets: 1, cores: 1, threads: 1}',
+    '        memory: {guest: 1Gi}',
+    '        devices:',
+    '          disks: [{name: root, disk: {bus: virtio}}]',
+    '      volumes:',
+    `        - {name: root, containerDisk: {image: "${image}"}}`,
+    '',
+  ].join('\n');
+}
+
+/** `HH:MM:SS UTC` of an epoch ms, the second act's clock as printed. */
+function clockText(ms: number): string {
+  return `${new Date(ms).toISOString().slice(11, 19)} UTC`;
+}
+
+/**
+ * The second act: a maintenance window releases queued restarts one at a time. Its own simulator
+ * runs on a ManualClock (windows and boots cost no real time) and its own repository holds four
+ * VMs under `policy: window`, `budget: {concurrent: 1, perWindow: 3}`. Steps are numbered from
+ * `first`; returns how many steps ran and how many did not do what they say.
+ */
+async function windowAct(io: CommandIO, kubevirt: Obj, dir: string, first: number): Promise<{ steps: number; failures: number }> {
+  const block = (parseYaml(ACT2_POLICY_YAML) as { restart: RestartConfigBlock }).restart;
+  const problems = restartConfigProblems(block);
+  if (problems.length > 0) throw new Error(`the demo's restart policy is invalid: ${JSON.stringify(problems)}`);
+  const clock = new ManualClock(ACT2_START);
+  const now = (): number => clock.now().getTime();
+  const cluster = new SimCluster({ kubevirt, clock, bootTimeMs: ACT2_BOOT_MS });
+  const src = path.join(dir, 'fleet-src');
+  const repo = path.join(dir, 'fleet');
+  // Every start of each VM, from the simulator's store (a new VMI uid per start), not from vmroll's report.
+  const starts = new Map<string, string[]>();
+  const stopCounting = cluster.store.watch((e) => {
+    if (e.kind !== 'VirtualMachineInstance' || e.type !== 'ADDED') return;
+    const name = String(metaOf(e.object)['name']);
+    starts.set(name, [...(starts.get(name) ?? []), String(metaOf(e.object)['uid'])]);
+  });
+  const restartsOf = (name: string): number => Math.max(0, (starts.get(name)?.length ?? 0) - 1);
+  const annotationsOf = (name: string): Record<string, string> => (metaOf(cluster.store.peek('VirtualMachine', 'fleet', name) ?? {})['annotations'] ?? {}) as Record<string, string>;
+  const ready = (name: string): boolean => conditionsOf(cluster.store.peek('VirtualMachineInstance', 'fleet', name)).some((c) => c['type'] === 'Ready' && c['status'] === 'True');
+  const reconciler = new Reconciler({
+    source: new GitSource({ repo }),
+    repoLabel: 'fleet',
+    ref: 'main',
+    path: 'vms',
+    cluster,
+    prune: false,
+    logger: makeLogger('silent', []),
+    restarts: new RestartStep({ cluster, policy: restartPolicyOf(block), now }),
+  });
+  let n = first;
+  let failures = 0;
+  const step = async (title: string, body: () => Promise<string | null>): Promise<void> => {
+    io.out(`── Step ${n++}: ${title}`);
+    const problem = await body();
+    if (problem !== null) {
+      failures++;
+      io.out(`   ✗ ${problem}`);
+    } else {
+      io.out('   ✓ as expected');
+    }
+    io.out('');
+  };
+  const writeAll = async (image: string, message: string): Promise<void> => {
+    for (const name of ACT2_VMS) writeFileSync(path.join(repo, 'vms', `${name}.yaml`), fleetVmYaml(name, image));
+    const sha = await commitAll(repo, message);
+    io.out(`   commit ${sha.slice(0, 12)} "${message}"`);
+  };
+  const textOf = (report: ReconcileReport, name: string): string => report.restarts?.vms.find((v) => v.name === name)?.text ?? '';
+  try {
+    mkdirSync(path.join(src, 'vms'), { recursive: true });
+    for (const name of ACT2_VMS) writeFileSync(path.join(src, 'vms', `${name}.yaml`), fleetVmYaml(name, 'quay.io/containerdisks/fedora:40'));
+    await ensureExampleRepo(repo, src);
+    io.out(`Act 2: a maintenance window. A second simulator on a clock the demo moves by hand (a boot takes ${ACT2_BOOT_MS / 1000} s of simulated time), repository ${repo}`);
+    io.out(`   vmroll.yaml: ${ACT2_POLICY_YAML}\n`);
+
+    await step('Four VMs of the fleet namespace are created and boot (Friday 23:00 UTC)', async () => {
+      const report = await reconciler.reconcile();
+      io.out(renderReport(report).replace(/^/gm, '   '));
+      clock.advance(ACT2_BOOT_MS);
+      const notReady = ACT2_VMS.filter((v) => !ready(v));
+      io.out(`   ${clockText(now())}: Ready: ${ACT2_VMS.filter((v) => ready(v)).join(', ') || 'none'}`);
+      return notReady.length > 0 ? `not Ready after the boot time: ${notReady.join(', ')}` : null;
+    });
+
+    await step('A new image for all four: staged (RestartRequired); before the window nothing restarts and each VM says when it will', async () => {
+      await writeAll('quay.io/containerdisks/fedora:41', 'fleet: fedora 41');
+      const report = await reconciler.reconcile();
+      io.out(renderReport(report).replace(/^/gm, '   '));
+      const rr = report.restarts;
+      const opens = rr?.nextWindowAt ?? null;
+      io.out(`   ${clockText(now())}: the next window opens ${opens === null ? 'never' : `${new Date(opens).toISOString().slice(0, 10)} ${clockText(opens)}`} · restarts pending ${rr?.pending ?? 0}`);
+      if (rr === undefined) return 'the sync ran no restart step';
+      if (rr.restarted.length > 0 || ACT2_VMS.some((v) => restartsOf(v) > 0)) return `restarted before the window: ${rr.restarted.join(', ')}`;
+      if (opens !== ACT2_WINDOW_OPENS) return `the next window is not Saturday 02:00 UTC: ${String(opens)}`;
+      if (rr.pending !== 4) return `${rr.pending} restarts pending, not 4`;
+      for (const [i, v] of ACT2_VMS.slice(0, 3).entries()) {
+        const want = `restarts in the next window (Sat 02:00–04:00 UTC), ${i + 1} of 3 this window`;
+        if (textOf(report, v) !== want) return `${v}: "${textOf(report, v)}", not "${want}"`;
+      }
+      // The fourth is over the window's budget: it goes to the window a week later.
+      return /^restarts in the window after next \(Sat 10 Jan 02:00–04:00 UTC\), 1 of 1 this window \(budget 3 per window\)$/.test(textOf(report, 'app-4')) ? null : `app-4: "${textOf(report, 'app-4')}" does not place it in the window after next (the budget is 3 per window)`;
+    });
+
+    await step('A minute before the window (Saturday 01:59 UTC): still nothing restarts', async () => {
+      clock.advance(ACT2_WINDOW_OPENS - 60_000 - now());
+      const report = await reconciler.reconcile();
+      io.out(`   ${clockText(now())} sync:`);
+      for (const l of report.restarts === undefined ? [] : restartLines(report.restarts)) io.out(`   ${l}`);
+      if (report.restarts?.restarted.length !== 0 || ACT2_VMS.some((v) => restartsOf(v) > 0)) return 'a VM restarted before the window';
+      return report.restarts.pending === 4 ? null : `${report.restarts.pending} restarts pending, not 4`;
+    });
+
+    await step('The window opens: restarts one at a time, each after the previous VM came back Ready; app-4 waits for the next window', async () => {
+      clock.advance(ACT2_WINDOW_OPENS - now());
+      const order: string[] = [];
+      let report: ReconcileReport | undefined;
+      for (let round = 0; round < 30; round++) {
+        report = await reconciler.reconcile();
+        const rr = report.restarts;
+        if (rr === undefined) return 'the sync ran no restart step';
+        // What happened in this sync (restarted, booting, back); the queue's `waits` lines only on the window's first sync.
+        const lines = restartLines(rr).filter((l) => round === 0 || !/^\s*waits /.test(l));
+        io.out(`   ${clockText(now())} sync:${lines.length === 0 ? ' nothing new' : ''}`);
+        for (const l of lines) io.out(`   ${l}`);
+        const inProgress = ACT2_VMS.filter((v) => annotationsOf(v)[RestartAnnotation.status] === 'InProgress');
+        if (inProgress.length > 1) return `more than one restart at once: ${inProgress.join(', ')}`;
+        for (const key of rr.restarted) {
+          const v = key.slice('fleet/'.length);
+          // Each earlier restart has come back: its new VMI is Ready and vmroll recorded it Succeeded.
+          const pending = order.filter((o) => annotationsOf(o)[RestartAnnotation.status] !== 'Succeeded' || !ready(o));
+          if (pending.length > 0) return `${v} restarted before ${pending.join(', ')} came back Ready`;
+          const started = Date.parse(annotationsOf(v)[RestartAnnotation.startedAt] ?? '');
+          if (!(started >= ACT2_WINDOW_OPENS && started < ACT2_WINDOW_CLOSES)) return `${v} restarted outside the window`;
+          order.push(v);
+        }
+        if (rr.failed.length > 0) return `restarts failed: ${rr.failed.map((f) => `${f.vm}: ${f.message}`).join('; ')}`;
+        if (order.length === 3 && rr.inProgress === 0) break;
+        clock.advance(ACT2_SYNC_EVERY_MS);
+      }
+      const counts = ACT2_VMS.map((v) => `${v} ${restartsOf(v)}`).join(', ');
+      io.out(`   restarts counted in the simulator (new VMI per start): ${counts}`);
+      if (report === undefined) return 'no sync ran';
+      io.out(`   ${clockText(now())}: app-4 ${textOf(report, 'app-4')}`);
+      if (order.join() !== 'app-1,app-2,app-3') return `restarted ${order.join(', ') || 'nothing'}, not app-1, app-2, app-3 in turn`;
+      if (ACT2_VMS.map((v) => restartsOf(v)).join() !== '1,1,1,0') return `restarts per VM: ${counts}, not 1, 1, 1, 0`;
+      if (!['app-1', 'app-2', 'app-3'].every((v) => ready(v))) return 'a restarted VM is not Ready';
+      if (report.restarts?.pending !== 1) return `${report.restarts?.pending ?? 0} restarts pending, not 1 (app-4)`;
+      return /^restarts in the next window \(Sat 10 Jan 02:00–04:00 UTC\), 1 of 1 this window \(budget 3 per window\)$/.test(textOf(report, 'app-4')) ? null : `app-4: "${textOf(report, 'app-4')}"`;
+    });
+  } finally {
+    stopCounting();
+    reconciler.close();
+    cluster.close();
+  }
+  return { steps: n - first, failures };
 }

@@ -97,7 +97,13 @@ live-migratable):
   - a CPU hot-plug on db that is blocked: patched into the VMI, no migration starts, and
     the guest keeps its sockets until a restart;
   - a change that is staged with RestartRequired, a revert that clears it, the change
-    again, and a restart that applies it.
+    again, and a restart that applies it;
+  - a second act on its own simulator, whose clock the demo moves by hand (a boot takes
+    40 s of simulated time, no real wait): four VMs with a staged image change under
+    restart policy window (Saturdays 02:00 UTC for 2h, budget: 1 at once, 3 per window).
+    On Friday night nothing restarts and each VM says when it will ("1 of 3 this
+    window"); inside the window vmroll restarts them one at a time, each after the
+    previous came back Running and Ready, and the fourth waits for the next window.
 Each step shows its commit, the sync and, for the hot-plugs, the plan's prediction and
 what the simulator then did. Exits 0 only when every step did what it says.`;
 
