@@ -26,6 +26,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ROOT } from './helpers/cases.ts';
 import { debianKubectl } from './helpers/kubectl.ts';
+import { parse as parseYaml } from 'yaml';
+import { parseConfig, repositoriesOf } from '../reconciler/configFile.ts';
+import { RestartAnnotation, RestartPolicy, vmRestartPolicy } from '../reconciler/restart/index.ts';
 
 /** One command as README prints it, with the block it came from. */
 export interface ReadmeCommand {
@@ -270,5 +273,29 @@ describe('README.md command extraction', () => {
     assert.equal(longRunning('npx vmroll run --repo x --once'), false);
     assert.equal(longRunning('npx vmroll run --repo x   # not --once'), true);
     assert.equal(longRunning('npm start   # vmroll run'), true);
+  });
+});
+
+describe("README.md's restart section: its YAML is what vmroll reads", () => {
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## Restarts'), readme.indexOf('\n## ', readme.indexOf('## Restarts') + 1));
+  const blocks = [...section.matchAll(/^```yaml\n([\s\S]*?)^```$/gm)].map((m) => m[1] ?? '');
+
+  it('the vmroll.yaml example loads, with the policy, window, budget and timeout it says', () => {
+    assert.equal(blocks.length, 2, 'a vmroll.yaml block and a VM metadata block');
+    const [repo] = repositoriesOf(parseConfig(blocks[0] ?? '', path.join(ROOT, 'vmroll.yaml')));
+    const r = repo?.restart;
+    assert.ok(r !== undefined, 'the repository has a restart policy');
+    assert.equal(r.policy, RestartPolicy.window);
+    assert.deepEqual(r.windows.map((w) => [w.schedule.text, w.durationMs, w.timeZone]), [['0 2 * * SAT', 2 * 3_600_000, 'Europe/Berlin']]);
+    assert.deepEqual(r.budget, { concurrent: 1, perWindow: 5 });
+    assert.equal(r.healthTimeoutMs, 10 * 60_000);
+  });
+
+  it("the VM metadata example protects the VM, overrides its policy and names its group and request", () => {
+    const meta = (parseYaml(blocks[1] ?? '') as { metadata: { labels: Record<string, string>; annotations: Record<string, string> } }).metadata;
+    const vm = vmRestartPolicy(repositoriesOf(parseConfig(blocks[0] ?? '', path.join(ROOT, 'vmroll.yaml')))[0]?.restart ?? assert.fail('no policy'), { namespace: 'shop', ...meta });
+    assert.deepEqual(vm, { policy: RestartPolicy.onChange, source: 'annotation', protected: true, group: 'payments', problems: [] });
+    assert.equal(meta.annotations[RestartAnnotation.requested], '2026-01-03');
   });
 });
