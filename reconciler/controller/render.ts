@@ -119,6 +119,8 @@ export function restartLines(rr: RestartReport): string[] {
     out.push(`  ${col(restartVerb(l))}${l.namespace}/${l.name}: ${l.text}`);
   }
   const parts = (Object.keys(person) as Array<keyof typeof person>).filter((k) => byPerson.has(k)).map((k) => `${byPerson.get(k) ?? 0} ${person[k]}`);
-  if (parts.length > 0) out.push(`  ${col('manual')}restarts left to a person: ${parts.join(', ')}`);
+  // Under the manual policy (the default) every such VM is already the summary's "awaiting
+  // restart": the line says something only where vmroll restarts the others.
+  if (parts.length > 0 && rr.policy !== 'manual') out.push(`  ${col('manual')}restarts left to a person: ${parts.join(', ')}`);
   return out;
 }
