@@ -26,6 +26,8 @@ export interface ClusterBackend {
   listInstancetypes(): Promise<Obj[]>;
   /** The KubeVirt CR, or null when KubeVirt is not installed. */
   getKubeVirt(): Promise<Obj | null>;
+  /** Every VirtualMachineInstanceMigration (the workload updater's and anyone's): how a live change reaches the guest. */
+  listVirtualMachineInstanceMigrations(): Promise<Obj[]>;
   /** Server-side apply of a VirtualMachine with field manager `vmroll`; returns the stored object. */
   applyVirtualMachine(vm: Obj): Promise<Obj>;
   /** Deletes a VirtualMachine (prune). */
@@ -36,7 +38,7 @@ export interface ClusterBackend {
   stopVirtualMachine(ref: ObjectRef): Promise<void>;
   /** The `start` subresource. */
   startVirtualMachine(ref: ObjectRef): Promise<void>;
-  /** Subscribes to changes of VMs, VMIs, ControllerRevisions, instancetypes and the KubeVirt CR; returns the unsubscribe function. */
+  /** Subscribes to changes of VMs, VMIs, ControllerRevisions, instancetypes, VirtualMachineInstanceMigrations and the KubeVirt CR; returns the unsubscribe function. */
   watch(onEvent: (event: WatchEvent) => void): () => void;
 }
 

@@ -4,8 +4,15 @@
  */
 import { formatValue } from '../format.ts';
 import { SyncState, formatSummary } from '../plan/summary.ts';
-import type { FieldRevert, VmPlanEntry } from '../rollout/index.ts';
+import { type FieldRevert, ObservedOutcome, type VmPlanEntry } from '../rollout/index.ts';
 import type { ReconcileReport } from './reconcile.ts';
+
+/** What a followed VM's line says once its guest runs the change, by what carried it. */
+const ARRIVED: Record<'migration' | 'eviction' | 'restart', string> = {
+  migration: 'effective: a live migration carried the change to the guest',
+  eviction: 'effective: the guest was restarted by eviction and runs the change',
+  restart: 'effective: the guest was restarted and runs the change',
+};
 
 /** Width of the verb column of {@link renderReport}. */
 const VERB = 8;
@@ -67,6 +74,16 @@ export function renderReport(r: ReconcileReport): string {
       lines.push(`  ${col(vm.action)}${key}${conditionText(vm)}`);
       continue;
     }
+    if (vm.action === 'none' && o.arrived !== undefined) {
+      // A VM followed since an earlier sync: its guest now runs the change.
+      lines.push(`  ${col(o.arrived === 'migration' ? 'live' : 'ready')}${key} · ${ARRIVED[o.arrived]}`);
+      continue;
+    }
+    if (vm.action === 'none' && o.guest !== undefined && o.guest.outcome !== ObservedOutcome.effective) {
+      // A followed VM whose guest moved on (queued → migrating, evicted) without a write.
+      lines.push(`  ${col(o.state)}${key} · ${o.guest.summary}`);
+      continue;
+    }
     if (vm.action === 'none') {
       // Listed without a write: it entered (or this process first saw) awaiting restart, or left it.
       lines.push(
@@ -86,6 +103,7 @@ export function renderReport(r: ReconcileReport): string {
       for (const rv of o.reverts) lines.push(`${indent}${col('revert')}${revertText(rv)}`);
     }
     lines.push(...changeLines(vm, indent));
+    if (o.guest !== undefined && o.guest.outcome !== ObservedOutcome.effective) lines.push(`${indent}${col('guest')}${o.guest.summary}`);
   }
   for (const o of r.plan.orphans ?? []) lines.push(`  orphan ${o.namespace}/${o.name}: ${o.message}`);
   return lines.join('\n');

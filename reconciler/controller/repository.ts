@@ -99,6 +99,8 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
 
   /** The commit whose `vmroll/sync` outcome was posted last, while that outcome stands (a failure posted since clears it). */
   let reportedCommit: string | null = null;
+  /** The description posted with it. */
+  let reportedDescription: string | null = null;
   /**
    * The reconcile's single exit: every sync, however it ended, is counted, and its outcome posted
    * on the commit when there is one. A sync that failed before it resolved a commit (the branch
@@ -112,11 +114,15 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
       metrics.recordReconcile(rc.name, report);
       // A replica that lost the lease during the sync leaves reporting to the new leader; a sync
       // of an already reported commit that changed nothing posts nothing.
-      if (!posting || (report.commit === reportedCommit && report.writes === 0)) return;
+      const description = formatSummary(report.summary);
+      // A later sync of the same commit that writes nothing posts only when what it found moved (a guest migrated).
+      const followUp = report.commit === reportedCommit;
+      if (!posting || (followUp && report.writes === 0 && description === reportedDescription)) return;
       const failed = report.plan.errors.length > 0;
       // Nothing written: a commit that already shows this outcome (a restart, a new leader) is left as it is.
-      queue.status({ sha: report.commit, context: StatusContext.sync, state: failed ? 'failure' : 'success', description: formatSummary(report.summary), ...target }, { match: report.writes === 0 ? 'outcome' : 'exact' });
+      queue.status({ sha: report.commit, context: StatusContext.sync, state: failed ? 'failure' : 'success', description, ...target }, { match: report.writes === 0 && !followUp ? 'outcome' : 'exact' });
       reportedCommit = report.commit;
+      reportedDescription = description;
       return;
     }
     const kind = errorKind(outcome.error);

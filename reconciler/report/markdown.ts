@@ -10,7 +10,7 @@ import type { ManifestWarning } from '../source/manifests.ts';
 import type { VmOrphan } from '../apply/prune.ts';
 import { formatValue } from '../format.ts';
 import { PowerChange } from '../plan/planCommit.ts';
-import { type PlanSummary, summarizePlan } from '../plan/summary.ts';
+import { type Summary, countPlan } from '../plan/summary.ts';
 import { PLAN_MARKER } from './reporter.ts';
 
 /** GitHub refuses comment bodies longer than this many characters. */
@@ -59,7 +59,7 @@ export type VmOutcome = (typeof VmOutcome)[keyof typeof VmOutcome];
 export interface PlanCommentInput {
   plan: VmPlan;
   /** Default: counted from the plan (and `power`). */
-  summary?: PlanSummary;
+  summary?: Summary;
   /** runStrategy stops and starts by `namespace/name` (planCommit's `power`). */
   power?: Record<string, string>;
   /** Defining file and line by `namespace/name` (planCommit's `sources`). */
@@ -125,38 +125,69 @@ function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
 
-/** The counts as the summary line shows them: `2 live-updated · 1 staged until restart · 1 created · 0 deleted`. */
-export function summaryText(s: PlanSummary): string {
-  const parts = [`${s.liveUpdated} live-updated`, `${s.staged} staged until restart`];
+/**
+ * A {@link Summary} as a pull request reads it: an update that leaves RestartRequired and one staged
+ * on a running VM are both "staged until restart", a VM the plan leaves alone is "in sync" even when
+ * an earlier change still awaits a restart, and a revert is live.
+ */
+function prCounts(s: Summary): { live: number; viaMigration: number; blocked: number; evicted: number; staged: number; inSync: number } {
+  const pending = s.pendingRestart ?? 0;
+  return {
+    live: s.liveUpdated + (s.reverted ?? 0),
+    viaMigration: (s.migrating ?? 0) + (s.queued ?? 0),
+    blocked: s.blocked ?? 0,
+    evicted: s.evicted ?? 0,
+    staged: (s.awaitingRestart ?? 0) - pending + s.staged - (s.atNextStart ?? 0),
+    inSync: s.inSync + pending,
+  };
+}
+
+function blockedWords(s: Summary): string {
+  const why = s.blockedWhy ?? [];
+  return why.length > 0 ? `: ${why.join(', ')}` : '';
+}
+
+/** The counts as the summary line shows them: `2 live-updated · 1 hot-plug via live migration · 1 staged until restart · 1 created · 0 deleted`. */
+export function summaryText(s: Summary): string {
+  const c = prCounts(s);
+  const parts = [`${c.live} live-updated`];
+  if (c.viaMigration > 0) parts.push(`${c.viaMigration} hot-plug via live migration`);
+  if (c.blocked > 0) parts.push(`${c.blocked} patched, not in the guest until a restart${blockedWords(s)}`);
+  if (c.evicted > 0) parts.push(`${c.evicted} restarted by eviction`);
+  parts.push(`${c.staged} staged until restart`);
   if ((s.atNextStart ?? 0) > 0) parts.push(`${s.atNextStart} at next start (not running)`);
-  if (s.restarting > 0) parts.push(`${s.restarting} stopped or started by runStrategy`);
+  if ((s.restarting ?? 0) > 0) parts.push(`${s.restarting} stopped or started by runStrategy`);
   parts.push(`${s.created} created`, `${s.deleted} deleted`);
   if ((s.orphans ?? 0) > 0) parts.push(`${s.orphans} orphaned`);
-  if (s.inSync > 0) parts.push(`${s.inSync} in sync`);
-  if (s.pendingRestart > 0) parts.push(`${s.pendingRestart} already awaiting restart`);
+  if (c.inSync > 0) parts.push(`${c.inSync} in sync`);
+  if ((s.pendingRestart ?? 0) > 0) parts.push(`${s.pendingRestart} already awaiting restart`);
   if ((s.warnings ?? 0) > 0) parts.push(plural(s.warnings ?? 0, 'warning'));
   if (s.errors > 0) parts.push(plural(s.errors, 'error'));
   return parts.join(' · ');
 }
 
 /** The comment's first visible line: `**vmroll plan** for `abc1234`: 2 live-updated · …`. */
-export function summaryLine(summary: PlanSummary, sha: string | null): string {
+export function summaryLine(summary: Summary, sha: string | null): string {
   return `**vmroll plan** for ${sha === null ? 'files' : `<code>${escapeMarkdown(short(sha))}</code>`}: ${summaryText(summary)}`;
 }
 
-/** A commit status description (at most 140 characters): `2 live · 1 staged until restart · 1 created`. */
-export function statusDescription(s: PlanSummary): string {
+/** A commit status description (at most 140 characters): `2 live · 1 live via migration · 1 staged until restart · 1 created`. */
+export function statusDescription(s: Summary): string {
+  const c = prCounts(s);
   const parts: string[] = [];
   if (s.errors > 0) parts.push(plural(s.errors, 'error'));
-  if (s.liveUpdated > 0) parts.push(`${s.liveUpdated} live`);
-  if (s.staged > 0) parts.push(`${s.staged} staged until restart`);
-  if (s.restarting > 0) parts.push(`${s.restarting} stopped/started`);
+  if (c.live > 0) parts.push(`${c.live} live`);
+  if (c.viaMigration > 0) parts.push(`${c.viaMigration} live via migration`);
+  if (c.blocked > 0) parts.push(`${c.blocked} blocked until restart${blockedWords(s)}`);
+  if (c.evicted > 0) parts.push(`${c.evicted} restarted by eviction`);
+  if (c.staged > 0) parts.push(`${c.staged} staged until restart`);
+  if ((s.restarting ?? 0) > 0) parts.push(`${s.restarting} stopped/started`);
   if (s.created > 0) parts.push(`${s.created} created`);
   if (s.deleted > 0) parts.push(`${s.deleted} deleted`);
   if ((s.orphans ?? 0) > 0) parts.push(`${s.orphans} orphaned`);
   if ((s.atNextStart ?? 0) > 0) parts.push(`${s.atNextStart} at next start`);
   if ((s.warnings ?? 0) > 0) parts.push(plural(s.warnings ?? 0, 'warning'));
-  if (parts.length === 0) parts.push(s.inSync > 0 ? `no changes · ${s.inSync} in sync` : 'no VM changes');
+  if (parts.length === 0) parts.push(c.inSync > 0 ? `no changes · ${c.inSync} in sync` : 'no VM changes');
   const text = parts.join(' · ');
   return text.length <= 140 ? text : `${text.slice(0, 139)}…`;
 }
@@ -368,7 +399,7 @@ function outcomeHead(input: PlanCommentInput, outcome: PlanOutcome, changed: VmP
   } else {
     lines.push('The reviewed plan changed no VM.', '');
   }
-  lines.push('<details><summary>The plan as reviewed before merge</summary>', '', summaryLine(input.summary ?? summarizePlan(input.plan, powerAsChanges(input.power)), sha), '');
+  lines.push('<details><summary>The plan as reviewed before merge</summary>', '', summaryLine(input.summary ?? countPlan(input.plan, powerAsChanges(input.power)), sha), '');
   return `${lines.join('\n')}\n`;
 }
 
@@ -389,7 +420,7 @@ export function renderPlanComment(input: PlanCommentInput): string {
   const power = input.power ?? {};
   const sources = input.sources ?? {};
   const sha = input.sha ?? plan.commit;
-  const summary = input.summary ?? summarizePlan(plan, powerAsChanges(power));
+  const summary = input.summary ?? countPlan(plan, powerAsChanges(power));
   const title = titleLine(input, sha);
   const changed = plan.vms
     .filter((vm) => vm.action !== PlanAction.none)
@@ -447,9 +478,9 @@ function orphanLines(orphans: readonly VmOrphan[], budget: number): string[] {
 }
 
 /** The plan for a terminal (`vmroll plan --output text`): summary, errors, then every VM the plan changes. */
-export function renderPlanTable(plan: VmPlan, options: { summary?: PlanSummary; power?: Record<string, string>; sources?: Record<string, { file: string; line: number | null }> } = {}): string {
+export function renderPlanTable(plan: VmPlan, options: { summary?: Summary; power?: Record<string, string>; sources?: Record<string, { file: string; line: number | null }> } = {}): string {
   const power = options.power ?? {};
-  const summary = options.summary ?? summarizePlan(plan, powerAsChanges(power));
+  const summary = options.summary ?? countPlan(plan, powerAsChanges(power));
   const lines = [`vmroll plan for ${plan.commit === null ? 'files' : short(plan.commit)}: ${summaryText(summary)}`];
   for (const e of plan.errors) lines.push(`error ${e.file}${e.line !== null ? `:${e.line}` : ''}: ${e.path !== undefined ? `${e.path}: ` : ''}${e.message}`);
   for (const o of plan.orphans ?? []) lines.push(`orphan ${o.namespace}/${o.name}: ${o.message}`);

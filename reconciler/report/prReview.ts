@@ -12,7 +12,7 @@ import type { ResolvedRef } from '../source/gitSource.ts';
 import type { ManifestSet } from '../source/manifests.ts';
 import { renderPlanComment, statusDescription } from './markdown.ts';
 import { type PlanSource, type PowerChange, clusterStateKey, planCommit } from '../plan/planCommit.ts';
-import type { PlanSummary } from '../plan/summary.ts';
+import type { Summary } from '../plan/summary.ts';
 import type { ReportQueue } from './queue.ts';
 import { GitHostError, type GitHostReporter, type PullRequestInfo, StatusContext, StatusState } from './reporter.ts';
 
@@ -33,7 +33,7 @@ export interface ReviewedPullRequest {
   /** Head, base and cluster state the plan was made from: the same key means the same plan. */
   key: string;
   plan: VmPlan;
-  summary: PlanSummary;
+  summary: Summary;
   power: Record<string, PowerChange>;
   sources: Record<string, { file: string; line: number | null }>;
   /** The comment body and status last written, to skip identical writes when only unrelated cluster state moved. */
@@ -91,7 +91,7 @@ export interface PullRequestReview {
   headSha: string;
   /** `posted`: status or comment written (or queued); `unchanged`: nothing to write, the plan is the one posted; `failed`: see error. */
   result: 'posted' | 'unchanged' | 'failed';
-  summary?: PlanSummary;
+  summary?: Summary;
   error?: string;
 }
 

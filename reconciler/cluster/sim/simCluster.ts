@@ -19,6 +19,7 @@ import { WorkloadUpdater, needsMigration } from './workloadUpdater.ts';
 const WATCHED_KINDS = new Set([
   'VirtualMachine',
   'VirtualMachineInstance',
+  'VirtualMachineInstanceMigration',
   'ControllerRevision',
   'KubeVirt',
   ...INSTANCETYPE_KINDS,
@@ -244,6 +245,10 @@ export class SimCluster implements ClusterBackend {
 
   async getKubeVirt(): Promise<Obj | null> {
     return this.controller.kubevirt();
+  }
+
+  async listVirtualMachineInstanceMigrations(): Promise<Obj[]> {
+    return this.listMigrations();
   }
 
   /** Creates other objects (instancetypes, namespaces) directly, for tests and demos. */
