@@ -3,7 +3,7 @@
  * what is new since the previous sync of this process.
  */
 import { formatValue } from '../format.ts';
-import { SyncState, formatSummary } from '../plan/summary.ts';
+import { SyncState, formatSummary, stateOf } from '../plan/summary.ts';
 import { type FieldRevert, ObservedOutcome, type VmPlanEntry } from '../rollout/index.ts';
 import type { ReconcileReport } from './reconcile.ts';
 
@@ -95,11 +95,13 @@ export function renderReport(r: ReconcileReport): string {
       continue;
     }
     const [only] = o.reverts;
-    if (o.state === SyncState.reverted && o.reverts.length === 1 && only !== undefined) {
+    // A revert whose released change is still on its way to the guest is counted by that, and listed as the revert it is.
+    const reverted = o.state === SyncState.reverted || (o.reverts.length > 0 && stateOf(vm, o.reverts) === SyncState.reverted);
+    if (reverted && o.reverts.length === 1 && only !== undefined) {
       const condition = vm.condition === 'cleared' ? ' · RestartRequired cleared' : '';
       lines.push(`  ${col('revert')}${key}${condition}: ${revertText(only)}`);
     } else {
-      lines.push(`  ${col(o.state === SyncState.reverted ? 'revert' : 'update')}${key}${conditionText(vm)}`);
+      lines.push(`  ${col(reverted ? 'revert' : 'update')}${key}${conditionText(vm)}`);
       for (const rv of o.reverts) lines.push(`${indent}${col('revert')}${revertText(rv)}`);
     }
     lines.push(...changeLines(vm, indent));

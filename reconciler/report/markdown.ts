@@ -4,7 +4,7 @@
  * `vmroll plan`. Every value that comes from a manifest or the cluster is escaped, so a field
  * value can neither break the table nor inject HTML, mentions or issue links.
  */
-import { PlanAction, Rollout, TakesEffect, type VmPlan, type VmPlanEntry } from '../rollout/index.ts';
+import { ObservedOutcome, PlanAction, ReachesGuest, Rollout, TakesEffect, type VmPlan, type VmPlanEntry } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
 import type { ManifestWarning } from '../source/manifests.ts';
 import type { VmOrphan } from '../apply/prune.ts';
@@ -50,6 +50,14 @@ export const VmOutcome = {
   deleted: 'deleted',
   /** Nothing was left to write: an earlier sync had applied it. */
   inSync: 'in sync',
+  /** Applied; a live migration is carrying a live change to the guest. */
+  migrating: 'applied, migrating to the guest',
+  /** Applied; the migration (or eviction) that carries a live change has yet to start. */
+  queued: 'applied, queued',
+  /** Applied to the VMI; no migration will carry it, so the guest gets it at the next restart. */
+  blocked: 'patched, not in the guest until a restart',
+  /** Applied; KubeVirt's workload updater evicted the VMI to carry it: the guest restarts. */
+  evicted: 'applied, restarted by eviction',
   /** The synced commit's plan does not mention the VM (e.g. prune is off, or a later commit changed it again). */
   notApplied: 'not applied',
 } as const;
@@ -206,6 +214,15 @@ function weight(vm: VmPlanEntry, power: Record<string, string>): number {
   return 5;
 }
 
+/** How the live changes that need a migration reach the guest, in the words a reviewer reads in the title; null when none does. */
+function guestPath(vm: VmPlanEntry): string | null {
+  const reach = new Set(vm.changes.map((c) => c.reachesGuest));
+  if (reach.has(ReachesGuest.eviction)) return 'restarted by eviction';
+  if (reach.has(ReachesGuest.awaitingRestart)) return 'not in the guest until a restart';
+  if (reach.has(ReachesGuest.liveMigration)) return 'hot-plug via live migration';
+  return null;
+}
+
 function headline(vm: VmPlanEntry, power: Record<string, string>): string {
   const bits: string[] = [vm.action];
   const staged = stagedCount(vm);
@@ -213,6 +230,8 @@ function headline(vm: VmPlanEntry, power: Record<string, string>): string {
   if (vm.action === PlanAction.update) {
     if (live > 0) bits.push(`${live} live`);
     if (staged > 0) bits.push(`${staged} staged`);
+    const path = guestPath(vm);
+    if (path !== null) bits.push(path);
   }
   const p = power[vmKey(vm)];
   if (p === PowerChange.stop) bits.push('runStrategy stops it');
@@ -286,8 +305,9 @@ function vmBody(vm: VmPlanEntry, power: Record<string, string>, sources: Record<
     lines.push('No field of the running instance changes (labels, annotations or ownership only).', '');
   }
   // Only when the guest is disrupted or a live change never reaches it: the table says the rest.
-  const blocked = vm.changes.some((c) => c.reachesGuest === 'awaitingRestart');
+  const blocked = vm.changes.some((c) => c.reachesGuest === ReachesGuest.awaitingRestart);
   if (vm.disruption !== undefined && (vm.disruption.kind !== 'none' || blocked)) lines.push(`**Guest**: ${escapeMarkdown(vm.disruption.summary)}`, '');
+  if (vm.observed !== undefined && vm.observed.outcome !== ObservedOutcome.effective) lines.push(`**Observed**: ${escapeMarkdown(vm.observed.summary)}`, '');
   if (vm.restartRequired) {
     lines.push(`**RestartRequired** (${vm.condition}), with KubeVirt's message: "${escapeMarkdown(vm.conditionMessage ?? '')}"`, '');
   } else if (vm.condition === 'cleared') {
@@ -356,6 +376,19 @@ export function outcomeOf(vm: VmPlanEntry, outcome: PlanOutcome, file: string | 
     if (loadError !== undefined) return { outcome: VmOutcome.failed, detail: `${file}${loadError.line !== null ? `:${loadError.line}` : ''}: ${loadError.message}` };
     return { outcome: VmOutcome.notApplied, detail: vm.action === PlanAction.delete ? 'not deleted by the sync (is prune on?)' : 'not in the synced plan' };
   }
+  const guest = after.observed;
+  if (guest !== undefined && guest.outcome !== ObservedOutcome.effective && after.action !== PlanAction.delete) {
+    switch (guest.outcome) {
+      case ObservedOutcome.migrating:
+        return { outcome: VmOutcome.migrating, detail: guest.summary };
+      case ObservedOutcome.queued:
+        return { outcome: VmOutcome.queued, detail: guest.summary };
+      case ObservedOutcome.blocked:
+        return { outcome: VmOutcome.blocked, detail: guest.summary };
+      default:
+        return { outcome: VmOutcome.evicted, detail: guest.summary };
+    }
+  }
   switch (after.action) {
     case PlanAction.create:
       return { outcome: VmOutcome.created, detail: after.restartRequired ? (after.conditionMessage ?? '') : '' };
@@ -364,11 +397,12 @@ export function outcomeOf(vm: VmPlanEntry, outcome: PlanOutcome, file: string | 
     case PlanAction.update:
       return after.restartRequired
         ? { outcome: VmOutcome.staged, detail: `RestartRequired: ${after.conditionMessage ?? ''}` }
-        : { outcome: VmOutcome.liveApplied, detail: '' };
+        : { outcome: VmOutcome.liveApplied, detail: guest !== undefined ? guest.summary : '' };
     default:
-      return after.restartRequired
-        ? { outcome: VmOutcome.staged, detail: `RestartRequired: ${after.conditionMessage ?? ''}` }
-        : { outcome: VmOutcome.inSync, detail: 'already applied by an earlier sync' };
+      if (after.restartRequired) return { outcome: VmOutcome.staged, detail: `RestartRequired: ${after.conditionMessage ?? ''}` };
+      // Followed since the sync that applied it: its guest now runs the change.
+      if (guest !== undefined) return { outcome: VmOutcome.liveApplied, detail: guest.summary };
+      return { outcome: VmOutcome.inSync, detail: 'already applied by an earlier sync' };
   }
 }
 
@@ -383,6 +417,7 @@ function outcomeHead(input: PlanCommentInput, outcome: PlanOutcome, changed: VmP
     `${count(VmOutcome.created)} created`,
     `${count(VmOutcome.deleted)} deleted`,
   ];
+  for (const o of [VmOutcome.evicted, VmOutcome.blocked, VmOutcome.queued, VmOutcome.migrating]) if (count(o) > 0) parts.splice(1, 0, `${count(o)} ${o}`);
   if (count(VmOutcome.inSync) > 0) parts.push(`${count(VmOutcome.inSync)} already in sync`);
   if (count(VmOutcome.notApplied) > 0) parts.push(`${count(VmOutcome.notApplied)} not applied`);
   const lines = [
