@@ -35,7 +35,7 @@ export interface VmOutcome {
   reverts: FieldRevert[];
   /** Where the guest stands, for a VM this sync wrote or follows (see {@link SyncOutcomes.follow}). */
   guest?: ObservedGuest;
-  /** Set when a followed VM's guest got there in this sync: what carried the change (`migration`, `eviction`, `restart`). */
+  /** Set when the guest got there in this sync after an earlier one wrote it, or when a new instance replaced the one this sync wrote to: what carried the change (`migration`, `eviction`, `restart`). */
   arrived?: 'migration' | 'eviction' | 'restart';
 }
 
@@ -180,12 +180,20 @@ export class SyncOutcomes {
       let listed = action !== 'none';
       const guest = input.guests.get(key);
       let arrived: VmOutcome['arrived'];
+      let replaced = false;
       if (guest !== undefined && state !== SyncState.held) {
         const followed = this.following.get(key);
         const written = action === 'update';
         // The state the write gave the VM: this sync's, or the one remembered from the sync that wrote it.
         const base = written || followed === undefined ? state : followed.base;
-        if (guest.outcome === ObservedOutcome.effective) {
+        const vmiBefore = written ? (apply.vmisBefore.get(key) ?? null) : null;
+        const vmiNow = this.cache.vmis.get(key);
+        if (guest.outcome === ObservedOutcome.effective && vmiBefore !== null && vmiNow !== undefined && metaOf(vmiNow)['uid'] !== metaOf(vmiBefore)['uid']) {
+          // A new instance already runs the change: the one the write met was evicted (a restart) while the sync looked.
+          this.following.delete(key);
+          state = observedState(state, ObservedOutcome.restarting);
+          replaced = true;
+        } else if (guest.outcome === ObservedOutcome.effective) {
           this.following.delete(key);
           if (!written && followed !== undefined) {
             // It got there without a write from vmroll: said once, with what carried it.
@@ -200,7 +208,7 @@ export class SyncOutcomes {
           this.following.set(key, { base, outcome: guest.outcome });
         }
         const { pending: _pending, ...observed } = guest;
-        entry = { ...entry, observed };
+        entry = { ...entry, observed: replaced ? { ...observed, restarted: true, summary: `restarted: the instance this sync wrote to was evicted, and the new one runs the change (${guest.summary})` } : observed };
       }
       vms.push(entry);
       if (state === SyncState.awaitingRestart) {
@@ -210,7 +218,7 @@ export class SyncOutcomes {
       } else if (this.announced.delete(key) && action === 'none' && state === SyncState.inSync) {
         listed = true; // RestartRequired went away without a write from vmroll: say so once.
       }
-      count(vm.namespace, vm.name, state, listed, reverts, guest, arrived);
+      count(vm.namespace, vm.name, state, listed, reverts, guest, replaced ? 'eviction' : arrived);
     }
     // A VM whose file broke (or that is defined twice) keeps its place in the counts.
     for (const key of this.heldKeys(manifests, refused, input.identity)) {

@@ -105,7 +105,8 @@ export function renderReport(r: ReconcileReport): string {
       for (const rv of o.reverts) lines.push(`${indent}${col('revert')}${revertText(rv)}`);
     }
     lines.push(...changeLines(vm, indent));
-    if (o.guest !== undefined && o.guest.outcome !== ObservedOutcome.effective) lines.push(`${indent}${col('guest')}${o.guest.summary}`);
+    if (o.arrived !== undefined) lines.push(`${indent}${col('guest')}${ARRIVED[o.arrived]}`);
+    else if (o.guest !== undefined && o.guest.outcome !== ObservedOutcome.effective) lines.push(`${indent}${col('guest')}${o.guest.summary}`);
   }
   for (const o of r.plan.orphans ?? []) lines.push(`  orphan ${o.namespace}/${o.name}: ${o.message}`);
   return lines.join('\n');

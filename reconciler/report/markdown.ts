@@ -377,6 +377,7 @@ export function outcomeOf(vm: VmPlanEntry, outcome: PlanOutcome, file: string | 
     return { outcome: VmOutcome.notApplied, detail: vm.action === PlanAction.delete ? 'not deleted by the sync (is prune on?)' : 'not in the synced plan' };
   }
   const guest = after.observed;
+  if (guest?.restarted === true) return { outcome: VmOutcome.evicted, detail: guest.summary };
   if (guest !== undefined && guest.outcome !== ObservedOutcome.effective && after.action !== PlanAction.delete) {
     switch (guest.outcome) {
       case ObservedOutcome.migrating:

@@ -319,7 +319,10 @@ function withObserved(applied: VmPlan, later: VmPlan): VmPlan {
     vms: applied.vms.map((vm) => {
       if (vm.observed === undefined) return vm;
       const observed = now.get(`${vm.namespace}/${vm.name}`);
-      return observed !== undefined ? { ...vm, observed } : vm;
+      if (observed === undefined) return vm;
+      // A guest that was restarting and now runs the change got it through the restart, not live.
+      const restarted = vm.observed.restarted === true || vm.observed.outcome === ObservedOutcome.restarting || vm.observed.outcome === ObservedOutcome.stopped;
+      return { ...vm, observed: restarted && observed.outcome === ObservedOutcome.effective ? { ...observed, restarted: true } : observed };
     }),
   };
 }

@@ -221,6 +221,10 @@ export interface ObservedGuest {
    */
   via?: "liveMigration" | "eviction";
   /**
+   * True when the instance the sync wrote to was replaced while the sync looked (evicted by KubeVirt's workload updater): the guest restarted to take the change; outcome then says where the new instance stands.
+   */
+  restarted?: boolean;
+  /**
    * One line for a report, e.g. "migrating: a live migration carries HotVCPUChange to the guest".
    */
   summary: string;
