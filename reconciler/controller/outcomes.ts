@@ -45,6 +45,10 @@ interface Followed {
   base: SyncState;
   /** The outcome last reported. */
   outcome: ObservedOutcome;
+  /** What was to carry the change, when queued or migrating. */
+  via: ObservedGuest['via'];
+  /** The uid of the VMI it was last seen with: a new one means the guest was restarted (evicted), not migrated. */
+  vmiUid: unknown;
 }
 
 /** Outcomes a later sync must look at again: they change by themselves. */
@@ -198,14 +202,17 @@ export class SyncOutcomes {
           if (!written && followed !== undefined) {
             // It got there without a write from vmroll: said once, with what carried it.
             listed = true;
-            arrived = followed.outcome === ObservedOutcome.restarting || followed.outcome === ObservedOutcome.stopped ? 'eviction' : followed.outcome === ObservedOutcome.blocked ? 'restart' : 'migration';
+            const newInstance = vmiNow !== undefined && metaOf(vmiNow)['uid'] !== followed.vmiUid;
+            if (followed.outcome === ObservedOutcome.restarting || followed.outcome === ObservedOutcome.stopped || (newInstance && followed.via === 'eviction')) arrived = 'eviction';
+            else if (newInstance || followed.outcome === ObservedOutcome.blocked) arrived = 'restart';
+            else arrived = 'migration';
             if (arrived === 'migration' && state === SyncState.inSync) state = SyncState.liveUpdated;
           }
         } else {
           // Listed when its outcome moves (queued → migrating), otherwise only counted.
           if (!written && followed?.outcome !== guest.outcome) listed = true;
           state = observedState(written || state !== SyncState.inSync ? state : base, guest.outcome);
-          this.following.set(key, { base, outcome: guest.outcome });
+          this.following.set(key, { base, outcome: guest.outcome, via: guest.via, vmiUid: vmiNow !== undefined ? metaOf(vmiNow)['uid'] : undefined });
         }
         const { pending: _pending, ...observed } = guest;
         entry = { ...entry, observed: replaced ? { ...observed, restarted: true, summary: `restarted: the instance this sync wrote to was evicted, and the new one runs the change (${guest.summary})` } : observed };

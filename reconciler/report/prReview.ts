@@ -321,7 +321,7 @@ function withObserved(applied: VmPlan, later: VmPlan): VmPlan {
       const observed = now.get(`${vm.namespace}/${vm.name}`);
       if (observed === undefined) return vm;
       // A guest that was restarting and now runs the change got it through the restart, not live.
-      const restarted = vm.observed.restarted === true || vm.observed.outcome === ObservedOutcome.restarting || vm.observed.outcome === ObservedOutcome.stopped;
+      const restarted = vm.observed.restarted === true || vm.observed.via === 'eviction' || vm.observed.outcome === ObservedOutcome.restarting || vm.observed.outcome === ObservedOutcome.stopped;
       return { ...vm, observed: restarted && observed.outcome === ObservedOutcome.effective ? { ...observed, restarted: true } : observed };
     }),
   };
