@@ -17,7 +17,9 @@ import { makeLogger, startRun } from '../reconciler/commands/run.ts';
 import { simKubeconfig } from '../reconciler/commands/sim.ts';
 import type { RunConfig } from '../reconciler/config.ts';
 import type { ReconcileReport } from '../reconciler/controller/reconcile.ts';
+import { main } from '../reconciler/cli.ts';
 import { formatSummary } from '../reconciler/plan/summary.ts';
+import { validateVmPlan } from '../reconciler/validate.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { type GitServer, type WorkingClone, startGitServer } from './helpers/gitServer.ts';
 import { GitHubEmulator } from './helpers/githubEmulator.ts';
@@ -84,6 +86,8 @@ interface Scenario {
   head: string;
   /** The first sync after the merge. */
   merged: ReconcileReport;
+  repo: string;
+  kubeconfig: string;
   stop(): Promise<void>;
 }
 
@@ -117,7 +121,7 @@ describe('vmroll run: what reaches the guest, per workload update method (sim AP
    * raising both to 2 sockets, lets vmroll review it, checks the review with `review`, then merges it
    * (fast-forward) and runs the sync that applies it.
    */
-  async function scenario(name: string, methods: string[], migrationDurationMs: number, review: (s: Omit<Scenario, 'merged' | 'head'>, head: string) => void): Promise<Scenario> {
+  async function scenario(name: string, methods: string[], migrationDurationMs: number, review: (s: Omit<Scenario, 'merged' | 'head' | 'repo' | 'kubeconfig'>, head: string) => void): Promise<Scenario> {
     const sim = new SimCluster({ kubevirt: kubevirt(methods), migrationDurationMs });
     sim.ensureNamespace('shop');
     let api: ApiServer | undefined;
@@ -176,7 +180,7 @@ describe('vmroll run: what reaches the guest, per workload update method (sim AP
       assert.equal(merged.writes, 2, 'both VMs written once');
       assert.equal(await handle.flushReports(WAIT_MS), true);
       for (const line of [...out, ...logs]) assert.ok(!line.includes(TOKEN), 'the token never reaches a log or the text');
-      return { ...partial, head, merged };
+      return { ...partial, head, merged, repo, kubeconfig };
     } catch (e) {
       await stop();
       throw e;
@@ -207,6 +211,22 @@ describe('vmroll run: what reaches the guest, per workload update method (sim AP
       assert.deepEqual([name, specSockets(vmi), guestSockets(vmi), conditionOf(vmi, 'HotVCPUChange') !== undefined], [name, 2, 1, true]);
     }
     assert.deepEqual(s.sim.listMigrations(), []);
+    // A new process (`vmroll run --once`, text and JSON) looks at the running VMs and says the same, without writing.
+    const once = async (output: string): Promise<string> => {
+      const stdout: string[] = [];
+      const args = ['run', '--once', '--repo', s.repo, '--ref', 'main', '--path', 'vms', '--kubeconfig', s.kubeconfig, '-o', output, '--cache-dir', path.join(dir, `once-${output}`), '--log-level', 'silent'];
+      const code = await main(args, { out: (t) => stdout.push(t), err: () => {} });
+      assert.equal(code, 0, stdout.join('\n'));
+      return stdout.join('\n');
+    };
+    const json = JSON.parse(await once('json')) as unknown;
+    const valid = validateVmPlan(json);
+    assert.ok(valid.ok, JSON.stringify(valid));
+    if (!valid.ok) return;
+    assert.deepEqual(valid.value.vms.map((v) => [v.name, v.action, v.observed?.outcome, v.observed?.blockedBy]), [['db', 'none', 'blocked', 'noLiveMigrateMethod'], ['web', 'none', 'blocked', 'noLiveMigrateMethod']]);
+    const onceText = (await once('text')).split('\n');
+    assert.match(onceText.find((l) => l.startsWith('sync ')) ?? '', /: 0 in sync · 2 blocked: no LiveMigrate method \(\d+ ms, 0 writes\)$/, onceText.join('\n'));
+    assert.ok(onceText.some((l) => l.trim() === 'blocked shop/web · blocked: HotVCPUChange will not reach the guest until a restart: the cluster has no LiveMigrate workload update method'), onceText.join('\n'));
     // A later sync writes nothing and still says blocked; the status already says so and is not posted again.
     const again = await s.handle.trigger('test');
     assert.equal(again?.writes, 0);

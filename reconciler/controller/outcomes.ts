@@ -111,6 +111,8 @@ export class SyncOutcomes {
   private reportedWarnings = new Set<string>();
   /** VMs whose guest does not run their last write yet, by `namespace/name`. */
   private readonly following = new Map<string, Followed>();
+  /** Whether {@link follow} ran once: the first look of a process takes in every running VM. */
+  private looked = false;
 
   constructor(private readonly cache: ClusterCache) {}
 
@@ -122,6 +124,9 @@ export class SyncOutcomes {
    */
   async follow(apply: ApplyResult, timeoutMs: number): Promise<Map<string, ObservedGuest>> {
     const keys = new Set(this.following.keys());
+    // A process's first look takes in every running VM: one an earlier process wrote may still be on its way, or blocked.
+    if (!this.looked) for (const key of this.cache.vmis.keys()) if (this.cache.vms.has(key)) keys.add(key);
+    this.looked = true;
     const expect: Array<{ key: string; rv: unknown }> = [];
     for (const [key, action] of apply.actions) {
       const vmi = apply.vmisBefore.get(key) ?? null;
@@ -189,7 +194,7 @@ export class SyncOutcomes {
         const followed = this.following.get(key);
         const written = action === 'update';
         // The state the write gave the VM: this sync's, or the one remembered from the sync that wrote it.
-        const base = written || followed === undefined ? state : followed.base;
+        const base = written || followed === undefined ? (state === SyncState.inSync ? SyncState.liveUpdated : state) : followed.base;
         const vmiBefore = written ? (apply.vmisBefore.get(key) ?? null) : null;
         const vmiNow = this.cache.vmis.get(key);
         if (guest.outcome === ObservedOutcome.effective && vmiBefore !== null && vmiNow !== undefined && metaOf(vmiNow)['uid'] !== metaOf(vmiBefore)['uid']) {
@@ -209,13 +214,16 @@ export class SyncOutcomes {
             if (arrived === 'migration' && state === SyncState.inSync) state = SyncState.liveUpdated;
           }
         } else {
-          // Listed when its outcome moves (queued → migrating), otherwise only counted.
+          // Listed when its outcome moves (queued → migrating) or this process first sees it, otherwise only counted.
           if (!written && followed?.outcome !== guest.outcome) listed = true;
-          state = observedState(written || state !== SyncState.inSync ? state : base, guest.outcome);
+          // Seen first by this process, untouched by this sync: its last write (whoever made it) is what is on its way.
+          const from = written || state !== SyncState.inSync ? state : followed !== undefined ? base : SyncState.liveUpdated;
+          state = observedState(from, guest.outcome);
           this.following.set(key, { base, outcome: guest.outcome, via: guest.via, vmiUid: vmiNow !== undefined ? metaOf(vmiNow)['uid'] : undefined });
         }
         const { pending: _pending, ...observed } = guest;
-        entry = { ...entry, observed: replaced ? { ...observed, restarted: true, summary: `restarted: the instance this sync wrote to was evicted, and the new one runs the change (${guest.summary})` } : observed };
+        // A VM only looked at (a process's first sync) carries what was seen only when its guest lags.
+        if (written || followed !== undefined || guest.outcome !== ObservedOutcome.effective) entry = { ...entry, observed: replaced ? { ...observed, restarted: true, summary: `restarted: the instance this sync wrote to was evicted, and the new one runs the change (${guest.summary})` } : observed };
       }
       vms.push(entry);
       if (state === SyncState.awaitingRestart) {
