@@ -111,22 +111,20 @@ export class SyncOutcomes {
   private reportedWarnings = new Set<string>();
   /** VMs whose guest does not run their last write yet, by `namespace/name`. */
   private readonly following = new Map<string, Followed>();
-  /** Whether {@link follow} ran once: the first look of a process takes in every running VM. */
-  private looked = false;
 
   constructor(private readonly cache: ClusterCache) {}
 
   /**
-   * The settle step's second half: where the guest of every VM this sync updated while it ran, and
-   * of every VM followed since an earlier sync, stands. A write whose plan puts a migration-bound
+   * The settle step's second half: where the guest of every running VM stands (those this sync
+   * updated while they ran, those followed since an earlier sync, and any other whose guest lags). A write whose plan puts a migration-bound
    * change on the VMI (CPU sockets, guest memory, …) is first waited for (bounded) until the cache
    * shows the VMI changed, so the look is not taken at the instance as it was before the write.
    */
   async follow(apply: ApplyResult, timeoutMs: number): Promise<Map<string, ObservedGuest>> {
     const keys = new Set(this.following.keys());
-    // A process's first look takes in every running VM: one an earlier process wrote may still be on its way, or blocked.
-    if (!this.looked) for (const key of this.cache.vmis.keys()) if (this.cache.vms.has(key)) keys.add(key);
-    this.looked = true;
+    // Every running VM is looked at (cheap: its VMI's conditions and a few fields): one written by an earlier process, in a
+    // sync that failed as a whole, or by hand may be on its way too, or blocked.
+    for (const key of this.cache.vmis.keys()) if (this.cache.vms.has(key)) keys.add(key);
     const expect: Array<{ key: string; rv: unknown }> = [];
     for (const [key, action] of apply.actions) {
       const vmi = apply.vmisBefore.get(key) ?? null;
@@ -216,13 +214,13 @@ export class SyncOutcomes {
         } else {
           // Listed when its outcome moves (queued → migrating) or this process first sees it, otherwise only counted.
           if (!written && followed?.outcome !== guest.outcome) listed = true;
-          // Seen first by this process, untouched by this sync: its last write (whoever made it) is what is on its way.
+          // Untouched by this sync and seen lagging for the first time: its last write (whoever made it) is what is on its way.
           const from = written || state !== SyncState.inSync ? state : followed !== undefined ? base : SyncState.liveUpdated;
           state = observedState(from, guest.outcome);
           this.following.set(key, { base, outcome: guest.outcome, via: guest.via, vmiUid: vmiNow !== undefined ? metaOf(vmiNow)['uid'] : undefined });
         }
         const { pending: _pending, ...observed } = guest;
-        // A VM only looked at (a process's first sync) carries what was seen only when its guest lags.
+        // A VM only looked at carries what was seen only when its guest lags.
         if (written || followed !== undefined || guest.outcome !== ObservedOutcome.effective) entry = { ...entry, observed: replaced ? { ...observed, restarted: true, summary: `restarted: the instance this sync wrote to was evicted, and the new one runs the change (${guest.summary})` } : observed };
       }
       vms.push(entry);

@@ -81,6 +81,12 @@ export function failureDescription(kind: ErrorKind, error: unknown, secrets: rea
   return prefix + errorCause(error, secrets, SUMMARY_MAX_CHARS - prefix.length);
 }
 
+/** The guest outcomes of a sync's counts, to tell a sync whose guests moved from one that only restates the commit. */
+function guestCounts(report: ReconcileReport): string {
+  const s = report.summary;
+  return `${s.migrating ?? 0} ${s.queued ?? 0} ${s.blocked ?? 0} ${s.evicted ?? 0} ${(s.blockedWhy ?? []).join(',')}`;
+}
+
 /** Starts following one repository (no sync runs until triggered or scheduled). */
 export function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
   const { rc, config, metrics, leading } = options;
@@ -99,8 +105,8 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
 
   /** The commit whose `vmroll/sync` outcome was posted last, while that outcome stands (a failure posted since clears it). */
   let reportedCommit: string | null = null;
-  /** The description posted with it. */
-  let reportedDescription: string | null = null;
+  /** Where the guests stood in it ({@link guestCounts}). */
+  let reportedGuests: string | null = null;
   /**
    * The reconcile's single exit: every sync, however it ended, is counted, and its outcome posted
    * on the commit when there is one. A sync that failed before it resolved a commit (the branch
@@ -115,14 +121,15 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
       // A replica that lost the lease during the sync leaves reporting to the new leader; a sync
       // of an already reported commit that changed nothing posts nothing.
       const description = formatSummary(report.summary);
-      // A later sync of the same commit that writes nothing posts only when what it found moved (a guest migrated).
+      const guests = guestCounts(report);
+      // A later sync of the same commit that writes nothing posts only when a guest moved (migrated, was evicted).
       const followUp = report.commit === reportedCommit;
-      if (!posting || (followUp && report.writes === 0 && description === reportedDescription)) return;
+      if (!posting || (followUp && report.writes === 0 && guests === reportedGuests)) return;
       const failed = report.plan.errors.length > 0;
       // Nothing written: a commit that already shows this outcome (a restart, a new leader) is left as it is.
       queue.status({ sha: report.commit, context: StatusContext.sync, state: failed ? 'failure' : 'success', description, ...target }, { match: report.writes === 0 && !followUp ? 'outcome' : 'exact' });
       reportedCommit = report.commit;
-      reportedDescription = description;
+      reportedGuests = guests;
       return;
     }
     const kind = errorKind(outcome.error);

@@ -82,7 +82,7 @@ export interface VmPlanEntry {
    */
   disruption?: GuestDisruption;
   /**
-   * Sync output only: where the guest of a VM the sync wrote (or still follows) stands, read from its VMI, its migrations and the KubeVirt CR after the writes. Absent from plans made before the fact and from VMs the sync neither wrote nor follows (a process's first sync looks at every running VM and keeps the look when its guest lags).
+   * Sync output only: where the guest of a VM the sync wrote (or still follows, or found lagging) stands, read from its VMI, its migrations and the KubeVirt CR after the writes. Absent from plans made before the fact and from VMs the sync neither wrote nor follows (every sync looks at every running VM and keeps the look when its guest lags).
    */
   observed?: ObservedGuest;
 }
