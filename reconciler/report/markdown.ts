@@ -488,7 +488,7 @@ export function renderPlanComment(input: PlanCommentInput): string {
     input.outcome !== undefined ? '</details>\n' : '',
     input.outcome !== undefined
       ? '<sub>vmroll edits this comment once more after each merge is synced.</sub>'
-      : `<sub>Planned by vmroll against ${escapeMarkdown(input.target ?? 'the cluster vmroll syncs to')}; nothing is applied before the merge. Live: reaches the running guest now. Staged: waits for the next restart (KubeVirt never restarts a VM by itself).</sub>`,
+      : `<sub>Planned by vmroll against ${escapeMarkdown(input.target ?? 'the cluster vmroll syncs to')}; nothing is applied before the merge. Live: written to the running VM without a restart; where it needs a live migration to reach the guest, the VM says so under Guest. Staged: waits for the next restart (KubeVirt never restarts a VM by itself, but its workload updater may evict one).</sub>`,
     '',
   ].join('\n');
   const sections = changed.map((vm) => section(vm, power, sources, folded, limit * SECTION_SHARE));
