@@ -323,5 +323,13 @@ describe('vmroll run output: what the operator reads, sync after sync', function
     for (const n of Object.values(big).slice(1)) assert.ok(text.includes(String(n)), `${n} missing from ${text}`);
     const small: SyncSummary = { vms: 4, inSync: 1, created: 0, liveUpdated: 1, staged: 0, reverted: 1, awaitingRestart: 1, held: 0, deleted: 0, errors: 1 };
     assert.equal(formatSummary(small), '1 in sync · 1 live-updated · 1 reverted · 1 awaiting restart · 1 error');
+    // Where the guests stand: the issue's own example, and every reason a VM is blocked for.
+    const guests: SyncSummary = { ...small, vms: 19, inSync: 12, liveUpdated: 2, migrating: 3, blocked: 1, blockedWhy: ['not migratable'], reverted: 0, awaitingRestart: 0, errors: 0 };
+    assert.equal(formatSummary(guests), '12 in sync · 2 live-updated · 3 migrating · 1 blocked: not migratable');
+    const moving: SyncSummary = { ...guests, migrating: 0, queued: 2, evicted: 1, blocked: 3, blockedWhy: ['no LiveMigrate method', 'not migratable'] };
+    assert.equal(formatSummary(moving), '12 in sync · 2 live-updated · 2 queued · 1 evicted · 3 blocked: no LiveMigrate method, not migratable');
+    const bigGuests: SyncSummary = { ...big, migrating: 12345, queued: 2345, blocked: 3456, blockedWhy: ['KubeVirt not Deployed', 'hotplug failed', 'no LiveMigrate method', 'not migratable'], evicted: 456 };
+    const shortened = formatSummary(bigGuests);
+    for (const n of [12345, 2345, 3456, 456]) assert.ok(shortened.includes(`${n} `), `${n} missing from ${shortened}`);
   });
 });

@@ -214,9 +214,8 @@ export class SyncOutcomes {
         } else {
           // Listed when its outcome moves (queued → migrating) or this process first sees it, otherwise only counted.
           if (!written && followed?.outcome !== guest.outcome) listed = true;
-          // Untouched by this sync and seen lagging for the first time: its last write (whoever made it) is what is on its way.
-          const from = written || state !== SyncState.inSync ? state : followed !== undefined ? base : SyncState.liveUpdated;
-          state = observedState(from, guest.outcome);
+          // Untouched by this sync: its last write (this process's, or whoever made it) is what is on its way.
+          state = observedState(written || state !== SyncState.inSync ? state : base, guest.outcome);
           this.following.set(key, { base, outcome: guest.outcome, via: guest.via, vmiUid: vmiNow !== undefined ? metaOf(vmiNow)['uid'] : undefined });
         }
         const { pending: _pending, ...observed } = guest;

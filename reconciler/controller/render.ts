@@ -14,6 +14,9 @@ const ARRIVED: Record<'migration' | 'eviction' | 'restart', string> = {
   restart: 'effective: the guest was restarted and runs the change',
 };
 
+/** The states a lagging guest gives a VM (a VM awaiting restart is listed as such). */
+const GUEST_STATES: ReadonlySet<SyncState> = new Set([SyncState.migrating, SyncState.queued, SyncState.blocked, SyncState.evicted]);
+
 /** Width of the verb column of {@link renderReport}. */
 const VERB = 8;
 
@@ -79,7 +82,7 @@ export function renderReport(r: ReconcileReport): string {
       lines.push(`  ${col(o.arrived === 'migration' ? 'live' : 'ready')}${key} · ${ARRIVED[o.arrived]}`);
       continue;
     }
-    if (vm.action === 'none' && o.guest !== undefined && o.guest.outcome !== ObservedOutcome.effective) {
+    if (vm.action === 'none' && o.guest !== undefined && GUEST_STATES.has(o.state)) {
       // A followed VM whose guest moved on (queued → migrating, evicted) without a write.
       lines.push(`  ${col(o.state)}${key} · ${o.guest.summary}`);
       continue;
