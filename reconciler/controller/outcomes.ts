@@ -131,8 +131,11 @@ export class SyncOutcomes {
       const after = this.cache.vms.get(key);
       if (action !== 'update' || vmi === null || after === undefined || apply.failed.has(key)) continue;
       keys.add(key);
-      const plan = this.planOf(after, vmi);
-      if (plan.changes.some((c) => c.migration !== undefined && c.reachesGuest !== undefined)) expect.push({ key, rv: metaOf(vmi)['resourceVersion'] });
+      // Only a migration-bound change this write brings changes the VMI; one already on it (blocked from before) does not.
+      const stored = apply.before.get(key);
+      const had = stored !== undefined ? this.planOf(stored, vmi).changes.filter((c) => c.migration !== undefined) : [];
+      const brings = this.planOf(after, vmi).changes.filter((c) => c.migration !== undefined && !had.some((h) => h.path === c.path && JSON.stringify(h.to) === JSON.stringify(c.to)));
+      if (brings.length > 0) expect.push({ key, rv: metaOf(vmi)['resourceVersion'] });
     }
     if (expect.length > 0) {
       const changed = (): boolean => expect.every(({ key, rv }) => {
