@@ -111,6 +111,8 @@ export class SyncOutcomes {
   private reportedWarnings = new Set<string>();
   /** VMs whose guest does not run their last write yet, by `namespace/name`. */
   private readonly following = new Map<string, Followed>();
+  /** The cache's migrations digest, taken once per {@link assess} (entries depend on the migrations ahead). */
+  private migrationsKey = '';
 
   constructor(private readonly cache: ClusterCache) {}
 
@@ -157,6 +159,7 @@ export class SyncOutcomes {
   /** Plans every VM as the cluster holds it after the sync's writes, and counts it. */
   assess(input: AssessInput): Assessment {
     const { manifests, refused, apply, errors, log } = input;
+    this.migrationsKey = this.cache.migrationsKey();
     const vms: VmPlanEntry[] = [];
     const outcomes: VmOutcome[] = [];
     const summary: Summary = { ...emptySummary(), orphans: input.orphans, warnings: manifests.warnings.length, errors: errors.length };
@@ -321,7 +324,7 @@ export class SyncOutcomes {
       kubevirt ? metaOf(kubevirt)['resourceVersion'] : '-',
       this.cache.baselineGeneration(live),
       this.cache.instancetypes.size,
-      this.cache.migrationsKey(),
+      this.migrationsKey,
     ].join('|');
     const cached = this.entries.get(key);
     const condBefore = restartCondition(before);
