@@ -357,7 +357,9 @@ async function editOutcome(options: OutcomeOptions, pr: ReviewedPullRequest, out
     pr.written = { ...pr.written, body };
     logger.info({ pr: pr.number, commit: outcome.commit.slice(0, 12) }, 'reported merge outcome');
   }
-  if (moving(outcome.plan)) pr.merged = outcome;
+  // Followed for a bounded number of syncs: a migration that keeps failing does not keep the pull request forever.
+  if (pr.merged === undefined) pr.checksSinceClosed = 0;
+  if (moving(outcome.plan) && (pr.merged === undefined || ++pr.checksSinceClosed < FORGET_CLOSED_AFTER)) pr.merged = outcome;
   else state.reviewed.delete(pr.number);
   return !unchanged;
 }
