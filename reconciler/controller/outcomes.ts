@@ -15,7 +15,7 @@ import { annotationsOf, conditionsOf, metaOf } from '../cluster/object.ts';
 import { deleteEntry } from '../plan/planCommit.ts';
 import { vmKey } from '../plan/pairing.ts';
 import { type Summary, SyncState, countState, emptySummary, observedState, stateOf } from '../plan/summary.ts';
-import { type FieldRevert, type Obj, type ObservedGuest, ObservedOutcome, type VmPlanEntry, changeOutcome, observeGuest, planRollout, vmMetadataChanges } from '../rollout/index.ts';
+import { type FieldRevert, MigrationTrigger, type Obj, type ObservedGuest, ObservedOutcome, type VmPlanEntry, changeOutcome, observeGuest, pendingTriggers, planRollout, vmMetadataChanges } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
 import type { ManifestSet, ManifestWarning } from '../source/manifests.ts';
 import type { ApplyResult } from './apply.ts';
@@ -90,6 +90,25 @@ function restartCondition(vm: Obj | undefined): Obj | undefined {
   return conditionsOf(vm).find((c) => c['type'] === 'RestartRequired' && c['status'] === 'True');
 }
 
+const TRIGGER_TYPES: ReadonlySet<unknown> = new Set(Object.values(MigrationTrigger));
+
+/**
+ * A cheap first look at a VMI the sync neither wrote nor follows: a hotplug condition, or the guest's
+ * CPU or memory apart from the spec (then {@link pendingTriggers} decides). Most VMIs show neither.
+ */
+function mayLag(vmi: Obj): boolean {
+  if (conditionsOf(vmi).some((c) => TRIGGER_TYPES.has(c['type']))) return true;
+  const spec = (vmi['spec'] ?? {}) as Obj;
+  const status = (vmi['status'] ?? {}) as Obj;
+  const domain = (spec['domain'] ?? {}) as Obj;
+  const sockets = ((domain['cpu'] ?? {}) as Obj)['sockets'];
+  const current = ((status['currentCPUTopology'] ?? {}) as Obj)['sockets'];
+  if (sockets !== undefined && current !== undefined && sockets !== current) return true;
+  const guest = ((domain['memory'] ?? {}) as Obj)['guest'];
+  const guestCurrent = ((status['memory'] ?? {}) as Obj)['guestCurrent'];
+  return guest !== undefined && guestCurrent !== undefined && guest !== guestCurrent && pendingTriggers(vmi).length > 0;
+}
+
 /** Identity of an error across syncs, to report it once. */
 function errorKey(e: ManifestError | ManifestWarning): string {
   return `${e.file}\n${e.line ?? ''}\n${e.message}`;
@@ -126,7 +145,7 @@ export class SyncOutcomes {
     const keys = new Set(this.following.keys());
     // Every running VM is looked at (cheap: its VMI's conditions and a few fields): one written by an earlier process, in a
     // sync that failed as a whole, or by hand may be on its way too, or blocked.
-    for (const key of this.cache.vmis.keys()) if (this.cache.vms.has(key)) keys.add(key);
+    for (const [key, vmi] of this.cache.vmis) if (!keys.has(key) && this.cache.vms.has(key) && mayLag(vmi)) keys.add(key);
     const expect: Array<{ key: string; rv: unknown }> = [];
     for (const [key, action] of apply.actions) {
       const vmi = apply.vmisBefore.get(key) ?? null;
