@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import type { VmPlan, VmPlanEntry } from '../reconciler/rollout/index.ts';
 import { COMMENT_LIMIT, FOLD_AFTER, escapeMarkdown, renderPlanComment, renderPlanTable, statusDescription, summaryLine } from '../reconciler/report/markdown.ts';
-import { summarizePlan } from '../reconciler/plan/summary.ts';
+import { countPlan, emptySummary } from '../reconciler/plan/summary.ts';
 import { PLAN_MARKER } from '../reconciler/report/reporter.ts';
 
 const SHA = 'abc1234def5678abc1234def5678abc1234def56';
@@ -74,7 +74,7 @@ describe('PR comment markdown', function () {
     const lines = body.split('\n');
     assert.match(lines[1] ?? '', /^### vmroll plan · pull request #12 <code>feature\/cpu<\/code> at <code>abc1234<\/code>/);
     assert.equal(lines[3], '**vmroll plan** for <code>abc1234</code>: 2 live-updated · 1 staged until restart · 1 created · 1 deleted · 1 in sync · 1 error');
-    assert.equal(summaryLine(summarizePlan(samplePlan()), SHA), lines[3]);
+    assert.equal(summaryLine(countPlan(samplePlan()), SHA), lines[3]);
   });
 
   it('lists every restart reason, the condition message, and manifest errors with file:line', function () {
@@ -173,11 +173,12 @@ describe('PR comment markdown', function () {
   });
 
   it('status descriptions fit 140 characters', function () {
-    const s = summarizePlan(samplePlan());
+    const s = countPlan(samplePlan());
     assert.equal(statusDescription(s), '1 error · 2 live · 1 staged until restart · 1 created · 1 deleted');
     assert.equal(statusDescription({ ...s, errors: 0, deleted: 0 }), '2 live · 1 staged until restart · 1 created');
-    assert.equal(statusDescription({ vms: 3, liveUpdated: 0, staged: 0, restarting: 0, created: 0, deleted: 0, inSync: 3, pendingRestart: 0, errors: 0 }), 'no changes · 3 in sync');
-    const huge = { vms: 1e12, liveUpdated: 1e15, staged: 1e15, restarting: 1e15, created: 1e15, deleted: 1e15, inSync: 0, pendingRestart: 0, errors: 1e15 };
+    // A VM left alone whose earlier change still awaits a restart is in sync for the pull request.
+    assert.equal(statusDescription({ ...emptySummary(), vms: 3, inSync: 2, awaitingRestart: 1, pendingRestart: 1 }), 'no changes · 3 in sync');
+    const huge = { ...emptySummary(), vms: 1e12, liveUpdated: 1e15, staged: 1e15, restarting: 1e15, created: 1e15, deleted: 1e15, errors: 1e15 };
     assert.ok(statusDescription(huge).length <= 140);
   });
 

@@ -136,12 +136,16 @@ describe('metrics (Prometheus exposition)', function () {
     // The states are decided once, by the sync (test/output.e2e.test.ts); metrics repeat its counts.
     const m = new VmrollMetrics({ defaultMetrics: false });
     const vms = [entry('a', 'none'), entry('b', 'create'), entry('c', 'update'), entry('d', 'update', true), entry('e', 'none', true), entry('f', 'delete')];
-    m.recordReconcile('shop', report(vms, 2, { fetch: 40, total: 300 }, { inSync: 1, created: 1, liveUpdated: 1, staged: 3, reverted: 4, awaitingRestart: 2, held: 5, deleted: 1 }));
+    m.recordReconcile('shop', report(vms, 2, { fetch: 40, total: 300 }, { inSync: 1, created: 1, liveUpdated: 1, migrating: 6, queued: 7, blocked: 8, blockedWhy: ['not migratable'], evicted: 9, staged: 3, reverted: 4, awaitingRestart: 2, held: 5, deleted: 1 }));
     const { samples } = parseExposition(await m.metricsText());
     assert.deepEqual(
       Object.fromEntries(samples.filter((s) => s.name === 'vmroll_vms').map((s) => [s.labels['state'], s.value])),
-      { in_sync: 2, live_updated: 1, staged: 3, reverted: 4, awaiting_restart: 2, held: 5, error: 2 },
+      { in_sync: 2, live_updated: 1, migrating: 6, queued: 7, blocked: 8, evicted: 9, staged: 3, reverted: 4, awaiting_restart: 2, held: 5, error: 2 },
     );
+    // A later sync whose guests got there moves the counts: nothing stays migrating.
+    m.recordReconcile('shop', report(vms, 0, { fetch: 40, total: 300 }, { inSync: 1, liveUpdated: 13 }));
+    const after = parseExposition(await m.metricsText()).samples.filter((s) => s.name === 'vmroll_vms');
+    assert.deepEqual(Object.fromEntries(after.filter((s) => s.value !== 0).map((s) => [s.labels['state'], s.value])), { in_sync: 1, live_updated: 13 });
   });
 
   it('counts Kubernetes API requests by verb, resource and code from a real KubeCluster', async () => {

@@ -120,11 +120,12 @@ describe('vmroll run output: what the operator reads, sync after sync', function
       // 2. A live change: that one field, nothing else; db is only counted.
       const c2 = await commitWeb((t) => t.replace('sockets: 2', 'sockets: 4'), 'web: 4 sockets');
       text = await run.sync();
-      assert.match(text.split('\n')[0] ?? '', new RegExp(`^sync ${c2.slice(0, 12)}: 1 in sync · 1 live-updated \\(`));
       // Live on the VMI, but the example cluster lists no workload update method: no migration carries it to the guest.
+      assert.match(text.split('\n')[0] ?? '', new RegExp(`^sync ${c2.slice(0, 12)}: 1 in sync · 1 blocked: no LiveMigrate method \\(`));
       assert.deepEqual(linesOf(text, 'shop/web'), [
         'update  shop/web',
         'live    spec.template.spec.domain.cpu.sockets: 2 → 4 (CPU sockets patched into the VMI (condition HotVCPUChange): will not reach the guest until a restart: the cluster has no LiveMigrate workload update method)',
+        'guest   blocked: HotVCPUChange will not reach the guest until a restart: the cluster has no LiveMigrate workload update method',
       ]);
       assert.deepEqual(linesOf(text, 'shop/db'), []);
       assert.equal(domainPart(vmiOf(run.handle, 'web'), 'cpu')['sockets'], 4, 'hot-plugged');
@@ -163,13 +164,18 @@ describe('vmroll run output: what the operator reads, sync after sync', function
       // 5. The cores change reverted: a revert, RestartRequired cleared; the held memory change goes live now.
       const c5 = await commitWeb((t) => t.replace('cores: 2', 'cores: 1'), 'Revert "web: 2 cores"');
       text = await run.sync();
-      assert.match(text.split('\n')[0] ?? '', new RegExp(`^sync ${c5.slice(0, 12)}: 1 in sync · 1 reverted \\(`));
+      // The memory goes onto the VMI, but with no LiveMigrate method no migration takes it to the guest: web counts as blocked.
+      assert.match(text.split('\n')[0] ?? '', new RegExp(`^sync ${c5.slice(0, 12)}: 1 in sync · 1 blocked: no LiveMigrate method \\(`));
       assert.deepEqual(linesOf(text, 'shop/web'), [
         'revert  shop/web · RestartRequired cleared: spec.template.spec.domain.cpu.cores 2 → 1 (back to what the VM runs)',
         'live    spec.template.spec.domain.memory.guest: 2Gi → 3Gi (held by the pending restart until this change; goes live now)',
+        'guest   blocked: HotMemoryChange will not reach the guest until a restart: the cluster has no LiveMigrate workload update method',
       ]);
       assert.ok(!text.includes('live-updated'), 'a revert is not counted as live-updated');
-      assert.equal(domainPart(vmiOf(run.handle, 'web'), 'memory')['guest'], '3Gi', 'the memory change did reach the guest');
+      assert.equal(domainPart(vmiOf(run.handle, 'web'), 'memory')['guest'], '3Gi', 'the memory change did reach the VMI');
+      // A manual migration takes the 3Gi to the guest, as it took the sockets.
+      run.handle.sim?.createMigration({ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', metadata: { generateName: 'manual-', namespace: 'shop' }, spec: { vmiName: 'web' } });
+      await until('the migration to take the 3Gi to the guest', () => ((vmiOf(run.handle, 'web')['status'] as Obj)['memory'] as Obj | undefined)?.['guestCurrent'] === '3Gi');
       const vm = run.handle.sim?.store.get('VirtualMachine', 'shop', 'web');
       const conditions = (((vm?.['status'] ?? {}) as Obj)['conditions'] ?? []) as Obj[];
       assert.equal(conditions.find((c) => c['type'] === 'RestartRequired'), undefined, 'KubeVirt (simulated) cleared the condition');
@@ -317,5 +323,13 @@ describe('vmroll run output: what the operator reads, sync after sync', function
     for (const n of Object.values(big).slice(1)) assert.ok(text.includes(String(n)), `${n} missing from ${text}`);
     const small: SyncSummary = { vms: 4, inSync: 1, created: 0, liveUpdated: 1, staged: 0, reverted: 1, awaitingRestart: 1, held: 0, deleted: 0, errors: 1 };
     assert.equal(formatSummary(small), '1 in sync · 1 live-updated · 1 reverted · 1 awaiting restart · 1 error');
+    // Where the guests stand: the issue's own example, and every reason a VM is blocked for.
+    const guests: SyncSummary = { ...small, vms: 19, inSync: 12, liveUpdated: 2, migrating: 3, blocked: 1, blockedWhy: ['not migratable'], reverted: 0, awaitingRestart: 0, errors: 0 };
+    assert.equal(formatSummary(guests), '12 in sync · 2 live-updated · 3 migrating · 1 blocked: not migratable');
+    const moving: SyncSummary = { ...guests, migrating: 0, queued: 2, evicted: 1, blocked: 3, blockedWhy: ['no LiveMigrate method', 'not migratable'] };
+    assert.equal(formatSummary(moving), '12 in sync · 2 live-updated · 2 queued · 1 evicted · 3 blocked: no LiveMigrate method, not migratable');
+    const bigGuests: SyncSummary = { ...big, migrating: 12345, queued: 2345, blocked: 3456, blockedWhy: ['KubeVirt not Deployed', 'hotplug failed', 'no LiveMigrate method', 'not migratable'], evicted: 456 };
+    const shortened = formatSummary(bigGuests);
+    for (const n of [12345, 2345, 3456, 456]) assert.ok(shortened.includes(`${n} `), `${n} missing from ${shortened}`);
   });
 });

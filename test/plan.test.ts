@@ -21,6 +21,7 @@ import { planCommit, type PlanCommitResult } from '../reconciler/plan/planCommit
 import { ReviewState, reportMergedOutcome, reviewPullRequests } from '../reconciler/report/prReview.ts';
 import { ReportQueue } from '../reconciler/report/queue.ts';
 import { PLAN_MARKER } from '../reconciler/report/reporter.ts';
+import { statusDescription } from '../reconciler/report/markdown.ts';
 import type { Obj, VmPlanEntry } from '../reconciler/rollout/index.ts';
 import { SourceError } from '../reconciler/source/errors.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
@@ -270,7 +271,8 @@ describe('vmroll plan: commits and pull requests against a cluster', function ()
       assert.deepEqual(r.power, { 'jobs/batch': 'start' });
       assert.deepEqual(
         { ...r.summary },
-        { vms: 5, liveUpdated: 2, staged: 1, restarting: 1, created: 1, deleted: 1, inSync: 0, pendingRestart: 0, errors: 1 },
+        // web's memory goes onto the VMI, and with no LiveMigrate method it waits there for a restart: blocked, not live.
+        { vms: 5, inSync: 0, created: 1, liveUpdated: 1, migrating: 0, queued: 0, blocked: 1, blockedWhy: ['no LiveMigrate method'], evicted: 0, staged: 0, reverted: 0, awaitingRestart: 1, held: 0, deleted: 1, errors: 1, restarting: 1, pendingRestart: 0, atNextStart: 0 },
       );
     });
 
@@ -347,8 +349,8 @@ describe('vmroll plan: commits and pull requests against a cluster', function ()
       assert.equal(code, 0, io.stderr.join('\n'));
       const text = io.stdout.join('\n');
       assert.equal(io.stdout[0], `target: embedded KubeVirt simulator, state in ${simState}`, 'the first line names what the plan was made against');
-      assert.match(io.stdout[1] ?? '', /^vmroll plan for [0-9a-f]{7}: 1 live-updated · 0 staged until restart · 0 created · 0 deleted/);
-      assert.match(text, /VM shop\/web: update · 1 live/);
+      assert.match(io.stdout[1] ?? '', /^vmroll plan for [0-9a-f]{7}: 0 live-updated · 1 patched, not in the guest until a restart: no LiveMigrate method · 0 staged until restart · 0 created · 0 deleted/);
+      assert.match(text, /VM shop\/web: update · 1 live · not in the guest until a restart/);
       assert.ok(!text.includes('shop/db'));
     });
 
@@ -361,7 +363,7 @@ describe('vmroll plan: commits and pull requests against a cluster', function ()
       assert.ok(!text.includes('live cluster'), 'a plan made on the simulator does not claim a live cluster');
       assert.ok(text.includes(`Planned by vmroll against embedded KubeVirt simulator, state in ${simState}; nothing is applied before the merge.`), text.slice(-400));
       assert.deepEqual(io.stderr, [`target: embedded KubeVirt simulator, state in ${simState}`], 'with markdown the target line goes to stderr');
-      assert.ok(text.includes(`**vmroll plan** for <code>${featureSha.slice(0, 7)}</code>: 2 live-updated · 1 staged until restart · 1 stopped or started by runStrategy · 1 created · 0 deleted · 1 orphaned · 1 error\n`), text.split("\n")[3]);
+      assert.ok(text.includes(`**vmroll plan** for <code>${featureSha.slice(0, 7)}</code>: 1 live-updated · 1 patched, not in the guest until a restart: no LiveMigrate method · 1 staged until restart · 1 stopped or started by runStrategy · 1 created · 0 deleted · 1 orphaned · 1 error\n`), text.split("\n")[3]);
     });
 
     it('exits 2 on bad usage, with one line', async function () {
@@ -438,7 +440,7 @@ describe('vmroll plan: commits and pull requests against a cluster', function ()
       const statuses = gh.statuses(featureSha).filter((s) => s.context === 'vmroll/plan');
       assert.equal(statuses.length, 1);
       assert.equal(statuses[0]?.state, 'failure', 'manifest errors fail the plan');
-      assert.equal(statuses[0]?.description, '1 error · 2 live · 1 staged until restart · 1 stopped/started · 1 created · 1 deleted');
+      assert.equal(statuses[0]?.description, '1 error · 1 live · 1 blocked until restart: no LiveMigrate method · 1 staged until restart · 1 stopped/started · 1 created · 1 deleted');
       assert.equal(statuses[0]?.targetUrl, 'https://vmroll.example/plans');
       const comments = gh.comments(1);
       assert.equal(comments.length, 1);
@@ -472,7 +474,7 @@ describe('vmroll plan: commits and pull requests against a cluster', function ()
       assert.ok(!comments[0]?.body.includes('broken.yaml'));
       const status = gh.statuses(fixed).find((s) => s.context === 'vmroll/plan');
       assert.equal(status?.state, 'success');
-      assert.equal(status?.description, '2 live · 1 staged until restart · 1 stopped/started · 1 created · 1 deleted');
+      assert.equal(status?.description, '1 live · 1 blocked until restart: no LiveMigrate method · 1 staged until restart · 1 stopped/started · 1 created · 1 deleted');
       featureSha = fixed;
     });
 
@@ -515,7 +517,9 @@ describe('vmroll plan: commits and pull requests against a cluster', function ()
       assert.equal(comments.length, 1);
       const body = comments[0]?.body ?? '';
       assert.ok(body.startsWith(PLAN_MARKER));
-      assert.ok(body.includes(`**vmroll sync** of <code>${merge.slice(0, 7)}</code> (contains <code>${featureSha.slice(0, 7)}</code>): 2 live-applied · 1 staged awaiting restart · 0 failed · 1 created · 1 deleted`), body.slice(0, 600));
+      assert.ok(body.includes(`**vmroll sync** of <code>${merge.slice(0, 7)}</code> (contains <code>${featureSha.slice(0, 7)}</code>): 1 live-applied · 1 patched, not in the guest until a restart · 1 staged awaiting restart · 0 failed · 1 created · 1 deleted`), body.slice(0, 600));
+      // The observed outcome, not only what was written: web's memory is on the VMI and waits there for a restart.
+      assert.match(body, /\| <code>shop\/web<\/code> \| patched, not in the guest until a restart \| blocked: HotVCPUChange will not reach the guest until a restart: the cluster has no LiveMigrate workload update method \|/);
       assert.match(body, /\| <code>shop\/db<\/code> \| staged, awaiting restart \| RestartRequired: a non-live-updatable field/);
       assert.deepEqual(await reportMergedOutcome({ reporter, source, report, logger: log.logger, state }), [], 'only once');
       // The merged pull request is not listed any more: the next review round has nothing to do.
@@ -539,7 +543,12 @@ describe('vmroll plan: commits and pull requests against a cluster', function ()
       assert.equal(db.reasons.length, 1);
       assert.match(db.reasons[0]?.message ?? '', /^held: /);
       // web, cache and batch are in sync; db is the one update.
-      assert.deepEqual({ ...r.summary }, { vms: 4, liveUpdated: 0, staged: 1, restarting: 0, created: 0, deleted: 0, inSync: 3, pendingRestart: 0, errors: 0 });
+      // db's update keeps RestartRequired (awaiting restart, not one pending from before); nothing else moves.
+      assert.deepEqual(
+        { ...r.summary },
+        { vms: 4, inSync: 3, created: 0, liveUpdated: 0, migrating: 0, queued: 0, blocked: 0, evicted: 0, staged: 0, reverted: 0, awaitingRestart: 1, held: 0, deleted: 0, errors: 0, restarting: 0, pendingRestart: 0, atNextStart: 0 },
+      );
+      assert.equal(statusDescription(r.summary), '1 staged until restart');
     });
 
     it('goes through a report queue when given one', async function () {
@@ -560,7 +569,9 @@ describe('vmroll plan: commits and pull requests against a cluster', function ()
       }
       assert.equal(gh.comments(5).length, 1);
       assert.match(gh.comments(5)[0]?.body ?? '', /shop\/web · update · 1 live/);
-      assert.equal(gh.statuses(head).find((s) => s.context === 'vmroll/plan')?.description, '1 live');
+      // web's 3Gi: live on the VMI, but the cluster lists no LiveMigrate method, so it reaches the guest only at a restart.
+      assert.equal(gh.statuses(head).find((s) => s.context === 'vmroll/plan')?.description, '1 blocked until restart: no LiveMigrate method');
+      assert.match(gh.comments(5)[0]?.body ?? '', /\*\*Guest\*\*: patched but will not reach the guest until a restart: the cluster has no LiveMigrate workload update method/);
     });
 
     it('vmroll plan --pr N --post writes the status and the comment, never the token', async function () {

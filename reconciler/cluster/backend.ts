@@ -26,6 +26,8 @@ export interface ClusterBackend {
   listInstancetypes(): Promise<Obj[]>;
   /** The KubeVirt CR, or null when KubeVirt is not installed. */
   getKubeVirt(): Promise<Obj | null>;
+  /** Every VirtualMachineInstanceMigration (the workload updater's and anyone's): how a live change reaches the guest. */
+  listVirtualMachineInstanceMigrations(): Promise<Obj[]>;
   /** Server-side apply of a VirtualMachine with field manager `vmroll`; returns the stored object. */
   applyVirtualMachine(vm: Obj): Promise<Obj>;
   /** Deletes a VirtualMachine (prune). */
@@ -42,7 +44,7 @@ export interface ClusterBackend {
    * The restart records (restart/record.ts) go this way, not through the sync's server-side apply.
    */
   patchVirtualMachineAnnotations(ref: ObjectRef, annotations: Readonly<Record<string, string | null>>, resourceVersion: string): Promise<Obj>;
-  /** Subscribes to changes of VMs, VMIs, ControllerRevisions, instancetypes and the KubeVirt CR; returns the unsubscribe function. */
+  /** Subscribes to changes of VMs, VMIs, ControllerRevisions, instancetypes, VirtualMachineInstanceMigrations and the KubeVirt CR; returns the unsubscribe function. */
   watch(onEvent: (event: WatchEvent) => void): () => void;
 }
 

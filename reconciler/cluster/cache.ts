@@ -23,6 +23,8 @@ export class ClusterCache {
   /** Start revisions per VM uid, by generation. */
   private readonly revisions = new Map<string, Map<number, Obj>>();
   readonly instancetypes = new Map<string, Obj>();
+  /** VirtualMachineInstanceMigrations by `namespace/name`: the migrations carrying live changes to guests, and those queued. */
+  readonly migrations = new Map<string, Obj>();
   kubevirt: Obj | null = null;
   private unsubscribe: (() => void) | null = null;
   private starting: Promise<void> | null = null;
@@ -46,13 +48,15 @@ export class ClusterCache {
       this.onEvent(e);
       for (const check of this.waiters) check();
     });
-    const [vms, vmis, baselines, its, kv] = await Promise.all([
+    const [vms, vmis, baselines, its, kv, vmims] = await Promise.all([
       this.backend.listVirtualMachines(),
       this.backend.listVirtualMachineInstances(),
       this.backend.listBaselines(),
       this.backend.listInstancetypes(),
       this.backend.getKubeVirt(),
+      this.backend.listVirtualMachineInstanceMigrations(),
     ]);
+    for (const m of vmims) this.migrations.set(objectKey(m), m);
     for (const vm of vms) this.vms.set(objectKey(vm), vm);
     for (const vmi of vmis) this.vmis.set(objectKey(vmi), vmi);
     for (const [uid, data] of baselines) {
@@ -98,6 +102,23 @@ export class ClusterCache {
     });
   }
 
+  /** Resolves true once `check` holds (tried now and after every event), false after `timeoutMs`. */
+  until(check: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (check()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const finish = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.waiters.delete(waiter);
+        resolve(ok);
+      };
+      const waiter = (): void => {
+        if (check()) finish(true);
+      };
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      this.waiters.add(waiter);
+    });
+  }
+
   private settled(key: string, written: Obj | null): boolean {
     const cached = this.vms.get(key);
     if (written === null) return cached === undefined;
@@ -109,6 +130,21 @@ export class ClusterCache {
     // No KubeVirt installed: nobody will observe the write.
     if (this.kubevirt !== null && Number(status['observedGeneration'] ?? -1) < Number(want['generation'] ?? 0)) return false;
     return status['ready'] !== true || this.vmis.has(key);
+  }
+
+  /** The migrations as the engine takes them (`RolloutInput.migrations`, `observeGuest`). */
+  migrationList(): Obj[] {
+    return [...this.migrations.values()];
+  }
+
+  /**
+   * A digest of the migrations' phases, for cache keys: a plan's `queuedAhead` depends on how many
+   * are unfinished, not on every status update of a running one.
+   */
+  migrationsKey(): string {
+    let out = '';
+    for (const [key, m] of this.migrations) out += `${key}=${String(statusOf(m)['phase'] ?? '')};`;
+    return out;
   }
 
   /** The newest start baseline of a VM, as `{spec}`, or null. */
@@ -163,6 +199,10 @@ export class ClusterCache {
       }
       case 'KubeVirt':
         this.kubevirt = remove ? null : o;
+        return;
+      case 'VirtualMachineInstanceMigration':
+        if (remove) this.migrations.delete(objectKey(o));
+        else this.migrations.set(objectKey(o), o);
         return;
       default:
         if (INSTANCETYPE_KIND_SET.has(e.kind)) {

@@ -29,6 +29,7 @@ interface Resource {
 const VM: Resource = { kind: 'VirtualMachine', group: 'kubevirt.io', version: 'v1', plural: 'virtualmachines' };
 const VMI: Resource = { kind: 'VirtualMachineInstance', group: 'kubevirt.io', version: 'v1', plural: 'virtualmachineinstances' };
 const REVISION: Resource = { kind: 'ControllerRevision', group: 'apps', version: 'v1', plural: 'controllerrevisions' };
+const VMIM: Resource = { kind: 'VirtualMachineInstanceMigration', group: 'kubevirt.io', version: 'v1', plural: 'virtualmachineinstancemigrations' };
 const KUBEVIRT: Resource = { kind: 'KubeVirt', group: 'kubevirt.io', version: 'v1', plural: 'kubevirts' };
 const INSTANCETYPES: Resource[] = INSTANCETYPE_KINDS.map((kind) => ({
   kind,
@@ -143,7 +144,7 @@ export class KubeCluster implements ClusterBackend {
     this.closePools = sharePools(this.kc);
     this.api = this.kc.makeApiClient(CustomObjectsApi);
     this.informers = new Map(
-      [VM, VMI, REVISION, KUBEVIRT, ...INSTANCETYPES].map((r) => [
+      [VM, VMI, VMIM, REVISION, KUBEVIRT, ...INSTANCETYPES].map((r) => [
         r.kind,
         new Informer(
           { kind: r.kind, list: () => this.listAll(r), watch: (rv, onEvent, done) => this.watchFrom(r, rv, onEvent, done) },
@@ -217,6 +218,11 @@ export class KubeCluster implements ClusterBackend {
   async getKubeVirt(): Promise<Obj | null> {
     await this.ready();
     return this.items(KUBEVIRT.kind)[0] ?? null;
+  }
+
+  async listVirtualMachineInstanceMigrations(): Promise<Obj[]> {
+    await this.ready();
+    return this.items(VMIM.kind);
   }
 
   watch(onEvent: (event: WatchEvent) => void): () => void {

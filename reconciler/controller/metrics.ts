@@ -15,6 +15,14 @@ export const VmState = {
   inSync: 'in_sync',
   /** Updated by the last sync and all of it went live. */
   liveUpdated: 'live_updated',
+  /** A live change on the VMI is being carried to the guest by a live migration. */
+  migrating: 'migrating',
+  /** A live change on the VMI waits for a migration (or an eviction) KubeVirt will start. */
+  queued: 'queued',
+  /** A live change on the VMI will not reach the guest until a restart (no LiveMigrate method, not migratable). */
+  blocked: 'blocked',
+  /** KubeVirt's workload updater evicted the VMI to carry a change (a restart). */
+  evicted: 'evicted',
   /** Updated by the last sync; some of it waits for the next start, without RestartRequired (a stopped VM, template metadata). */
   staged: 'staged',
   /** Updated by the last sync, which set fields back to what the running instance runs. */
@@ -188,6 +196,10 @@ export class VmrollMetrics {
     const counts: Record<VmState, number> = {
       in_sync: s.inSync + s.created,
       live_updated: s.liveUpdated,
+      migrating: s.migrating ?? 0,
+      queued: s.queued ?? 0,
+      blocked: s.blocked ?? 0,
+      evicted: s.evicted ?? 0,
       staged: s.staged,
       reverted: s.reverted ?? 0,
       awaiting_restart: s.awaitingRestart ?? 0,

@@ -3,7 +3,9 @@
  * the cluster now holds it (KubeVirt's own RestartRequired is the truth after a write), the
  * entry of a VM it wrote says what this sync changed, and every VM the commit defines gets one
  * state (plan/summary.ts) for the counts. Errors and warnings are listed when they first appear,
- * then only counted; a VM awaiting restart likewise.
+ * then only counted; a VM awaiting restart likewise. A VM whose write put a live change on the
+ * VMI is followed (observeGuest) from sync to sync until its guest runs the change: migrating,
+ * queued, blocked or evicted until then, and listed once more when it gets there.
  */
 import type { Logger } from 'pino';
 import type { RepositoryIdentity } from '../apply/identity.ts';
@@ -12,8 +14,8 @@ import type { ClusterCache } from '../cluster/cache.ts';
 import { annotationsOf, conditionsOf, metaOf } from '../cluster/object.ts';
 import { deleteEntry } from '../plan/planCommit.ts';
 import { vmKey } from '../plan/pairing.ts';
-import { type Summary, SyncState, countState, emptySummary, stateOf } from '../plan/summary.ts';
-import { type FieldRevert, type Obj, type VmPlanEntry, changeOutcome, planRollout, vmMetadataChanges } from '../rollout/index.ts';
+import { type Summary, SyncState, countState, emptySummary, observedState, stateOf } from '../plan/summary.ts';
+import { type FieldRevert, MigrationTrigger, type Obj, type ObservedGuest, ObservedOutcome, type VmPlanEntry, changeOutcome, observeGuest, pendingTriggers, planRollout, vmMetadataChanges } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
 import type { ManifestSet, ManifestWarning } from '../source/manifests.ts';
 import type { ApplyResult } from './apply.ts';
@@ -31,7 +33,26 @@ export interface VmOutcome {
   listed: boolean;
   /** Fields this sync set back to what the running instance runs. */
   reverts: FieldRevert[];
+  /** Where the guest stands, for a VM this sync wrote or follows (see {@link SyncOutcomes.follow}). */
+  guest?: ObservedGuest;
+  /** Set when the guest got there in this sync after an earlier one wrote it, or when a new instance replaced the one this sync wrote to: what carried the change (`migration`, `eviction`, `restart`). */
+  arrived?: 'migration' | 'eviction' | 'restart';
 }
+
+/** A VM whose guest does not run its last write yet, as the report follows it from sync to sync. */
+interface Followed {
+  /** The state its write had before the guest was considered (live-updated, staged, …). */
+  base: SyncState;
+  /** The outcome last reported. */
+  outcome: ObservedOutcome;
+  /** What was to carry the change, when queued or migrating. */
+  via: ObservedGuest['via'];
+  /** The uid of the VMI it was last seen with: a new one means the guest was restarted (evicted), not migrated. */
+  vmiUid: unknown;
+}
+
+/** Outcomes a later sync must look at again: they change by themselves. */
+const MOVING: ReadonlySet<ObservedOutcome> = new Set([ObservedOutcome.migrating, ObservedOutcome.queued, ObservedOutcome.restarting]);
 
 /** What {@link SyncOutcomes.assess} reads. */
 export interface AssessInput {
@@ -45,6 +66,8 @@ export interface AssessInput {
   /** Of {@link errors}, those to log as manifest errors when new (apply and prune failures were logged where they happened). */
   manifestErrors: ReadonlySet<ManifestError>;
   orphans: number;
+  /** Where the guests of the written and followed VMs stand after the settle step ({@link SyncOutcomes.follow}). */
+  guests: ReadonlyMap<string, ObservedGuest>;
   log: Logger;
 }
 
@@ -59,10 +82,31 @@ export interface Assessment {
   newErrors: ManifestError[];
   /** The warnings the previous sync of this process did not have. */
   newWarnings: ManifestWarning[];
+  /** Why the sync should be looked at again soon (guests migrating, queued or restarting), or null. */
+  moving: string | null;
 }
 
 function restartCondition(vm: Obj | undefined): Obj | undefined {
   return conditionsOf(vm).find((c) => c['type'] === 'RestartRequired' && c['status'] === 'True');
+}
+
+const TRIGGER_TYPES: ReadonlySet<unknown> = new Set(Object.values(MigrationTrigger));
+
+/**
+ * A cheap first look at a VMI the sync neither wrote nor follows: a hotplug condition, or the guest's
+ * CPU or memory apart from the spec (then {@link pendingTriggers} decides). Most VMIs show neither.
+ */
+function mayLag(vmi: Obj): boolean {
+  if (conditionsOf(vmi).some((c) => TRIGGER_TYPES.has(c['type']))) return true;
+  const spec = (vmi['spec'] ?? {}) as Obj;
+  const status = (vmi['status'] ?? {}) as Obj;
+  const domain = (spec['domain'] ?? {}) as Obj;
+  const sockets = ((domain['cpu'] ?? {}) as Obj)['sockets'];
+  const current = ((status['currentCPUTopology'] ?? {}) as Obj)['sockets'];
+  if (sockets !== undefined && current !== undefined && sockets !== current) return true;
+  const guest = ((domain['memory'] ?? {}) as Obj)['guest'];
+  const guestCurrent = ((status['memory'] ?? {}) as Obj)['guestCurrent'];
+  return guest !== undefined && guestCurrent !== undefined && guest !== guestCurrent && pendingTriggers(vmi).length > 0;
 }
 
 /** Identity of an error across syncs, to report it once. */
@@ -84,18 +128,63 @@ export class SyncOutcomes {
   private reportedErrors = new Set<string>();
   /** The warnings of the previous sync, by {@link errorKey}: one already reported is only counted. */
   private reportedWarnings = new Set<string>();
+  /** VMs whose guest does not run their last write yet, by `namespace/name`. */
+  private readonly following = new Map<string, Followed>();
+  /** The cache's migrations digest, taken once per {@link assess} (entries depend on the migrations ahead). */
+  private migrationsKey = '';
 
   constructor(private readonly cache: ClusterCache) {}
+
+  /**
+   * The settle step's second half: where the guest of every running VM stands (those this sync
+   * updated while they ran, those followed since an earlier sync, and any other whose guest lags). A write whose plan puts a migration-bound
+   * change on the VMI (CPU sockets, guest memory, …) is first waited for (bounded) until the cache
+   * shows the VMI changed, so the look is not taken at the instance as it was before the write.
+   */
+  async follow(apply: ApplyResult, timeoutMs: number): Promise<Map<string, ObservedGuest>> {
+    const keys = new Set(this.following.keys());
+    // Every running VM is looked at (cheap: its VMI's conditions and a few fields): one written by an earlier process, in a
+    // sync that failed as a whole, or by hand may be on its way too, or blocked.
+    for (const [key, vmi] of this.cache.vmis) if (!keys.has(key) && this.cache.vms.has(key) && mayLag(vmi)) keys.add(key);
+    const expect: Array<{ key: string; rv: unknown }> = [];
+    for (const [key, action] of apply.actions) {
+      const vmi = apply.vmisBefore.get(key) ?? null;
+      const after = this.cache.vms.get(key);
+      if (action !== 'update' || vmi === null || after === undefined || apply.failed.has(key)) continue;
+      keys.add(key);
+      // Only a migration-bound change this write brings changes the VMI; one already on it (blocked from before) does not.
+      const stored = apply.before.get(key);
+      const had = stored !== undefined ? this.planOf(stored, vmi).changes.filter((c) => c.migration !== undefined) : [];
+      const brings = this.planOf(after, vmi).changes.filter((c) => c.migration !== undefined && !had.some((h) => h.path === c.path && JSON.stringify(h.to) === JSON.stringify(c.to)));
+      if (brings.length > 0) expect.push({ key, rv: metaOf(vmi)['resourceVersion'] });
+    }
+    if (expect.length > 0) {
+      const changed = (): boolean => expect.every(({ key, rv }) => {
+        const now = this.cache.vmis.get(key);
+        return now === undefined || metaOf(now)['resourceVersion'] !== rv;
+      });
+      await this.cache.until(changed, timeoutMs);
+    }
+    const migrations = this.cache.migrationList();
+    const out = new Map<string, ObservedGuest>();
+    for (const key of keys) {
+      const vm = this.cache.vms.get(key);
+      if (vm === undefined) continue;
+      out.set(key, observeGuest({ vm, vmi: this.cache.vmis.get(key) ?? null, migrations, kubevirt: this.cache.kubevirt }));
+    }
+    return out;
+  }
 
   /** Plans every VM as the cluster holds it after the sync's writes, and counts it. */
   assess(input: AssessInput): Assessment {
     const { manifests, refused, apply, errors, log } = input;
+    this.migrationsKey = this.cache.migrationsKey();
     const vms: VmPlanEntry[] = [];
     const outcomes: VmOutcome[] = [];
     const summary: Summary = { ...emptySummary(), orphans: input.orphans, warnings: manifests.warnings.length, errors: errors.length };
-    const count = (namespace: string, name: string, state: SyncState, listed: boolean, reverts: FieldRevert[] = []): void => {
-      outcomes.push({ namespace, name, state, listed, reverts });
-      countState(summary, state);
+    const count = (namespace: string, name: string, state: SyncState, listed: boolean, reverts: FieldRevert[] = [], guest?: ObservedGuest, arrived?: VmOutcome['arrived']): void => {
+      outcomes.push({ namespace, name, state, listed, reverts, ...(guest !== undefined && { guest }), ...(arrived !== undefined && { arrived }) });
+      countState(summary, state, state === SyncState.blocked ? guest?.blockedBy : undefined);
     };
     for (const vm of manifests.vms) {
       const key = vmKey(vm.namespace, vm.name);
@@ -119,9 +208,46 @@ export class SyncOutcomes {
         entry = { ...delta.entry, changes: [...metadata.filter((m) => !delta.entry.changes.some((c) => c.path === m.path)), ...delta.entry.changes] };
         reverts = delta.reverts;
       }
-      vms.push(entry);
-      const state = apply.failed.has(key) ? SyncState.held : stateOf(entry, reverts);
+      let state = apply.failed.has(key) ? SyncState.held : stateOf(entry, reverts);
       let listed = action !== 'none';
+      const guest = input.guests.get(key);
+      let arrived: VmOutcome['arrived'];
+      let replaced = false;
+      if (guest !== undefined && state !== SyncState.held) {
+        const followed = this.following.get(key);
+        const written = action === 'update';
+        // The state the write gave the VM: this sync's, or the one remembered from the sync that wrote it.
+        const base = written || followed === undefined ? (state === SyncState.inSync ? SyncState.liveUpdated : state) : followed.base;
+        const vmiBefore = written ? (apply.vmisBefore.get(key) ?? null) : null;
+        const vmiNow = this.cache.vmis.get(key);
+        if (guest.outcome === ObservedOutcome.effective && vmiBefore !== null && vmiNow !== undefined && metaOf(vmiNow)['uid'] !== metaOf(vmiBefore)['uid']) {
+          // A new instance already runs the change: the one the write met was evicted (a restart) while the sync looked.
+          this.following.delete(key);
+          state = observedState(state, ObservedOutcome.restarting);
+          replaced = true;
+        } else if (guest.outcome === ObservedOutcome.effective) {
+          this.following.delete(key);
+          if (!written && followed !== undefined) {
+            // It got there without a write from vmroll: said once, with what carried it.
+            listed = true;
+            const newInstance = vmiNow !== undefined && metaOf(vmiNow)['uid'] !== followed.vmiUid;
+            if (followed.outcome === ObservedOutcome.restarting || followed.outcome === ObservedOutcome.stopped || (newInstance && followed.via === 'eviction')) arrived = 'eviction';
+            else if (newInstance || followed.outcome === ObservedOutcome.blocked) arrived = 'restart';
+            else arrived = 'migration';
+            if (arrived === 'migration' && state === SyncState.inSync) state = SyncState.liveUpdated;
+          }
+        } else {
+          // Listed when its outcome moves (queued → migrating) or this process first sees it, otherwise only counted.
+          if (!written && followed?.outcome !== guest.outcome) listed = true;
+          // Untouched by this sync: its last write (this process's, or whoever made it) is what is on its way.
+          state = observedState(written || state !== SyncState.inSync ? state : base, guest.outcome);
+          this.following.set(key, { base, outcome: guest.outcome, via: guest.via, vmiUid: vmiNow !== undefined ? metaOf(vmiNow)['uid'] : undefined });
+        }
+        const { pending: _pending, ...observed } = guest;
+        // A VM only looked at carries what was seen only when its guest lags.
+        if (written || followed !== undefined || guest.outcome !== ObservedOutcome.effective) entry = { ...entry, observed: replaced ? { ...observed, restarted: true, summary: `restarted: the instance this sync wrote to was evicted, and the new one runs the change (${guest.summary})` } : observed };
+      }
+      vms.push(entry);
       if (state === SyncState.awaitingRestart) {
         // Listed when it enters the state (or this process first sees it), then only counted.
         if (!this.announced.has(key)) listed = true;
@@ -129,11 +255,12 @@ export class SyncOutcomes {
       } else if (this.announced.delete(key) && action === 'none' && state === SyncState.inSync) {
         listed = true; // RestartRequired went away without a write from vmroll: say so once.
       }
-      count(vm.namespace, vm.name, state, listed, reverts);
+      count(vm.namespace, vm.name, state, listed, reverts, guest, replaced ? 'eviction' : arrived);
     }
     // A VM whose file broke (or that is defined twice) keeps its place in the counts.
     for (const key of this.heldKeys(manifests, refused, input.identity)) {
       this.announced.delete(key);
+      this.following.delete(key);
       const [namespace = '', name = ''] = key.split('/');
       count(namespace, name, SyncState.held, false);
     }
@@ -141,6 +268,7 @@ export class SyncOutcomes {
       if (action !== 'delete') continue;
       const [namespace = '', name = ''] = key.split('/');
       this.announced.delete(key);
+      this.following.delete(key);
       count(namespace, name, SyncState.deleted, true);
       const live = apply.before.get(key);
       // The same entry a plan shows for a delete: the cluster's strategy and KubeVirt version.
@@ -158,7 +286,18 @@ export class SyncOutcomes {
     const newWarnings = manifests.warnings.filter((w) => !this.reportedWarnings.has(errorKey(w)));
     this.reportedWarnings = new Set(manifests.warnings.map(errorKey));
     for (const w of newWarnings) log.warn({ file: w.file, line: w.line, ...(w.path !== undefined ? { path: w.path } : {}), message: w.message }, 'manifest warning');
-    return { vms, outcomes, summary, newErrors, newWarnings };
+    // A VM the commit no longer defines (or that is gone) is not followed any more.
+    const defined = new Set(outcomes.map((o) => vmKey(o.namespace, o.name)));
+    for (const key of [...this.following.keys()]) if (!defined.has(key) || !this.cache.vms.has(key)) this.following.delete(key);
+    const moving = outcomes.filter((o) => o.guest !== undefined && MOVING.has(o.guest.outcome));
+    const movingText =
+      moving.length === 0
+        ? null
+        : `${moving.length} guest${moving.length === 1 ? '' : 's'} on the way to the change (${moving
+            .slice(0, 3)
+            .map((o) => `${vmKey(o.namespace, o.name)} ${o.guest?.outcome ?? ''}`)
+            .join(', ')}${moving.length > 3 ? ', …' : ''})`;
+    return { vms, outcomes, summary, newErrors, newWarnings, moving: movingText };
   }
 
   /** The engine's plan of a stored VM against the running instance `vmi` (uncached: for the few VMs a sync writes). */
@@ -170,6 +309,7 @@ export class SyncOutcomes {
       kubevirt: this.cache.kubevirt,
       conditions: conditionsOf(stored),
       instancetypes: [...this.cache.instancetypes.values()],
+      migrations: this.cache.migrationList(),
     }).plan;
   }
 
@@ -203,6 +343,7 @@ export class SyncOutcomes {
       kubevirt ? metaOf(kubevirt)['resourceVersion'] : '-',
       this.cache.baselineGeneration(live),
       this.cache.instancetypes.size,
+      this.migrationsKey,
     ].join('|');
     const cached = this.entries.get(key);
     const condBefore = restartCondition(before);
@@ -218,6 +359,7 @@ export class SyncOutcomes {
       kubevirt,
       conditions: conditionsOf(live),
       instancetypes: [...this.cache.instancetypes.values()],
+      migrations: this.cache.migrationList(),
     });
     const entry: VmPlanEntry = {
       ...result.plan,

@@ -23,7 +23,7 @@ import type { ClusterBackend } from '../cluster/backend.ts';
 import { ClusterCache } from '../cluster/cache.ts';
 import { type Pairing, pairDesiredLive } from '../plan/pairing.ts';
 import { type Summary, formatSummary } from '../plan/summary.ts';
-import type { VmPlan } from '../rollout/index.ts';
+import type { ObservedGuest, VmPlan } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
 import { SourceError, SourceErrorCode } from '../source/errors.ts';
 import type { ChangedPath, GitSource } from '../source/gitSource.ts';
@@ -119,7 +119,8 @@ export interface ReconcileReport {
   newWarnings: ManifestWarning[];
   /**
    * Why the sync should be looked at again soon rather than at the interval, or null: writes the
-   * cluster refused for a conflicting writer (409), writes it had not shown by the settle timeout.
+   * cluster refused for a conflicting writer (409), writes it had not shown by the settle timeout,
+   * guests a migration or an eviction is still carrying a change to (migrating, queued, evicted).
    * The repository chain treats it as a `waiting` outcome (controller/backoff.ts).
    */
   waiting: string | null;
@@ -138,6 +139,8 @@ interface SyncFindings {
   applied: ApplyResult;
   /** Writes the cluster had not shown by the settle timeout. */
   late: string[];
+  /** Where the guests of the VMs written (or followed since an earlier sync) stand. */
+  guests: Map<string, ObservedGuest>;
 }
 
 /** Keeps the state between syncs of one repository and runs them. */
@@ -201,8 +204,8 @@ export class Reconciler {
       const { pairing, writes } = await step(SyncStep.plan, () => this.plan(manifests, identity, log));
       if (writes.length + pairing.prune.deletes.length > 0) o.onWork?.(commit, writes.length + pairing.prune.deletes.length);
       const applied = await step(SyncStep.apply, () => this.apply(writes, pairing, log));
-      const late = await step(SyncStep.settle, () => this.settle(applied, log));
-      const s: SyncFindings = { commit, log, identity, manifests, pairing, writes, applied, late };
+      const { late, guests } = await step(SyncStep.settle, () => this.settle(applied, log));
+      const s: SyncFindings = { commit, log, identity, manifests, pairing, writes, applied, late, guests };
       const report = await step(SyncStep.report, () => this.report(s, timings));
       if (o.restarts !== undefined) await step(SyncStep.report, () => (o.restarts as RestartStep).afterReport(report, this.cache, log));
       this.manifests = manifests;
@@ -286,17 +289,21 @@ export class Reconciler {
 
   /**
    * settle: wait (bounded) until the watch brings the writes back, so the report says what the
-   * cluster made of them. The step that follows each written VM's instance until a live change
-   * is effective (migrating, queued, blocked, evicted) belongs here.
+   * cluster made of them; then where each written (or still followed) VM's guest stands: a live
+   * change effective, or migrating, queued, blocked, evicted (controller/outcomes.ts). It does not
+   * wait for migrations: the report says where they are, and the sync asks to be re-checked soon.
    */
-  private async settle(applied: ApplyResult, log: Logger): Promise<string[]> {
-    const late = await this.cache.settle(applied.written, this.options.settleTimeoutMs ?? 10_000);
+  private async settle(applied: ApplyResult, log: Logger): Promise<{ late: string[]; guests: Map<string, ObservedGuest> }> {
+    const started = performance.now();
+    const timeoutMs = this.options.settleTimeoutMs ?? 10_000;
+    const late = await this.cache.settle(applied.written, timeoutMs);
     if (late.length > 0) log.warn({ vms: late.slice(0, 10), count: late.length }, 'the cluster had not reported these writes back yet; reporting what it showed');
     for (const { key, write } of applied.written) {
       const after = this.cache.vms.get(key);
       if (write !== undefined && after !== undefined) this.memory.markSeen(key, write.manifest, after);
     }
-    return late;
+    const guests = await this.outcomes.follow(applied, Math.max(0, timeoutMs - (performance.now() - started)));
+    return { late, guests };
   }
 
   /** report: the engine per VM on the cluster's result, the counts, and the VmPlan of the sync. */
@@ -305,7 +312,7 @@ export class Reconciler {
     const errors: ManifestError[] = [...manifests.errors, ...pairing.refusals, ...pairing.prune.errors];
     const manifestErrors = new Set(errors);
     errors.push(...applied.errors);
-    const a = this.outcomes.assess({ manifests, refused: pairing.refused, identity: s.identity, apply: applied, errors, manifestErrors, orphans: pairing.prune.orphans.length, log: s.log });
+    const a = this.outcomes.assess({ manifests, refused: pairing.refused, identity: s.identity, apply: applied, errors, manifestErrors, orphans: pairing.prune.orphans.length, guests: s.guests, log: s.log });
     return {
       plan: { commit: s.commit, vms: a.vms, errors, orphans: pairing.prune.orphans, warnings: manifests.warnings },
       summary: a.summary,
@@ -316,14 +323,15 @@ export class Reconciler {
       outcomes: a.outcomes,
       newErrors: a.newErrors,
       newWarnings: a.newWarnings,
-      waiting: waitingCause(applied.waiting, s.late),
+      waiting: waitingCause(applied.waiting, s.late, a.moving),
     };
   }
 }
 
-/** Why a sync that ran should be re-checked soon, or null: conflicting writers and writes not yet shown. */
-function waitingCause(conflicts: readonly string[], late: readonly string[]): string | null {
+/** Why a sync that ran should be re-checked soon, or null: conflicting writers, writes not yet shown, guests on the way to a change. */
+function waitingCause(conflicts: readonly string[], late: readonly string[], moving: string | null): string | null {
   const parts: string[] = [];
+  if (moving !== null) parts.push(moving);
   if (conflicts.length > 0) parts.push(`${conflicts.length} write${conflicts.length === 1 ? '' : 's'} refused for a conflicting writer (${conflicts.slice(0, 3).join(', ')}${conflicts.length > 3 ? ', …' : ''})`);
   if (late.length > 0) parts.push(`${late.length} write${late.length === 1 ? '' : 's'} not yet shown by the cluster (${late.slice(0, 3).join(', ')}${late.length > 3 ? ', …' : ''})`);
   return parts.length === 0 ? null : parts.join('; ');

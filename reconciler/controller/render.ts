@@ -3,10 +3,20 @@
  * what is new since the previous sync of this process.
  */
 import { formatValue } from '../format.ts';
-import { SyncState, formatSummary } from '../plan/summary.ts';
-import type { FieldRevert, VmPlanEntry } from '../rollout/index.ts';
+import { SyncState, formatSummary, stateOf } from '../plan/summary.ts';
+import { type FieldRevert, ObservedOutcome, type VmPlanEntry } from '../rollout/index.ts';
 import type { ReconcileReport } from './reconcile.ts';
 import type { RestartLine, RestartReport } from './restarts.ts';
+
+/** What a followed VM's line says once its guest runs the change, by what carried it. */
+const ARRIVED: Record<'migration' | 'eviction' | 'restart', string> = {
+  migration: 'effective: a live migration carried the change to the guest',
+  eviction: 'effective: the guest was restarted by eviction and runs the change',
+  restart: 'effective: the guest was restarted and runs the change',
+};
+
+/** The states a lagging guest gives a VM (a VM awaiting restart is listed as such). */
+const GUEST_STATES: ReadonlySet<SyncState> = new Set([SyncState.migrating, SyncState.queued, SyncState.blocked, SyncState.evicted]);
 
 /** Width of the verb column of {@link renderReport}. */
 const VERB = 8;
@@ -68,6 +78,16 @@ export function renderReport(r: ReconcileReport): string {
       lines.push(`  ${col(vm.action)}${key}${conditionText(vm)}`);
       continue;
     }
+    if (vm.action === 'none' && o.arrived !== undefined) {
+      // A VM followed since an earlier sync: its guest now runs the change.
+      lines.push(`  ${col(o.arrived === 'migration' ? 'live' : 'ready')}${key} · ${ARRIVED[o.arrived]}`);
+      continue;
+    }
+    if (vm.action === 'none' && o.guest !== undefined && GUEST_STATES.has(o.state)) {
+      // A followed VM whose guest moved on (queued → migrating, evicted) without a write.
+      lines.push(`  ${col(o.state)}${key} · ${o.guest.summary}`);
+      continue;
+    }
     if (vm.action === 'none') {
       // Listed without a write: it entered (or this process first saw) awaiting restart, or left it.
       lines.push(
@@ -79,14 +99,18 @@ export function renderReport(r: ReconcileReport): string {
       continue;
     }
     const [only] = o.reverts;
-    if (o.state === SyncState.reverted && o.reverts.length === 1 && only !== undefined) {
+    // A revert whose released change is still on its way to the guest is counted by that, and listed as the revert it is.
+    const reverted = o.state === SyncState.reverted || (o.reverts.length > 0 && stateOf(vm, o.reverts) === SyncState.reverted);
+    if (reverted && o.reverts.length === 1 && only !== undefined) {
       const condition = vm.condition === 'cleared' ? ' · RestartRequired cleared' : '';
       lines.push(`  ${col('revert')}${key}${condition}: ${revertText(only)}`);
     } else {
-      lines.push(`  ${col(o.state === SyncState.reverted ? 'revert' : 'update')}${key}${conditionText(vm)}`);
+      lines.push(`  ${col(reverted ? 'revert' : 'update')}${key}${conditionText(vm)}`);
       for (const rv of o.reverts) lines.push(`${indent}${col('revert')}${revertText(rv)}`);
     }
     lines.push(...changeLines(vm, indent));
+    if (o.arrived !== undefined) lines.push(`${indent}${col('guest')}${ARRIVED[o.arrived]}`);
+    else if (o.guest !== undefined && o.guest.outcome !== ObservedOutcome.effective) lines.push(`${indent}${col('guest')}${o.guest.summary}`);
   }
   for (const o of r.plan.orphans ?? []) lines.push(`  orphan ${o.namespace}/${o.name}: ${o.message}`);
   if (r.restarts !== undefined) lines.push(...restartLines(r.restarts));

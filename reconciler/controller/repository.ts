@@ -91,6 +91,12 @@ export function failureDescription(kind: ErrorKind, error: unknown, secrets: rea
   return prefix + errorCause(error, secrets, SUMMARY_MAX_CHARS - prefix.length);
 }
 
+/** The guest outcomes of a sync's counts, to tell a sync whose guests moved from one that only restates the commit. */
+function guestCounts(report: ReconcileReport): string {
+  const s = report.summary;
+  return `${s.migrating ?? 0} ${s.queued ?? 0} ${s.blocked ?? 0} ${s.evicted ?? 0} ${(s.blockedWhy ?? []).join(',')}`;
+}
+
 /** Starts following one repository (no sync runs until triggered or scheduled). */
 export function startRepository(options: RepositoryUnitOptions): RepositoryUnit {
   const { rc, config, metrics, leading } = options;
@@ -115,6 +121,8 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
   let pushedAt = 0;
   /** The failed restarts the last posted status named (comma-joined). */
   let reportedRestartFailures = '';
+  /** Where the guests stood in it ({@link guestCounts}). */
+  let reportedGuests: string | null = null;
   /**
    * The reconcile's single exit: every sync, however it ended, is counted, and its outcome posted
    * on the commit when there is one. A sync that failed before it resolved a commit (the Git host
@@ -136,16 +144,21 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
       // Failed restarts (their groups stopped) fail the commit too, and a change in them is news.
       const failedRestarts = (report.restarts?.failed ?? []).map((f) => f.vm);
       const restartNews = failedRestarts.join(',') !== reportedRestartFailures;
-      if (!posting || (report.commit === reportedCommit && report.writes === 0 && !restartNews)) return;
+      const guests = guestCounts(report);
+      // A later sync of the same commit that writes nothing posts only when a guest moved (migrated,
+      // was evicted) or the failed restarts changed.
+      const followUp = report.commit === reportedCommit;
+      if (!posting || (followUp && report.writes === 0 && guests === reportedGuests && !restartNews)) return;
       const failed = report.plan.errors.length > 0 || failedRestarts.length > 0;
       const restartText = failedRestarts.length > 0 ? `restart failed: ${failedRestarts.slice(0, 2).join(', ')}${failedRestarts.length > 2 ? ` and ${failedRestarts.length - 2} more` : ''}; ` : '';
       const description = `${restartText}${formatSummary(report.summary)}`;
       // Nothing written: a commit that already shows this outcome (a restart, a new leader) is left as it is.
       queue.status(
         { sha: report.commit, context: StatusContext.sync, state: failed ? 'failure' : 'success', description: description.length > SUMMARY_MAX_CHARS ? `${description.slice(0, SUMMARY_MAX_CHARS - 1)}…` : description, ...target },
-        { match: report.writes === 0 && !restartNews ? 'outcome' : 'exact' },
+        { match: report.writes === 0 && !followUp && !restartNews ? 'outcome' : 'exact' },
       );
       reportedCommit = report.commit;
+      reportedGuests = guests;
       reportedRestartFailures = failedRestarts.join(',');
       return;
     }

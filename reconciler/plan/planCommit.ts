@@ -14,7 +14,7 @@ import type { ManifestError } from '../rollout/plan.ts';
 import type { ChangedPath, TreeFile } from '../source/gitSource.ts';
 import { type ManifestSet, loadManifests } from '../source/manifests.ts';
 import { pairDesiredLive } from './pairing.ts';
-import { type PlanSummary, type Summary, countPlan, planView } from './summary.ts';
+import { type Summary, countPlan } from './summary.ts';
 
 /** What planning needs from Git (GitSource implements it). */
 export interface PlanSource {
@@ -59,10 +59,8 @@ export interface PlanCommitOptions {
 export interface PlanCommitResult {
   /** Schema-valid VmPlan of the commit. */
   plan: VmPlan;
-  /** The counts as a pull request reads them ({@link planView} of {@link counts}). */
-  summary: PlanSummary;
   /** The plan's counts by the states a sync counts (plan/summary.ts): the same type and rule as a sync's summary. */
-  counts: Summary;
+  summary: Summary;
   /** Power changes by `namespace/name`. */
   power: Record<string, PowerChange>;
   /** Defining file and line by `namespace/name`, for VMs the commit defines (deletes: the file named by the live VM's annotation). */
@@ -120,7 +118,7 @@ export function deleteEntry(namespace: string, name: string, live: Obj, kubevirt
 
 /**
  * Digest of the cluster state a plan depends on (every VM, VMI, start baseline, instancetype and
- * the KubeVirt CR, by resourceVersion): equal digests give equal plans for the same commit.
+ * the KubeVirt CR, by resourceVersion; the migrations by phase): equal digests give equal plans for the same commit.
  */
 export function clusterStateKey(cache: ClusterCache): string {
   const h = createHash('sha256');
@@ -132,6 +130,7 @@ export function clusterStateKey(cache: ClusterCache): string {
   for (const key of [...cache.vmis.keys()].sort(compare)) h.update(`vmi ${key} ${rv(cache.vmis.get(key))}\n`);
   for (const key of [...cache.instancetypes.keys()].sort(compare)) h.update(`it ${key} ${rv(cache.instancetypes.get(key))}\n`);
   h.update(`kv ${rv(cache.kubevirt)}\n`);
+  h.update(`vmim ${cache.migrationsKey()}\n`);
   return h.digest('hex').slice(0, 32);
 }
 
@@ -159,6 +158,8 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
   const power: Record<string, PowerChange> = {};
   const sources: Record<string, { file: string; line: number | null }> = {};
   const instancetypes = [...cache.instancetypes.values()];
+  // Migrations in flight decide how many are ahead of a hot-plug's own.
+  const migrations = cache.migrationList();
 
   // The same pairing as the sync: a VM the sync refuses (namespace, another repository's) is an error here, never planned.
   const pairing = await pairDesiredLive({
@@ -177,7 +178,7 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
     const vmi = live !== undefined ? (cache.vmis.get(key) ?? null) : null;
     const result =
       live === undefined
-        ? planRollout({ desired, baseline: null, vmi: null, kubevirt: cache.kubevirt, conditions: [], instancetypes })
+        ? planRollout({ desired, baseline: null, vmi: null, kubevirt: cache.kubevirt, conditions: [], instancetypes, migrations })
         : planRollout({
             desired: projected(live, desired),
             // Without a running instance the stored VM is what the change is measured against.
@@ -186,6 +187,7 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
             kubevirt: cache.kubevirt,
             conditions: conditionsOf(live),
             instancetypes,
+            migrations,
           });
     if (result.admissionErrors.length > 0) {
       const verb = live === undefined ? 'creation' : 'update';
@@ -216,6 +218,5 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
   vms.sort((a, b) => compare(a.namespace, b.namespace) || compare(a.name, b.name));
   errors.sort((a, b) => compare(a.file, b.file) || (a.line ?? 0) - (b.line ?? 0));
   const plan: VmPlan = { commit, vms, errors, orphans: decision.orphans, warnings: manifests.warnings.filter((w) => inScope(w.file)) };
-  const counts = countPlan(plan, power);
-  return { plan, summary: planView(counts), counts, power, sources, manifests };
+  return { plan, summary: countPlan(plan, power), power, sources, manifests };
 }

@@ -1,11 +1,11 @@
 /**
  * The one summary of a sync or a plan: every VM in exactly one {@link SyncState}, counted the same
- * way whether the sync did it (controller/reconcile.ts, from what the cluster made of the writes)
- * or a plan predicts it (PR review, `vmroll plan`, from the engine's plan of the commit), plus the
- * errors, warnings and orphans. The sync's status line is {@link formatSummary}; the pull-request
- * texts (report/markdown.ts) read the same counts through {@link planView}.
+ * way whether the sync did it (controller/reconcile.ts, from what the cluster made of the writes and
+ * where each guest stands) or a plan predicts it (PR review, `vmroll plan`, from the engine's plan of
+ * the commit), plus the errors, warnings and orphans. The sync's status line is {@link formatSummary};
+ * the pull-request texts (report/markdown.ts) read the same {@link Summary}.
  */
-import { PlanAction, RELEASED_WHY, Rollout, TakesEffect, type FieldRevert, type VmPlan, type VmPlanEntry } from '../rollout/index.ts';
+import { MigrationBlock, ObservedBlock, ObservedOutcome, PlanAction, RELEASED_WHY, ReachesGuest, Rollout, TakesEffect, type FieldRevert, type VmPlan, type VmPlanEntry } from '../rollout/index.ts';
 
 /**
  * Where a sync leaves each VM of the repository (or where a plan says it will): every VM the
@@ -16,6 +16,14 @@ export const SyncState = {
   created: 'created',
   /** Updated by this sync; every field it changed reached the running guest, or is not part of it (VM metadata, runStrategy). */
   liveUpdated: 'live-updated',
+  /** A live change written to the VMI is on its way to the guest: a live migration carrying it runs. */
+  migrating: 'migrating',
+  /** A live change written to the VMI waits for a migration (or an eviction) KubeVirt will start: pending, or yet to be created by its workload updater. */
+  queued: 'queued',
+  /** A live change written to the VMI will not reach the guest until a restart: no migration will start (no LiveMigrate method, not migratable). */
+  blocked: 'blocked',
+  /** KubeVirt's workload updater evicted the VMI to carry a change: the guest is restarting (or stopped, when its runStrategy does not start it). */
+  evicted: 'evicted',
   /** Updated by this sync; some field waits for the next start, and KubeVirt set no RestartRequired (a stopped VM, template metadata). */
   staged: 'staged',
   /** Updated by this sync, and every field it changed is a revert (see `changeOutcome` in rollout/introduced.ts); no restart pending. */
@@ -43,6 +51,16 @@ export interface Summary {
   inSync: number;
   created: number;
   liveUpdated: number;
+  /** Sync: a migration carrying a live change runs. Plan: live changes KubeVirt's workload updater will carry by live migration. */
+  migrating?: number;
+  /** Sync only: the migration (or eviction) that carries a live change is pending or yet to be created. */
+  queued?: number;
+  /** Live changes patched into the VMI that will not reach the guest until a restart (observed, or predicted by a plan). */
+  blocked?: number;
+  /** Why the blocked VMs are blocked, short and distinct (e.g. `not migratable`); absent when none is. */
+  blockedWhy?: string[];
+  /** Sync: the workload updater evicted the VMI. Plan: it will evict it (the `Evict` method): a restart. */
+  evicted?: number;
   staged: number;
   reverted?: number;
   awaitingRestart?: number;
@@ -63,9 +81,13 @@ export interface Summary {
 }
 
 /** The {@link Summary} count of each state. */
-export const SUMMARY_FIELD: Record<SyncState, 'inSync' | 'created' | 'liveUpdated' | 'staged' | 'reverted' | 'awaitingRestart' | 'held' | 'deleted'> = {
+export const SUMMARY_FIELD: Record<SyncState, 'inSync' | 'created' | 'liveUpdated' | 'migrating' | 'queued' | 'blocked' | 'evicted' | 'staged' | 'reverted' | 'awaitingRestart' | 'held' | 'deleted'> = {
   created: 'created',
   'live-updated': 'liveUpdated',
+  migrating: 'migrating',
+  queued: 'queued',
+  blocked: 'blocked',
+  evicted: 'evicted',
   staged: 'staged',
   reverted: 'reverted',
   'awaiting restart': 'awaitingRestart',
@@ -76,14 +98,70 @@ export const SUMMARY_FIELD: Record<SyncState, 'inSync' | 'created' | 'liveUpdate
 
 /** An empty summary: every state at 0. */
 export function emptySummary(): Summary {
-  return { vms: 0, inSync: 0, created: 0, liveUpdated: 0, staged: 0, reverted: 0, awaitingRestart: 0, held: 0, deleted: 0, errors: 0 };
+  return { vms: 0, inSync: 0, created: 0, liveUpdated: 0, migrating: 0, queued: 0, blocked: 0, evicted: 0, staged: 0, reverted: 0, awaitingRestart: 0, held: 0, deleted: 0, errors: 0 };
 }
 
-/** Adds one VM in `state` to `summary`. */
-export function countState(summary: Summary, state: SyncState): void {
+/** The short words of a block reason, as the status line shows them after `blocked:`. */
+export const BLOCK_WORDS: Record<ObservedBlock, string> = {
+  [MigrationBlock.noLiveMigrateMethod]: 'no LiveMigrate method',
+  [MigrationBlock.notMigratable]: 'not migratable',
+  [MigrationBlock.kubevirtNotDeployed]: 'KubeVirt not Deployed',
+  [MigrationBlock.kubevirtUpdating]: 'KubeVirt updating',
+  [ObservedBlock.hotplugFailed]: 'hotplug failed',
+};
+
+/** Adds one VM in `state` to `summary`; a blocked VM adds its reason (`blockedBy`) to `blockedWhy`. */
+export function countState(summary: Summary, state: SyncState, blockedBy?: ObservedBlock): void {
   summary.vms++;
   const field = SUMMARY_FIELD[state];
   summary[field] = (summary[field] ?? 0) + 1;
+  if (state === SyncState.blocked && blockedBy !== undefined) {
+    const words = BLOCK_WORDS[blockedBy];
+    const why = (summary.blockedWhy ??= []);
+    if (!why.includes(words)) {
+      why.push(words);
+      why.sort();
+    }
+  }
+}
+
+/**
+ * The state of a VM the sync wrote (or follows), given where its guest stands: a live change on its
+ * way (`migrating`, `queued`), held (`blocked`) or carried by an eviction (`evicted`) replaces
+ * `live-updated` and `staged`; RestartRequired (`awaiting restart`) stays unless the VMI is being
+ * evicted, which is the restart. An effective guest leaves the state as it was.
+ */
+export function observedState(state: SyncState, outcome: ObservedOutcome | undefined): SyncState {
+  if (outcome === undefined || outcome === ObservedOutcome.effective) return state;
+  const replaceable = state === SyncState.liveUpdated || state === SyncState.staged || state === SyncState.reverted;
+  switch (outcome) {
+    case ObservedOutcome.migrating:
+      return replaceable ? SyncState.migrating : state;
+    case ObservedOutcome.queued:
+      return replaceable ? SyncState.queued : state;
+    case ObservedOutcome.blocked:
+      return replaceable ? SyncState.blocked : state;
+    case ObservedOutcome.restarting:
+    case ObservedOutcome.stopped:
+      return replaceable || state === SyncState.awaitingRestart ? SyncState.evicted : state;
+  }
+  return state;
+}
+
+/**
+ * The state a plan predicts for a VM once its live changes meet KubeVirt's workload updater: an
+ * eviction (`evicted`), a change that will not reach the guest (`blocked`), a live migration
+ * (`migrating`); else {@link stateOf}. Only updates and creates that were `live-updated` change.
+ */
+export function predictedState(entry: VmPlanEntry): { state: SyncState; blockedBy?: ObservedBlock } {
+  const state = stateOf(entry);
+  if (state !== SyncState.liveUpdated && state !== SyncState.staged) return { state };
+  const own = entry.changes.filter((c) => c.why !== RELEASED_WHY);
+  if (own.some((c) => c.reachesGuest === ReachesGuest.eviction)) return { state: SyncState.evicted };
+  const held = own.find((c) => c.reachesGuest === ReachesGuest.awaitingRestart);
+  if (held !== undefined) return held.migration?.blockedBy !== undefined ? { state: SyncState.blocked, blockedBy: held.migration.blockedBy } : { state: SyncState.blocked };
+  if (own.some((c) => c.reachesGuest === ReachesGuest.liveMigration)) return { state: SyncState.migrating };
+  return { state };
 }
 
 /**
@@ -108,8 +186,8 @@ export function countPlan(plan: VmPlan, power: Record<string, unknown> = {}): Su
   if ((plan.orphans?.length ?? 0) > 0) s.orphans = plan.orphans?.length ?? 0;
   if ((plan.warnings?.length ?? 0) > 0) s.warnings = plan.warnings?.length ?? 0;
   for (const vm of plan.vms) {
-    const state = stateOf(vm);
-    countState(s, state);
+    const { state, blockedBy } = predictedState(vm);
+    countState(s, state, blockedBy);
     if (state === SyncState.awaitingRestart && vm.action === PlanAction.none) s.pendingRestart = (s.pendingRestart ?? 0) + 1;
     if (state === SyncState.staged) {
       const staged = vm.changes.filter((c) => c.rollout === Rollout.staged);
@@ -120,76 +198,12 @@ export function countPlan(plan: VmPlan, power: Record<string, unknown> = {}): Su
   return s;
 }
 
-/**
- * The counts as a pull request reads them (the comment, the `vmroll/plan` status, `vmroll plan`),
- * all derived from a {@link Summary} by {@link planView}. Every VM of the plan falls in exactly
- * one of created, deleted, inSync, liveUpdated, staged; `restarting` overlaps them.
- */
-export interface PlanSummary {
-  /** Entries in the plan. */
-  vms: number;
-  /** Updates whose every change reaches the running guest (or the VM object) at once. */
-  liveUpdated: number;
-  /** Updates with at least one change that waits for the next restart (RestartRequired or not). */
-  staged: number;
-  /**
-   * VMs whose guest this plan takes down or brings up because the desired runStrategy (or `running`)
-   * stops a running instance or starts one for an existing VM that has none. KubeVirt's RestartRequired
-   * never restarts a VM by itself, so a staged change alone is counted under `staged`, not here.
-   */
-  restarting: number;
-  created: number;
-  deleted: number;
-  /** VMs whose owned fields already match (action none). */
-  inSync: number;
-  /** Of the in-sync VMs, those that already carry RestartRequired from an earlier change. */
-  pendingRestart: number;
-  /** Manifest errors and admission refusals. */
-  errors: number;
-  /** VMs this repository applied that the commit no longer defines and that stay (`plan.orphans`); absent when none. */
-  orphans?: number;
-  /** Updates of VMs that are not running: every change waits for the VM's next start, nothing needs a restart; absent when none. */
-  atNextStart?: number;
-  /** Manifest warnings (`plan.warnings`: other kinds skipped, unknown fields); absent when none. */
-  warnings?: number;
-}
-
-/**
- * A summary as a pull request reads it: an update that leaves RestartRequired and one staged on a
- * running VM are both "staged until restart", and a VM the plan leaves alone is "in sync" even
- * when an earlier change still awaits a restart.
- */
-export function planView(s: Summary): PlanSummary {
-  const pending = s.pendingRestart ?? 0;
-  const atNextStart = s.atNextStart ?? 0;
-  const view: PlanSummary = {
-    vms: s.vms,
-    liveUpdated: s.liveUpdated + (s.reverted ?? 0),
-    staged: (s.awaitingRestart ?? 0) - pending + s.staged - atNextStart,
-    restarting: s.restarting ?? 0,
-    created: s.created,
-    deleted: s.deleted,
-    inSync: s.inSync + pending,
-    pendingRestart: pending,
-    errors: s.errors,
-  };
-  if ((s.orphans ?? 0) > 0) view.orphans = s.orphans ?? 0;
-  if (atNextStart > 0) view.atNextStart = atNextStart;
-  if ((s.warnings ?? 0) > 0) view.warnings = s.warnings ?? 0;
-  return view;
-}
-
-/** The pull-request counts of a plan: {@link planView} of {@link countPlan}. */
-export function summarizePlan(plan: VmPlan, power: Record<string, unknown> = {}): PlanSummary {
-  return planView(countPlan(plan, power));
-}
-
 /** GitHub's cap on a commit status description; the summary is made to fit rather than be cut. */
 export const SUMMARY_MAX_CHARS = 140;
 
 /**
  * Formats a summary the way statuses, logs and the text report show it, e.g.
- * `12 in sync · 3 live-updated · 1 reverted · 1 awaiting restart · 1 held · 2 errors`. States with
+ * `12 in sync · 3 live-updated · 2 migrating · 1 awaiting restart · 1 blocked: not migratable · 2 errors`. States with
  * no VM are left out, but `in sync` always shows. Longer than {@link SUMMARY_MAX_CHARS} (counts in
  * the hundred thousands), the labels shorten and the separators tighten, so no count is cut off.
  */
@@ -198,9 +212,13 @@ export function formatSummary(s: Summary): string {
     [s.inSync, 'in sync', 'in sync'],
     [s.created, 'created', 'new'],
     [s.liveUpdated, 'live-updated', 'live'],
+    [s.migrating ?? 0, 'migrating', 'migr'],
+    [s.queued ?? 0, 'queued', 'queued'],
     [s.staged, 'staged', 'staged'],
     [s.reverted ?? 0, 'reverted', 'reverted'],
     [s.awaitingRestart ?? 0, 'awaiting restart', 'restart'],
+    [s.evicted ?? 0, 'evicted', 'evict'],
+    [s.blocked ?? 0, (s.blockedWhy ?? []).length > 0 ? `blocked: ${(s.blockedWhy ?? []).join(', ')}` : 'blocked', 'blocked'],
     [s.held ?? 0, 'held', 'held'],
     [s.deleted, 'deleted', 'deleted'],
     [s.orphans ?? 0, 'orphaned', 'orphan'],

@@ -4,13 +4,13 @@
  * `vmroll plan`. Every value that comes from a manifest or the cluster is escaped, so a field
  * value can neither break the table nor inject HTML, mentions or issue links.
  */
-import { PlanAction, Rollout, TakesEffect, type VmPlan, type VmPlanEntry } from '../rollout/index.ts';
+import { ObservedOutcome, PlanAction, ReachesGuest, Rollout, TakesEffect, type VmPlan, type VmPlanEntry } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
 import type { ManifestWarning } from '../source/manifests.ts';
 import type { VmOrphan } from '../apply/prune.ts';
 import { formatValue } from '../format.ts';
 import { PowerChange } from '../plan/planCommit.ts';
-import { type PlanSummary, summarizePlan } from '../plan/summary.ts';
+import { type Summary, countPlan } from '../plan/summary.ts';
 import { PLAN_MARKER } from './reporter.ts';
 
 /** GitHub refuses comment bodies longer than this many characters. */
@@ -50,6 +50,14 @@ export const VmOutcome = {
   deleted: 'deleted',
   /** Nothing was left to write: an earlier sync had applied it. */
   inSync: 'in sync',
+  /** Applied; a live migration is carrying a live change to the guest. */
+  migrating: 'applied, migrating to the guest',
+  /** Applied; the migration (or eviction) that carries a live change has yet to start. */
+  queued: 'applied, queued',
+  /** Applied to the VMI; no migration will carry it, so the guest gets it at the next restart. */
+  blocked: 'patched, not in the guest until a restart',
+  /** Applied; KubeVirt's workload updater evicted the VMI to carry it: the guest restarts. */
+  evicted: 'applied, restarted by eviction',
   /** The synced commit's plan does not mention the VM (e.g. prune is off, or a later commit changed it again). */
   notApplied: 'not applied',
 } as const;
@@ -59,7 +67,7 @@ export type VmOutcome = (typeof VmOutcome)[keyof typeof VmOutcome];
 export interface PlanCommentInput {
   plan: VmPlan;
   /** Default: counted from the plan (and `power`). */
-  summary?: PlanSummary;
+  summary?: Summary;
   /** runStrategy stops and starts by `namespace/name` (planCommit's `power`). */
   power?: Record<string, string>;
   /** Defining file and line by `namespace/name` (planCommit's `sources`). */
@@ -125,38 +133,69 @@ function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
 
-/** The counts as the summary line shows them: `2 live-updated · 1 staged until restart · 1 created · 0 deleted`. */
-export function summaryText(s: PlanSummary): string {
-  const parts = [`${s.liveUpdated} live-updated`, `${s.staged} staged until restart`];
+/**
+ * A {@link Summary} as a pull request reads it: an update that leaves RestartRequired and one staged
+ * on a running VM are both "staged until restart", a VM the plan leaves alone is "in sync" even when
+ * an earlier change still awaits a restart, and a revert is live.
+ */
+function prCounts(s: Summary): { live: number; viaMigration: number; blocked: number; evicted: number; staged: number; inSync: number } {
+  const pending = s.pendingRestart ?? 0;
+  return {
+    live: s.liveUpdated + (s.reverted ?? 0),
+    viaMigration: (s.migrating ?? 0) + (s.queued ?? 0),
+    blocked: s.blocked ?? 0,
+    evicted: s.evicted ?? 0,
+    staged: (s.awaitingRestart ?? 0) - pending + s.staged - (s.atNextStart ?? 0),
+    inSync: s.inSync + pending,
+  };
+}
+
+function blockedWords(s: Summary): string {
+  const why = s.blockedWhy ?? [];
+  return why.length > 0 ? `: ${why.join(', ')}` : '';
+}
+
+/** The counts as the summary line shows them: `2 live-updated · 1 hot-plug via live migration · 1 staged until restart · 1 created · 0 deleted`. */
+export function summaryText(s: Summary): string {
+  const c = prCounts(s);
+  const parts = [`${c.live} live-updated`];
+  if (c.viaMigration > 0) parts.push(`${c.viaMigration} hot-plug via live migration`);
+  if (c.blocked > 0) parts.push(`${c.blocked} patched, not in the guest until a restart${blockedWords(s)}`);
+  if (c.evicted > 0) parts.push(`${c.evicted} restarted by eviction`);
+  parts.push(`${c.staged} staged until restart`);
   if ((s.atNextStart ?? 0) > 0) parts.push(`${s.atNextStart} at next start (not running)`);
-  if (s.restarting > 0) parts.push(`${s.restarting} stopped or started by runStrategy`);
+  if ((s.restarting ?? 0) > 0) parts.push(`${s.restarting} stopped or started by runStrategy`);
   parts.push(`${s.created} created`, `${s.deleted} deleted`);
   if ((s.orphans ?? 0) > 0) parts.push(`${s.orphans} orphaned`);
-  if (s.inSync > 0) parts.push(`${s.inSync} in sync`);
-  if (s.pendingRestart > 0) parts.push(`${s.pendingRestart} already awaiting restart`);
+  if (c.inSync > 0) parts.push(`${c.inSync} in sync`);
+  if ((s.pendingRestart ?? 0) > 0) parts.push(`${s.pendingRestart} already awaiting restart`);
   if ((s.warnings ?? 0) > 0) parts.push(plural(s.warnings ?? 0, 'warning'));
   if (s.errors > 0) parts.push(plural(s.errors, 'error'));
   return parts.join(' · ');
 }
 
 /** The comment's first visible line: `**vmroll plan** for `abc1234`: 2 live-updated · …`. */
-export function summaryLine(summary: PlanSummary, sha: string | null): string {
+export function summaryLine(summary: Summary, sha: string | null): string {
   return `**vmroll plan** for ${sha === null ? 'files' : `<code>${escapeMarkdown(short(sha))}</code>`}: ${summaryText(summary)}`;
 }
 
-/** A commit status description (at most 140 characters): `2 live · 1 staged until restart · 1 created`. */
-export function statusDescription(s: PlanSummary): string {
+/** A commit status description (at most 140 characters): `2 live · 1 live via migration · 1 staged until restart · 1 created`. */
+export function statusDescription(s: Summary): string {
+  const c = prCounts(s);
   const parts: string[] = [];
   if (s.errors > 0) parts.push(plural(s.errors, 'error'));
-  if (s.liveUpdated > 0) parts.push(`${s.liveUpdated} live`);
-  if (s.staged > 0) parts.push(`${s.staged} staged until restart`);
-  if (s.restarting > 0) parts.push(`${s.restarting} stopped/started`);
+  if (c.live > 0) parts.push(`${c.live} live`);
+  if (c.viaMigration > 0) parts.push(`${c.viaMigration} live via migration`);
+  if (c.blocked > 0) parts.push(`${c.blocked} blocked until restart${blockedWords(s)}`);
+  if (c.evicted > 0) parts.push(`${c.evicted} restarted by eviction`);
+  if (c.staged > 0) parts.push(`${c.staged} staged until restart`);
+  if ((s.restarting ?? 0) > 0) parts.push(`${s.restarting} stopped/started`);
   if (s.created > 0) parts.push(`${s.created} created`);
   if (s.deleted > 0) parts.push(`${s.deleted} deleted`);
   if ((s.orphans ?? 0) > 0) parts.push(`${s.orphans} orphaned`);
   if ((s.atNextStart ?? 0) > 0) parts.push(`${s.atNextStart} at next start`);
   if ((s.warnings ?? 0) > 0) parts.push(plural(s.warnings ?? 0, 'warning'));
-  if (parts.length === 0) parts.push(s.inSync > 0 ? `no changes · ${s.inSync} in sync` : 'no VM changes');
+  if (parts.length === 0) parts.push(c.inSync > 0 ? `no changes · ${c.inSync} in sync` : 'no VM changes');
   const text = parts.join(' · ');
   return text.length <= 140 ? text : `${text.slice(0, 139)}…`;
 }
@@ -175,6 +214,15 @@ function weight(vm: VmPlanEntry, power: Record<string, string>): number {
   return 5;
 }
 
+/** How the live changes that need a migration reach the guest, in the words a reviewer reads in the title; null when none does. */
+function guestPath(vm: VmPlanEntry): string | null {
+  const reach = new Set(vm.changes.map((c) => c.reachesGuest));
+  if (reach.has(ReachesGuest.eviction)) return 'restarted by eviction';
+  if (reach.has(ReachesGuest.awaitingRestart)) return 'not in the guest until a restart';
+  if (reach.has(ReachesGuest.liveMigration)) return 'hot-plug via live migration';
+  return null;
+}
+
 function headline(vm: VmPlanEntry, power: Record<string, string>): string {
   const bits: string[] = [vm.action];
   const staged = stagedCount(vm);
@@ -182,6 +230,8 @@ function headline(vm: VmPlanEntry, power: Record<string, string>): string {
   if (vm.action === PlanAction.update) {
     if (live > 0) bits.push(`${live} live`);
     if (staged > 0) bits.push(`${staged} staged`);
+    const path = guestPath(vm);
+    if (path !== null) bits.push(path);
   }
   const p = power[vmKey(vm)];
   if (p === PowerChange.stop) bits.push('runStrategy stops it');
@@ -255,8 +305,9 @@ function vmBody(vm: VmPlanEntry, power: Record<string, string>, sources: Record<
     lines.push('No field of the running instance changes (labels, annotations or ownership only).', '');
   }
   // Only when the guest is disrupted or a live change never reaches it: the table says the rest.
-  const blocked = vm.changes.some((c) => c.reachesGuest === 'awaitingRestart');
+  const blocked = vm.changes.some((c) => c.reachesGuest === ReachesGuest.awaitingRestart);
   if (vm.disruption !== undefined && (vm.disruption.kind !== 'none' || blocked)) lines.push(`**Guest**: ${escapeMarkdown(vm.disruption.summary)}`, '');
+  if (vm.observed !== undefined && vm.observed.outcome !== ObservedOutcome.effective) lines.push(`**Observed**: ${escapeMarkdown(vm.observed.summary)}`, '');
   if (vm.restartRequired) {
     lines.push(`**RestartRequired** (${vm.condition}), with KubeVirt's message: "${escapeMarkdown(vm.conditionMessage ?? '')}"`, '');
   } else if (vm.condition === 'cleared') {
@@ -325,6 +376,20 @@ export function outcomeOf(vm: VmPlanEntry, outcome: PlanOutcome, file: string | 
     if (loadError !== undefined) return { outcome: VmOutcome.failed, detail: `${file}${loadError.line !== null ? `:${loadError.line}` : ''}: ${loadError.message}` };
     return { outcome: VmOutcome.notApplied, detail: vm.action === PlanAction.delete ? 'not deleted by the sync (is prune on?)' : 'not in the synced plan' };
   }
+  const guest = after.observed;
+  if (guest?.restarted === true) return { outcome: VmOutcome.evicted, detail: guest.summary };
+  if (guest !== undefined && guest.outcome !== ObservedOutcome.effective && after.action !== PlanAction.delete) {
+    switch (guest.outcome) {
+      case ObservedOutcome.migrating:
+        return { outcome: VmOutcome.migrating, detail: guest.summary };
+      case ObservedOutcome.queued:
+        return { outcome: VmOutcome.queued, detail: guest.summary };
+      case ObservedOutcome.blocked:
+        return { outcome: VmOutcome.blocked, detail: guest.summary };
+      default:
+        return { outcome: VmOutcome.evicted, detail: guest.summary };
+    }
+  }
   switch (after.action) {
     case PlanAction.create:
       return { outcome: VmOutcome.created, detail: after.restartRequired ? (after.conditionMessage ?? '') : '' };
@@ -333,11 +398,12 @@ export function outcomeOf(vm: VmPlanEntry, outcome: PlanOutcome, file: string | 
     case PlanAction.update:
       return after.restartRequired
         ? { outcome: VmOutcome.staged, detail: `RestartRequired: ${after.conditionMessage ?? ''}` }
-        : { outcome: VmOutcome.liveApplied, detail: '' };
+        : { outcome: VmOutcome.liveApplied, detail: guest !== undefined ? guest.summary : '' };
     default:
-      return after.restartRequired
-        ? { outcome: VmOutcome.staged, detail: `RestartRequired: ${after.conditionMessage ?? ''}` }
-        : { outcome: VmOutcome.inSync, detail: 'already applied by an earlier sync' };
+      if (after.restartRequired) return { outcome: VmOutcome.staged, detail: `RestartRequired: ${after.conditionMessage ?? ''}` };
+      // Followed since the sync that applied it: its guest now runs the change.
+      if (guest !== undefined) return { outcome: VmOutcome.liveApplied, detail: guest.summary };
+      return { outcome: VmOutcome.inSync, detail: 'already applied by an earlier sync' };
   }
 }
 
@@ -352,6 +418,7 @@ function outcomeHead(input: PlanCommentInput, outcome: PlanOutcome, changed: VmP
     `${count(VmOutcome.created)} created`,
     `${count(VmOutcome.deleted)} deleted`,
   ];
+  for (const o of [VmOutcome.evicted, VmOutcome.blocked, VmOutcome.queued, VmOutcome.migrating]) if (count(o) > 0) parts.splice(1, 0, `${count(o)} ${o}`);
   if (count(VmOutcome.inSync) > 0) parts.push(`${count(VmOutcome.inSync)} already in sync`);
   if (count(VmOutcome.notApplied) > 0) parts.push(`${count(VmOutcome.notApplied)} not applied`);
   const lines = [
@@ -368,7 +435,7 @@ function outcomeHead(input: PlanCommentInput, outcome: PlanOutcome, changed: VmP
   } else {
     lines.push('The reviewed plan changed no VM.', '');
   }
-  lines.push('<details><summary>The plan as reviewed before merge</summary>', '', summaryLine(input.summary ?? summarizePlan(input.plan, powerAsChanges(input.power)), sha), '');
+  lines.push('<details><summary>The plan as reviewed before merge</summary>', '', summaryLine(input.summary ?? countPlan(input.plan, powerAsChanges(input.power)), sha), '');
   return `${lines.join('\n')}\n`;
 }
 
@@ -389,7 +456,7 @@ export function renderPlanComment(input: PlanCommentInput): string {
   const power = input.power ?? {};
   const sources = input.sources ?? {};
   const sha = input.sha ?? plan.commit;
-  const summary = input.summary ?? summarizePlan(plan, powerAsChanges(power));
+  const summary = input.summary ?? countPlan(plan, powerAsChanges(power));
   const title = titleLine(input, sha);
   const changed = plan.vms
     .filter((vm) => vm.action !== PlanAction.none)
@@ -421,7 +488,7 @@ export function renderPlanComment(input: PlanCommentInput): string {
     input.outcome !== undefined ? '</details>\n' : '',
     input.outcome !== undefined
       ? '<sub>vmroll edits this comment once more after each merge is synced.</sub>'
-      : `<sub>Planned by vmroll against ${escapeMarkdown(input.target ?? 'the cluster vmroll syncs to')}; nothing is applied before the merge. Live: reaches the running guest now. Staged: waits for the next restart (KubeVirt never restarts a VM by itself).</sub>`,
+      : `<sub>Planned by vmroll against ${escapeMarkdown(input.target ?? 'the cluster vmroll syncs to')}; nothing is applied before the merge. Live: written to the running VM without a restart; where it needs a live migration to reach the guest, the VM says so under Guest. Staged: waits for the next restart (KubeVirt never restarts a VM by itself, but its workload updater may evict one).</sub>`,
     '',
   ].join('\n');
   const sections = changed.map((vm) => section(vm, power, sources, folded, limit * SECTION_SHARE));
@@ -447,9 +514,9 @@ function orphanLines(orphans: readonly VmOrphan[], budget: number): string[] {
 }
 
 /** The plan for a terminal (`vmroll plan --output text`): summary, errors, then every VM the plan changes. */
-export function renderPlanTable(plan: VmPlan, options: { summary?: PlanSummary; power?: Record<string, string>; sources?: Record<string, { file: string; line: number | null }> } = {}): string {
+export function renderPlanTable(plan: VmPlan, options: { summary?: Summary; power?: Record<string, string>; sources?: Record<string, { file: string; line: number | null }> } = {}): string {
   const power = options.power ?? {};
-  const summary = options.summary ?? summarizePlan(plan, powerAsChanges(power));
+  const summary = options.summary ?? countPlan(plan, powerAsChanges(power));
   const lines = [`vmroll plan for ${plan.commit === null ? 'files' : short(plan.commit)}: ${summaryText(summary)}`];
   for (const e of plan.errors) lines.push(`error ${e.file}${e.line !== null ? `:${e.line}` : ''}: ${e.path !== undefined ? `${e.path}: ` : ''}${e.message}`);
   for (const o of plan.orphans ?? []) lines.push(`orphan ${o.namespace}/${o.name}: ${o.message}`);

@@ -6,13 +6,13 @@
 import type { RepositoryIdentity } from '../apply/identity.ts';
 import type { Logger } from 'pino';
 import type { ClusterCache } from '../cluster/cache.ts';
-import type { VmPlan } from '../rollout/index.ts';
+import { ObservedOutcome, type VmPlan } from '../rollout/index.ts';
 import { SourceError } from '../source/errors.ts';
 import type { ResolvedRef } from '../source/gitSource.ts';
 import type { ManifestSet } from '../source/manifests.ts';
 import { renderPlanComment, statusDescription } from './markdown.ts';
 import { type PlanSource, type PowerChange, clusterStateKey, planCommit } from '../plan/planCommit.ts';
-import type { PlanSummary } from '../plan/summary.ts';
+import type { Summary } from '../plan/summary.ts';
 import type { ReportQueue } from './queue.ts';
 import { GitHostError, type GitHostReporter, type PullRequestInfo, StatusContext, StatusState } from './reporter.ts';
 
@@ -33,7 +33,7 @@ export interface ReviewedPullRequest {
   /** Head, base and cluster state the plan was made from: the same key means the same plan. */
   key: string;
   plan: VmPlan;
-  summary: PlanSummary;
+  summary: Summary;
   power: Record<string, PowerChange>;
   sources: Record<string, { file: string; line: number | null }>;
   /** The comment body and status last written, to skip identical writes when only unrelated cluster state moved. */
@@ -42,6 +42,12 @@ export interface ReviewedPullRequest {
   open: boolean;
   /** Outcome checks made since it closed; a closed pull request that never shows up merged is forgotten after a while. */
   checksSinceClosed: number;
+  /**
+   * Set once the sync that applied it was reported while a guest was still on the way to a change
+   * (migrating, queued, evicted): that sync, whose plan later syncs update with where each guest
+   * stands, until none moves.
+   */
+  merged?: { commit: string; plan: VmPlan };
 }
 
 /** What review remembers between rounds, so that an unchanged pull request is not posted again. One per repository. */
@@ -91,7 +97,7 @@ export interface PullRequestReview {
   headSha: string;
   /** `posted`: status or comment written (or queued); `unchanged`: nothing to write, the plan is the one posted; `failed`: see error. */
   result: 'posted' | 'unchanged' | 'failed';
-  summary?: PlanSummary;
+  summary?: Summary;
   error?: string;
 }
 
@@ -278,6 +284,12 @@ export async function reportMergedOutcome(options: OutcomeOptions): Promise<numb
 
   const reported: number[] = [];
   for (const pr of [...state.reviewed.values()]) {
+    if (pr.merged !== undefined) {
+      // Already reported merged, with guests on the way: the comment follows them until they get there.
+      const plan = withObserved(pr.merged.plan, report.plan);
+      if (await editOutcome(options, pr, { commit: pr.merged.commit, plan })) reported.push(pr.number);
+      continue;
+    }
     const mergeCommit = mergeCommits.get(pr.number);
     const inSynced = (sha: string): Promise<boolean> => options.source.isAncestor({ ancestor: sha, commit: report.commit, depth: OUTCOME_DEPTH });
     let contained: boolean;
@@ -289,27 +301,65 @@ export async function reportMergedOutcome(options: OutcomeOptions): Promise<numb
       if (!pr.open && ++pr.checksSinceClosed >= FORGET_CLOSED_AFTER) state.reviewed.delete(pr.number);
       continue;
     }
-    const body = renderPlanComment({
-      plan: pr.plan,
-      summary: pr.summary,
-      power: pr.power,
-      sources: pr.sources,
-      ref: pr.headRef,
-      sha: pr.headSha,
-      prNumber: pr.number,
-      ...(options.repoLabel !== undefined ? { repo: options.repoLabel } : {}),
-      outcome: { commit: report.commit, plan: report.plan },
-    });
+    if (await editOutcome(options, pr, { commit: report.commit, plan: report.plan })) reported.push(pr.number);
+  }
+  return reported;
+}
+
+/** Whether a guest of the plan is still on its way to a change: a later sync will say where it got. */
+function moving(plan: VmPlan): boolean {
+  return plan.vms.some((vm) => vm.observed !== undefined && (vm.observed.outcome === ObservedOutcome.migrating || vm.observed.outcome === ObservedOutcome.queued || vm.observed.outcome === ObservedOutcome.restarting));
+}
+
+/** The plan of the sync that applied a pull request, with where each guest it follows stands now (from a later sync's plan). */
+function withObserved(applied: VmPlan, later: VmPlan): VmPlan {
+  const now = new Map(later.vms.map((vm) => [`${vm.namespace}/${vm.name}`, vm.observed]));
+  return {
+    ...applied,
+    vms: applied.vms.map((vm) => {
+      if (vm.observed === undefined) return vm;
+      const observed = now.get(`${vm.namespace}/${vm.name}`);
+      if (observed === undefined) return vm;
+      // A guest that was restarting and now runs the change got it through the restart, not live.
+      const restarted = vm.observed.restarted === true || vm.observed.via === 'eviction' || vm.observed.outcome === ObservedOutcome.restarting || vm.observed.outcome === ObservedOutcome.stopped;
+      return { ...vm, observed: restarted && observed.outcome === ObservedOutcome.effective ? { ...observed, restarted: true } : observed };
+    }),
+  };
+}
+
+/**
+ * Edits a merged pull request's comment with what the sync did (`outcome`); true when written. While a
+ * guest is still migrating, queued or restarting the pull request is kept (`merged`) so the following
+ * syncs edit it again; then it is forgotten.
+ */
+async function editOutcome(options: OutcomeOptions, pr: ReviewedPullRequest, outcome: { commit: string; plan: VmPlan }): Promise<boolean> {
+  const { state, logger } = options;
+  const body = renderPlanComment({
+    plan: pr.plan,
+    summary: pr.summary,
+    power: pr.power,
+    sources: pr.sources,
+    ref: pr.headRef,
+    sha: pr.headSha,
+    prNumber: pr.number,
+    ...(options.repoLabel !== undefined ? { repo: options.repoLabel } : {}),
+    outcome,
+  });
+  const unchanged = pr.merged !== undefined && pr.written.body === body;
+  if (!unchanged) {
     try {
       await writeComment(options, pr.number, body);
     } catch (e) {
       if (!(e instanceof GitHostError)) throw e;
       logger.warn({ pr: pr.number, code: e.code, err: e.message }, 'could not report the merge outcome; retrying after the next sync');
-      continue;
+      return false;
     }
-    state.reviewed.delete(pr.number);
-    reported.push(pr.number);
-    logger.info({ pr: pr.number, commit: report.commit.slice(0, 12) }, 'reported merge outcome');
+    pr.written = { ...pr.written, body };
+    logger.info({ pr: pr.number, commit: outcome.commit.slice(0, 12) }, 'reported merge outcome');
   }
-  return reported;
+  // Followed for a bounded number of syncs: a migration that keeps failing does not keep the pull request forever.
+  if (pr.merged === undefined) pr.checksSinceClosed = 0;
+  if (moving(outcome.plan) && (pr.merged === undefined || ++pr.checksSinceClosed < FORGET_CLOSED_AFTER)) pr.merged = outcome;
+  else state.reviewed.delete(pr.number);
+  return !unchanged;
 }

@@ -82,6 +82,10 @@ export interface VmPlanEntry {
    * What rolling the changes out does to the running guest by itself, with one line that explains it. Set by the rollout engine on every plan it computes; absent from entries vmroll writes without it (a deleted VM, a failed sync).
    */
   disruption?: GuestDisruption;
+  /**
+   * Sync output only: where the guest of a VM the sync wrote (or still follows, or found lagging) stands, read from its VMI, its migrations and the KubeVirt CR after the writes. Absent from plans made before the fact and from VMs the sync neither wrote nor follows (every sync looks at every running VM and keeps the look when its guest lags).
+   */
+  observed?: ObservedGuest;
 }
 /**
  * Why a field cannot be applied to the running guest now.
@@ -194,6 +198,35 @@ export interface GuestDisruption {
   kind: "none" | "migration" | "restart";
   /**
    * One line a PR comment can print, e.g. "hot-plug via live migration (2 migrations ahead)", "patched but will not reach the guest until a restart: the cluster has no LiveMigrate workload update method", "will be restarted by eviction: …".
+   */
+  summary: string;
+}
+/**
+ * Where an applied VM's guest stands: whether the live changes the VMI carries are in the guest yet.
+ */
+export interface ObservedGuest {
+  /**
+   * effective: the guest runs every change the VMI carries; migrating: a live migration carrying a change runs; queued: a migration (or an eviction) will carry it, pending or yet to be created by KubeVirt's workload updater; blocked: no migration will carry it (see blockedBy), it waits for a restart; restarting: the VMI is gone or going (evicted) and the VM's runStrategy starts it again; stopped: no VMI runs and the runStrategy does not start one.
+   */
+  outcome: "effective" | "migrating" | "queued" | "blocked" | "restarting" | "stopped";
+  /**
+   * When blocked, why: a migration block (noLiveMigrateMethod, notMigratable, kubevirtNotDeployed, kubevirtUpdating) or hotplugFailed (the memory hotplug failed on this VMI, HotMemoryChange=False, and KubeVirt does not retry it).
+   */
+  blockedBy?: "noLiveMigrateMethod" | "notMigratable" | "kubevirtNotDeployed" | "kubevirtUpdating" | "hotplugFailed";
+  /**
+   * When queued for a migration: unfinished migrations that must finish first.
+   */
+  queuedAhead?: number;
+  /**
+   * When queued or migrating: what carries the change.
+   */
+  via?: "liveMigration" | "eviction";
+  /**
+   * True when the instance the sync wrote to was replaced while the sync looked (evicted by KubeVirt's workload updater): the guest restarted to take the change; outcome then says where the new instance stands.
+   */
+  restarted?: boolean;
+  /**
+   * One line for a report, e.g. "migrating: a live migration carries HotVCPUChange to the guest".
    */
   summary: string;
 }

@@ -19,6 +19,7 @@ import { WorkloadUpdater, needsMigration } from './workloadUpdater.ts';
 const WATCHED_KINDS = new Set([
   'VirtualMachine',
   'VirtualMachineInstance',
+  'VirtualMachineInstanceMigration',
   'ControllerRevision',
   'KubeVirt',
   ...INSTANCETYPE_KINDS,
@@ -248,6 +249,10 @@ export class SimCluster implements ClusterBackend {
 
   async getKubeVirt(): Promise<Obj | null> {
     return this.controller.kubevirt();
+  }
+
+  async listVirtualMachineInstanceMigrations(): Promise<Obj[]> {
+    return this.listMigrations();
   }
 
   /** Creates other objects (instancetypes, namespaces) directly, for tests and demos. */
