@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { type Obj, planRollout } from '../../reconciler/rollout/index.ts';
+import { type Obj, parseQuantity, planRollout } from '../../reconciler/rollout/index.ts';
 import { ROOT } from '../helpers/cases.ts';
 import { ORACLE_BUILD_TIMEOUT_MS, ORACLE_VERSIONS, type OracleResult, buildOracle, runOracle } from '../helpers/kubevirtOracle.ts';
 import { type OracleCase, generateCases } from './oracle/cases.ts';
@@ -19,6 +19,7 @@ export const DiffKind = {
   restartRequired: 'restartRequired',
   message: 'message',
   vmiPaths: 'vmiPaths',
+  vmiValues: 'vmiValues',
   harness: 'harness',
 } as const;
 type DiffKind = (typeof DiffKind)[keyof typeof DiffKind];
@@ -45,7 +46,7 @@ interface KnownDifference {
 }
 
 /** Template-path granularity: lists of named items by name, maps by key, everything else whole. */
-function changedPaths(before: unknown, after: unknown, at: string, out: Set<string>): void {
+function changedPaths(before: unknown, after: unknown, at: string, out: Map<string, unknown>): void {
   if (JSON.stringify(before) === JSON.stringify(after)) return;
   const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
   const named = (v: unknown): v is Obj[] => Array.isArray(v) && v.every((x) => isObj(x) && typeof x['name'] === 'string');
@@ -57,11 +58,24 @@ function changedPaths(before: unknown, after: unknown, at: string, out: Set<stri
     const b = new Map(before.map((x) => [x['name'] as string, x]));
     const a = new Map(after.map((x) => [x['name'] as string, x]));
     for (const n of new Set([...b.keys(), ...a.keys()])) {
-      if (JSON.stringify(b.get(n)) !== JSON.stringify(a.get(n))) out.add(`${at}[${n}]`);
+      if (JSON.stringify(b.get(n)) !== JSON.stringify(a.get(n))) out.set(`${at}[${n}]`, a.get(n) ?? null);
     }
     return;
   }
-  out.add(at);
+  out.set(at, after ?? null);
+}
+
+/** Values compared as KubeVirt's API does: a quantity by its amount ("3Gi" is "3072Mi"), maps by key. */
+function normalise(v: unknown): unknown {
+  if (typeof v === 'string' && /^[0-9.]+[KMGTPE]i?$/.test(v)) {
+    const q = parseQuantity(v);
+    return q === null ? v : `${q}`;
+  }
+  if (Array.isArray(v)) return v.map(normalise);
+  if (typeof v === 'object' && v !== null) {
+    return Object.fromEntries(Object.entries(v as Obj).sort(([a], [b]) => a.localeCompare(b)).map(([k, x]) => [k, normalise(x)]));
+  }
+  return v;
 }
 
 /** Empty maps and lists, and absent keys, are the same (Go's omitempty against YAML as written). */
@@ -82,16 +96,16 @@ function prune(v: unknown): unknown {
 /** KubeVirt's bookkeeping annotation on the VMI, not a template field. */
 const BOOKKEEPING = new Set(['kubevirt.io/vm-generation']);
 
-/** The VMI paths that changed between two VMIs: the spec, and the labels and annotations. */
-function vmiPaths(before: Obj | null | undefined, after: Obj | null | undefined): string[] {
+/** The VMI paths that changed between two VMIs (the spec, and the labels and annotations), each with its new value, normalised. */
+function vmiChanges(before: Obj | null | undefined, after: Obj | null | undefined): Map<string, unknown> {
   const view = (v: Obj | null | undefined): Obj => {
     const meta = (v?.['metadata'] ?? {}) as Obj;
     const annotations = Object.fromEntries(Object.entries((meta['annotations'] ?? {}) as Obj).filter(([k]) => !BOOKKEEPING.has(k)));
     return prune({ spec: v?.['spec'] ?? {}, metadata: { labels: meta['labels'] ?? {}, annotations } }) as Obj;
   };
-  const out = new Set<string>();
+  const out = new Map<string, unknown>();
   changedPaths(view(before), view(after), '', out);
-  return [...out].sort();
+  return new Map([...out.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => [k, normalise(v)]));
 }
 
 function compare(c: OracleCase, o: OracleResult, version: string): Disagreement[] {
@@ -121,10 +135,25 @@ function compare(c: OracleCase, o: OracleResult, version: string): Disagreement[
   } else if (o.restartRequired && (o.message ?? '') !== (plan.conditionMessage ?? '')) {
     out.push({ case: c.name, kind: DiffKind.message, kubevirt: o.message ?? '', vmroll: plan.conditionMessage });
   }
-  const kv = vmiPaths(o.vmiBefore, o.vmiAfter);
-  const vr = vmiPaths(c.vmi, result.vmi);
-  if (JSON.stringify(kv) !== JSON.stringify(vr)) {
-    out.push({ case: c.name, kind: DiffKind.vmiPaths, kubevirt: { paths: kv, syncError: o.syncError ?? null }, vmroll: { paths: vr, live: plan.changes.filter((ch) => ch.rollout === 'live').map((ch) => ch.path) } });
+  const kv = vmiChanges(o.vmiBefore, o.vmiAfter);
+  const vr = vmiChanges(c.vmi, result.vmi);
+  if (JSON.stringify([...kv.keys()]) !== JSON.stringify([...vr.keys()])) {
+    out.push({
+      case: c.name,
+      kind: DiffKind.vmiPaths,
+      kubevirt: { paths: [...kv.keys()], syncError: o.syncError ?? null },
+      vmroll: { paths: [...vr.keys()], live: plan.changes.filter((ch) => ch.rollout === 'live').map((ch) => ch.path) },
+    });
+  } else {
+    const differ = [...kv.keys()].filter((p) => JSON.stringify(kv.get(p)) !== JSON.stringify(vr.get(p)));
+    if (differ.length > 0) {
+      out.push({
+        case: c.name,
+        kind: DiffKind.vmiValues,
+        kubevirt: Object.fromEntries(differ.map((p) => [p, kv.get(p)])),
+        vmroll: Object.fromEntries(differ.map((p) => [p, vr.get(p)])),
+      });
+    }
   }
   return out;
 }

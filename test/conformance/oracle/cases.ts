@@ -4,6 +4,7 @@
  * multi-field mutations, each under several cluster settings. Deterministic: the same inputs
  * give the same cases, named so that a known difference can point at one.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -116,6 +117,16 @@ function vmiFor(start: Obj): Obj {
   if (mem !== undefined && guest !== undefined) mem['maxGuest'] = `${mib(guest) * 4}Mi`;
   const labels = structuredClone((tmeta(start)['labels'] as Obj | undefined) ?? {});
   const annotations = structuredClone((tmeta(start)['annotations'] as Obj | undefined) ?? {});
+  // What virt-handler reports for each interface of a VMI started by a current KubeVirt: the pod
+  // network as eth0, a secondary one under its hashed pod interface name (namescheme), without
+  // which KubeVirt assumes the old ordinal naming and refuses interface hot-unplug.
+  const nets = new Map(((spec['networks'] as Obj[] | undefined) ?? []).map((n) => [n['name'] as string, n]));
+  const interfaces = (((d['devices'] as Obj | undefined)?.['interfaces'] as Obj[] | undefined) ?? []).map((i) => {
+    const name = i['name'] as string;
+    const secondary = nets.get(name)?.['multus'] !== undefined;
+    const podInterfaceName = secondary ? `pod${createHash('sha256').update(name).digest('hex').slice(0, 11)}` : 'eth0';
+    return { name, interfaceName: `eth${[...nets.keys()].indexOf(name)}`, infoSource: 'domain, guest-agent, multus-status', podInterfaceName };
+  });
   const vmi: Obj = {
     apiVersion: 'kubevirt.io/v1',
     kind: 'VirtualMachineInstance',
@@ -123,6 +134,7 @@ function vmiFor(start: Obj): Obj {
     spec,
     status: {
       phase: 'Running',
+      ...(interfaces.length > 0 ? { interfaces } : {}),
       conditions: [{ type: 'LiveMigratable', status: 'True' }, { type: 'Ready', status: 'True' }],
       ...(guest !== undefined ? { memory: { guestAtBoot: guest, guestCurrent: guest, guestRequested: guest } } : {}),
     },
