@@ -92,6 +92,14 @@ function bases(): Array<{ id: string; vm: Obj }> {
       out.push({ id: file.replace(/\.yaml$/, ''), vm });
     }
   }
+  // The base VM sized by a cluster instancetype instead of its own CPU and memory.
+  const it = base('vm');
+  (it['spec'] as Obj)['instancetype'] = { kind: 'VirtualMachineClusterInstancetype', name: 'small' };
+  const itDomain = domain(it);
+  delete itDomain['cpu'];
+  delete itDomain['memory'];
+  delete itDomain['resources'];
+  out.push({ id: 'instancetype', vm: it });
   for (const b of out) {
     const vm = b.vm;
     const meta = obj(vm, 'metadata');
@@ -106,10 +114,26 @@ function bases(): Array<{ id: string; vm: Obj }> {
   return out;
 }
 
-/** The running VMI KubeVirt created from `start` under LiveUpdate: its spec, with the hotplug ceilings (4× sockets and guest memory). */
+/** The cluster instancetypes and preference the instancetype base and its mutations name. */
+const INSTANCETYPES: Obj[] = [
+  { apiVersion: 'instancetype.kubevirt.io/v1beta1', kind: 'VirtualMachineClusterInstancetype', metadata: { name: 'small' }, spec: { cpu: { guest: 2 }, memory: { guest: '2Gi' } } },
+  { apiVersion: 'instancetype.kubevirt.io/v1beta1', kind: 'VirtualMachineClusterInstancetype', metadata: { name: 'large' }, spec: { cpu: { guest: 4 }, memory: { guest: '4Gi' } } },
+  { apiVersion: 'instancetype.kubevirt.io/v1beta1', kind: 'VirtualMachineClusterInstancetype', metadata: { name: 'huge' }, spec: { cpu: { guest: 16 }, memory: { guest: '32Gi' } } },
+  { apiVersion: 'instancetype.kubevirt.io/v1beta1', kind: 'VirtualMachineClusterInstancetype', metadata: { name: 'small-dedicated' }, spec: { cpu: { guest: 2, dedicatedCPUPlacement: true }, memory: { guest: '2Gi' } } },
+  { apiVersion: 'instancetype.kubevirt.io/v1beta1', kind: 'VirtualMachineClusterPreference', metadata: { name: 'cores' }, spec: { cpu: { preferredCPUTopology: 'cores' } } },
+];
+
+/** The running VMI KubeVirt created from `start` under LiveUpdate: its spec (the instancetype expanded), with the hotplug ceilings (4× sockets and guest memory). */
 function vmiFor(start: Obj): Obj {
   const spec = structuredClone(tspec(start));
   const d = obj(spec, 'domain');
+  const itName = ((start['spec'] as Obj)['instancetype'] as Obj | undefined)?.['name'];
+  const it = INSTANCETYPES.find((x) => x['kind'] === 'VirtualMachineClusterInstancetype' && (x['metadata'] as Obj)['name'] === itName);
+  if (it !== undefined) {
+    const itSpec = it['spec'] as Obj;
+    d['cpu'] = { sockets: (itSpec['cpu'] as Obj)['guest'], cores: 1, threads: 1 };
+    d['memory'] = { guest: (itSpec['memory'] as Obj)['guest'] };
+  }
   const cpu = d['cpu'] as Obj | undefined;
   if (cpu !== undefined) cpu['maxSockets'] = Number(cpu['sockets'] ?? 1) * 4;
   const mem = d['memory'] as Obj | undefined;
@@ -342,6 +366,27 @@ function mutations(): Mutation[] {
   add('template.annotation', Family.metadata, (vm) => void (obj(tmeta(vm), 'annotations')['example.com/note'] = 'hello'));
   add('template.descheduler-evict', Family.metadata, (vm) => void (obj(tmeta(vm), 'annotations')['descheduler.alpha.kubernetes.io/evict'] = 'true'));
   add('vm.label', Family.metadata, (vm) => void (obj(obj(vm, 'metadata'), 'labels')['owner'] = 'team-red'));
+  // Instancetypes and preferences (only on a VM that has one)
+  const itRef = (vm: Obj): Obj | undefined => (vm['spec'] as Obj)['instancetype'] as Obj | undefined;
+  add('instancetype.larger', Family.instancetype, (vm) => {
+    const r = itRef(vm);
+    if (!r) return false;
+    r['name'] = 'large';
+  });
+  add('instancetype.over-ceiling', Family.instancetype, (vm) => {
+    const r = itRef(vm);
+    if (!r) return false;
+    r['name'] = 'huge';
+  });
+  add('instancetype.dedicated', Family.instancetype, (vm) => {
+    const r = itRef(vm);
+    if (!r) return false;
+    r['name'] = 'small-dedicated';
+  });
+  add('instancetype.add-preference', Family.instancetype, (vm) => {
+    if (!itRef(vm)) return false;
+    (vm['spec'] as Obj)['preference'] = { kind: 'VirtualMachineClusterPreference', name: 'cores' };
+  });
   // Other template fields
   add('terminationGracePeriod', Family.other, (vm) => void (tspec(vm)['terminationGracePeriodSeconds'] = 30));
   add('evictionStrategy', Family.other, (vm) => void (tspec(vm)['evictionStrategy'] = 'LiveMigrate'));
@@ -380,6 +425,9 @@ const PAIRS: ReadonlyArray<[string, string]> = [
   ['template.label', 'template.descheduler-evict'],
   ['terminationGracePeriod', 'nodeSelector.add'],
   ['evictionStrategy', 'cpu.sockets+1'],
+  ['instancetype.larger', 'nodeSelector.add'],
+  ['instancetype.larger', 'iface.add-bridge'],
+  ['instancetype.larger', 'firmware.efi'],
 ];
 
 /** Cluster settings a case runs under. */
@@ -424,10 +472,12 @@ export function generateCases(): OracleCase[] {
     const vmi = vmiFor(b.vm);
     for (const p of plans) {
       const vm = structuredClone(b.vm);
+      // KubeVirt's webhook refuses a VM whose own CPU or memory conflicts with its instancetype; the controller never sees one.
+      if (b.id === 'instancetype' && p.muts.some((x) => x.family === Family.cpu || x.family === Family.memory)) continue;
       if (!p.muts.every((x) => x.apply(vm))) continue;
       const families = p.muts.length === 0 ? [Family.none] : [...new Set(p.muts.map((x) => x.family))];
       // The engine's base VM gets every cluster; KubeVirt's examples get LiveUpdate and Stage.
-      const clusters = b.id === 'base' ? CLUSTERS : CLUSTERS.slice(0, 2);
+      const clusters = b.id === 'base' || b.id === 'instancetype' ? CLUSTERS : CLUSTERS.slice(0, 2);
       for (const c of clusters) {
         const conditionsSets: Array<{ id: string; conditions: Obj[] }> = [{ id: '', conditions: [] }];
         // An existing RestartRequired, on the base VM under LiveUpdate.
@@ -441,7 +491,7 @@ export function generateCases(): OracleCase[] {
             vm: structuredClone(vm),
             vmi: structuredClone(vmi),
             conditions: cs.conditions,
-            instancetypes: [],
+            instancetypes: b.id === 'instancetype' ? structuredClone(INSTANCETYPES) : [],
           });
         }
       }
