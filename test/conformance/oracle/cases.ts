@@ -442,6 +442,8 @@ const CLUSTERS: readonly Cluster[] = [
   { id: 'stage', strategy: 'Stage', featureGates: [] },
   { id: 'unset', strategy: 'unset', featureGates: [] },
   { id: 'live+gates', strategy: 'LiveUpdate', featureGates: ['VMLiveUpdateFeatures', 'DeclarativeHotplugVolumes'] },
+  // The imperative HotplugVolumes gate: KubeVirt then leaves declarative volume hotplug off.
+  { id: 'live+HotplugVolumes', strategy: 'LiveUpdate', featureGates: ['HotplugVolumes'] },
 ];
 
 function kubevirtCr(c: Cluster): Obj {
