@@ -20,6 +20,7 @@ export const DiffKind = {
   message: 'message',
   vmiPaths: 'vmiPaths',
   vmiValues: 'vmiValues',
+  vmiStopped: 'vmiStopped',
   harness: 'harness',
 } as const;
 type DiffKind = (typeof DiffKind)[keyof typeof DiffKind];
@@ -135,6 +136,12 @@ function compare(c: OracleCase, o: OracleResult, version: string): Disagreement[
   } else if (o.restartRequired && (o.message ?? '') !== (plan.conditionMessage ?? '')) {
     out.push({ case: c.name, kind: DiffKind.message, kubevirt: o.message ?? '', vmroll: plan.conditionMessage });
   }
+  const vmrollStops = result.vmi === null;
+  if (o.vmiDeleted !== vmrollStops) {
+    out.push({ case: c.name, kind: DiffKind.vmiStopped, kubevirt: { deleted: o.vmiDeleted }, vmroll: { stopped: vmrollStops } });
+    return out;
+  }
+  if (o.vmiDeleted) return out;
   const kv = vmiChanges(o.vmiBefore, o.vmiAfter);
   const vr = vmiChanges(c.vmi, result.vmi);
   if (JSON.stringify([...kv.keys()]) !== JSON.stringify([...vr.keys()])) {

@@ -93,6 +93,8 @@ export interface OracleResult {
   conditions: Array<Record<string, unknown>> | null;
   vmiBefore?: Record<string, unknown>;
   vmiAfter?: Record<string, unknown>;
+  /** The controller deleted the VMI (stopped the VM). */
+  vmiDeleted: boolean;
   vmSpecAfter?: Record<string, unknown>;
   syncError?: string;
   requeued: boolean;

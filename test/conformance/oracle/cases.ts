@@ -387,6 +387,8 @@ function mutations(): Mutation[] {
     if (!itRef(vm)) return false;
     (vm['spec'] as Obj)['preference'] = { kind: 'VirtualMachineClusterPreference', name: 'cores' };
   });
+  // The run strategy: stopping the running instance
+  add('runStrategy.halted', Family.other, (vm) => void ((vm['spec'] as Obj)['runStrategy'] = 'Halted'));
   // Other template fields
   add('terminationGracePeriod', Family.other, (vm) => void (tspec(vm)['terminationGracePeriodSeconds'] = 30));
   add('evictionStrategy', Family.other, (vm) => void (tspec(vm)['evictionStrategy'] = 'LiveMigrate'));
@@ -428,6 +430,7 @@ const PAIRS: ReadonlyArray<[string, string]> = [
   ['instancetype.larger', 'nodeSelector.add'],
   ['instancetype.larger', 'iface.add-bridge'],
   ['instancetype.larger', 'firmware.efi'],
+  ['runStrategy.halted', 'cpu.cores'],
 ];
 
 /** Cluster settings a case runs under. */
@@ -483,7 +486,11 @@ export function generateCases(): OracleCase[] {
       for (const c of clusters) {
         const conditionsSets: Array<{ id: string; conditions: Obj[] }> = [{ id: '', conditions: [] }];
         // An existing RestartRequired, on the base VM under LiveUpdate.
-        if (b.id === 'base' && c.id === 'live') conditionsSets.push({ id: '+restartRequired', conditions: [structuredClone(EXISTING_RESTART)] });
+        if (b.id === 'base' && c.id === 'live') {
+          conditionsSets.push({ id: '+restartRequired', conditions: [structuredClone(EXISTING_RESTART)] });
+          // One set by a handler, whose message differs from the generic one.
+          conditionsSets.push({ id: '+restartRequired(cpu)', conditions: [{ ...structuredClone(EXISTING_RESTART), message: 'Reduction of CPU socket count requires a restart' }] });
+        }
         for (const cs of conditionsSets) {
           out.push({
             name: `${b.id}/${c.id}/${p.id}${cs.id}`,

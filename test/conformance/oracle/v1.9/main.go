@@ -19,6 +19,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	k8sv1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -73,6 +74,8 @@ type Result struct {
 	// VMIBefore and VMIAfter are the VMI as given (with the harness's ownership fields) and as stored after the sync.
 	VMIBefore *v1.VirtualMachineInstance `json:"vmiBefore,omitempty"`
 	VMIAfter  *v1.VirtualMachineInstance `json:"vmiAfter,omitempty"`
+	// VMIDeleted says the controller deleted the VMI (a stop).
+	VMIDeleted bool `json:"vmiDeleted"`
 	// VMSpecAfter is the VM's spec as stored after the sync (the controller may write to it, e.g. the firmware UUID).
 	VMSpecAfter *v1.VirtualMachineSpec `json:"vmSpecAfter,omitempty"`
 	// SyncError is the error execute() returned: the key would be re-queued (a retryable error).
@@ -330,10 +333,15 @@ func run(c *Case) (res Result) {
 	}
 	if vmi != nil {
 		after, err := virtFake.KubevirtV1().VirtualMachineInstances(namespace).Get(ctx, vmi.Name, metav1.GetOptions{})
-		if err != nil {
+		switch {
+		case apierrors.IsNotFound(err):
+			// The controller deleted (stopped) it.
+			res.VMIDeleted = true
+		case err != nil:
 			panic(err)
+		default:
+			res.VMIAfter = after
 		}
-		res.VMIAfter = after
 	}
 	return res
 }
