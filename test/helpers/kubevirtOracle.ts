@@ -11,7 +11,10 @@ import { ROOT } from './cases.ts';
 import { ConformanceSetupError } from './realApiServer.ts';
 
 /** The KubeVirt releases an oracle module exists for, with its directory under test/conformance/oracle. */
-export const ORACLE_VERSIONS = [{ version: 'v1.9.0', dir: 'v1.9' }] as const;
+export const ORACLE_VERSIONS = [
+  { version: 'v1.9.0', dir: 'v1.9' },
+  { version: 'v1.4.0', dir: 'v1.4' },
+] as const;
 /** One of {@link ORACLE_VERSIONS}' versions. */
 export type OracleVersion = (typeof ORACLE_VERSIONS)[number]['version'];
 
@@ -100,6 +103,8 @@ export interface OracleResult {
   requeued: boolean;
   actions: string[];
   error?: string;
+  /** The innermost kubevirt.io/kubevirt function of a panic in KubeVirt's own code. */
+  panicIn?: string;
 }
 
 /** Runs the harness over `cases` (one process for all of them) and returns the results in order. */

@@ -138,6 +138,11 @@ function vmiFor(start: Obj): Obj {
   if (cpu !== undefined) cpu['maxSockets'] = Number(cpu['sockets'] ?? 1) * 4;
   const mem = d['memory'] as Obj | undefined;
   const guest = mem?.['guest'];
+  // KubeVirt's VMI webhook requests the guest memory when the spec requests none.
+  if (guest !== undefined) {
+    const requests = obj(obj(d, 'resources'), 'requests');
+    requests['memory'] ??= guest;
+  }
   if (mem !== undefined && guest !== undefined) mem['maxGuest'] = `${mib(guest) * 4}Mi`;
   const labels = structuredClone((tmeta(start)['labels'] as Obj | undefined) ?? {});
   const annotations = structuredClone((tmeta(start)['annotations'] as Obj | undefined) ?? {});

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -84,8 +85,11 @@ type Result struct {
 	Requeued bool `json:"requeued"`
 	// Actions lists the client calls the controller made (verb resource[/subresource]).
 	Actions []string `json:"actions"`
-	// Error is a harness failure: nothing above can be trusted.
+	// Error is a harness failure or a panic: nothing above can be trusted.
 	Error string `json:"error,omitempty"`
+	// PanicIn names the innermost kubevirt.io/kubevirt function on the stack of a panic: the
+	// controller itself panicked, which is KubeVirt's behaviour, not a harness failure.
+	PanicIn string `json:"panicIn,omitempty"`
 }
 
 const (
@@ -128,6 +132,10 @@ func run(c *Case) (res Result) {
 	defer func() {
 		if r := recover(); r != nil {
 			res.Error = fmt.Sprint(r)
+			res.PanicIn = panicFrame(string(debug.Stack()))
+			if os.Getenv("ORACLE_STACK") != "" {
+				res.Error += "\n" + string(debug.Stack())
+			}
 		}
 	}()
 	if c.VM == nil || c.KubeVirt == nil {
@@ -395,6 +403,19 @@ func jsonEqual(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+// panicFrame returns the first kubevirt.io/kubevirt function in a panic's stack, or "".
+func panicFrame(stack string) string {
+	for _, line := range strings.Split(stack, "\n") {
+		if strings.HasPrefix(line, "kubevirt.io/kubevirt/") {
+			if i := strings.LastIndex(line, "("); i > 0 {
+				return line[:i]
+			}
+			return line
+		}
+	}
+	return ""
 }
 
 func must(err error) {
