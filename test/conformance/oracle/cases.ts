@@ -273,6 +273,12 @@ function mutations(): Mutation[] {
     if (!v) return false;
     (v['persistentVolumeClaim'] as Obj)['claimName'] = 'other-claim';
   });
+  add('volume.migrate-claim', Family.volumes, (vm) => {
+    const v = list(tspec(vm), 'volumes').find((x) => x['persistentVolumeClaim'] !== undefined && (x['persistentVolumeClaim'] as Obj)['hotpluggable'] !== true);
+    if (!v) return false;
+    (v['persistentVolumeClaim'] as Obj)['claimName'] = 'migrated-claim';
+    (vm['spec'] as Obj)['updateVolumesStrategy'] = 'Migration';
+  });
   add('disk.bus', Family.volumes, (vm) => {
     const d = list(devices(vm), 'disks').find((x) => x['disk'] !== undefined);
     if (!d) return false;

@@ -21,6 +21,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	k8sv1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -309,6 +310,23 @@ func run(c *Case) (res Result) {
 		must(virtFake.Tracker().Add(vmi))
 		res.VMIBefore = vmi.DeepCopy()
 	}
+	// Every claim the VM names exists and is bound, as vmroll's engine assumes: KubeVirt looks
+	// destination claims up in its PVC store (volume migration) and would otherwise refuse.
+	for _, spec := range []*v1.VirtualMachine{theVM, c.Start} {
+		if spec == nil || spec.Spec.Template == nil {
+			continue
+		}
+		for _, vol := range spec.Spec.Template.Spec.Volumes {
+			if vol.PersistentVolumeClaim == nil {
+				continue
+			}
+			name := vol.PersistentVolumeClaim.ClaimName
+			if _, exists, _ := pvcInformer.GetStore().GetByKey(namespace + "/" + name); exists {
+				continue
+			}
+			must(pvcInformer.GetStore().Add(boundClaim(name)))
+		}
+	}
 	must(vmInformer.GetStore().Add(theVM))
 	must(virtFake.Tracker().Add(theVM))
 
@@ -352,6 +370,26 @@ func run(c *Case) (res Result) {
 		}
 	}
 	return res
+}
+
+// boundClaim is a bound 10Gi filesystem claim.
+func boundClaim(name string) *k8sv1.PersistentVolumeClaim {
+	mode := k8sv1.PersistentVolumeFilesystem
+	size := resource.MustParse("10Gi")
+	return &k8sv1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec: k8sv1.PersistentVolumeClaimSpec{
+			AccessModes: []k8sv1.PersistentVolumeAccessMode{k8sv1.ReadWriteOnce},
+			VolumeMode:  &mode,
+			Resources:   k8sv1.VolumeResourceRequirements{Requests: k8sv1.ResourceList{k8sv1.ResourceStorage: size}},
+			VolumeName:  "pv-" + name,
+		},
+		Status: k8sv1.PersistentVolumeClaimStatus{
+			Phase:       k8sv1.ClaimBound,
+			AccessModes: []k8sv1.PersistentVolumeAccessMode{k8sv1.ReadWriteOnce},
+			Capacity:    k8sv1.ResourceList{k8sv1.ResourceStorage: size},
+		},
+	}
 }
 
 // startRevision builds `revision-start-vm-<uid>-<generation>` as virt-controller's createVMRevision does (spec only).
