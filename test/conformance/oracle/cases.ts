@@ -123,8 +123,8 @@ const INSTANCETYPES: Obj[] = [
   { apiVersion: 'instancetype.kubevirt.io/v1beta1', kind: 'VirtualMachineClusterPreference', metadata: { name: 'cores' }, spec: { cpu: { preferredCPUTopology: 'cores' } } },
 ];
 
-/** The running VMI KubeVirt created from `start` under LiveUpdate: its spec (the instancetype expanded), with the hotplug ceilings (4× sockets and guest memory). */
-function vmiFor(start: Obj): Obj {
+/** The running VMI KubeVirt created from `start` under LiveUpdate: its spec (the instancetype expanded), with the hotplug ceilings (`ratio` × sockets and guest memory; KubeVirt's default maxHotplugRatio is 4). */
+function vmiFor(start: Obj, ratio = 4): Obj {
   const spec = structuredClone(tspec(start));
   const d = obj(spec, 'domain');
   const itName = ((start['spec'] as Obj)['instancetype'] as Obj | undefined)?.['name'];
@@ -135,7 +135,7 @@ function vmiFor(start: Obj): Obj {
     d['memory'] = { guest: (itSpec['memory'] as Obj)['guest'] };
   }
   const cpu = d['cpu'] as Obj | undefined;
-  if (cpu !== undefined) cpu['maxSockets'] = Number(cpu['sockets'] ?? 1) * 4;
+  if (cpu !== undefined) cpu['maxSockets'] = Number(cpu['sockets'] ?? 1) * ratio;
   const mem = d['memory'] as Obj | undefined;
   const guest = mem?.['guest'];
   // KubeVirt's VMI webhook requests the guest memory when the spec requests none.
@@ -143,7 +143,7 @@ function vmiFor(start: Obj): Obj {
     const requests = obj(obj(d, 'resources'), 'requests');
     requests['memory'] ??= guest;
   }
-  if (mem !== undefined && guest !== undefined) mem['maxGuest'] = `${mib(guest) * 4}Mi`;
+  if (mem !== undefined && guest !== undefined) mem['maxGuest'] = `${mib(guest) * ratio}Mi`;
   const labels = structuredClone((tmeta(start)['labels'] as Obj | undefined) ?? {});
   const annotations = structuredClone((tmeta(start)['annotations'] as Obj | undefined) ?? {});
   // What virt-handler reports for each interface of a VMI started by a current KubeVirt: the pod
@@ -449,6 +449,8 @@ interface Cluster {
   id: string;
   strategy: 'LiveUpdate' | 'Stage' | 'unset';
   featureGates: string[];
+  /** `spec.configuration.liveUpdateConfiguration`; its maxHotplugRatio also sets the running VMI's ceilings. */
+  liveUpdateConfiguration?: Obj;
 }
 
 const CLUSTERS: readonly Cluster[] = [
@@ -458,11 +460,14 @@ const CLUSTERS: readonly Cluster[] = [
   { id: 'live+gates', strategy: 'LiveUpdate', featureGates: ['VMLiveUpdateFeatures', 'DeclarativeHotplugVolumes'] },
   // The imperative HotplugVolumes gate: KubeVirt then leaves declarative volume hotplug off.
   { id: 'live+HotplugVolumes', strategy: 'LiveUpdate', featureGates: ['HotplugVolumes'] },
+  // A lower hotplug ratio: the VMI started with 2× ceilings.
+  { id: 'live+ratio2', strategy: 'LiveUpdate', featureGates: [], liveUpdateConfiguration: { maxHotplugRatio: 2 } },
 ];
 
 function kubevirtCr(c: Cluster): Obj {
   const configuration: Obj = { developerConfiguration: { featureGates: c.featureGates } };
   if (c.strategy !== 'unset') configuration['vmRolloutStrategy'] = c.strategy;
+  if (c.liveUpdateConfiguration) configuration['liveUpdateConfiguration'] = structuredClone(c.liveUpdateConfiguration);
   return { apiVersion: 'kubevirt.io/v1', kind: 'KubeVirt', metadata: { name: 'kubevirt', namespace: 'kubevirt' }, spec: { configuration } };
 }
 
@@ -485,7 +490,6 @@ export function generateCases(): OracleCase[] {
     ...PAIRS.map(([a, b]) => ({ id: `${a}+${b}`, muts: [byId.get(a)!, byId.get(b)!] })),
   ];
   for (const b of bases()) {
-    const vmi = vmiFor(b.vm);
     for (const p of plans) {
       const vm = structuredClone(b.vm);
       // KubeVirt's webhook refuses a VM whose own CPU or memory conflicts with its instancetype; the controller never sees one.
@@ -509,7 +513,7 @@ export function generateCases(): OracleCase[] {
             kubevirt: kubevirtCr(c),
             start: structuredClone(b.vm),
             vm: structuredClone(vm),
-            vmi: structuredClone(vmi),
+            vmi: vmiFor(b.vm, Number(c.liveUpdateConfiguration?.['maxHotplugRatio'] ?? 4)),
             conditions: cs.conditions,
             instancetypes: b.id === 'instancetype' ? structuredClone(INSTANCETYPES) : [],
           });
