@@ -15,7 +15,7 @@ import { type OracleCase, generateCases } from './oracle/cases.ts';
 const ORACLE_DIR = path.join(ROOT, 'test', 'conformance', 'oracle');
 
 /** What can disagree. */
-export const DiffKind = {
+const DiffKind = {
   restartRequired: 'restartRequired',
   message: 'message',
   vmiPaths: 'vmiPaths',
