@@ -131,8 +131,10 @@ export function syncHotplugVolumes(spec: Obj, vmi: Obj, swapSources = false): Ho
   const removed = new Set(changed.filter((n) => !wanted.has(n)));
   const keptDisks = disks.filter((d) => {
     const name = String(d['name']);
-    // A CD-ROM drive stays when its media is ejected; other hotplug disks leave with their volume.
-    return !removed.has(name) || isObj(d['cdrom']);
+    // A CD-ROM drive stays when its media is ejected (the template keeps the drive); removed from
+    // the template with its volume, it leaves too (hotplug.go: filterHotplugVMIDisks). Other
+    // hotplug disks leave with their volume.
+    return !removed.has(name) || (isObj(d['cdrom']) && wantedDisks.has(name));
   });
   vmiSpec['volumes'] = kept;
   const devices = (getObj(vmiSpec, 'domain', 'devices') ?? {}) as Obj;
