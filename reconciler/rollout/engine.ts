@@ -218,9 +218,13 @@ class Pass {
     const vmi = this.vmiAfter;
     if (vmi !== null && this.baselineSpec !== null && this.expansionError === null) {
       if (wantsStopped(this.input.desired)) {
-        // syncRunStrategy stops the VMI first; stopping removes the condition.
+        // syncRunStrategy stops the VMI first and removes the condition; the same sync then runs
+        // syncRestartRequired with the VMI it had read, which sets RestartRequired again for a
+        // non-live change, and nothing removes it from the stopped VM until it starts
+        // (pkg/virt-controller/watch/vm/vm.go: sync; seen with KubeVirt's controller v1.4.0 and
+        // v1.9.0 in test/conformance/oracle/). No live-update handler runs for a VMI being stopped.
         this.stopping = true;
-        this.finalMessage = undefined;
+        this.restartCheck(clone(vmi), { afterStop: true });
         this.vmiAfter = null;
       } else {
         this.restartCheck(vmi);
@@ -233,7 +237,7 @@ class Pass {
   }
 
   /** `syncRestartRequired` followed by the gated handlers. */
-  private restartCheck(vmi: Obj): void {
+  private restartCheck(vmi: Obj, options: { afterStop?: boolean } = {}): void {
     const b = this.cluster.behaviours;
     const live = this.cluster.strategy === Strategy.LiveUpdate;
     const base = this.baselineSpec ?? {};
@@ -321,14 +325,15 @@ class Pass {
     this.nonLive = diffValues(neutral, cur, [...TEMPLATE_SPEC]).filter((c) => b.interfaceOrderSensitive || !isNetList(c));
     const hasNonLive = this.nonLive.length > 0;
 
-    let message = this.existing !== undefined ? String(this.existing['message'] ?? '') : undefined;
+    // Stopping removed the condition earlier in the same sync: only this check can set it again.
+    let message = this.existing !== undefined && options.afterStop !== true ? String(this.existing['message'] ?? '') : undefined;
     if (b.conditionSticky) {
       if (hasNonLive && message === undefined) message = Message.nonLiveUpdatable;
     } else {
       message = hasNonLive ? (message ?? Message.nonLiveUpdatable) : undefined;
     }
     this.finalMessage = message;
-    if (!live || hasNonLive || message !== undefined) return;
+    if (!live || hasNonLive || message !== undefined || options.afterStop === true) return;
 
     this.handlersRan = true;
     let handlerMessage: string | undefined;
