@@ -85,6 +85,8 @@ export interface PlanCommentInput {
   target?: string;
   /** Default {@link COMMENT_LIMIT}. */
   maxLength?: number;
+  /** Set when the repository's restart policy turns the merge gate on: why it fails `vmroll/plan` (empty: it passes). */
+  restartGate?: readonly string[];
 }
 
 const ENTITIES: Record<string, string> = {
@@ -198,6 +200,40 @@ export function statusDescription(s: Summary): string {
   if (parts.length === 0) parts.push(c.inSync > 0 ? `no changes · ${c.inSync} in sync` : 'no VM changes');
   const text = parts.join(' · ');
   return text.length <= 140 ? text : `${text.slice(0, 139)}…`;
+}
+
+/** The `vmroll/plan` description when the restart merge gate fails: its first reason, and how many more. */
+export function gateDescription(reasons: readonly string[]): string {
+  const more = reasons.length > 1 ? ` (+${reasons.length - 1} more)` : '';
+  const text = `restart merge gate: ${reasons[0] ?? ''}`;
+  return text.length + more.length <= 140 ? `${text}${more}` : `${text.slice(0, 139 - more.length)}…${more}`;
+}
+
+type PlannedRestarts = NonNullable<VmPlan['restarts']>;
+
+/** The restart lines of a plan (before the merge): per VM, whether and when the repository's policy restarts it; then the merge gate. */
+function restartLines(restarts: PlannedRestarts | undefined, gate: readonly string[] | undefined, budget: number): string[] {
+  if (restarts === undefined || (restarts.vms.length === 0 && (gate === undefined || gate.length === 0))) return [];
+  const lines = [`#### Restarts (policy ${restarts.policy})`, ''];
+  const items = restarts.vms.map((l) => `- ${code(vmKey(l))}: ${escapeMarkdown(l.text)}`);
+  lines.push(...takeWithin(items, budget, (n) => `- … ${plural(n, 'more VM')} not shown`), '');
+  if (gate !== undefined) {
+    if (gate.length === 0) lines.push('**Merge gate** (<code>restart.mergeGate</code>): passes.', '');
+    else {
+      lines.push(`**Merge gate** (<code>restart.mergeGate</code>): fails <code>vmroll/plan</code>:`, '');
+      for (const r of gate) lines.push(`- ${escapeMarkdown(r)}`);
+      lines.push('');
+    }
+  }
+  return lines;
+}
+
+/** What the sync after the merge did about restarts of the reviewed VMs, with when. */
+function restartOutcomeLines(restarts: PlannedRestarts | undefined, reviewed: ReadonlySet<string>, budget: number): string[] {
+  const mine = (restarts?.vms ?? []).filter((l) => reviewed.has(vmKey(l)));
+  if (restarts === undefined || mine.length === 0) return [];
+  const items = mine.map((l) => `- ${code(vmKey(l))}: ${escapeMarkdown(l.event !== null && l.at !== undefined ? `${l.text} (${l.event} ${l.at.slice(0, 16).replace('T', ' ')} UTC)` : l.text)}`);
+  return [`Restarts (policy ${restarts.policy}):`, '', ...takeWithin(items, budget, (n) => `- … ${plural(n, 'more VM')} not shown`), ''];
 }
 
 function stagedCount(vm: VmPlanEntry): number {
@@ -432,6 +468,7 @@ function outcomeHead(input: PlanCommentInput, outcome: PlanOutcome, changed: VmP
     lines.push('| VM | Outcome | Detail |', '|---|---|---|');
     const cells = rows.map((r) => `| ${code(vmKey(r.vm))} | ${r.outcome} | ${escapeMarkdown(formatValue(r.detail, 200))} |`);
     lines.push(...takeWithin(cells, limit * OUTCOME_SHARE, (n) => `| … | ${plural(n, 'more VM')} not shown | |`), '');
+    lines.push(...restartOutcomeLines(outcome.plan.restarts, new Set(changed.map(vmKey)), limit * ERRORS_SHARE));
   } else {
     lines.push('The reviewed plan changed no VM.', '');
   }
@@ -478,6 +515,7 @@ export function renderPlanComment(input: PlanCommentInput): string {
       lines.push(`#### ${plural(warnings.length, 'manifest warning')}`, '', 'Read and not applied as written (other kinds are skipped; unknown fields are ignored by KubeVirt):', '');
       lines.push(...warningLines(warnings, limit * ERRORS_SHARE), '');
     }
+    lines.push(...restartLines(plan.restarts, input.restartGate, limit * ERRORS_SHARE));
     if (changed.length === 0) lines.push(plan.errors.length === 0 ? 'No VM changes: every VM this commit defines already matches the cluster.' : 'No VM changes besides the errors above.', '');
     head = `${lines.join('\n')}\n`;
   }
@@ -521,6 +559,7 @@ export function renderPlanTable(plan: VmPlan, options: { summary?: Summary; powe
   for (const e of plan.errors) lines.push(`error ${e.file}${e.line !== null ? `:${e.line}` : ''}: ${e.path !== undefined ? `${e.path}: ` : ''}${e.message}`);
   for (const o of plan.orphans ?? []) lines.push(`orphan ${o.namespace}/${o.name}: ${o.message}`);
   for (const w of plan.warnings ?? []) lines.push(`warning ${w.file}:${w.line}: ${w.message}`);
+  for (const l of plan.restarts?.vms ?? []) lines.push(`restart ${vmKey(l)}: ${l.text}`);
   for (const vm of plan.vms) {
     if (vm.action === PlanAction.none && !vm.restartRequired) continue;
     const src = options.sources?.[vmKey(vm)];

@@ -10,7 +10,8 @@ import { ObservedOutcome, type VmPlan } from '../rollout/index.ts';
 import { SourceError } from '../source/errors.ts';
 import type { ResolvedRef } from '../source/gitSource.ts';
 import type { ManifestSet } from '../source/manifests.ts';
-import { renderPlanComment, statusDescription } from './markdown.ts';
+import { gateDescription, renderPlanComment, statusDescription } from './markdown.ts';
+import { type RestartPolicySpec, currentWindow, nextWindow } from '../restart/index.ts';
 import { type PlanSource, type PowerChange, clusterStateKey, planCommit } from '../plan/planCommit.ts';
 import type { Summary } from '../plan/summary.ts';
 import type { ReportQueue } from './queue.ts';
@@ -89,6 +90,8 @@ export interface ReviewOptions extends ReportTarget {
   state: ReviewState;
   /** The ownership identity the sync resolved (default: derived from `repoLabel` and `path`). */
   identity?: RepositoryIdentity;
+  /** The repository's restart policy and clock (epoch ms): the comment says per VM whether and when it restarts, and `mergeGate` may fail `vmroll/plan`. */
+  restart?: { policy: RestartPolicySpec; now: () => number };
 }
 
 /** What one round did with one pull request. */
@@ -118,8 +121,14 @@ async function writeComment(target: ReportTarget, pr: number, body: string): Pro
   else await target.reporter.upsertPlanComment(pr, body);
 }
 
-function reviewKey(headSha: string, pr: PullRequestInfo, clusterKey: string): string {
-  return `${headSha} ${pr.baseSha} ${clusterKey}`;
+function reviewKey(headSha: string, pr: PullRequestInfo, clusterKey: string, restartKey: string): string {
+  return `${headSha} ${pr.baseSha} ${clusterKey} ${restartKey}`;
+}
+
+/** The window a restart plan is measured against (the open one, the next one): when either changes, the plan's lines may. */
+function windowKey(restart: ReviewOptions['restart'], now: number): string {
+  if (restart === undefined || restart.policy.windows.length === 0) return '-';
+  return `${currentWindow(restart.policy.windows, now)?.start ?? '-'}/${nextWindow(restart.policy.windows, now)?.start ?? '-'}`;
 }
 
 /** The commit the pull request's changes are measured from: the merge base with its base branch. */
@@ -147,6 +156,8 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
   const prs = await options.reporter.listOpenPullRequests();
   await options.cache.start();
   const clusterKey = clusterStateKey(options.cache);
+  const now = options.restart?.now() ?? 0;
+  const restartKey = windowKey(options.restart, now);
   const open = new Set(prs.map((p) => p.number));
   for (const r of state.reviewed.values()) if (!open.has(r.number)) r.open = false;
 
@@ -154,7 +165,7 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
   for (const pr of [...prs].sort((a, b) => a.number - b.number)) {
     const log = logger.child({ pr: pr.number, head: pr.headSha.slice(0, 12) });
     const last = state.reviewed.get(pr.number);
-    if (last !== undefined && last.key === reviewKey(pr.headSha, pr, clusterKey)) {
+    if (last !== undefined && last.key === reviewKey(pr.headSha, pr, clusterKey, restartKey)) {
       last.open = true;
       out.push({ number: pr.number, headSha: pr.headSha, result: 'unchanged', summary: last.summary });
       continue;
@@ -176,8 +187,11 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
         ...(options.refuseNamespace !== undefined && { refuseNamespace: options.refuseNamespace }),
         ...(base !== null ? { base } : {}),
         ...(state.manifests !== undefined ? { previous: state.manifests } : {}),
+        ...(options.restart !== undefined && { restart: { policy: options.restart.policy, now } }),
       });
       state.manifests = result.manifests;
+      // The merge gate is opt-in (`restart.mergeGate`): off, its reasons change nothing.
+      const gate = result.restarts?.mergeGate === true ? result.restarts.gateReasons : [];
       const body = renderPlanComment({
         plan: result.plan,
         summary: result.summary,
@@ -188,12 +202,13 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
         sha: head,
         prNumber: pr.number,
         ...(options.cluster !== undefined && { target: options.cluster }),
+        ...(result.restarts?.mergeGate === true && { restartGate: gate }),
       });
       const status = {
         sha: head,
         context: StatusContext.plan,
-        state: result.plan.errors.length > 0 ? StatusState.failure : StatusState.success,
-        description: statusDescription(result.summary),
+        state: result.plan.errors.length > 0 || gate.length > 0 ? StatusState.failure : StatusState.success,
+        description: result.plan.errors.length === 0 && gate.length > 0 ? gateDescription(gate) : statusDescription(result.summary),
         ...(options.targetUrl !== undefined ? { targetUrl: options.targetUrl } : {}),
       };
       const written = { body, status: JSON.stringify(status) };
@@ -205,7 +220,7 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
         number: pr.number,
         headRef: pr.headRef,
         headSha: head,
-        key: reviewKey(head, pr, clusterKey),
+        key: reviewKey(head, pr, clusterKey, restartKey),
         plan: result.plan,
         summary: result.summary,
         power: result.power,
