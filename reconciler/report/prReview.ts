@@ -11,7 +11,7 @@ import { SourceError } from '../source/errors.ts';
 import type { ResolvedRef } from '../source/gitSource.ts';
 import type { ManifestSet } from '../source/manifests.ts';
 import { gateDescription, renderPlanComment, statusDescription } from './markdown.ts';
-import { type RestartPolicySpec, currentWindow, nextWindow } from '../restart/index.ts';
+import { type RestartPolicySpec, RestartDecisionKind, currentWindow, nextWindow } from '../restart/index.ts';
 import { type PlanSource, type PowerChange, clusterStateKey, planCommit } from '../plan/planCommit.ts';
 import type { Summary } from '../plan/summary.ts';
 import type { ReportQueue } from './queue.ts';
@@ -322,15 +322,30 @@ export async function reportMergedOutcome(options: OutcomeOptions): Promise<numb
 }
 
 /** Whether a guest of the plan is still on its way to a change: a later sync will say where it got. */
-function moving(plan: VmPlan): boolean {
-  return plan.vms.some((vm) => vm.observed !== undefined && (vm.observed.outcome === ObservedOutcome.migrating || vm.observed.outcome === ObservedOutcome.queued || vm.observed.outcome === ObservedOutcome.restarting));
+function moving(plan: VmPlan, reviewed: VmPlan): boolean {
+  if (plan.vms.some((vm) => vm.observed !== undefined && (vm.observed.outcome === ObservedOutcome.migrating || vm.observed.outcome === ObservedOutcome.queued || vm.observed.outcome === ObservedOutcome.restarting))) return true;
+  // A restart of a reviewed VM that is under way or due now (not one waiting for a window, which may be days away).
+  const mine = new Set(reviewed.vms.map((vm) => `${vm.namespace}/${vm.name}`));
+  const soon: string[] = [RestartDecisionKind.restarting, RestartDecisionKind.restartNow, RestartDecisionKind.waitBudget];
+  return (plan.restarts?.vms ?? []).some((l) => mine.has(`${l.namespace}/${l.name}`) && soon.includes(l.kind));
+}
+
+/** The restart lines of the sync that applied a pull request, each replaced by a later sync's line for the same VM. */
+function laterRestarts(applied: VmPlan['restarts'], later: VmPlan['restarts']): VmPlan['restarts'] {
+  if (later === undefined) return applied;
+  if (applied === undefined) return later;
+  const byVm = new Map(applied.vms.map((l) => [`${l.namespace}/${l.name}`, l]));
+  for (const l of later.vms) byVm.set(`${l.namespace}/${l.name}`, l);
+  return { ...later, vms: [...byVm.values()].sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1)) };
 }
 
 /** The plan of the sync that applied a pull request, with where each guest it follows stands now (from a later sync's plan). */
 function withObserved(applied: VmPlan, later: VmPlan): VmPlan {
   const now = new Map(later.vms.map((vm) => [`${vm.namespace}/${vm.name}`, vm.observed]));
+  const restarts = laterRestarts(applied.restarts, later.restarts);
   return {
     ...applied,
+    ...(restarts !== undefined && { restarts }),
     vms: applied.vms.map((vm) => {
       if (vm.observed === undefined) return vm;
       const observed = now.get(`${vm.namespace}/${vm.name}`);
@@ -374,7 +389,7 @@ async function editOutcome(options: OutcomeOptions, pr: ReviewedPullRequest, out
   }
   // Followed for a bounded number of syncs: a migration that keeps failing does not keep the pull request forever.
   if (pr.merged === undefined) pr.checksSinceClosed = 0;
-  if (moving(outcome.plan) && (pr.merged === undefined || ++pr.checksSinceClosed < FORGET_CLOSED_AFTER)) pr.merged = outcome;
+  if (moving(outcome.plan, pr.plan) && (pr.merged === undefined || ++pr.checksSinceClosed < FORGET_CLOSED_AFTER)) pr.merged = outcome;
   else state.reviewed.delete(pr.number);
   return !unchanged;
 }
