@@ -236,9 +236,19 @@ describe('pull request review: restarts before and after the merge (sim API serv
       return vmi !== undefined && String(metaOf(vmi)['uid']) !== firstVmi && obj(vmi['status'])['phase'] === 'Running';
     });
     assert.equal(await s.handle.flushReports(WAIT_MS), true);
-    const body = comment(s);
-    if (process.env['SHOW'] !== undefined) console.log(body);
+    let body = comment(s);
+    const issued = `${restartedAt.slice(0, 16).replace('T', ' ')} UTC`;
     assert.match(body, /### vmroll: merged and synced/, body);
-    assert.match(body, new RegExp(`Restarts \\(policy onChange\\):\\n\\n- <code>shop/web</code>: restarts now: staged changes need it \\(policy onChange\\) \\(restarted ${restartedAt.slice(0, 16).replace('T', ' ')} UTC\\)\\n`), body);
+    assert.match(body, /\| <code>shop\/web<\/code> \| applied, restarted by vmroll \|/, body);
+    assert.match(body, new RegExp(`Restarts \\(policy onChange\\):\\n\\n- <code>shop/web</code>: restart issued by vmroll at ${issued} \\(restarts now: staged changes need it \\(policy onChange\\)\\)\\n`), body);
+    // The restart is under way: the merged comment follows it to the health gate's verdict.
+    const later = await s.handle.trigger('test');
+    assert.deepEqual(later?.restarts?.succeeded, ['shop/web'], JSON.stringify(later?.restarts));
+    assert.equal(await s.handle.flushReports(WAIT_MS), true);
+    body = comment(s);
+    if (process.env['SHOW'] !== undefined) console.log(body);
+    assert.match(body, /- <code>shop\/web<\/code>: restarted: [^\n]*Ready[^\n]* \(\d{4}-\d\d-\d\d \d\d:\d\d UTC\)\n/, body);
+    assert.match(body, /\| <code>shop\/web<\/code> \| applied, restarted by vmroll \|/, body);
+    assert.match(body, /: 0 live-applied · 1 applied, restarted by vmroll · 0 staged awaiting restart/, body);
   });
 });

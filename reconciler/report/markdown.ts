@@ -58,6 +58,10 @@ export const VmOutcome = {
   blocked: 'patched, not in the guest until a restart',
   /** Applied; KubeVirt's workload updater evicted the VMI to carry it: the guest restarts. */
   evicted: 'applied, restarted by eviction',
+  /** Applied; vmroll restarted the VM under the repository's restart policy (issued, or back Running and Ready). */
+  restarted: 'applied, restarted by vmroll',
+  /** Applied; vmroll's restart of the VM failed (its restart group is stopped). */
+  restartFailed: 'applied, restart failed',
   /** The synced commit's plan does not mention the VM (e.g. prune is off, or a later commit changed it again). */
   notApplied: 'not applied',
 } as const;
@@ -228,11 +232,19 @@ function restartLines(restarts: PlannedRestarts | undefined, gate: readonly stri
   return lines;
 }
 
+/** A restart line after the merge: the event and when it happened, else the planner's line. */
+function restartOutcomeText(l: PlannedRestarts['vms'][number]): string {
+  if (l.event === null || l.at === undefined) return l.text;
+  const at = `${l.at.slice(0, 16).replace('T', ' ')} UTC`;
+  if (l.event === 'restarted' || l.event === 'resumed') return `restart issued by vmroll at ${at} (${l.text})`;
+  return `${l.text} (${at})`;
+}
+
 /** What the sync after the merge did about restarts of the reviewed VMs, with when. */
 function restartOutcomeLines(restarts: PlannedRestarts | undefined, reviewed: ReadonlySet<string>, budget: number): string[] {
   const mine = (restarts?.vms ?? []).filter((l) => reviewed.has(vmKey(l)));
   if (restarts === undefined || mine.length === 0) return [];
-  const items = mine.map((l) => `- ${code(vmKey(l))}: ${escapeMarkdown(l.event !== null && l.at !== undefined ? `${l.text} (${l.event} ${l.at.slice(0, 16).replace('T', ' ')} UTC)` : l.text)}`);
+  const items = mine.map((l) => `- ${code(vmKey(l))}: ${escapeMarkdown(restartOutcomeText(l))}`);
   return [`Restarts (policy ${restarts.policy}):`, '', ...takeWithin(items, budget, (n) => `- … ${plural(n, 'more VM')} not shown`), ''];
 }
 
@@ -412,6 +424,9 @@ export function outcomeOf(vm: VmPlanEntry, outcome: PlanOutcome, file: string | 
     if (loadError !== undefined) return { outcome: VmOutcome.failed, detail: `${file}${loadError.line !== null ? `:${loadError.line}` : ''}: ${loadError.message}` };
     return { outcome: VmOutcome.notApplied, detail: vm.action === PlanAction.delete ? 'not deleted by the sync (is prune on?)' : 'not in the synced plan' };
   }
+  const restart = outcome.plan.restarts?.vms.find((l) => l.namespace === vm.namespace && l.name === vm.name);
+  if (restart?.event === 'failed') return { outcome: VmOutcome.restartFailed, detail: restart.text };
+  if (restart !== undefined && (restart.event === 'restarted' || restart.event === 'resumed' || restart.event === 'succeeded' || restart.kind === 'restarting')) return { outcome: VmOutcome.restarted, detail: restartOutcomeText(restart) };
   const guest = after.observed;
   if (guest?.restarted === true) return { outcome: VmOutcome.evicted, detail: guest.summary };
   if (guest !== undefined && guest.outcome !== ObservedOutcome.effective && after.action !== PlanAction.delete) {
@@ -454,7 +469,7 @@ function outcomeHead(input: PlanCommentInput, outcome: PlanOutcome, changed: VmP
     `${count(VmOutcome.created)} created`,
     `${count(VmOutcome.deleted)} deleted`,
   ];
-  for (const o of [VmOutcome.evicted, VmOutcome.blocked, VmOutcome.queued, VmOutcome.migrating]) if (count(o) > 0) parts.splice(1, 0, `${count(o)} ${o}`);
+  for (const o of [VmOutcome.restartFailed, VmOutcome.restarted, VmOutcome.evicted, VmOutcome.blocked, VmOutcome.queued, VmOutcome.migrating]) if (count(o) > 0) parts.splice(1, 0, `${count(o)} ${o}`);
   if (count(VmOutcome.inSync) > 0) parts.push(`${count(VmOutcome.inSync)} already in sync`);
   if (count(VmOutcome.notApplied) > 0) parts.push(`${count(VmOutcome.notApplied)} not applied`);
   const lines = [
