@@ -567,7 +567,7 @@ function orphanLines(orphans: readonly VmOrphan[], budget: number): string[] {
 }
 
 /** The plan for a terminal (`vmroll plan --output text`): summary, errors, then every VM the plan changes. */
-export function renderPlanTable(plan: VmPlan, options: { summary?: Summary; power?: Record<string, string>; sources?: Record<string, { file: string; line: number | null }> } = {}): string {
+export function renderPlanTable(plan: VmPlan, options: { summary?: Summary; power?: Record<string, string>; sources?: Record<string, { file: string; line: number | null }>; restartGate?: readonly string[] } = {}): string {
   const power = options.power ?? {};
   const summary = options.summary ?? countPlan(plan, powerAsChanges(power));
   const lines = [`vmroll plan for ${plan.commit === null ? 'files' : short(plan.commit)}: ${summaryText(summary)}`];
@@ -575,6 +575,7 @@ export function renderPlanTable(plan: VmPlan, options: { summary?: Summary; powe
   for (const o of plan.orphans ?? []) lines.push(`orphan ${o.namespace}/${o.name}: ${o.message}`);
   for (const w of plan.warnings ?? []) lines.push(`warning ${w.file}:${w.line}: ${w.message}`);
   for (const l of plan.restarts?.vms ?? []) lines.push(`restart ${vmKey(l)}: ${l.text}`);
+  if (options.restartGate !== undefined) lines.push(options.restartGate.length === 0 ? 'restart merge gate: passes' : `restart merge gate fails: ${options.restartGate.join('; ')}`);
   for (const vm of plan.vms) {
     if (vm.action === PlanAction.none && !vm.restartRequired) continue;
     const src = options.sources?.[vmKey(vm)];
