@@ -228,6 +228,6 @@ describe('restart merge gate description', function () {
     const text = gateDescription([long, 'second', 'third']);
     assert.ok(text.length <= 140, `${text.length}`);
     assert.ok(text.startsWith('restart merge gate: xxx'));
-    assert.ok(text.endsWith('…(+2 more)'), text);
+    assert.ok(text.endsWith('… (+2 more)'), text);
   });
 });
