@@ -180,7 +180,6 @@ describe('pull request review: restarts before and after the merge (sim API serv
     const change = base.map((v) => ({ ...v, image: 'img:2' }));
     const s = await scenario('budget', { policy: 'window', windows: [WINDOW], budget: { concurrent: 1, perWindow: 2 }, mergeGate: true }, BEFORE_WINDOW, base, change);
     const body = comment(s);
-    if (process.env['SHOW'] !== undefined) console.log(body);
     assert.match(body, /- <code>shop\/a<\/code>: restarts in the next window \(Sat 02:00–04:00 UTC\), 1 of 2 this window\n/, body);
     assert.match(body, /- <code>shop\/b<\/code>: restarts in the next window \(Sat 02:00–04:00 UTC\), 2 of 2 this window\n/, body);
     assert.match(body, /- <code>shop\/c<\/code>: restarts in the window after next \(Sat 10 Jan 02:00–04:00 UTC\), 1 of 1 this window \(budget 2 per window\)\n/, body);
@@ -246,7 +245,6 @@ describe('pull request review: restarts before and after the merge (sim API serv
     assert.deepEqual(later?.restarts?.succeeded, ['shop/web'], JSON.stringify(later?.restarts));
     assert.equal(await s.handle.flushReports(WAIT_MS), true);
     body = comment(s);
-    if (process.env['SHOW'] !== undefined) console.log(body);
     assert.match(body, /- <code>shop\/web<\/code>: restarted: [^\n]*Ready[^\n]* \(\d{4}-\d\d-\d\d \d\d:\d\d UTC\)\n/, body);
     assert.match(body, /\| <code>shop\/web<\/code> \| applied, restarted by vmroll \|/, body);
     assert.match(body, /: 0 live-applied · 1 applied, restarted by vmroll · 0 staged awaiting restart/, body);
