@@ -2,7 +2,7 @@
 // and GitHub's 65,536-character limit, on plans built by hand.
 import assert from 'node:assert/strict';
 import type { VmPlan, VmPlanEntry } from '../reconciler/rollout/index.ts';
-import { COMMENT_LIMIT, FOLD_AFTER, escapeMarkdown, renderPlanComment, renderPlanTable, statusDescription, summaryLine } from '../reconciler/report/markdown.ts';
+import { COMMENT_LIMIT, FOLD_AFTER, escapeMarkdown, gateDescription, renderPlanComment, renderPlanTable, statusDescription, summaryLine } from '../reconciler/report/markdown.ts';
 import { countPlan, emptySummary } from '../reconciler/plan/summary.ts';
 import { PLAN_MARKER } from '../reconciler/report/reporter.ts';
 
@@ -218,5 +218,16 @@ describe('PR comment markdown', function () {
     assert.match(text, /restart reasons:\n {4}spec\.template\.spec\.domain\.cpu\.cores: a non-live-updatable/);
     assert.match(text, /machine type needs a new instance/);
     assert.ok(!text.includes('shop/e'));
+  });
+});
+
+describe('restart merge gate description', function () {
+  it('names the first reason and counts the rest, within the 140 characters of a status', function () {
+    assert.equal(gateDescription(['shop/db is protected (vmroll.dev/restart: never) but the change requests a restart of it']), 'restart merge gate: shop/db is protected (vmroll.dev/restart: never) but the change requests a restart of it');
+    const long = `${'x'.repeat(200)} is protected`;
+    const text = gateDescription([long, 'second', 'third']);
+    assert.ok(text.length <= 140, `${text.length}`);
+    assert.ok(text.startsWith('restart merge gate: xxx'));
+    assert.ok(text.endsWith('… (+2 more)'), text);
   });
 });

@@ -27,6 +27,7 @@ import { SourceError } from '../reconciler/source/errors.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
 import { UsageError } from '../reconciler/usage.ts';
 import { validateVmPlan } from '../reconciler/validate.ts';
+import { MANUAL_POLICY } from '../reconciler/restart/index.ts';
 import { startGitServer, type GitServer, type WorkingClone } from './helpers/gitServer.ts';
 import { GitHubEmulator } from './helpers/githubEmulator.ts';
 import { startGiteaEmulator } from './helpers/giteaEmulator.ts';
@@ -341,6 +342,44 @@ describe('vmroll plan: commits and pull requests against a cluster', function ()
       if (!valid.ok) return;
       assert.equal(valid.value.commit, featureSha);
       assert.equal(valid.value.vms.find((v) => v.name === 'db')?.conditionMessage, NON_LIVE);
+      // No --config: the default policy, manual; db's staged change and web's blocked hot-plug (no LiveMigrate method) wait for a person.
+      assert.equal(valid.value.restarts?.policy, 'manual');
+      assert.deepEqual(valid.value.restarts?.vms.map((l) => [l.namespace, l.name, l.kind, l.event, l.text]), [
+        ['shop', 'db', 'manual', null, 'awaits a manual restart (policy manual)'],
+        ['shop', 'web', 'manual', null, 'awaits a manual restart (policy manual)'],
+      ]);
+    });
+
+    it('--config gives the repository its restart policy: the restart lines and the merge gate in text, markdown and JSON', async function () {
+      const config = path.join(dir, 'vmroll.yaml');
+      await writeFile(config, ['repositories:', '  - name: fleet', `    url: ${url}`, '    path: vms', '    restart:', '      policy: window', '      windows:', '        - {schedule: "0 2 * * SAT", duration: 2h}', '      mergeGate: true', ''].join('\n'));
+      const args = ['plan', '--repo', url, '--pr', '1', '--path', 'vms', '--prune', '--config', config, '--sim-state', simState, '--sim-kubevirt', kubevirtFile, '--cache-dir', path.join(dir, 'cli-cache')];
+      // Real time: the window is either open now or the next one; both say Saturday 02:00–04:00 UTC.
+      const line = /restarts (in the next window|as soon as it is merged, in the current window) \(Sat 02:00–04:00 UTC\), 1 of 2 this window/;
+      const text = captureIO();
+      assert.equal(await main(args, text), 1, text.stderr.join('\n'));
+      const restartLine = text.stdout.join('\n').split('\n').find((l) => l.startsWith('restart shop/db: ')) ?? '';
+      assert.match(restartLine, new RegExp(`^restart shop/db: ${line.source}$`), text.stdout.join('\n'));
+      assert.ok(text.stdout.join('\n').split('\n').includes('restart merge gate: passes'));
+      const md = captureIO();
+      assert.equal(await main([...args, '--output', 'markdown'], md), 1);
+      assert.match(md.stdout.join('\n'), new RegExp(`#### Restarts \\(policy window\\)\n\n- <code>shop/db</code>: ${line.source}\n`));
+      assert.match(md.stdout.join('\n'), /\*\*Merge gate\*\* \(<code>restart.mergeGate<\/code>\): passes\./);
+      const json = captureIO();
+      assert.equal(await main([...args, '--output', 'json'], json), 1);
+      const valid = validateVmPlan(JSON.parse(json.stdout.join('\n')));
+      assert.ok(valid.ok, JSON.stringify(valid));
+      if (!valid.ok) return;
+      assert.equal(valid.value.restarts?.policy, 'window');
+      assert.match(valid.value.restarts?.vms[0]?.text ?? '', line);
+      // web's hot-plug reaches the guest only at a restart too: second in the window.
+      assert.match(valid.value.restarts?.vms[1]?.text ?? '', /\(Sat 02:00–04:00 UTC\), 2 of 2 this window/);
+      assert.equal(valid.value.restarts?.pending, 2);
+      // A file that does not name the repository is a usage error.
+      await writeFile(config, ['repositories:', '  - name: other', '    url: https://git.example.com/other.git', ''].join('\n'));
+      const bad = captureIO();
+      assert.equal(await main(args, bad), 2);
+      assert.match(bad.stderr[0] ?? '', /^vmroll plan: --config: no repository of .*vmroll\.yaml has the url /);
     });
 
     it('exits 0 for a clean plan, limited by --base, and prints the table', async function () {
@@ -394,7 +433,8 @@ describe('vmroll plan: commits and pull requests against a cluster', function ()
         const code = await main(['plan', '--repo', url, '--pr', '1', '--path', 'vms', '--prune', '--kubeconfig', kubeconfig, '--cache-dir', path.join(dir, 'cli-cache'), '--output', 'json'], io);
         assert.equal(code, 1, io.stderr.join('\n'));
         const viaKube = JSON.parse(io.stdout.join('\n')) as { vms: VmPlanEntry[] };
-        const viaCache = await planCommit({ source, commit: featureSha, path: 'vms', cache, repoLabel: url, prune: true });
+        // The CLI plans restarts under the default policy (manual: no window, so `now` does not matter).
+        const viaCache = await planCommit({ source, commit: featureSha, path: 'vms', cache, repoLabel: url, prune: true, restart: { policy: MANUAL_POLICY, now: Date.now() } });
         assert.deepEqual(viaKube, JSON.parse(JSON.stringify(viaCache.plan)));
         const stats = api.stats();
         assert.ok(stats.reads > 0);

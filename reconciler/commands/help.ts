@@ -187,6 +187,9 @@ Options:
   --identity <id>            the repository's ownership identity, when vmroll.yaml sets one
                              (default: the normalised URL plus --path; for a local checkout,
                              its origin remote's URL, so a CI checkout matches the deployment)
+  --config <file>            vmroll.yaml: the restart policy of --repo (its entry, else the
+                             top-level restart:) says per VM whether and when it restarts,
+                             and its mergeGate fails the posted status (default: manual)
   --cluster sim|kube         sim: the embedded simulator; kube: the Kubernetes API (else
                              VMROLL_CLUSTER; see above when not given)
   --sim-state <file>         the simulated cluster's state file (as written by vmroll run)

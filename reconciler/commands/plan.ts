@@ -9,7 +9,10 @@ import { repositoryIdentity } from '../apply/identity.ts';
 import { GitHostKind, cacheDirOf, clusterKind, kubeConfigSource, loadKubeVirt, logFormatOf, parseOutput, readGitHostToken, readGitToken, refuseSsh } from '../config.ts';
 import { GiteaReporter } from '../report/gitea.ts';
 import { GitHubReporter } from '../report/github.ts';
-import { renderPlanComment, renderPlanTable, statusDescription } from '../report/markdown.ts';
+import { gateDescription, renderPlanComment, renderPlanTable, statusDescription } from '../report/markdown.ts';
+import { loadConfigFile, repositoriesOf } from '../configFile.ts';
+import { normaliseRepoUrl } from '../apply/identity.ts';
+import { MANUAL_POLICY, type RestartPolicySpec, restartPolicyOf } from '../restart/index.ts';
 import { planCommit } from '../plan/planCommit.ts';
 import { postPlan } from '../report/postPlan.ts';
 import { GitHostError, type GitHostReporter, type PullRequestInfo, StatusContext, StatusState } from '../report/reporter.ts';
@@ -29,6 +32,25 @@ export { PLAN_HELP } from './help.ts';
 const OUTPUTS = ['text', 'markdown', 'json'] as const;
 type Output = (typeof OUTPUTS)[number];
 
+/**
+ * The restart policy `--config` declares for `--repo`: the entry whose url is the same repository,
+ * else the file's top-level `restart:`; manual when the file declares none.
+ */
+function restartPolicyFromFile(file: string, repo: string): RestartPolicySpec {
+  const config = loadConfigFile(file);
+  const same = (url: string): boolean => {
+    const a = normaliseRepoUrl(url);
+    const b = normaliseRepoUrl(repo);
+    return a !== null || b !== null ? a === b : path.resolve(url) === path.resolve(repo);
+  };
+  const repositories = repositoriesOf(config);
+  const match = repositories.find((r) => same(r.url));
+  if (match !== undefined) return match.restart ?? MANUAL_POLICY;
+  if (config.restart !== undefined) return restartPolicyOf(config.restart);
+  if (repositories.length === 0) return MANUAL_POLICY;
+  throw new UsageError(`--config: no repository of ${file} has the url ${repo}`);
+}
+
 function positiveInt(text: string, flag: string): number {
   if (!/^[1-9]\d{0,9}$/.test(text)) throw new UsageError(`${flag} must be a pull request number, not "${text}"`);
   return Number(text);
@@ -47,6 +69,7 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
       prune: { type: 'boolean' },
       strict: { type: 'boolean' },
       identity: { type: 'string' },
+      config: { type: 'string' },
       cluster: { type: 'string' },
       'sim-state': { type: 'string' },
       'sim-kubevirt': { type: 'string' },
@@ -86,6 +109,8 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
   if (values.post && github === gitea) throw new UsageError('--post needs either --github-repo or --gitea-url with --gitea-repo');
   if (!values.post && (github || gitea)) throw new UsageError('--github-repo and --gitea-* are used with --post');
   if (gitea && (values['gitea-url'] === undefined || values['gitea-repo'] === undefined)) throw new UsageError('--gitea-url and --gitea-repo go together');
+  // Read before anything is fetched: a broken file is a usage error (exit 2) with file:line.
+  const restartPolicy = values.config !== undefined ? restartPolicyFromFile(values.config, values.repo) : MANUAL_POLICY;
   const clusterFlags = { cluster: values.cluster, kubeconfig: values.kubeconfig, context: values.context, 'sim-state': values['sim-state'], 'sim-kubevirt': values['sim-kubevirt'] };
   const kind = clusterKind(clusterFlags, env);
   const kubeconfig = kind === 'kube' ? kubeConfigSource(clusterFlags, env) : undefined;
@@ -193,7 +218,7 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
     let result;
     try {
       const identity = await repositoryIdentity({ repo: repoLabel, path: values.path ?? '', ...(values.identity !== undefined ? { identity: values.identity } : {}) });
-      result = await planCommit({ source, commit, path: values.path ?? '', cache, repoLabel, identity, prune: values.prune ?? false, strict: values.strict ?? false, ...(base !== undefined ? { base } : {}) });
+      result = await planCommit({ source, commit, path: values.path ?? '', cache, repoLabel, identity, prune: values.prune ?? false, strict: values.strict ?? false, ...(base !== undefined ? { base } : {}), restart: { policy: restartPolicy, now: Date.now() } });
     } catch (e) {
       if (e instanceof SourceError) {
         if (e.code === 'InvalidLocation') throw new UsageError(e.message);
@@ -201,6 +226,8 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
       }
       return fail('could not plan', e);
     }
+    // The merge gate is opt-in (`restart.mergeGate` in --config): off, its reasons change nothing.
+    const gate = restartPolicy.mergeGate ? (result.restarts?.gateReasons ?? []) : [];
     const comment = (): string =>
       renderPlanComment({
         plan: result.plan,
@@ -212,19 +239,20 @@ export async function runPlan(argv: string[], io: CommandIO, env: NodeJS.Process
         sha: commit,
         target: targetText,
         ...(pr !== undefined ? { prNumber: pr } : {}),
+        ...(restartPolicy.mergeGate && { restartGate: gate }),
       });
     printed = true;
     if (output === 'json') io.out(JSON.stringify(result.plan, null, 2));
     else if (output === 'markdown') io.out(comment());
-    else io.out(renderPlanTable(result.plan, result));
+    else io.out(renderPlanTable(result.plan, { ...result, ...(restartPolicy.mergeGate && { restartGate: gate }) }));
 
     if (reporter !== null && pr !== undefined) {
       try {
         const status = {
           sha: commit,
           context: StatusContext.plan,
-          state: result.plan.errors.length > 0 ? StatusState.failure : StatusState.success,
-          description: statusDescription(result.summary),
+          state: result.plan.errors.length > 0 || gate.length > 0 ? StatusState.failure : StatusState.success,
+          description: result.plan.errors.length === 0 && gate.length > 0 ? gateDescription(gate) : statusDescription(result.summary),
           ...(values['target-url'] !== undefined ? { targetUrl: values['target-url'] } : {}),
         };
         const posted = await postPlan({ reporter, pr, status, body: comment(), logger });

@@ -76,6 +76,8 @@ export interface StartRunOptions {
   reload?: RunConfigSource;
   /** The logger's list of strings to redact: the secrets a reload brings (new tokens) are added to it. */
   secrets?: string[];
+  /** Epoch ms for restart windows, health timeouts and PR restart plans (default Date.now; tests inject a clock). */
+  now?: () => number;
 }
 
 /** Options of {@link startController}. */
@@ -179,6 +181,7 @@ export async function startController(config: RunConfig, logger: Logger, options
       several,
       ...(config.output === 'text' && { out: options.out, render: renderReport }),
       ...(host !== null && clusterTarget !== undefined && { clusterTarget }),
+      ...(options.now !== undefined && { now: options.now }),
     });
   };
   for (const rc of repositoriesOfRun(config)) repositories.push(unit(rc, config.repositories !== undefined && config.repositories.length > 1));

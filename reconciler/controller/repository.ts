@@ -212,6 +212,7 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
         ...(options.clusterTarget !== undefined && { cluster: options.clusterTarget }),
         ...target,
         ...(identity !== null && { identity }),
+        restart: { policy: rc.restart ?? MANUAL_POLICY, now: options.now ?? Date.now },
       });
     } catch (e) {
       // The Git host being down delays reviews; the next interval tries again.

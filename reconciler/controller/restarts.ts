@@ -62,6 +62,8 @@ export interface RestartLine {
   event: RestartEvent | null;
   /** One line for people: the planner's, or the event's. */
   text: string;
+  /** When the event happened (RFC 3339, UTC); present with an event. */
+  at?: string;
 }
 
 /** The restart part of a sync's report. */
@@ -165,7 +167,7 @@ export class RestartStep {
   async run(input: { plan: VmPlan; cache: ClusterCache; log: Logger }): Promise<RestartReport> {
     const { cluster, policy } = this.options;
     const { cache, log } = input;
-    const events = new Map<string, { event: RestartEvent; text: string }>();
+    const events = new Map<string, { event: RestartEvent; text: string; at?: number }>();
     /** The repository's live VMs, with the annotations this step has written since reading them. */
     const vms = new Map<string, Obj>();
     for (const e of input.plan.vms) {
@@ -249,7 +251,7 @@ export class RestartStep {
         continue;
       }
       this.issued.set(key, readRestartRecord(annotationsOf(vms.get(key) ?? {}) as StringMap).startedAt);
-      events.set(key, { event: RestartEvent.restarted, text: d.text });
+      events.set(key, { event: RestartEvent.restarted, text: d.text, at: this.options.now() });
       log.info({ vm: key, serves: d.serves, why: d.text }, 'restart issued');
     }
 
@@ -258,7 +260,8 @@ export class RestartStep {
     // A VM restarted in an earlier sync with nothing left to serve is not worth a line.
     const lines: RestartLine[] = after.decisions.filter((d) => d.kind !== RestartDecisionKind.done || events.has(keyOf(d))).map((d) => {
       const ev = events.get(keyOf(d));
-      return { namespace: d.namespace, name: d.name, kind: d.kind, event: ev?.event ?? null, text: ev?.text ?? d.text };
+      // Stamped here, once per sync: the events of one sync happen within its few seconds.
+      return { namespace: d.namespace, name: d.name, kind: d.kind, event: ev?.event ?? null, text: ev?.text ?? d.text, ...(ev !== undefined && { at: new Date(ev.at ?? this.options.now()).toISOString().replace(/\.\d{3}Z$/, 'Z') }) };
     });
     const byEvent = (e: RestartEvent): string[] => lines.filter((l) => l.event === e).map(keyOf);
     const failed = after.decisions.filter((d) => d.kind === RestartDecisionKind.failed).map((d) => ({ vm: keyOf(d), message: readRestartRecord(annotationsOf(vms.get(keyOf(d)) ?? {}) as StringMap).message ?? 'did not come back Ready' }));

@@ -15,6 +15,8 @@ import type { ChangedPath, TreeFile } from '../source/gitSource.ts';
 import { type ManifestSet, loadManifests } from '../source/manifests.ts';
 import { pairDesiredLive } from './pairing.ts';
 import { type Summary, countPlan } from './summary.ts';
+import type { RestartPolicySpec } from '../restart/index.ts';
+import { type RestartPreview, previewRestarts } from './restartPreview.ts';
 
 /** What planning needs from Git (GitSource implements it). */
 export interface PlanSource {
@@ -53,6 +55,8 @@ export interface PlanCommitOptions {
   strict?: boolean;
   /** Why this repository may not write to a namespace, or null when it may (vmroll.yaml `namespaces`); absent: any namespace. */
   refuseNamespace?: (namespace: string) => string | null;
+  /** The repository's restart policy and `now` (epoch ms): the plan then says per VM whether and when it restarts (`plan.restarts`). */
+  restart?: { policy: RestartPolicySpec; now: number };
 }
 
 /** Output of {@link planCommit}. */
@@ -67,6 +71,8 @@ export interface PlanCommitResult {
   sources: Record<string, { file: string; line: number | null }>;
   /** The load, to pass as `previous` to the next plan. */
   manifests: ManifestSet;
+  /** With the `restart` option: the restarts the commit leads to (also in `plan.restarts`) and the merge gate's reasons. */
+  restarts?: RestartPreview;
 }
 
 const RUNNING = new Set(['Always', 'RerunOnFailure', 'Once']);
@@ -157,6 +163,7 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
   const errors: ManifestError[] = manifests.errors.filter((e) => inScope(e.file));
   const power: Record<string, PowerChange> = {};
   const sources: Record<string, { file: string; line: number | null }> = {};
+  const desiredByKey = new Map<string, Obj>();
   const instancetypes = [...cache.instancetypes.values()];
   // Migrations in flight decide how many are ahead of a hot-plug's own.
   const migrations = cache.migrationList();
@@ -175,6 +182,7 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
   for (const { key, vm, live, desired: desiredOf } of pairing.pairs) {
     sources[key] = { file: vm.file, line: vm.line };
     const desired = desiredOf();
+    desiredByKey.set(key, desired);
     const vmi = live !== undefined ? (cache.vmis.get(key) ?? null) : null;
     const result =
       live === undefined
@@ -218,5 +226,10 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
   vms.sort((a, b) => compare(a.namespace, b.namespace) || compare(a.name, b.name));
   errors.sort((a, b) => compare(a.file, b.file) || (a.line ?? 0) - (b.line ?? 0));
   const plan: VmPlan = { commit, vms, errors, orphans: decision.orphans, warnings: manifests.warnings.filter((w) => inScope(w.file)) };
-  return { plan, summary: countPlan(plan, power), power, sources, manifests };
+  let restarts: RestartPreview | undefined;
+  if (options.restart !== undefined) {
+    restarts = previewRestarts({ plan, desired: desiredByKey, cache, identity: identity.id, policy: options.restart.policy, now: options.restart.now });
+    plan.restarts = restarts.restarts;
+  }
+  return { plan, summary: countPlan(plan, power), power, sources, manifests, ...(restarts !== undefined && { restarts }) };
 }

@@ -58,6 +58,10 @@ export const VmOutcome = {
   blocked: 'patched, not in the guest until a restart',
   /** Applied; KubeVirt's workload updater evicted the VMI to carry it: the guest restarts. */
   evicted: 'applied, restarted by eviction',
+  /** Applied; vmroll restarted the VM under the repository's restart policy (issued, or back Running and Ready). */
+  restarted: 'applied, restarted by vmroll',
+  /** Applied; vmroll's restart of the VM failed (its restart group is stopped). */
+  restartFailed: 'applied, restart failed',
   /** The synced commit's plan does not mention the VM (e.g. prune is off, or a later commit changed it again). */
   notApplied: 'not applied',
 } as const;
@@ -85,6 +89,8 @@ export interface PlanCommentInput {
   target?: string;
   /** Default {@link COMMENT_LIMIT}. */
   maxLength?: number;
+  /** Set when the repository's restart policy turns the merge gate on: why it fails `vmroll/plan` (empty: it passes). */
+  restartGate?: readonly string[];
 }
 
 const ENTITIES: Record<string, string> = {
@@ -198,6 +204,48 @@ export function statusDescription(s: Summary): string {
   if (parts.length === 0) parts.push(c.inSync > 0 ? `no changes · ${c.inSync} in sync` : 'no VM changes');
   const text = parts.join(' · ');
   return text.length <= 140 ? text : `${text.slice(0, 139)}…`;
+}
+
+/** The `vmroll/plan` description when the restart merge gate fails: its first reason, and how many more. */
+export function gateDescription(reasons: readonly string[]): string {
+  const more = reasons.length > 1 ? ` (+${reasons.length - 1} more)` : '';
+  const text = `restart merge gate: ${reasons[0] ?? ''}`;
+  return text.length + more.length <= 140 ? `${text}${more}` : `${text.slice(0, 139 - more.length)}…${more}`;
+}
+
+type PlannedRestarts = NonNullable<VmPlan['restarts']>;
+
+/** The restart lines of a plan (before the merge): per VM, whether and when the repository's policy restarts it; then the merge gate. */
+function restartLines(restarts: PlannedRestarts | undefined, gate: readonly string[] | undefined, budget: number): string[] {
+  if (restarts === undefined || (restarts.vms.length === 0 && (gate === undefined || gate.length === 0))) return [];
+  const lines = [`#### Restarts (policy ${restarts.policy})`, ''];
+  const items = restarts.vms.map((l) => `- ${code(vmKey(l))}: ${escapeMarkdown(l.text)}`);
+  lines.push(...takeWithin(items, budget, (n) => `- … ${plural(n, 'more VM')} not shown`), '');
+  if (gate !== undefined) {
+    if (gate.length === 0) lines.push('**Merge gate** (<code>restart.mergeGate</code>): passes.', '');
+    else {
+      lines.push(`**Merge gate** (<code>restart.mergeGate</code>): fails <code>vmroll/plan</code>:`, '');
+      for (const r of gate) lines.push(`- ${escapeMarkdown(r)}`);
+      lines.push('');
+    }
+  }
+  return lines;
+}
+
+/** A restart line after the merge: the event and when it happened, else the planner's line. */
+function restartOutcomeText(l: PlannedRestarts['vms'][number]): string {
+  if (l.event === null || l.at === undefined) return l.text;
+  const at = `${l.at.slice(0, 16).replace('T', ' ')} UTC`;
+  if (l.event === 'restarted' || l.event === 'resumed') return `restart issued by vmroll at ${at} (${l.text})`;
+  return `${l.text} (${at})`;
+}
+
+/** What the sync after the merge did about restarts of the reviewed VMs, with when. */
+function restartOutcomeLines(restarts: PlannedRestarts | undefined, reviewed: ReadonlySet<string>, budget: number): string[] {
+  const mine = (restarts?.vms ?? []).filter((l) => reviewed.has(vmKey(l)));
+  if (restarts === undefined || mine.length === 0) return [];
+  const items = mine.map((l) => `- ${code(vmKey(l))}: ${escapeMarkdown(restartOutcomeText(l))}`);
+  return [`Restarts (policy ${restarts.policy}):`, '', ...takeWithin(items, budget, (n) => `- … ${plural(n, 'more VM')} not shown`), ''];
 }
 
 function stagedCount(vm: VmPlanEntry): number {
@@ -376,6 +424,9 @@ export function outcomeOf(vm: VmPlanEntry, outcome: PlanOutcome, file: string | 
     if (loadError !== undefined) return { outcome: VmOutcome.failed, detail: `${file}${loadError.line !== null ? `:${loadError.line}` : ''}: ${loadError.message}` };
     return { outcome: VmOutcome.notApplied, detail: vm.action === PlanAction.delete ? 'not deleted by the sync (is prune on?)' : 'not in the synced plan' };
   }
+  const restart = outcome.plan.restarts?.vms.find((l) => l.namespace === vm.namespace && l.name === vm.name);
+  if (restart?.event === 'failed') return { outcome: VmOutcome.restartFailed, detail: restart.text };
+  if (restart !== undefined && (restart.event === 'restarted' || restart.event === 'resumed' || restart.event === 'succeeded' || restart.kind === 'restarting')) return { outcome: VmOutcome.restarted, detail: restartOutcomeText(restart) };
   const guest = after.observed;
   if (guest?.restarted === true) return { outcome: VmOutcome.evicted, detail: guest.summary };
   if (guest !== undefined && guest.outcome !== ObservedOutcome.effective && after.action !== PlanAction.delete) {
@@ -418,7 +469,7 @@ function outcomeHead(input: PlanCommentInput, outcome: PlanOutcome, changed: VmP
     `${count(VmOutcome.created)} created`,
     `${count(VmOutcome.deleted)} deleted`,
   ];
-  for (const o of [VmOutcome.evicted, VmOutcome.blocked, VmOutcome.queued, VmOutcome.migrating]) if (count(o) > 0) parts.splice(1, 0, `${count(o)} ${o}`);
+  for (const o of [VmOutcome.restartFailed, VmOutcome.restarted, VmOutcome.evicted, VmOutcome.blocked, VmOutcome.queued, VmOutcome.migrating]) if (count(o) > 0) parts.splice(1, 0, `${count(o)} ${o}`);
   if (count(VmOutcome.inSync) > 0) parts.push(`${count(VmOutcome.inSync)} already in sync`);
   if (count(VmOutcome.notApplied) > 0) parts.push(`${count(VmOutcome.notApplied)} not applied`);
   const lines = [
@@ -432,6 +483,7 @@ function outcomeHead(input: PlanCommentInput, outcome: PlanOutcome, changed: VmP
     lines.push('| VM | Outcome | Detail |', '|---|---|---|');
     const cells = rows.map((r) => `| ${code(vmKey(r.vm))} | ${r.outcome} | ${escapeMarkdown(formatValue(r.detail, 200))} |`);
     lines.push(...takeWithin(cells, limit * OUTCOME_SHARE, (n) => `| … | ${plural(n, 'more VM')} not shown | |`), '');
+    lines.push(...restartOutcomeLines(outcome.plan.restarts, new Set(changed.map(vmKey)), limit * ERRORS_SHARE));
   } else {
     lines.push('The reviewed plan changed no VM.', '');
   }
@@ -478,6 +530,7 @@ export function renderPlanComment(input: PlanCommentInput): string {
       lines.push(`#### ${plural(warnings.length, 'manifest warning')}`, '', 'Read and not applied as written (other kinds are skipped; unknown fields are ignored by KubeVirt):', '');
       lines.push(...warningLines(warnings, limit * ERRORS_SHARE), '');
     }
+    lines.push(...restartLines(plan.restarts, input.restartGate, limit * ERRORS_SHARE));
     if (changed.length === 0) lines.push(plan.errors.length === 0 ? 'No VM changes: every VM this commit defines already matches the cluster.' : 'No VM changes besides the errors above.', '');
     head = `${lines.join('\n')}\n`;
   }
@@ -514,13 +567,15 @@ function orphanLines(orphans: readonly VmOrphan[], budget: number): string[] {
 }
 
 /** The plan for a terminal (`vmroll plan --output text`): summary, errors, then every VM the plan changes. */
-export function renderPlanTable(plan: VmPlan, options: { summary?: Summary; power?: Record<string, string>; sources?: Record<string, { file: string; line: number | null }> } = {}): string {
+export function renderPlanTable(plan: VmPlan, options: { summary?: Summary; power?: Record<string, string>; sources?: Record<string, { file: string; line: number | null }>; restartGate?: readonly string[] } = {}): string {
   const power = options.power ?? {};
   const summary = options.summary ?? countPlan(plan, powerAsChanges(power));
   const lines = [`vmroll plan for ${plan.commit === null ? 'files' : short(plan.commit)}: ${summaryText(summary)}`];
   for (const e of plan.errors) lines.push(`error ${e.file}${e.line !== null ? `:${e.line}` : ''}: ${e.path !== undefined ? `${e.path}: ` : ''}${e.message}`);
   for (const o of plan.orphans ?? []) lines.push(`orphan ${o.namespace}/${o.name}: ${o.message}`);
   for (const w of plan.warnings ?? []) lines.push(`warning ${w.file}:${w.line}: ${w.message}`);
+  for (const l of plan.restarts?.vms ?? []) lines.push(`restart ${vmKey(l)}: ${l.text}`);
+  if (options.restartGate !== undefined) lines.push(options.restartGate.length === 0 ? 'restart merge gate: passes' : `restart merge gate fails: ${options.restartGate.join('; ')}`);
   for (const vm of plan.vms) {
     if (vm.action === PlanAction.none && !vm.restartRequired) continue;
     const src = options.sources?.[vmKey(vm)];

@@ -10,7 +10,8 @@ import { ObservedOutcome, type VmPlan } from '../rollout/index.ts';
 import { SourceError } from '../source/errors.ts';
 import type { ResolvedRef } from '../source/gitSource.ts';
 import type { ManifestSet } from '../source/manifests.ts';
-import { renderPlanComment, statusDescription } from './markdown.ts';
+import { gateDescription, renderPlanComment, statusDescription } from './markdown.ts';
+import { type RestartPolicySpec, RestartDecisionKind, currentWindow, nextWindow } from '../restart/index.ts';
 import { type PlanSource, type PowerChange, clusterStateKey, planCommit } from '../plan/planCommit.ts';
 import type { Summary } from '../plan/summary.ts';
 import type { ReportQueue } from './queue.ts';
@@ -89,6 +90,8 @@ export interface ReviewOptions extends ReportTarget {
   state: ReviewState;
   /** The ownership identity the sync resolved (default: derived from `repoLabel` and `path`). */
   identity?: RepositoryIdentity;
+  /** The repository's restart policy and clock (epoch ms): the comment says per VM whether and when it restarts, and `mergeGate` may fail `vmroll/plan`. */
+  restart?: { policy: RestartPolicySpec; now: () => number };
 }
 
 /** What one round did with one pull request. */
@@ -118,8 +121,14 @@ async function writeComment(target: ReportTarget, pr: number, body: string): Pro
   else await target.reporter.upsertPlanComment(pr, body);
 }
 
-function reviewKey(headSha: string, pr: PullRequestInfo, clusterKey: string): string {
-  return `${headSha} ${pr.baseSha} ${clusterKey}`;
+function reviewKey(headSha: string, pr: PullRequestInfo, clusterKey: string, restartKey: string): string {
+  return `${headSha} ${pr.baseSha} ${clusterKey} ${restartKey}`;
+}
+
+/** The window a restart plan is measured against (the open one, the next one): when either changes, the plan's lines may. */
+function windowKey(restart: ReviewOptions['restart'], now: number): string {
+  if (restart === undefined || restart.policy.windows.length === 0) return '-';
+  return `${currentWindow(restart.policy.windows, now)?.start ?? '-'}/${nextWindow(restart.policy.windows, now)?.start ?? '-'}`;
 }
 
 /** The commit the pull request's changes are measured from: the merge base with its base branch. */
@@ -147,6 +156,8 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
   const prs = await options.reporter.listOpenPullRequests();
   await options.cache.start();
   const clusterKey = clusterStateKey(options.cache);
+  const now = options.restart?.now() ?? 0;
+  const restartKey = windowKey(options.restart, now);
   const open = new Set(prs.map((p) => p.number));
   for (const r of state.reviewed.values()) if (!open.has(r.number)) r.open = false;
 
@@ -154,7 +165,7 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
   for (const pr of [...prs].sort((a, b) => a.number - b.number)) {
     const log = logger.child({ pr: pr.number, head: pr.headSha.slice(0, 12) });
     const last = state.reviewed.get(pr.number);
-    if (last !== undefined && last.key === reviewKey(pr.headSha, pr, clusterKey)) {
+    if (last !== undefined && last.key === reviewKey(pr.headSha, pr, clusterKey, restartKey)) {
       last.open = true;
       out.push({ number: pr.number, headSha: pr.headSha, result: 'unchanged', summary: last.summary });
       continue;
@@ -176,8 +187,11 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
         ...(options.refuseNamespace !== undefined && { refuseNamespace: options.refuseNamespace }),
         ...(base !== null ? { base } : {}),
         ...(state.manifests !== undefined ? { previous: state.manifests } : {}),
+        ...(options.restart !== undefined && { restart: { policy: options.restart.policy, now } }),
       });
       state.manifests = result.manifests;
+      // The merge gate is opt-in (`restart.mergeGate`): off, its reasons change nothing.
+      const gate = result.restarts?.mergeGate === true ? result.restarts.gateReasons : [];
       const body = renderPlanComment({
         plan: result.plan,
         summary: result.summary,
@@ -188,12 +202,13 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
         sha: head,
         prNumber: pr.number,
         ...(options.cluster !== undefined && { target: options.cluster }),
+        ...(result.restarts?.mergeGate === true && { restartGate: gate }),
       });
       const status = {
         sha: head,
         context: StatusContext.plan,
-        state: result.plan.errors.length > 0 ? StatusState.failure : StatusState.success,
-        description: statusDescription(result.summary),
+        state: result.plan.errors.length > 0 || gate.length > 0 ? StatusState.failure : StatusState.success,
+        description: result.plan.errors.length === 0 && gate.length > 0 ? gateDescription(gate) : statusDescription(result.summary),
         ...(options.targetUrl !== undefined ? { targetUrl: options.targetUrl } : {}),
       };
       const written = { body, status: JSON.stringify(status) };
@@ -205,7 +220,7 @@ export async function reviewPullRequests(options: ReviewOptions): Promise<PullRe
         number: pr.number,
         headRef: pr.headRef,
         headSha: head,
-        key: reviewKey(head, pr, clusterKey),
+        key: reviewKey(head, pr, clusterKey, restartKey),
         plan: result.plan,
         summary: result.summary,
         power: result.power,
@@ -307,15 +322,30 @@ export async function reportMergedOutcome(options: OutcomeOptions): Promise<numb
 }
 
 /** Whether a guest of the plan is still on its way to a change: a later sync will say where it got. */
-function moving(plan: VmPlan): boolean {
-  return plan.vms.some((vm) => vm.observed !== undefined && (vm.observed.outcome === ObservedOutcome.migrating || vm.observed.outcome === ObservedOutcome.queued || vm.observed.outcome === ObservedOutcome.restarting));
+function moving(plan: VmPlan, reviewed: VmPlan): boolean {
+  if (plan.vms.some((vm) => vm.observed !== undefined && (vm.observed.outcome === ObservedOutcome.migrating || vm.observed.outcome === ObservedOutcome.queued || vm.observed.outcome === ObservedOutcome.restarting))) return true;
+  // A restart of a reviewed VM that is under way or due now (not one waiting for a window, which may be days away).
+  const mine = new Set(reviewed.vms.map((vm) => `${vm.namespace}/${vm.name}`));
+  const soon: string[] = [RestartDecisionKind.restarting, RestartDecisionKind.restartNow, RestartDecisionKind.waitBudget];
+  return (plan.restarts?.vms ?? []).some((l) => mine.has(`${l.namespace}/${l.name}`) && soon.includes(l.kind));
+}
+
+/** The restart lines of the sync that applied a pull request, each replaced by a later sync's line for the same VM. */
+function laterRestarts(applied: VmPlan['restarts'], later: VmPlan['restarts']): VmPlan['restarts'] {
+  if (later === undefined) return applied;
+  if (applied === undefined) return later;
+  const byVm = new Map(applied.vms.map((l) => [`${l.namespace}/${l.name}`, l]));
+  for (const l of later.vms) byVm.set(`${l.namespace}/${l.name}`, l);
+  return { ...later, vms: [...byVm.values()].sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1)) };
 }
 
 /** The plan of the sync that applied a pull request, with where each guest it follows stands now (from a later sync's plan). */
 function withObserved(applied: VmPlan, later: VmPlan): VmPlan {
   const now = new Map(later.vms.map((vm) => [`${vm.namespace}/${vm.name}`, vm.observed]));
+  const restarts = laterRestarts(applied.restarts, later.restarts);
   return {
     ...applied,
+    ...(restarts !== undefined && { restarts }),
     vms: applied.vms.map((vm) => {
       if (vm.observed === undefined) return vm;
       const observed = now.get(`${vm.namespace}/${vm.name}`);
@@ -359,7 +389,7 @@ async function editOutcome(options: OutcomeOptions, pr: ReviewedPullRequest, out
   }
   // Followed for a bounded number of syncs: a migration that keeps failing does not keep the pull request forever.
   if (pr.merged === undefined) pr.checksSinceClosed = 0;
-  if (moving(outcome.plan) && (pr.merged === undefined || ++pr.checksSinceClosed < FORGET_CLOSED_AFTER)) pr.merged = outcome;
+  if (moving(outcome.plan, pr.plan) && (pr.merged === undefined || ++pr.checksSinceClosed < FORGET_CLOSED_AFTER)) pr.merged = outcome;
   else state.reviewed.delete(pr.number);
   return !unchanged;
 }

@@ -302,7 +302,7 @@ export interface ManifestWarning {
   path?: string;
 }
 /**
- * What the restart step of `vmroll run` did and decided after the sync (restart orchestration). Present in the output of `vmroll run` only.
+ * Restart orchestration. `vmroll run`: what the restart step did and decided after the sync. `vmroll plan` and pull-request review: what the repository's restart policy would do once the commit is applied, for the VMs it leaves needing a restart (events empty).
  */
 export interface RestartReport {
   /**
@@ -367,4 +367,8 @@ export interface RestartLine {
    * One line for people, e.g. `restarts in the next window (Sat 02:00–04:00 UTC), 3 of 12 this window`.
    */
   text: string;
+  /**
+   * When the event happened (RFC 3339, UTC); present with an event.
+   */
+  at?: string;
 }
