@@ -344,6 +344,138 @@ describe('simulator: from the VMI spec to the guest', () => {
     });
   });
 
+  // updateVolumesStrategy: Migration (GA in v1.8.0, no gates needed): KubeVirt's VM controller
+  // records the swap in status.migratedVolumes and patches the VMI's volumes, its VMI controller
+  // sets VolumesChange, the workload updater migrates, virt-handler on the target drops both.
+  describe('a claim swap under updateVolumesStrategy: Migration', () => {
+    const DISKS = [{ name: 'rootdisk', disk: { bus: 'virtio' } }, { name: 'cloudinit', disk: { bus: 'virtio' } }, { name: 'cdrom', cdrom: { bus: 'sata' } }, { name: 'data', disk: { bus: 'virtio' } }];
+    const withClaim = (claim: string): Obj => ({
+      spec: {
+        updateVolumesStrategy: 'Migration',
+        template: {
+          spec: {
+            domain: { devices: { disks: DISKS } },
+            volumes: [
+              { name: 'rootdisk', containerDisk: { image: 'quay.io/containerdisks/fedora:40' } },
+              { name: 'cloudinit', cloudInitNoCloud: { userData: '#cloud-config\n' } },
+              { name: 'cdrom', persistentVolumeClaim: { claimName: 'iso-fedora', hotpluggable: true } },
+              { name: 'data', persistentVolumeClaim: { claimName: claim } },
+            ],
+          },
+        },
+      },
+    });
+    const pvc = (name: string, mode: string): Obj => ({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name, namespace: 'default' }, spec: { accessModes: [mode], volumeMode: 'Block' } });
+    const claimStatus = (vmi: Obj, volume: string): unknown => (((status(vmi)['volumeStatus'] ?? []) as Obj[]).find((v) => v['name'] === volume)?.['persistentVolumeClaimInfo'] as Obj | undefined)?.['claimName'];
+    const claimInSpec = (vmi: Obj, volume: string): unknown => ((((vmi['spec'] as Obj)['volumes'] as Obj[]).find((v) => v['name'] === volume) ?? {})['persistentVolumeClaim'] as Obj | undefined)?.['claimName'];
+
+    /** Starts `web` on data-old (shared), swaps to data-new (ReadWriteOnce); returns the VMI before the swap and the engine's plan for it. */
+    async function swap(cluster: SimCluster, clock: ManualClock, kv: Obj): Promise<{ before: Obj; plan: ReturnType<typeof planRollout>['plan'] }> {
+      cluster.createObject(pvc('data-old', 'ReadWriteMany'));
+      cluster.createObject(pvc('data-new', 'ReadWriteOnce'));
+      await cluster.applyVirtualMachine(vm('web', withClaim('data-old')));
+      clock.advance(0);
+      const before = structuredClone(vmiOf(cluster, 'web'));
+      assert.equal(cond(before, 'LiveMigratable')?.['status'], 'True');
+      const desired = vm('web', withClaim('data-new'));
+      const stored = cluster.store.get('VirtualMachine', 'default', 'web') as Obj;
+      const { plan } = planRollout({ desired, baseline: cluster.controller.baseline(stored), vmi: before, kubevirt: kv, conditions: [], instancetypes: [] });
+      await cluster.applyVirtualMachine(desired);
+      return { before, plan };
+    }
+
+    it('[LiveMigrate]: VolumesChange and migratedVolumes, a migration although the new claim makes the VMI non-migratable, then the new claim, as the engine predicts', async () => {
+      const kv = kubevirt(['LiveMigrate']);
+      const { cluster, clock } = sim(kv);
+      let patched: Obj | undefined;
+      const stop = cluster.store.watch((e) => {
+        if (e.kind === 'VirtualMachineInstance' && patched === undefined && cond(e.object, 'VolumesChange') !== undefined) patched = structuredClone(e.object);
+      });
+      const { before, plan } = await swap(cluster, clock, kv);
+      // The engine: a live change that reaches the guest through a storage migration.
+      assert.deepEqual(
+        plan.changes.map((c) => `${c.path} ${c.rollout} ${c.reachesGuest} ${c.migration?.trigger}`),
+        ['spec.template.spec.volumes[name=data].persistentVolumeClaim.claimName live liveMigration VolumesChange'],
+      );
+      assert.equal(plan.disruption?.kind, 'migration');
+      assert.match(plan.disruption?.summary ?? '', /volume update \(storage migration\) via live migration/);
+      clock.advance(0);
+      stop();
+      assert.ok(patched, 'VolumesChange was set');
+      assert.equal(cond(patched, 'VolumesChange')?.['status'], 'True');
+      assert.equal(cond(patched, 'VolumesChange')?.['message'], 'migrate volumes');
+      assert.deepEqual(status(patched)['migratedVolumes'], [{ volumeName: 'data', destinationPVCInfo: { claimName: 'data-new', volumeMode: 'Block' }, sourcePVCInfo: { claimName: 'data-old', volumeMode: 'Block' } }]);
+      assert.equal(claimInSpec(patched, 'data'), 'data-new', 'the VM controller patched the VMI volumes');
+      // The sim's VMI right after the patch, as the engine's workloadUpdatePath reads it.
+      const vmi = vmiOf(cluster, 'web');
+      assert.equal(cond(vmi, 'LiveMigratable')?.['status'], 'False', 'a ReadWriteOnce claim: not migratable otherwise');
+      assert.equal(cond(vmi, 'LiveMigratable')?.['reason'], 'DisksNotLiveMigratable');
+      assert.equal(cond(vmi, 'StorageLiveMigratable')?.['status'], 'True');
+      assert.equal(workloadUpdatePath(vmi, cluster.store.get('VirtualMachine', 'default', 'web') ?? null, resolveWorkloadUpdate(kv), [], true).via, 'liveMigration');
+      assert.equal(restartRequired(cluster, 'web'), undefined, 'no RestartRequired');
+      const [m] = cluster.listMigrations('default', 'web');
+      assert.ok(m, 'the workload updater created a migration');
+      assert.match(String((m['metadata'] as Obj)['name']), /^kubevirt-workload-update-/);
+      clock.advance((2 * DURATION_MS) / 3);
+      assert.deepEqual(phases(cluster, 'web'), ['Running']);
+      assert.equal(cond(vmiOf(cluster, 'web'), 'VolumesChange')?.['status'], 'True', 'still copying');
+      clock.advance(DURATION_MS / 3);
+      assert.deepEqual(phases(cluster, 'web'), ['Succeeded']);
+      const after = vmiOf(cluster, 'web');
+      assert.equal(uid(after), uid(before), 'the same VMI, migrated');
+      assert.notEqual(status(after)['nodeName'], status(before)['nodeName']);
+      assert.equal(cond(after, 'VolumesChange'), undefined, 'the condition is removed');
+      assert.equal(status(after)['migratedVolumes'], undefined, 'migratedVolumes are cleared');
+      assert.equal(claimInSpec(after, 'data'), 'data-new');
+      assert.equal(claimStatus(after, 'data'), 'data-new', 'the volume status shows the new claim');
+      clock.advance(10 * 60_000);
+      assert.equal(cluster.listMigrations('default', 'web').length, 1, 'no further migration');
+      cluster.close();
+    });
+
+    it('[]: nothing migrates, VolumesChange stays True and migratedVolumes stay, as the engine predicts', async () => {
+      const kv = kubevirt([]);
+      const { cluster, clock } = sim(kv);
+      const { before, plan } = await swap(cluster, clock, kv);
+      assert.deepEqual(
+        plan.changes.map((c) => `${c.path} ${c.reachesGuest} ${c.migration?.trigger} ${c.migration?.blockedBy}`),
+        ['spec.template.spec.volumes[name=data].persistentVolumeClaim.claimName awaitingRestart VolumesChange noLiveMigrateMethod'],
+      );
+      clock.advance(10 * 60_000);
+      const vmi = vmiOf(cluster, 'web');
+      assert.equal(uid(vmi), uid(before));
+      assert.deepEqual(cluster.listMigrations(), []);
+      assert.equal(cond(vmi, 'VolumesChange')?.['status'], 'True');
+      assert.equal(((status(vmi)['migratedVolumes'] ?? []) as Obj[]).map((v) => v['volumeName']).join(), 'data');
+      assert.equal(status(cluster.store.get('KubeVirt', 'kubevirt', 'kubevirt') ?? {})['outdatedVirtualMachineInstanceWorkloads'], 1);
+      cluster.close();
+    });
+
+    it('[LiveMigrate] with a failing migration: VolumesChange stays until a retry succeeds', async () => {
+      const kv = kubevirt(['LiveMigrate']);
+      const { cluster, clock } = sim(kv);
+      await swap(cluster, clock, kv);
+      clock.advance(0);
+      const fresh = cluster.store.get('VirtualMachineInstance', 'default', 'web') as Obj;
+      cluster.store.replace({ ...fresh, metadata: { ...(fresh['metadata'] as Obj), annotations: { ...(((fresh['metadata'] as Obj)['annotations'] ?? {}) as Obj), [FAIL_MIGRATIONS_ANNOTATION]: 'true' } } });
+      clock.advance(DURATION_MS);
+      assert.deepEqual(phases(cluster, 'web'), ['Failed', 'Pending'], 'the updater asks again; the retry waits out the backoff');
+      const vmi = vmiOf(cluster, 'web');
+      assert.equal(cond(vmi, 'VolumesChange')?.['status'], 'True', 'a failed migration leaves the storage migration pending');
+      assert.equal(((status(vmi)['migratedVolumes'] ?? []) as Obj[]).length, 1);
+      const again = cluster.store.get('VirtualMachineInstance', 'default', 'web') as Obj;
+      const annotations = { ...(((again['metadata'] as Obj)['annotations'] ?? {}) as Obj) };
+      delete annotations[FAIL_MIGRATIONS_ANNOTATION];
+      cluster.store.replace({ ...again, metadata: { ...(again['metadata'] as Obj), annotations } });
+      // KubeVirt's backoff after one failure is 20 s; then the retry runs.
+      clock.advance(20_000);
+      clock.advance(DURATION_MS);
+      assert.deepEqual(phases(cluster, 'web'), ['Failed', 'Succeeded']);
+      assert.equal(cond(vmiOf(cluster, 'web'), 'VolumesChange'), undefined);
+      cluster.close();
+    });
+  });
+
   describe('the migration controller', () => {
     it('keeps to parallelMigrationsPerCluster', async () => {
       const { cluster, clock } = sim(kubevirt(['LiveMigrate'], { parallelMigrationsPerCluster: 1 }));

@@ -68,24 +68,17 @@ function podNetworkBinding(spec: Obj): { iface: Obj | undefined } | null {
   return { iface: list(devices, 'interfaces').find((i) => i['name'] === pod['name']) };
 }
 
-/** The `LiveMigratable` condition for a VMI (its spec, annotations and the claims it uses). */
-export function liveMigratableCondition(vmi: Readonly<Obj>, namespace: string, claims: ClaimLookup, kubevirt: Readonly<Obj> | null): Obj {
-  const no = (reason: NotMigratableReason, message: string): Obj => ({ type: 'LiveMigratable', status: 'False', reason, message });
+/** A reason a VMI cannot migrate, as KubeVirt names and words it. */
+interface Obstacle {
+  reason: NotMigratableReason;
+  message: string;
+}
+
+/** The obstacles other than the volumes (interface, host devices, SEV), in virt-handler's order. */
+function otherObstacles(vmi: Readonly<Obj>, kubevirt: Readonly<Obj> | null): Obstacle[] {
   const spec = specOf(vmi);
   const annotations = annotationsOf(vmi);
-  if (annotations[NON_MIGRATABLE_ANNOTATION] === 'true') return no('NotMigratable', `the simulator was told so by the ${NON_MIGRATABLE_ANNOTATION} annotation`);
-  for (const v of list(spec, 'volumes')) {
-    const claim = claimOf(v);
-    if (claim !== undefined) {
-      const modes = claims(namespace, claim) ?? ASSUMED_ACCESS_MODES;
-      if (!modes.includes('ReadWriteMany')) {
-        return no('DisksNotLiveMigratable', `cannot migrate VMI: PVC ${claim} is not shared, live migration requires that all PVCs must be shared (using ReadWriteMany access mode)`);
-      }
-      continue;
-    }
-    const hostDisk = v['hostDisk'];
-    if (isObj(hostDisk) && hostDisk['shared'] !== true) return no('DisksNotLiveMigratable', 'cannot migrate VMI with non-shared HostDisk');
-  }
+  const out: Obstacle[] = [];
   const binding = podNetworkBinding(spec);
   const iface = binding?.iface;
   if (iface !== undefined && !isObj(iface['masquerade'])) {
@@ -94,12 +87,84 @@ export function liveMigratableCondition(vmi: Readonly<Obj>, namespace: string, c
     const bindings = (((specOf(kubevirt ?? {})['configuration'] ?? {}) as Obj)['network'] ?? {}) as Obj;
     const pluginMigratable = plugin !== undefined && isObj(bindings['binding']) && isObj((bindings['binding'] as Obj)[plugin]) && ((bindings['binding'] as Obj)[plugin] as Obj)['migration'] !== undefined;
     if (!bridgeAllowed && !pluginMigratable) {
-      return no('InterfaceNotLiveMigratable', `cannot migrate VMI which does not use masquerade, bridge with ${ALLOW_POD_BRIDGE_MIGRATION_ANNOTATION} VM annotation or a migratable plugin to connect to the pod network`);
+      out.push({ reason: 'InterfaceNotLiveMigratable', message: `cannot migrate VMI which does not use masquerade, bridge with ${ALLOW_POD_BRIDGE_MIGRATION_ANNOTATION} VM annotation or a migratable plugin to connect to the pod network` });
     }
   }
   const domain = isObj(spec['domain']) ? spec['domain'] : {};
   const devices = isObj(domain['devices']) ? domain['devices'] : {};
-  if (list(devices, 'hostDevices').length > 0 || list(devices, 'gpus').length > 0) return no('HostDeviceNotLiveMigratable', 'VMI uses a PCI host devices');
-  if (isObj(domain['launchSecurity']) && isObj(domain['launchSecurity']['sev'])) return no('SEVNotLiveMigratable', 'VMI uses SEV');
-  return { type: 'LiveMigratable', status: 'True' };
+  if (list(devices, 'hostDevices').length > 0 || list(devices, 'gpus').length > 0) out.push({ reason: 'HostDeviceNotLiveMigratable', message: 'VMI uses a PCI host devices' });
+  if (isObj(domain['launchSecurity']) && isObj(domain['launchSecurity']['sev'])) out.push({ reason: 'SEVNotLiveMigratable', message: 'VMI uses SEV' });
+  return out;
+}
+
+/** The simulator's override as an obstacle, when the VMI carries it. */
+function overrideObstacle(vmi: Readonly<Obj>): Obstacle | null {
+  return annotationsOf(vmi)[NON_MIGRATABLE_ANNOTATION] === 'true' ? { reason: 'NotMigratable', message: `the simulator was told so by the ${NON_MIGRATABLE_ANNOTATION} annotation` } : null;
+}
+
+/** The `LiveMigratable` condition for a VMI (its spec, annotations and the claims it uses). */
+export function liveMigratableCondition(vmi: Readonly<Obj>, namespace: string, claims: ClaimLookup, kubevirt: Readonly<Obj> | null): Obj {
+  const no = (o: Obstacle): Obj => ({ type: 'LiveMigratable', status: 'False', reason: o.reason, message: o.message });
+  const override = overrideObstacle(vmi);
+  if (override !== null) return no(override);
+  for (const v of list(specOf(vmi), 'volumes')) {
+    const claim = claimOf(v);
+    if (claim !== undefined) {
+      const modes = claims(namespace, claim) ?? ASSUMED_ACCESS_MODES;
+      if (!modes.includes('ReadWriteMany')) {
+        return no({ reason: 'DisksNotLiveMigratable', message: `cannot migrate VMI: PVC ${claim} is not shared, live migration requires that all PVCs must be shared (using ReadWriteMany access mode)` });
+      }
+      continue;
+    }
+    const hostDisk = v['hostDisk'];
+    if (isObj(hostDisk) && hostDisk['shared'] !== true) return no({ reason: 'DisksNotLiveMigratable', message: 'cannot migrate VMI with non-shared HostDisk' });
+  }
+  const [first] = otherObstacles(vmi, kubevirt);
+  return first !== undefined ? no(first) : { type: 'LiveMigratable', status: 'True' };
+}
+
+/**
+ * The `StorageLiveMigratable` condition (`calculateLiveStorageMigrationCondition`): every obstacle
+ * except the volumes, all of them in the message (`Reason: message, ...`), reason `NotMigratable`.
+ * A storage migration is refused while it is False.
+ */
+export function storageLiveMigratableCondition(vmi: Readonly<Obj>, kubevirt: Readonly<Obj> | null): Obj {
+  const override = overrideObstacle(vmi);
+  const all = [...(override !== null ? [override] : []), ...otherObstacles(vmi, kubevirt)];
+  if (all.length === 0) return { type: 'StorageLiveMigratable', status: 'True' };
+  return { type: 'StorageLiveMigratable', status: 'False', reason: 'NotMigratable', message: all.map((o) => `${o.reason}: ${o.message}`).join(', ') };
+}
+
+/**
+ * KubeVirt's `ValidateVolumesUpdateMigration` (pkg/virt-controller/watch/volume-migration): null
+ * when the VMI's `status.migratedVolumes` may be carried by a migration although the VMI is not
+ * otherwise migratable, else KubeVirt's error. It needs `StorageLiveMigratable` not False and
+ * every ReadWriteOnce claim in `status.volumeStatus` to be among the migrated volumes.
+ */
+export function volumeMigrationError(vmi: Readonly<Obj>): string | null {
+  const status = (vmi['status'] ?? {}) as Obj;
+  const migrated = Array.isArray(status['migratedVolumes']) ? (status['migratedVolumes'] as unknown[]).filter(isObj) : [];
+  if (migrated.length === 0) return null;
+  const conditions = Array.isArray(status['conditions']) ? (status['conditions'] as unknown[]).filter(isObj) : [];
+  const storage = conditions.find((c) => c['type'] === 'StorageLiveMigratable');
+  if (storage !== undefined && storage['status'] === 'False') return `cannot migrate the volumes as the VMI isn't migratable: ${String(storage['message'] ?? '')}`;
+  const names = new Set(migrated.map((m) => String(m['volumeName'] ?? '')));
+  for (const v of Array.isArray(status['volumeStatus']) ? (status['volumeStatus'] as unknown[]).filter(isObj) : []) {
+    const info = v['persistentVolumeClaimInfo'];
+    if (!isObj(info)) continue;
+    const modes = Array.isArray(info['accessModes']) ? (info['accessModes'] as unknown[]).map(String) : [];
+    if (modes.includes('ReadWriteOnce') && !names.has(String(v['name'] ?? ''))) return `cannot migrate the VM. The volume ${String(v['name'] ?? '')} is RWO and not included in the migration volumes`;
+  }
+  return null;
+}
+
+/** Whether the VMI carries a storage migration a migration may carry out (`volMig` in the workload updater). */
+export function hasValidVolumeMigration(vmi: Readonly<Obj>): boolean {
+  const migrated = ((vmi['status'] ?? {}) as Obj)['migratedVolumes'];
+  return Array.isArray(migrated) && migrated.length > 0 && volumeMigrationError(vmi) === null;
+}
+
+/** The claim a PVC or DataVolume volume uses, or undefined for other volumes. */
+export function claimNameOf(volume: Obj): string | undefined {
+  return claimOf(volume);
 }

@@ -8,7 +8,8 @@
  * backoff (20 s, doubling) for workload-update migrations that follow a failed one.
  *
  * A successful migration is when the change reaches the guest: the VMI moves to the target
- * node, `HotVCPUChange`, `HotMemoryChange` and `MigrationRequired` go, and
+ * node, `HotVCPUChange`, `HotMemoryChange`, `MigrationRequired` and `VolumesChange` go (with
+ * `status.migratedVolumes`), and
  * `status.currentCPUTopology` and `status.memory.guestCurrent` take the VMI spec's values.
  *
  * Simulator-only: a VM or VMI annotated `sim.vmroll.dev/fail-migrations: "true"` fails every
@@ -18,6 +19,7 @@ import { randomBytes } from 'node:crypto';
 import type { Obj } from '../../rollout/index.ts';
 import { annotationsOf, isObj, labelsOf, metaOf, specOf, statusOf } from '../object.ts';
 import type { SimClock, SimTimer } from './clock.ts';
+import { hasValidVolumeMigration } from './migratable.ts';
 import type { ObjectStore } from './store.ts';
 import { MigrationPhase, VmiCondition, isFinal, isRunning, nameOf, nsOf, phaseOf, stamp, vmiConditions, vmiNameOf, withoutConditions } from './vmiState.ts';
 
@@ -326,7 +328,9 @@ export class MigrationController {
       const domain = (spec['domain'] ?? {}) as Obj;
       const cpu = (domain['cpu'] ?? {}) as Obj;
       const status: Obj = { ...statusOf(vmi), migrationState: done, nodeName: state['targetNode'] };
-      status['conditions'] = withoutConditions(vmiConditions(vmi), VmiCondition.HotVCPUChange, VmiCondition.HotMemoryChange, VmiCondition.MigrationRequired);
+      // removeMigratedVolumes: the guest now writes to the destination claims.
+      status['conditions'] = withoutConditions(vmiConditions(vmi), VmiCondition.HotVCPUChange, VmiCondition.HotMemoryChange, VmiCondition.MigrationRequired, VmiCondition.VolumesChange);
+      delete status['migratedVolumes'];
       status['currentCPUTopology'] = { sockets: cpu['sockets'] ?? 1, cores: cpu['cores'] ?? 1, threads: cpu['threads'] ?? 1 };
       const guest = ((domain['memory'] ?? {}) as Obj)['guest'];
       if (guest !== undefined && isObj(status['memory'])) status['memory'] = { ...(status['memory'] as Obj), guestCurrent: guest, guestRequested: guest };
@@ -357,7 +361,8 @@ export function admitMigration(store: ObjectStore, vmim: Readonly<Obj>): string 
   const phase = String(statusOf(vmi)['phase'] ?? '');
   if (phase === 'Succeeded' || phase === 'Failed') return 'Cannot migrated VMI in finalized state.';
   const cond = vmiConditions(vmi).find((c) => c['type'] === VmiCondition.LiveMigratable);
-  if (cond !== undefined && cond['status'] === 'False') return `Cannot migrate VMI, Reason: ${String(cond['reason'] ?? '')}, Message: ${String(cond['message'] ?? '')}`;
+  // A storage migration moves the claims that make the VMI non-migratable (see hasValidVolumeMigration).
+  if (cond !== undefined && cond['status'] === 'False' && !hasValidVolumeMigration(vmi)) return `Cannot migrate VMI, Reason: ${String(cond['reason'] ?? '')}, Message: ${String(cond['message'] ?? '')}`;
   for (const m of store.scan('VirtualMachineInstanceMigration', nsOf(vmim))) {
     if (vmiNameOf(m) === vmiName && !isFinal(m)) return `in-flight migration detected. Active migration job (${String(metaOf(m)['uid'])}) is currently already in progress for VMI ${vmiName}.`;
   }

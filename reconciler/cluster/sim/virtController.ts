@@ -9,7 +9,7 @@
  */
 import { INSTANCETYPE_KINDS, expandVm, hotplugCeilings, type Obj, parseStartRevisionName, planRollout, resolveCluster, startRevisionName, topologyCount } from '../../rollout/index.ts';
 import { annotationsOf, conditionsOf, labelsOf, metaOf, specOf, statusOf } from '../object.ts';
-import { ALLOW_POD_BRIDGE_MIGRATION_ANNOTATION, type ClaimLookup, NON_MIGRATABLE_ANNOTATION, liveMigratableCondition, volumeStatusOf } from './migratable.ts';
+import { ALLOW_POD_BRIDGE_MIGRATION_ANNOTATION, type ClaimLookup, NON_MIGRATABLE_ANNOTATION, claimNameOf, liveMigratableCondition, storageLiveMigratableCondition, volumeStatusOf } from './migratable.ts';
 import { NODE_NAME_LABEL } from './migrationController.ts';
 import type { SimClock } from './clock.ts';
 import type { ObjectStore } from './store.ts';
@@ -162,7 +162,7 @@ export class VirtController {
     if (vmi === undefined) return;
     const cond = liveMigratableCondition(vmi, namespace, this.claims, this.kubevirt());
     const status = { ...statusOf(vmi) };
-    status['conditions'] = withCondition(vmiConditions(vmi), cond, this.now());
+    status['conditions'] = withCondition(withCondition(vmiConditions(vmi), cond, this.now()), storageLiveMigratableCondition(vmi, this.kubevirt()), this.now());
     const volumes = volumeStatusOf(vmi, namespace, this.claims);
     if (volumes.length > 0) status['volumeStatus'] = volumes;
     else delete status['volumeStatus'];
@@ -266,8 +266,48 @@ export class VirtController {
     for (const name of sriovSecondaries(next['spec'])) {
       if (!oldSriov.has(name)) conditions = withCondition(conditions, migrationRequired, now);
     }
+    // A storage migration (updateVolumesStrategy: Migration): the VM controller records the swapped
+    // volumes (PatchVMIStatusWithMigratedVolumes, kept while one is recorded), then the VMI
+    // controller's requireVolumesUpdate/syncVolumesUpdate asks for a migration with VolumesChange.
+    const migrated = this.migratedVolumes(before, next);
+    if (migrated.length > 0) {
+      status['migratedVolumes'] = migrated;
+      if (conditions.every((c) => c['type'] !== VmiCondition.VolumesChange)) {
+        conditions = withCondition(conditions, { type: VmiCondition.VolumesChange, status: 'True', message: 'migrate volumes' }, now);
+      }
+    } else {
+      delete status['migratedVolumes'];
+    }
     status['conditions'] = conditions;
     return status;
+  }
+
+  /**
+   * `status.migratedVolumes` after a patch: the VMI's own while it has some (KubeVirt does not
+   * replace them), else one entry per volume the engine marked swapped, with the source and
+   * destination claims (`GenerateMigratedVolumes`).
+   */
+  private migratedVolumes(before: Obj, next: Obj): Obj[] {
+    const kept = statusOf(before)['migratedVolumes'];
+    if (Array.isArray(kept) && kept.length > 0) return kept as Obj[];
+    const marked = statusOf(next)['migratedVolumes'];
+    if (!Array.isArray(marked) || marked.length === 0) return [];
+    const volumes = (spec: unknown): Map<string, Obj> => new Map((Array.isArray((spec as Obj | undefined)?.['volumes']) ? ((spec as Obj)['volumes'] as Obj[]) : []).map((v) => [String(v['name']), v]));
+    const oldVolumes = volumes(before['spec']);
+    const newVolumes = volumes(next['spec']);
+    const ns = nsOf(next);
+    const info = (claim: string | undefined): Obj | undefined => {
+      if (claim === undefined) return undefined;
+      const pvc = this.store.peek('PersistentVolumeClaim', ns, claim);
+      const mode = ((pvc?.['spec'] ?? {}) as Obj)['volumeMode'];
+      return mode === undefined ? { claimName: claim } : { claimName: claim, volumeMode: mode };
+    };
+    return (marked as Obj[]).map((m) => {
+      const name = String(m['volumeName'] ?? '');
+      const source = info(claimNameOf(oldVolumes.get(name) ?? {}));
+      const destination = info(claimNameOf(newVolumes.get(name) ?? {}));
+      return { volumeName: name, ...(destination !== undefined && { destinationPVCInfo: destination }), ...(source !== undefined && { sourcePVCInfo: source }) };
+    });
   }
 
   /** Stops and starts the VM's instance; the new instance runs the current template. */
@@ -361,7 +401,7 @@ export class VirtController {
       booting || neverReady
         ? { type: 'Ready', status: 'False', reason: booting ? 'PodNotReady' : 'GuestNotReady', message: booting ? 'the guest is booting' : `${NEVER_READY_ANNOTATION} is "true"`, lastProbeTime: null, lastTransitionTime: now.toISOString().replace(/\.\d{3}Z$/, 'Z') }
         : { type: 'Ready', status: 'True', lastProbeTime: null, lastTransitionTime: now.toISOString().replace(/\.\d{3}Z$/, 'Z') };
-    let conditions = withCondition([ready], migratable, now);
+    let conditions = withCondition(withCondition([ready], migratable, now), storageLiveMigratableCondition({ metadata: vmiMeta, spec: vmiSpec }, this.kubevirt()), now);
     if (!booting && !neverReady && hasGuestAgent(vmiSpec)) conditions = withCondition(conditions, { type: 'AgentConnected', status: 'True' }, now);
     const status: Obj = {
       phase: booting ? 'Scheduling' : 'Running',

@@ -12,6 +12,10 @@ export const VmiCondition = {
   HotMemoryChange: 'HotMemoryChange',
   /** A network change (e.g. a NAD reference) that only a migration applies. */
   MigrationRequired: 'MigrationRequired',
+  /** A storage migration (`updateVolumesStrategy: Migration`) waits for a migration to copy the volumes. */
+  VolumesChange: 'VolumesChange',
+  /** virt-handler's verdict leaving the volumes out: could the VMI migrate if its storage moved with it. */
+  StorageLiveMigratable: 'StorageLiveMigratable',
 } as const;
 /** One of {@link VmiCondition}. */
 export type VmiCondition = (typeof VmiCondition)[keyof typeof VmiCondition];

@@ -4,9 +4,10 @@
  * hot-plugged change from the VMI spec into the guest without anyone asking.
  *
  * While the KubeVirt CR is `status.phase: Deployed` (and not mid-upgrade), for every running VMI
- * with `HotVCPUChange`, `HotMemoryChange=True` or `MigrationRequired=True` that is not already
- * migrating: with `LiveMigrate` in `spec.workloadUpdateStrategy.workloadUpdateMethods` and a
- * migratable VMI it creates a VirtualMachineInstanceMigration (generateName
+ * with `HotVCPUChange`, `HotMemoryChange=True`, `MigrationRequired=True` or `VolumesChange=True`
+ * that is not already migrating: with `LiveMigrate` in
+ * `spec.workloadUpdateStrategy.workloadUpdateMethods` and a migratable VMI (or one whose
+ * `status.migratedVolumes` pass `ValidateVolumesUpdateMigration`) it creates a VirtualMachineInstanceMigration (generateName
  * `kubevirt-workload-update-`), at most `parallelMigrationsPerCluster` minus those running;
  * otherwise with `Evict` it evicts the VMI, `batchEvictionSize` (default 10) every
  * `batchEvictionInterval` (default 60 s); otherwise nothing happens (the default: an empty list).
@@ -28,6 +29,7 @@ import type { Obj } from '../../rollout/index.ts';
 import { parseDuration } from '../../config.ts';
 import { isObj, metaOf, specOf, statusOf } from '../object.ts';
 import type { SimClock, SimTimer } from './clock.ts';
+import { hasValidVolumeMigration } from './migratable.ts';
 import { WORKLOAD_UPDATE_ANNOTATION, migrationSetting } from './migrationController.ts';
 import type { ObjectStore } from './store.ts';
 import { VmiCondition, isFinal, isMigrating, isRunning, nameOf, nsOf, vmiCondition, vmiNameOf } from './vmiState.ts';
@@ -93,12 +95,13 @@ export function workloadUpdateStrategy(kubevirt: Readonly<Obj> | null): Workload
   };
 }
 
-/** KubeVirt's `isHotplugInProgress` (and the network migration evaluator's condition). */
+/** KubeVirt's `isHotplugInProgress` (with the network migration evaluator's condition) or `isVolumesUpdateInProgress`. */
 export function needsMigration(vmi: Readonly<Obj>): boolean {
   return (
     vmiCondition(vmi, VmiCondition.HotVCPUChange) !== undefined ||
     vmiCondition(vmi, VmiCondition.HotMemoryChange)?.['status'] === 'True' ||
-    vmiCondition(vmi, VmiCondition.MigrationRequired)?.['status'] === 'True'
+    vmiCondition(vmi, VmiCondition.MigrationRequired)?.['status'] === 'True' ||
+    vmiCondition(vmi, VmiCondition.VolumesChange)?.['status'] === 'True'
   );
 }
 
@@ -159,7 +162,9 @@ export class WorkloadUpdater {
       if (isMigrating(vmi) || !needsMigration(vmi)) continue;
       outdated.push(vmi);
       if (inFlight.has(`${nsOf(vmi)}/${nameOf(vmi)}`)) continue;
-      if (strategy.methods.has(WorkloadUpdateMethod.LiveMigrate) && vmiCondition(vmi, VmiCondition.LiveMigratable)?.['status'] === 'True') migratable.push(vmi);
+      // getUpdateData: a valid storage migration (volMig) may migrate a VMI that is otherwise not migratable.
+      const canMigrate = vmiCondition(vmi, VmiCondition.LiveMigratable)?.['status'] === 'True' || hasValidVolumeMigration(vmi);
+      if (strategy.methods.has(WorkloadUpdateMethod.LiveMigrate) && canMigrate) migratable.push(vmi);
       else if (strategy.methods.has(WorkloadUpdateMethod.Evict)) evictable.push(vmi);
     }
     this.writeOutdatedCount(kv, outdated.length);
