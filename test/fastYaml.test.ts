@@ -76,6 +76,11 @@ const TRICKY: Record<string, string> = {
   'proto.yaml': '__proto__: {a: 1}\nb: 2\n',
   'doc-end.yaml': 'a: 1\n...\n',
   'directive.yaml': '%YAML 1.2\n---\na: 1\n',
+  'number-forms.yaml': 'a: -0\nb: 0.0\nc: -0.0\nd: 1.\ne: 0.1e1\nf: 1E2\ng: -1.5e-3\nh: 9007199254740993\n',
+  'huge.yaml': 'a: 1e400\n',
+  'odd-plain.yaml': 'a: 1_000\nb: 0b11\nc: 1:30\nd: .\ne: +.5\nf: 00\n',
+  'dash-value.yaml': 'a: -\n',
+  'seq-on-key-line.yaml': 'a: - b\n',
 };
 
 describe('fast YAML path (js-yaml with fallback) gives what the full parse gives', () => {
