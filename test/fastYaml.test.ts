@@ -101,6 +101,28 @@ describe('fast YAML path (js-yaml with fallback) gives what the full parse gives
     // The fleet must actually go through the fast path, or this test proves nothing about it.
     assert.equal(fastYamlStats.fast - before, vms.length);
   });
+
+  it('on 1,500 generated manifests with 1-3 random edits each (deleted characters; inserted :, -, quotes, brackets, #, newlines, ...)', () => {
+    let seed = 7;
+    const rand = (): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 2 ** 32;
+    };
+    const inserts = [':', ' ', '-', '"', "'", '\n', '  ', '{', '}', '[', ']', ',', '#', '?', '|', '>', 'x', '1', '\\', '@', '`', ': ', '- '];
+    const vms = planRepository(150);
+    const before = { ...fastYamlStats };
+    for (let k = 0; k < 1500; k++) {
+      let text = renderManifest(vms[k % vms.length]!);
+      for (let edits = 1 + Math.floor(rand() * 3); edits > 0; edits--) {
+        const at = Math.floor(rand() * text.length);
+        text = rand() < 0.4 ? text.slice(0, at) + text.slice(at + 1 + Math.floor(rand() * 3)) : text.slice(0, at) + inserts[Math.floor(rand() * inserts.length)] + text.slice(at);
+      }
+      sameAsSlow(text, `mutant-${k}.yaml`);
+    }
+    // Both paths must have been exercised by the mutants.
+    assert.ok(fastYamlStats.fast - before.fast > 100, `${fastYamlStats.fast - before.fast} fast`);
+    assert.ok(fastYamlStats.fallback - before.fallback > 100, `${fastYamlStats.fallback - before.fallback} fallback`);
+  });
 });
 
 /** A generated fleet with problems mixed in: unknown fields, invalid values, duplicates, bad YAML, Lists, other kinds. */
