@@ -96,3 +96,81 @@ export function formatProfileSummary(title: string, s: ProfileSummary): string {
     ...s.functions.map(line),
   ].join('\n');
 }
+
+/**
+ * Self time by owner: each sample goes to the innermost frame that is project or package code, so time
+ * spent in Node internals, builtins and fs errors is charged to whoever called them
+ * (GC and idle samples have no caller and stay as they are).
+ */
+export function summarizeByOwner(files: readonly string[], top = 40): ProfileRow[] {
+  const byOwner = new Map<string, number>();
+  let totalMs = 0;
+  for (const file of files) {
+    const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+    const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+    const parent = new Map<number, number>();
+    for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+    const samples = profile.samples ?? [];
+    const deltas = profile.timeDeltas ?? [];
+    for (let i = 0; i < samples.length; i++) {
+      const ms = (deltas[i + 1] ?? 0) / 1000;
+      let id: number | undefined = samples[i];
+      let owner: string | null = null;
+      const first = id === undefined ? undefined : nodes.get(id);
+      while (id !== undefined) {
+        const n = nodes.get(id);
+        if (n === undefined) break;
+        const p = place(n.callFrame.url, n.callFrame.functionName);
+        if (n.callFrame.url !== '' && !p.startsWith('node:')) {
+          owner = p;
+          break;
+        }
+        id = parent.get(id);
+      }
+      const label = owner ?? (first ? place(first.callFrame.url, first.callFrame.functionName) : '?');
+      byOwner.set(label, (byOwner.get(label) ?? 0) + ms);
+      totalMs += ms;
+    }
+  }
+  return [...byOwner.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([label, selfMs]) => ({ label, selfMs, share: totalMs > 0 ? selfMs / totalMs : 0 }));
+}
+
+// The issue-15 categories, by owner (see summarizeByOwner); the first match wins.
+const CATEGORIES: [string, RegExp][] = [
+  ['YAML parsing (yaml, js-yaml, yamlDocs/fastYaml)', /^npm:(yaml|js-yaml)$|source\/(yamlDocs|fastYaml)\.ts$/],
+  ['isomorphic-git object reads (isomorphic-git, pako, their fs calls)', /^npm:(isomorphic-git|pako)$/],
+  ['schema validation (validate.ts, ajv)', /^npm:ajv|reconciler\/validate\.ts$/],
+  ['engine (rollout/, incl. its JSON clone)', /^reconciler\/rollout\//],
+  ['SSA field ownership (apply/)', /^reconciler\/apply\//],
+  ['the embedded simulator (cluster/sim/)', /^reconciler\/cluster\/sim\//],
+  ['informer/cache copies (cluster/, not sim)', /^reconciler\/cluster\//],
+  ['HTTP client (client-node, undici)', /^npm:(@kubernetes|undici)/],
+  ['manifest loading, plan, report, controller (rest of reconciler/)', /^reconciler\//],
+  ['garbage collector', /^\(garbage collector\)$/],
+  ['idle', /^\(idle\)$/],
+];
+
+/** Shares of the issue-15 categories, from {@link summarizeByOwner} over every owner. */
+export function categoryShares(files: readonly string[]): ProfileRow[] {
+  const sums = new Map<string, number>();
+  let total = 0;
+  for (const r of summarizeByOwner(files, Number.MAX_SAFE_INTEGER)) {
+    const cat = CATEGORIES.find(([, re]) => re.test(r.label))?.[0] ?? 'other';
+    sums.set(cat, (sums.get(cat) ?? 0) + r.selfMs);
+    total += r.selfMs;
+  }
+  return [...sums.entries()].sort((a, b) => b[1] - a[1]).map(([label, selfMs]) => ({ label, selfMs, share: total > 0 ? selfMs / total : 0 }));
+}
+
+// `npx tsx bench/profile.ts a.cpuprofile...`: the categories and the owners, as text.
+if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  const files = process.argv.slice(2);
+  const line = (r: ProfileRow): string => `  ${r.selfMs.toFixed(0).padStart(7)} ms ${(r.share * 100).toFixed(1).padStart(5)}%  ${r.label}`;
+  console.log('by category:');
+  for (const r of categoryShares(files)) console.log(line(r));
+  console.log('by owner (innermost project/package frame):');
+  for (const r of summarizeByOwner(files, 25)) console.log(line(r));
+}

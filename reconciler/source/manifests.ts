@@ -9,6 +9,7 @@
 import type { VirtualMachine } from '../../schemas/generated/virtualmachine.ts';
 import { editDistance, isDns1123Label, isDns1123Subdomain, unknownVirtualMachineFields, validateVirtualMachine } from '../validate.ts';
 import { isUnderPath, normalizeRepoPath, SYMLINK_MODE, type ChangedPath, type TreeFile } from './gitSource.ts';
+import { parseYamlDocumentsFast } from './fastYaml.ts';
 import { MAX_ALIAS_COUNT, ManifestParseError, parseYamlDocuments, type YamlDoc } from './yamlDocs.ts';
 
 /** A problem with one manifest file, located by file and line. */
@@ -152,7 +153,14 @@ export interface LoadManifestsOptions {
    * failed, its VMs are held (neither applied nor pruned). Default false.
    */
   strict?: boolean;
+  /** Which YAML parse to use; default `fast` (same results; `full` is there for the bench and the tests that prove it). */
+  yamlParser?: YamlParser;
 }
+
+/** The YAML parses {@link loadManifests} can use: js-yaml with fallback (fast), or `yaml` alone (full). */
+export const YAML_PARSERS = ['fast', 'full'] as const;
+/** One of {@link YAML_PARSERS}. */
+export type YamlParser = (typeof YAML_PARSERS)[number];
 
 /** Default size cap for one manifest file: 1 MiB. */
 export const MAX_MANIFEST_BYTES = 1024 * 1024;
@@ -169,7 +177,7 @@ export async function loadManifests(options: LoadManifestsOptions): Promise<Mani
     strict: options.strict ?? false,
   };
   const read: string[] = [];
-  const readFile = (file: TreeFile, before: FileLoad | undefined): Promise<FileLoad> => loadFile(options.source, file, before, limits, read);
+  const readFile = (file: TreeFile, before: FileLoad | undefined): Promise<FileLoad> => loadFile(options.source, file, before, limits, read, options.yamlParser === 'full' ? parseYamlDocuments : parseYamlDocumentsFast);
   const previous = options.previous;
   const incremental = previous !== undefined && previous.path === prefix && sameLimits(previous.limits, limits);
 
@@ -204,7 +212,14 @@ function isCandidate(file: string, mode: number): boolean {
   return mode === SYMLINK_MODE || /\.(ya?ml|json)$/i.test(file);
 }
 
-async function loadFile(source: ManifestReader, entry: TreeFile, before: FileLoad | undefined, limits: ManifestLimits, read: string[]): Promise<FileLoad> {
+async function loadFile(
+  source: ManifestReader,
+  entry: TreeFile,
+  before: FileLoad | undefined,
+  limits: ManifestLimits,
+  read: string[],
+  parse: typeof parseYamlDocuments,
+): Promise<FileLoad> {
   const load: FileLoad = { file: entry.path, oid: entry.oid, failed: false, errors: [], warnings: [], skipped: [], occurrences: [], carriedKeys: [] };
   if (entry.refused !== undefined) {
     // The content is still read below, only to learn which VMs the file defines: they are held, not pruned.
@@ -234,7 +249,7 @@ async function loadFile(source: ManifestReader, entry: TreeFile, before: FileLoa
   }
   let docs: YamlDoc[];
   try {
-    docs = parseYamlDocuments(text, entry.path, limits.maxAliasCount, /\.json$/i.test(entry.path) ? 'JSON' : 'YAML');
+    docs = parse(text, entry.path, limits.maxAliasCount, /\.json$/i.test(entry.path) ? 'JSON' : 'YAML');
   } catch (e) {
     if (e instanceof ManifestParseError) return failWhole(e.line ?? 1, e.reason);
     throw e;
