@@ -227,13 +227,42 @@ class Pass {
         this.restartCheck(clone(vmi), { afterStop: true });
         this.vmiAfter = null;
       } else {
-        this.restartCheck(vmi);
-        this.synchronisers(vmi);
+        const crash = this.controllerPanic();
+        // The controller's sync of this VM panics before it writes anything: the VMI and the
+        // condition stay as they are, and every retry panics again.
+        if (crash !== null) this.waiting.push(crash);
+        else {
+          this.restartCheck(vmi);
+          this.synchronisers(vmi);
+        }
       }
     } else if (this.expansionError !== null) {
       this.waiting.push({ path: 'spec.instancetype', message: `instancetype expansion failed: ${this.expansionError}` });
     }
     this.classify();
+  }
+
+  /**
+   * v1.4.0–v1.5.x under LiveUpdate: `validLiveUpdateDisks` (pkg/virt-controller/watch/vm/vm.go)
+   * reads `v.Name` of the volume of every unchanged disk, and a disk left without a volume (an
+   * ejected CD-ROM) makes that a nil pointer: the VM controller's worker panics on this VM.
+   * Checked in KubeVirt's sources v1.4.0, v1.4.1, v1.5.0–v1.5.3 (fixed in v1.6.0) and seen with
+   * its controller at v1.4.0 in test/conformance/oracle/.
+   */
+  private controllerPanic(): { path: string; message: string } | null {
+    if (!this.cluster.behaviours.removedHotplugDiskBug || this.cluster.strategy !== Strategy.LiveUpdate || this.baselineSpec === null) return null;
+    const volumes = new Set(getList(this.desiredSpec, 'volumes').map((v) => String(v['name'])));
+    const before = new Map(getList(this.baselineSpec, 'domain', 'devices', 'disks').map((d) => [String(d['name']), d] as const));
+    for (const disk of getList(this.desiredSpec, 'domain', 'devices', 'disks')) {
+      const name = String(disk['name']);
+      const old = before.get(name);
+      if (volumes.has(name) || old === undefined || !semanticEqual(old, disk)) continue;
+      return {
+        path: formatPath([...TEMPLATE_SPEC, 'domain', 'devices', 'disks', { name }]),
+        message: `KubeVirt's VM controller panics on this VM and never finishes its sync: disk "${name}" has no volume (an ejected CD-ROM), ${knownBugNote('ejectedCdromPanic')}; nothing of this change is applied, and the panic recurs on every retry`,
+      };
+    }
+    return null;
   }
 
   /** `syncRestartRequired` followed by the gated handlers. */

@@ -87,6 +87,7 @@ export interface Behaviours {
 /** KubeVirt bugs the engine reproduces, each with what goes wrong and the releases that fix it. */
 export const KNOWN_BUGS = {
   removedHotplugDiskBug: { what: 'the removed disk is looked up in the already-updated spec, where its volume is gone', fixedIn: ['v1.6.0'] },
+  ejectedCdromPanic: { what: "validLiveUpdateDisks takes the name of the volume an unchanged disk no longer has, a nil pointer", fixedIn: ['v1.6.0'] },
   volumeReplacementRestartBug: { what: "handleVolumeUpdateRequest takes any new hotplug volume for a volume replacement", fixedIn: ['v1.6.3'] },
   firmwareUuidRestartBug: { what: 'the UUID is compared with the start revision, which has none', fixedIn: ['v1.6.6', 'v1.7.4'] },
 } as const;
