@@ -30,6 +30,7 @@ import { validateVmPlan } from '../reconciler/validate.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
 import { type GitServer, type WorkingClone, startGitServer } from './helpers/gitServer.ts';
 import { until } from './helpers/waitFor.ts';
+import { smallVmYaml } from './helpers/smallVm.ts';
 
 const silent = makeLogger('silent', []);
 const BOOT_MS = 60_000;
@@ -39,29 +40,7 @@ const WINDOW_OPENS = Date.parse('2026-01-03T02:00:00Z');
 const WINDOW_CLOSES = Date.parse('2026-01-03T04:00:00Z');
 
 /** A small VM; `image` is the staged change (a container disk is not hot-pluggable: RestartRequired). */
-function vmYaml(namespace: string, name: string, image: string, annotations: Record<string, string> = {}): string {
-  const ann = Object.entries(annotations);
-  return [
-    'apiVersion: kubevirt.io/v1',
-    'kind: VirtualMachine',
-    'metadata:',
-    `  name: ${name}`,
-    `  namespace: ${namespace}`,
-    ...(ann.length > 0 ? ['  annotations:', ...ann.map(([k, v]) => `    ${k}: "${v}"`)] : []),
-    'spec:',
-    '  runStrategy: Always',
-    '  template:',
-    '    spec:',
-    '      domain:',
-    '        cpu: {sockets: 1, cores: 1, threads: 1}',
-    '        memory: {guest: 1Gi}',
-    '        devices:',
-    '          disks: [{name: root, disk: {bus: virtio}}]',
-    '      volumes:',
-    `        - {name: root, containerDisk: {image: "${image}"}}`,
-    '',
-  ].join('\n');
-}
+const vmYaml = (namespace: string, name: string, image: string, annotations: Record<string, string> = {}): string => smallVmYaml({ namespace, name, image, annotations });
 
 /** VMI starts per VM, from the simulator's store: every start is a new VMI uid, created at the simulator's clock. */
 function countStarts(cluster: SimCluster): { starts: Map<string, string[]>; createdAt: Map<string, number[]>; restarts: (key: string) => number } {

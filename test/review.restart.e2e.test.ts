@@ -20,6 +20,7 @@ import { type RestartConfigBlock, restartPolicyOf } from '../reconciler/restart/
 import type { Obj } from '../reconciler/rollout/index.ts';
 import { type GitServer, type WorkingClone, startGitServer } from './helpers/gitServer.ts';
 import { GitHubEmulator } from './helpers/githubEmulator.ts';
+import { smallVmYaml } from './helpers/smallVm.ts';
 import { WAIT_MS, until } from './helpers/waitFor.ts';
 
 const TOKEN = 'ghp_reviewRestartTokenThatMustNeverBeLog1';
@@ -36,30 +37,7 @@ interface VmSpec {
   annotations?: Record<string, string>;
 }
 
-function vmYaml(v: VmSpec): string {
-  const map = (key: string, m: Record<string, string> | undefined): string[] => (m === undefined || Object.keys(m).length === 0 ? [] : [`  ${key}:`, ...Object.entries(m).map(([k, x]) => `    ${k}: "${x}"`)]);
-  return [
-    'apiVersion: kubevirt.io/v1',
-    'kind: VirtualMachine',
-    'metadata:',
-    `  name: ${v.name}`,
-    '  namespace: shop',
-    ...map('labels', v.labels),
-    ...map('annotations', v.annotations),
-    'spec:',
-    '  runStrategy: Always',
-    '  template:',
-    '    spec:',
-    '      domain:',
-    '        cpu: {sockets: 1, cores: 1, threads: 1}',
-    '        memory: {guest: 1Gi}',
-    '        devices:',
-    '          disks: [{name: root, disk: {bus: virtio}}]',
-    '      volumes:',
-    `        - {name: root, containerDisk: {image: "${v.image}"}}`,
-    '',
-  ].join('\n');
-}
+const vmYaml = (v: VmSpec): string => smallVmYaml({ namespace: 'shop', ...v });
 
 const obj = (v: unknown): Obj => (typeof v === 'object' && v !== null ? (v as Obj) : {});
 
