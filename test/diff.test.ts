@@ -393,6 +393,40 @@ describe('vmroll diff', function () {
     }
   });
 
+  describe('a KubeVirt release whose VM controller panics on the change', function () {
+    // The README example's VM with a CD-ROM whose hot-pluggable ISO is then ejected (drive kept,
+    // volume gone), under LiveUpdate: KubeVirt v1.4.0-v1.5.x panics in validLiveUpdateDisks.
+    const withCdrom = (vm: Obj, volume: boolean): Obj => {
+      const out = structuredClone(vm);
+      const spec = getAt(out, parsePath(vm['kind'] === 'VirtualMachineInstance' ? 'spec' : 'spec.template.spec')) as Obj;
+      ((spec['domain'] as Obj)['devices'] as Obj)['disks'] = [...((((spec['domain'] as Obj)['devices'] as Obj)['disks'] as Obj[]) ?? []), { name: 'cdrom', cdrom: { bus: 'sata' } }];
+      if (volume) spec['volumes'] = [...((spec['volumes'] as Obj[]) ?? []), { name: 'cdrom', persistentVolumeClaim: { claimName: 'iso', hotpluggable: true } }];
+      return out;
+    };
+    const args = (version: string): string[] => [
+      '--baseline', file('cdrom-baseline.yaml', withCdrom(readYaml(ex('web-baseline.yaml')), true)),
+      '--desired', file('cdrom-ejected.yaml', withCdrom(readYaml(ex('web-baseline.yaml')), false)),
+      '--vmi', file('cdrom-vmi.yaml', withCdrom(readYaml(ex('web-vmi.yaml')), true)),
+      '--kubevirt', file('cdrom-kubevirt.yaml', { apiVersion: 'kubevirt.io/v1', kind: 'KubeVirt', metadata: { name: 'kubevirt', namespace: 'kubevirt' }, spec: { configuration: { vmRolloutStrategy: 'LiveUpdate' } } }),
+      '--kubevirt-version', version,
+    ];
+
+    it('on v1.5.3 the text says the controller panics on the ejected CD-ROM and names the fixing release', async () => {
+      const r = await vmroll('diff', ...args('v1.5.3'));
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^ {2}waiting: spec\.template\.spec\.domain\.devices\.disks\[name=cdrom\]: KubeVirt's VM controller panics on this VM and never finishes its sync: .*fixed in v1\.6\.0/m);
+      const { vm } = await planOf(...args('v1.5.3'));
+      assert.equal(vm.restartRequired, false);
+      assert.equal(vm.waiting.length, 1);
+    });
+
+    it('on v1.6.0 nothing panics', async () => {
+      const r = await vmroll('diff', ...args('v1.6.0'));
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stdout, /panics/);
+    });
+  });
+
   describe('help and the README', function () {
     it('--help documents ControllerRevision baselines, the no-VMI case and every field filled from the baseline', async () => {
       const r = await vmroll('diff', '--help');
