@@ -80,21 +80,8 @@ export interface Summary {
   restarting?: number;
 }
 
-/** The {@link Summary} count of each state. */
-export const SUMMARY_FIELD: Record<SyncState, 'inSync' | 'created' | 'liveUpdated' | 'migrating' | 'queued' | 'blocked' | 'evicted' | 'staged' | 'reverted' | 'awaitingRestart' | 'held' | 'deleted'> = {
-  created: 'created',
-  'live-updated': 'liveUpdated',
-  migrating: 'migrating',
-  queued: 'queued',
-  blocked: 'blocked',
-  evicted: 'evicted',
-  staged: 'staged',
-  reverted: 'reverted',
-  'awaiting restart': 'awaitingRestart',
-  'in sync': 'inSync',
-  held: 'held',
-  deleted: 'deleted',
-};
+/** The {@link Summary} count of each state: the {@link SyncState} key that names it. */
+export const SUMMARY_FIELD = Object.fromEntries(Object.entries(SyncState).map(([key, state]) => [state, key])) as Record<SyncState, keyof typeof SyncState>;
 
 /** An empty summary: every state at 0. */
 export function emptySummary(): Summary {
