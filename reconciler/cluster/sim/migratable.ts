@@ -48,14 +48,62 @@ function claimOf(volume: Obj): string | undefined {
   return undefined;
 }
 
-/** `status.volumeStatus` entries for the VMI's claims, as virt-controller reports them (persistentVolumeClaimInfo). */
+/** virt-launcher's device name prefix of a disk bus (converter.go `getPrefixFromBus`); amd64's default bus is SATA. */
+function busPrefix(disk: Obj): string {
+  const device = ['disk', 'cdrom', 'lun'].map((k) => disk[k]).find(isObj);
+  const bus = device !== undefined && typeof device['bus'] === 'string' && device['bus'] !== '' ? device['bus'] : 'sata';
+  return bus === 'virtio' ? 'vd' : 'sd';
+}
+
+/** `FormatDeviceName`: the prefix and a base-26 letter index (a … z, aa …). */
+function deviceName(prefix: string, index: number): string {
+  let name = '';
+  for (let i = index; i >= 0; i = Math.floor(i / 26) - 1) name = String.fromCharCode(97 + (i % 26)) + name;
+  return prefix + name;
+}
+
+/**
+ * The guest device each volume's disk has (`vda`, `sdb`, …), as virt-launcher's converter names them:
+ * in disk order the first free name of the bus's prefix, a target already in the VMI's `volumeStatus` kept.
+ */
+function diskTargets(vmi: Readonly<Obj>): Map<string, string> {
+  const kept = new Map<string, string>();
+  const status = isObj(vmi['status']) ? vmi['status'] : {};
+  for (const v of list(status, 'volumeStatus')) if (typeof v['target'] === 'string' && v['target'] !== '') kept.set(String(v['name']), v['target']);
+  const used = new Set(kept.values());
+  const out = new Map<string, string>();
+  const domain = specOf(vmi)['domain'];
+  for (const disk of list(isObj(domain) ? domain['devices'] : undefined, 'disks')) {
+    const name = String(disk['name'] ?? '');
+    const have = kept.get(name);
+    if (have !== undefined) {
+      out.set(name, have);
+      continue;
+    }
+    const prefix = busPrefix(disk);
+    // The first name of the prefix not yet taken, as `makeDeviceName` picks it.
+    let i = 0;
+    while (used.has(deviceName(prefix, i))) i++;
+    const target = deviceName(prefix, i);
+    used.add(target);
+    out.set(name, target);
+  }
+  return out;
+}
+
+/**
+ * `status.volumeStatus` entries for the VMI's claims, as virt-controller reports them (persistentVolumeClaimInfo),
+ * with the disk's `target` virt-handler fills in (a field KubeVirt's CRD schema requires).
+ */
 export function volumeStatusOf(vmi: Readonly<Obj>, namespace: string, claims: ClaimLookup): Obj[] {
   const out: Obj[] = [];
+  const targets = diskTargets(vmi);
   for (const v of list(specOf(vmi), 'volumes')) {
     const claim = claimOf(v);
     if (claim === undefined) continue;
     const accessModes = [...(claims(namespace, claim) ?? ASSUMED_ACCESS_MODES)];
-    out.push({ name: String(v['name'] ?? ''), persistentVolumeClaimInfo: { claimName: claim, accessModes } });
+    const name = String(v['name'] ?? '');
+    out.push({ name, target: targets.get(name) ?? '', persistentVolumeClaimInfo: { claimName: claim, accessModes } });
   }
   return out;
 }
