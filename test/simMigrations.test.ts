@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { ManualClock } from '../reconciler/cluster/sim/clock.ts';
+import { volumeStatusOf } from '../reconciler/cluster/sim/migratable.ts';
 import { FAIL_MIGRATIONS_ANNOTATION, SIMULATED_FAILURE_REASON, WORKLOAD_UPDATE_ANNOTATION } from '../reconciler/cluster/sim/migrationController.ts';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { EVACUATION_ANNOTATION } from '../reconciler/cluster/sim/workloadUpdater.ts';
@@ -156,6 +157,30 @@ describe('simulator: from the VMI spec to the guest', () => {
       assert.deepEqual(phases(cluster, 'web'), ['Succeeded'], 'the workload updater migrated the VMI');
       assert.equal(cond(vmiOf(cluster, 'web'), 'MigrationRequired'), undefined, 'the migration cleared it');
       cluster.close();
+    });
+  });
+
+  describe('VMI volumeStatus', () => {
+    // KubeVirt's VMI CRD requires `target` on every entry (a real API server refuses a VMI without it).
+    it('names each claim\'s disk as virt-launcher does: vd/sd by bus (amd64 default SATA), first free letter in disk order, a known target kept', () => {
+      const disks = [
+        { name: 'root', disk: { bus: 'virtio' } },
+        { name: 'iso', cdrom: {} },
+        { name: 'data', disk: { bus: 'virtio' } },
+        { name: 'logs', lun: { bus: 'scsi' } },
+      ];
+      const volumes = [
+        { name: 'root', containerDisk: { image: 'x' } },
+        { name: 'iso', persistentVolumeClaim: { claimName: 'iso-pvc' } },
+        { name: 'data', dataVolume: { name: 'data-dv' } },
+        { name: 'logs', persistentVolumeClaim: { claimName: 'logs-pvc' } },
+      ];
+      const vmi: Obj = { spec: { domain: { devices: { disks } }, volumes } };
+      const claims = (): readonly string[] => ['ReadWriteMany'];
+      const targets = (v: Obj): string[] => volumeStatusOf(v, 'default', claims).map((s) => `${String(s['name'])}=${String(s['target'])}`);
+      assert.deepEqual(targets(vmi), ['iso=sda', 'data=vdb', 'logs=sdb']);
+      // A target the VMI already reports stays, and no other disk takes it.
+      assert.deepEqual(targets({ ...vmi, status: { volumeStatus: [{ name: 'data', target: 'vda' }] } }), ['iso=sda', 'data=vda', 'logs=sdb']);
     });
   });
 
