@@ -137,6 +137,8 @@ describe("the simulator's virt-controller as an external controller against a re
 
       const started = await waitFor('the VM to run', 'lab', 'web', (v, i) => i !== undefined && status(v)['printableStatus'] === 'Running' && status(v)['observedGeneration'] === meta(v)['generation']);
       assert.equal(status(started.vm)['ready'], true);
+      assert.equal(status(started.vm)['created'], true);
+      assert.equal(status(started.vm)['desiredGeneration'], 1);
       assert.equal(condition(started.vm, 'RestartRequired'), undefined);
       const owner = (meta(started.vmi)['ownerReferences'] as Obj[])[0];
       assert.deepEqual({ kind: owner?.['kind'], name: owner?.['name'], uid: owner?.['uid'], controller: owner?.['controller'] }, { kind: 'VirtualMachine', name: 'web', uid, controller: true });
@@ -178,6 +180,7 @@ describe("the simulator's virt-controller as an external controller against a re
       await kube.applyVirtualMachine(halted);
       const stopped = await waitFor('the VM to stop', 'lab', 'web', (v, i) => i === undefined && status(v)['printableStatus'] === 'Stopped');
       assert.equal(status(stopped.vm)['ready'], false);
+      assert.equal(status(stopped.vm)['created'], false);
       assert.equal(condition(stopped.vm, 'RestartRequired'), undefined);
 
       // Started again: a new VMI from the current spec, a new start revision, the old one deleted.

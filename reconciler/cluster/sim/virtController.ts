@@ -466,10 +466,14 @@ export class VirtController {
   private writeStatus(vm: Obj, running: boolean, conditions: Obj[] | null): void {
     const status = { ...statusOf(vm) };
     status['printableStatus'] = running ? 'Running' : 'Stopped';
+    // KubeVirt's updateStatus: created while a VMI exists.
+    status['created'] = running;
     status['ready'] = running;
     if (conditions !== null) status['conditions'] = conditions;
     const meta = metaOf(vm);
     status['observedGeneration'] = meta['generation'];
+    // syncGenerationInfo: the VM's generation.
+    status['desiredGeneration'] = meta['generation'];
     // A status write replaces the stored VM with one that shares everything but its status.
     const next = { ...vm, status: structuredClone(status) };
     if (JSON.stringify(next['status']) !== JSON.stringify(vm['status'])) this.store.replace(next);
