@@ -267,6 +267,14 @@ describe("the simulator's virt-controller as an external controller against a re
       const e3 = await embedded();
       assert.equal(r3.code, 0, r3.stderr);
       assert.deepEqual(comparable(JSON.parse(r3.stdout) as VmPlan), comparable(JSON.parse(e3.stdout) as VmPlan));
+
+      // Settled: reconciling every VM again writes nothing (what the real server stores is what the controller computes).
+      await until('the controller to be idle', () => controller.idle);
+      const { reconciles, writes } = controller.stats;
+      const queued = controller.resync();
+      assert.ok(queued >= 3);
+      await until('the resync to be done', () => controller.stats.reconciles >= reconciles + queued && controller.idle);
+      assert.equal(controller.stats.writes, writes, `no write on a resync (last error: ${controller.stats.lastError ?? 'none'})`);
     } finally {
       await git.stop();
     }

@@ -96,6 +96,13 @@ export class ExternalVirtController {
     this.loop = this.work();
   }
 
+  /** Queues every VM the informer holds, as a periodic resync would; returns how many. */
+  resync(): number {
+    const keys = [...(this.kube.informer('VirtualMachine')?.store.keys() ?? [])];
+    for (const key of keys) this.enqueue(key);
+    return keys.length;
+  }
+
   /** True when nothing is queued, waiting for a retry, or being reconciled. */
   get idle(): boolean {
     return this.queue.size === 0 && this.timers.size === 0 && !this.running;
