@@ -1,7 +1,7 @@
 /**
- * The simulator's virt-controller stand-in run as an external controller against any
- * Kubernetes API server (a real kube-apiserver serving KubeVirt's CRDs, or `vmroll sim`'s):
- * it follows VirtualMachines and VMIs with the kube backend's informers, and for each VM that
+ * The simulator's virt-controller stand-in run as an external controller against a
+ * Kubernetes API server that serves KubeVirt's CRDs and runs no KubeVirt (the conformance
+ * tier's kube-apiserver; not `vmroll sim`, whose own controller already does this): it follows VirtualMachines and VMIs with the kube backend's informers, and for each VM that
  * changed runs the simulator's own VM controller (virtController.ts `reconcile`) on a private
  * copy of what it needs (the VM, its start revisions, the VMIs, the KubeVirt CR, the
  * instancetypes), then writes the difference back over the API: start revisions
