@@ -109,6 +109,31 @@ describe('parse cache across processes, over real git', function () {
     assert.equal(third.report.writes, 0);
   });
 
+  it('a first sync that fails after its load (API server down) still writes the cache: the retry parses nothing', async () => {
+    const sim = new SimCluster({ kubevirt: KUBEVIRT });
+    let down = true;
+    const flaky = new Proxy(sim, {
+      get(target, prop) {
+        if (prop === 'listVirtualMachines' && down) return () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:6443'));
+        const value: unknown = Reflect.get(target, prop);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const source = new GitSource({ repo: url, cacheDir: path.join(dir, 'cache-down') });
+    const r = new Reconciler({ source, repoLabel: url, ref: 'main', path: 'vms', cluster: flaky, prune: false, logger });
+    try {
+      await assert.rejects(r.reconcile(), /ECONNREFUSED/);
+      const file = ManifestCache.forClone(source.cloneFolder, 'vms')?.file as string;
+      assert.ok(existsSync(file), 'written although the sync failed');
+      down = false;
+      const retry = await r.reconcile();
+      assert.deepEqual(retry.read, [], 'the retry takes every file from the cache');
+      assert.equal(retry.cached?.length, files.length);
+    } finally {
+      r.close();
+    }
+  });
+
   it('a truncated cache is one warning and a full parse; the sync goes through and writes a good cache again', async () => {
     const cluster = new SimCluster({ kubevirt: KUBEVIRT });
     const first = await syncOnce('cache-t', cluster);

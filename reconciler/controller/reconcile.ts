@@ -199,12 +199,14 @@ export class Reconciler {
       }
     };
     const exit: { commit: string | null; report: ReconcileReport | null; error: unknown } = { commit: null, report: null, error: undefined };
+    let loaded: ManifestSet | null = null;
     try {
       const commit = await step(SyncStep.fetch, () => this.fetch());
       exit.commit = commit;
       const log = o.logger.child({ repo: o.repoLabel, commit: commit.slice(0, 12) });
       const identity = await this.resolveIdentity();
       const manifests = await this.load(commit, step);
+      loaded = manifests;
       await step(SyncStep.observe, () => this.cache.start());
       const { pairing, writes } = await step(SyncStep.plan, () => this.plan(manifests, identity, log));
       if (writes.length + pairing.prune.deletes.length > 0) o.onWork?.(commit, writes.length + pairing.prune.deletes.length);
@@ -214,7 +216,6 @@ export class Reconciler {
       const report = await step(SyncStep.report, () => this.report(s, timings));
       if (o.restarts !== undefined) await step(SyncStep.report, () => (o.restarts as RestartStep).afterReport(report, this.cache, log));
       this.manifests = manifests;
-      // After a sync that went through: never a cache of a load the sync could not use.
       await this.parseCache?.save(manifests);
       timings.total = performance.now() - started;
       log.info({ summary: formatSummary(report.summary), writes: report.writes, read: report.read.length, cached: manifests.cached.length, ms: Math.round(timings.total) }, 'reconciled');
@@ -222,6 +223,8 @@ export class Reconciler {
       return report;
     } catch (e) {
       exit.error = e;
+      // A sync that failed after its load (the cluster unreachable) still keeps what it parsed: a new process parses none of it again.
+      if (loaded !== null) await this.parseCache?.save(loaded);
       throw e;
     } finally {
       try {

@@ -184,7 +184,11 @@ export class ManifestCache {
    * wrong result). Never throws: a failed write is one log line. Resolves to what was written, or null.
    */
   async save(set: ManifestSet): Promise<ParseCacheWrite | null> {
-    if (!this.adds(set)) return null;
+    try {
+      if (!this.adds(set)) return null;
+    } catch {
+      return null;
+    }
     if (this.stored !== null && performance.now() - this.lastWrite < this.writeIntervalMs) return null;
     return this.write(set);
   }
@@ -192,11 +196,11 @@ export class ManifestCache {
   /** Writes the outcomes of `set` now (atomically), replacing the file; null when the write failed. */
   async write(set: ManifestSet): Promise<ParseCacheWrite | null> {
     const started = performance.now();
-    const kept: FileLoad[] = [];
-    for (const load of set.files.values()) if (cacheable(load)) kept.push(load);
-    const header: CacheHeader = { format: PARSE_CACHE_FORMAT, vmroll: vmrollVersion(), build: buildFingerprint(), path: set.path, limits: set.limits, commit: set.commit, count: kept.length };
     const temp = `${this.file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
+      const kept: FileLoad[] = [];
+      for (const load of set.files.values()) if (cacheable(load)) kept.push(load);
+      const header: CacheHeader = { format: PARSE_CACHE_FORMAT, vmroll: vmrollVersion(), build: buildFingerprint(), path: set.path, limits: set.limits, commit: set.commit, count: kept.length };
       const data = await gzipAsync(`${JSON.stringify(header)}\n${JSON.stringify(kept)}`, { level: 1 });
       await mkdir(path.dirname(this.file), { recursive: true });
       await this.removeStaleTemps();
