@@ -26,8 +26,9 @@ import { type Summary, formatSummary } from '../plan/summary.ts';
 import type { ObservedGuest, VmPlan } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
 import { SourceError, SourceErrorCode } from '../source/errors.ts';
-import type { ChangedPath, GitSource } from '../source/gitSource.ts';
-import { type ManifestSet, type ManifestWarning, loadManifests } from '../source/manifests.ts';
+import { type ChangedPath, type GitSource, normalizeRepoPath } from '../source/gitSource.ts';
+import { ManifestCache } from '../source/manifestCache.ts';
+import { type ManifestSet, type ManifestWarning, loadManifests, manifestLimits } from '../source/manifests.ts';
 import { type ApplyResult, applyChanges } from './apply.ts';
 import { type VmOutcome, SyncOutcomes } from './outcomes.ts';
 import type { RestartReport, RestartStep } from './restarts.ts';
@@ -109,6 +110,8 @@ export interface ReconcileReport {
   timings: Record<SyncStep | 'total', number>;
   /** Manifest files read in this sync. */
   read: string[];
+  /** Manifest files taken from the parse cache instead (the first sync of a process; source/manifestCache.ts). */
+  cached?: string[];
   /** Requests the sync wrote to the cluster. */
   writes: number;
   /** Per VM, sorted by namespace/name: its state for the counts and what the text shows of it. */
@@ -146,6 +149,8 @@ interface SyncFindings {
 /** Keeps the state between syncs of one repository and runs them. */
 export class Reconciler {
   private manifests: ManifestSet | null = null;
+  /** The parse cache in the clone folder, so a new process parses only what changed (undefined until the first load; null for a local repository). */
+  private parseCache: ManifestCache | null | undefined;
   private readonly cache: ClusterCache;
   private readonly memory = new WriteMemory();
   private readonly outcomes: SyncOutcomes;
@@ -194,12 +199,14 @@ export class Reconciler {
       }
     };
     const exit: { commit: string | null; report: ReconcileReport | null; error: unknown } = { commit: null, report: null, error: undefined };
+    let loaded: ManifestSet | null = null;
     try {
       const commit = await step(SyncStep.fetch, () => this.fetch());
       exit.commit = commit;
       const log = o.logger.child({ repo: o.repoLabel, commit: commit.slice(0, 12) });
       const identity = await this.resolveIdentity();
       const manifests = await this.load(commit, step);
+      loaded = manifests;
       await step(SyncStep.observe, () => this.cache.start());
       const { pairing, writes } = await step(SyncStep.plan, () => this.plan(manifests, identity, log));
       if (writes.length + pairing.prune.deletes.length > 0) o.onWork?.(commit, writes.length + pairing.prune.deletes.length);
@@ -209,12 +216,15 @@ export class Reconciler {
       const report = await step(SyncStep.report, () => this.report(s, timings));
       if (o.restarts !== undefined) await step(SyncStep.report, () => (o.restarts as RestartStep).afterReport(report, this.cache, log));
       this.manifests = manifests;
+      await this.parseCache?.save(manifests);
       timings.total = performance.now() - started;
-      log.info({ summary: formatSummary(report.summary), writes: report.writes, read: report.read.length, ms: Math.round(timings.total) }, 'reconciled');
+      log.info({ summary: formatSummary(report.summary), writes: report.writes, read: report.read.length, cached: manifests.cached.length, ms: Math.round(timings.total) }, 'reconciled');
       exit.report = report;
       return report;
     } catch (e) {
       exit.error = e;
+      // A sync that failed after its load (the cluster unreachable) still keeps what it parsed: a new process parses none of it again.
+      if (loaded !== null) await this.parseCache?.save(loaded);
       throw e;
     } finally {
       try {
@@ -251,9 +261,12 @@ export class Reconciler {
     if (previous !== null) {
       changes = previous.commit === commit ? [] : await step(SyncStep.diff, () => o.source.changedPaths({ from: previous.commit, to: commit, path: o.path }));
     }
-    return step(SyncStep.load, () =>
-      loadManifests({ source: o.source, commit, path: o.path, strict: o.strict ?? false, ...(previous !== null ? { previous } : {}), ...(changes !== undefined ? { changes } : {}) }),
-    );
+    return step(SyncStep.load, async () => {
+      // The first load of a process takes unchanged files from the parse cache; later ones start from the previous load.
+      this.parseCache ??= ManifestCache.forClone(o.source.cloneFolder, normalizeRepoPath(o.path), o.logger.child({ repo: o.repoLabel }));
+      const cached = previous === null ? await this.parseCache?.read({ path: normalizeRepoPath(o.path), limits: manifestLimits({ strict: o.strict ?? false }) }) : null;
+      return loadManifests({ source: o.source, commit, path: o.path, strict: o.strict ?? false, ...(previous !== null ? { previous } : {}), ...(changes !== undefined ? { changes } : {}), ...(cached ? { cached } : {}) });
+    });
   }
 
   /** plan: pair desired with live (the same pairing as PR review and `vmroll plan`), then the writes only the changed VMs need. */
@@ -319,6 +332,7 @@ export class Reconciler {
       commit: s.commit,
       timings,
       read: manifests.read,
+      cached: manifests.cached,
       writes: applied.requests,
       outcomes: a.outcomes,
       newErrors: a.newErrors,

@@ -174,6 +174,11 @@ export class GitSource {
     this.username = username;
   }
 
+  /** The folder an http(s) repository is cloned into (under `cacheDir`), where caches about it live too; null for a local repository. */
+  get cloneFolder(): string | null {
+    return this.cloneDir;
+  }
+
   /**
    * Brings the repository up to date (clone on first use, fetch afterwards; nothing for a local
    * repository) and resolves `ref` (branch, tag, full or short sha, or `HEAD`) to a commit.

@@ -69,6 +69,10 @@ export interface FileLoad {
   file: string;
   /** Blob oid the outcome belongs to. */
   oid: string;
+  /** Git file mode of the entry read (a symlink and a regular file can share a blob oid). */
+  mode: number;
+  /** Why the path is refused, as the tree listed it (see {@link TreeFile.refused}). */
+  refused?: string;
   /** True when nothing in the file could be used (unreadable, oversized, symlink, refused name, invalid YAML, or warnings under strict). */
   failed: boolean;
   errors: ManifestError[];
@@ -105,6 +109,8 @@ export interface ManifestSet {
   holdingFiles: string[];
   /** Files whose blobs this load read, in the order read (tests assert incremental loads read only changed files). */
   read: string[];
+  /** Files taken as they were from {@link LoadManifestsOptions.cached} (a new process's parse cache) instead of being read, in path order. */
+  cached: string[];
   /** True when this load started from a previous one and read only the changes. */
   incremental: boolean;
   /** Per-file outcomes, by path. */
@@ -155,6 +161,21 @@ export interface LoadManifestsOptions {
   strict?: boolean;
   /** Which YAML parse to use; default `fast` (same results; `full` is there for the bench and the tests that prove it). */
   yamlParser?: YamlParser;
+  /**
+   * Outcomes kept from an earlier process (source/manifestCache.ts), used by a load without `previous`:
+   * a listed file whose path, blob oid, mode and refusal match an entry is taken as is, not read. Ignored
+   * unless its path and limits are this load's.
+   */
+  cached?: CachedFileLoads;
+}
+
+/** Per-file outcomes of an earlier load, as a parse cache hands them back; see {@link LoadManifestsOptions.cached}. */
+export interface CachedFileLoads {
+  /** The normalized path prefix they were loaded under. */
+  path: string;
+  limits: ManifestLimits;
+  /** Outcomes by file path; none may depend on an earlier version of its file (empty `carriedKeys`). */
+  files: ReadonlyMap<string, FileLoad>;
 }
 
 /** The YAML parses {@link loadManifests} can use: js-yaml with fallback (fast), or `yaml` alone (full). */
@@ -170,13 +191,9 @@ const READ_CONCURRENCY = 8;
 /** Loads every `*.yaml`/`*.yml`/`*.json` file under `path` at `commit`, or only the changed ones when `previous` is given. */
 export async function loadManifests(options: LoadManifestsOptions): Promise<ManifestSet> {
   const prefix = normalizeRepoPath(options.path);
-  const limits: ManifestLimits = {
-    maxFileBytes: options.maxFileBytes ?? MAX_MANIFEST_BYTES,
-    maxAliasCount: options.maxAliasCount ?? MAX_ALIAS_COUNT,
-    defaultNamespace: options.defaultNamespace ?? 'default',
-    strict: options.strict ?? false,
-  };
+  const limits = manifestLimits(options);
   const read: string[] = [];
+  const cached: string[] = [];
   const readFile = (file: TreeFile, before: FileLoad | undefined): Promise<FileLoad> => loadFile(options.source, file, before, limits, read, options.yamlParser === 'full' ? parseYamlDocuments : parseYamlDocumentsFast);
   const previous = options.previous;
   const incremental = previous !== undefined && previous.path === prefix && sameLimits(previous.limits, limits);
@@ -197,12 +214,34 @@ export async function loadManifests(options: LoadManifestsOptions): Promise<Mani
     for (const load of await mapLimited(toRead, (f) => readFile(f, previous.files.get(f.path)))) files.set(load.file, load);
   } else {
     const listed = (await options.source.listFiles({ commit: options.commit, path: prefix })).filter((f) => isCandidate(f.path, f.mode));
-    for (const load of await mapLimited(listed, (f) => readFile(f, undefined))) files.set(load.file, load);
+    const kept = options.cached !== undefined && options.cached.path === prefix && sameLimits(options.cached.limits, limits) ? options.cached.files : undefined;
+    const hit = (f: TreeFile): FileLoad | undefined => {
+      const load = kept?.get(f.path);
+      return load !== undefined && load.oid === f.oid && load.mode === f.mode && load.refused === f.refused && load.carriedKeys.length === 0 ? load : undefined;
+    };
+    const loaded = new Map((await mapLimited(listed.filter((f) => hit(f) === undefined), (f) => readFile(f, undefined))).map((l) => [l.file, l]));
+    // In listing order, as a load without the cache builds the map.
+    for (const f of listed) {
+      const fromCache = hit(f);
+      if (fromCache !== undefined) cached.push(f.path);
+      files.set(f.path, fromCache ?? (loaded.get(f.path) as FileLoad));
+    }
   }
-  return assemble(options.commit, prefix, files, read, incremental, limits);
+  return assemble(options.commit, prefix, files, read, cached, incremental, limits);
 }
 
-function sameLimits(a: ManifestLimits, b: ManifestLimits): boolean {
+/** The limits a load with these options runs under (defaults filled in). */
+export function manifestLimits(options: Pick<LoadManifestsOptions, 'maxFileBytes' | 'maxAliasCount' | 'defaultNamespace' | 'strict'>): ManifestLimits {
+  return {
+    maxFileBytes: options.maxFileBytes ?? MAX_MANIFEST_BYTES,
+    maxAliasCount: options.maxAliasCount ?? MAX_ALIAS_COUNT,
+    defaultNamespace: options.defaultNamespace ?? 'default',
+    strict: options.strict ?? false,
+  };
+}
+
+/** True when two loads under these limits give the same outcome for the same file. */
+export function sameLimits(a: ManifestLimits, b: ManifestLimits): boolean {
   return a.maxFileBytes === b.maxFileBytes && a.maxAliasCount === b.maxAliasCount && a.defaultNamespace === b.defaultNamespace && a.strict === b.strict;
 }
 
@@ -220,7 +259,7 @@ async function loadFile(
   read: string[],
   parse: typeof parseYamlDocuments,
 ): Promise<FileLoad> {
-  const load: FileLoad = { file: entry.path, oid: entry.oid, failed: false, errors: [], warnings: [], skipped: [], occurrences: [], carriedKeys: [] };
+  const load: FileLoad = { file: entry.path, oid: entry.oid, mode: entry.mode, ...(entry.refused !== undefined ? { refused: entry.refused } : {}), failed: false, errors: [], warnings: [], skipped: [], occurrences: [], carriedKeys: [] };
   if (entry.refused !== undefined) {
     // The content is still read below, only to learn which VMs the file defines: they are held, not pruned.
     load.failed = true;
@@ -413,7 +452,7 @@ function settle(load: FileLoad, before: FileLoad | undefined, limits: ManifestLi
   return load;
 }
 
-function assemble(commit: string, prefix: string, files: Map<string, FileLoad>, read: string[], incremental: boolean, limits: ManifestLimits): ManifestSet {
+function assemble(commit: string, prefix: string, files: Map<string, FileLoad>, read: string[], cached: string[], incremental: boolean, limits: ManifestLimits): ManifestSet {
   const ordered = [...files.values()].sort((a, b) => compare(a.file, b.file));
   const where = new Map<string, { file: string; line: number }[]>();
   for (const load of ordered) {
@@ -466,6 +505,7 @@ function assemble(commit: string, prefix: string, files: Map<string, FileLoad>, 
     failedFiles,
     holdingFiles: [...holding].sort(compare),
     read,
+    cached,
     incremental,
     files,
     limits,
