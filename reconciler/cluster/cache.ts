@@ -127,8 +127,15 @@ export class ClusterCache {
     const want = metaOf(written);
     if (!notOlder(have['resourceVersion'], want['resourceVersion'])) return false;
     const status = statusOf(cached);
-    // No KubeVirt installed: nobody will observe the write.
-    if (this.kubevirt !== null && Number(status['observedGeneration'] ?? -1) < Number(want['generation'] ?? 0)) return false;
+    // KubeVirt writes generations only while a VMI exists (syncGenerationInfo), and then
+    // desiredGeneration is the VM generation its last sync saw; observedGeneration stays at the
+    // generation the VMI started from after any template change, live or not, so it cannot say
+    // that a write was seen. A VM that should run and has no VMI yet waits for KubeVirt to start
+    // one; any other VM without a VMI gets nothing from KubeVirt to wait for. No KubeVirt installed:
+    // nobody will observe the write.
+    if (this.kubevirt !== null) {
+      if (this.vmis.has(key) ? observedVmGeneration(status) < Number(want['generation'] ?? 0) : startsInstance(cached)) return false;
+    }
     return status['ready'] !== true || this.vmis.has(key);
   }
 
@@ -211,4 +218,16 @@ export class ClusterCache {
         }
     }
   }
+}
+
+/** The newest VM generation KubeVirt's controller has synced: desiredGeneration, or observedGeneration from releases without it. */
+function observedVmGeneration(status: Obj): number {
+  return Number(status['desiredGeneration'] ?? status['observedGeneration'] ?? -1);
+}
+
+/** True when KubeVirt's controller starts an instance for the VM as soon as it sees it (runStrategy Always or RerunOnFailure, or `running: true`). */
+function startsInstance(vm: Obj): boolean {
+  const spec = (vm['spec'] ?? {}) as Obj;
+  const strategy = spec['runStrategy'];
+  return strategy === 'Always' || strategy === 'RerunOnFailure' || (strategy === undefined && spec['running'] === true);
 }

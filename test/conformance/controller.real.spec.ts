@@ -158,7 +158,9 @@ describe("the simulator's virt-controller as an external controller against a re
       const live = structuredClone(vm);
       cpuOf(((live['spec'] as Obj)['template'] as Obj)['spec'] as Obj)['sockets'] = 4;
       await kube.applyVirtualMachine(live);
-      const hot = await waitFor('the sockets to be hot-plugged', 'lab', 'web', (v, i) => status(v)['observedGeneration'] === 2 && cpuOf(i?.['spec'] as Obj)['sockets'] === 4);
+      const hot = await waitFor('the sockets to be hot-plugged', 'lab', 'web', (v, i) => status(v)['desiredGeneration'] === 2 && cpuOf(i?.['spec'] as Obj)['sockets'] === 4);
+      // KubeVirt's syncGenerationInfo: observedGeneration stays at the generation the VMI started from.
+      assert.equal(status(hot.vm)['observedGeneration'], 1);
       assert.equal(condition(hot.vm, 'RestartRequired'), undefined);
       assert.equal(condition(hot.vmi, 'HotVCPUChange')?.['status'], 'True');
       assert.equal(meta(hot.vmi)['uid'], meta(started.vmi)['uid'], 'the same VMI, patched');
@@ -167,7 +169,8 @@ describe("the simulator's virt-controller as an external controller against a re
       const staged = structuredClone(live);
       cpuOf(((staged['spec'] as Obj)['template'] as Obj)['spec'] as Obj)['cores'] = 2;
       await kube.applyVirtualMachine(staged);
-      const restart = await waitFor('RestartRequired', 'lab', 'web', (v) => status(v)['observedGeneration'] === 3 && condition(v, 'RestartRequired') !== undefined);
+      const restart = await waitFor('RestartRequired', 'lab', 'web', (v) => status(v)['desiredGeneration'] === 3 && condition(v, 'RestartRequired') !== undefined);
+      assert.equal(status(restart.vm)['observedGeneration'], 1);
       assert.equal(condition(restart.vm, 'RestartRequired')?.['message'], 'a non-live-updatable field was changed in the template spec');
       assert.equal(cpuOf(restart.vmi?.['spec'] as Obj)['cores'], 1, 'staged until a restart');
       const managers = (meta(restart.vm)['managedFields'] as Obj[]).map((m) => `${String(m['manager'])}/${String(m['operation'])}/${String(m['subresource'] ?? '')}`);

@@ -7,6 +7,7 @@
  * `MigrationRequired`); only a migration (migrationController.ts) or a restart clears them.
  * It also places VMIs on simulated nodes and reports `LiveMigratable` as virt-handler would.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { INSTANCETYPE_KINDS, expandVm, hotplugCeilings, type Obj, parseStartRevisionName, planRollout, resolveCluster, startRevisionName, topologyCount } from '../../rollout/index.ts';
 import { annotationsOf, conditionsOf, labelsOf, metaOf, specOf, statusOf } from '../object.ts';
 import { ALLOW_POD_BRIDGE_MIGRATION_ANNOTATION, type ClaimLookup, NON_MIGRATABLE_ANNOTATION, claimNameOf, liveMigratableCondition, storageLiveMigratableCondition, volumeStatusOf } from './migratable.ts';
@@ -470,10 +471,17 @@ export class VirtController {
     status['created'] = running;
     status['ready'] = running;
     if (conditions !== null) status['conditions'] = conditions;
-    const meta = metaOf(vm);
-    status['observedGeneration'] = meta['generation'];
-    // syncGenerationInfo: the VM's generation.
-    status['desiredGeneration'] = meta['generation'];
+    // KubeVirt's syncGenerationInfo, only while a VMI exists: desiredGeneration is the VM's
+    // generation; observedGeneration the one the VMI started from, moved up to the VM's generation
+    // while the template still equals the start revision's (conditionallyBumpGenerationAnnotationOnVmi).
+    const vmi = running ? this.store.peek('VirtualMachineInstance', nsOf(vm), nameOf(vm)) : undefined;
+    if (vmi !== undefined) {
+      const generation = Number(metaOf(vm)['generation'] ?? 0);
+      const started = Number(annotationsOf(vmi)['kubevirt.io/vm-generation'] ?? generation);
+      const startTemplate = (((this.baseline(vm) ?? {})['spec'] ?? {}) as Obj)['template'];
+      status['observedGeneration'] = isDeepStrictEqual(startTemplate, specOf(vm)['template']) ? generation : Math.min(started, generation);
+      status['desiredGeneration'] = generation;
+    }
     // A status write replaces the stored VM with one that shares everything but its status.
     const next = { ...vm, status: structuredClone(status) };
     if (JSON.stringify(next['status']) !== JSON.stringify(vm['status'])) this.store.replace(next);
