@@ -56,6 +56,8 @@ const TYPE_NAMES: Record<number, string> = { 1: 'commit', 2: 'tree', 3: 'blob', 
 const MAX_DELTA_DEPTH = 10_000;
 const OID = /^[0-9a-f]{40}$/;
 const IDX_MAGIC = 0xff744f63;
+/** Objects further apart than this are not read in the same window. */
+const WINDOW_GAP_BYTES = 64 * 1024;
 
 /** A parsed `.idx` (version 2) and where its pack lies. */
 export interface PackIndex {
@@ -321,7 +323,8 @@ export class PackReader {
         let end = first.end;
         while (j < wanted.length) {
           const next = wanted[j] as Wanted;
-          if (next.pack !== first.pack || next.end - first.offset > this.windowBytes) break;
+          // A wide gap is read around, so the bytes read follow the objects asked for, not the pack's size.
+          if (next.pack !== first.pack || next.end - first.offset > this.windowBytes || next.offset - end > WINDOW_GAP_BYTES) break;
           end = Math.max(end, next.end);
           j++;
         }
