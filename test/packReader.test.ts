@@ -498,3 +498,55 @@ describe('GitSource.readBlobs on a clone made by isomorphic-git over git-http-ba
     assert.deepEqual(await openPackFds(), []);
   });
 });
+
+describe('loadManifests with a reader that has readBlobs', function () {
+  const files = Array.from({ length: 600 }, (_, i) => ({ path: `vms/vm-${String(i).padStart(3, '0')}.yaml`, oid: String(i % 550).padStart(40, '0'), mode: 0o100644 }));
+  const text = (oid: string): Uint8Array => new TextEncoder().encode(manifest(Number(oid)));
+  const base = (): ManifestReader & { single: string[]; bulk: string[][] } => {
+    const single: string[] = [];
+    const bulk: string[][] = [];
+    return {
+      single,
+      bulk,
+      listFiles: () => Promise.resolve(files),
+      changedPaths: () => Promise.resolve([]),
+      readBlob: ({ oid }) => {
+        single.push(oid);
+        return Promise.resolve(text(oid));
+      },
+    };
+  };
+
+  it('asks for each blob once, in chunks of at most 256, and loads what per-file reads load', async function () {
+    const plain = base();
+    const expected = await loadManifests({ source: plain, commit: 'c' });
+    const reader = base();
+    const withBulk: ManifestReader = { ...reader, readBlobs: ({ oids }) => (reader.bulk.push(oids), Promise.resolve(new Map(oids.map((o) => [o, text(o)])))) };
+    const got = await loadManifests({ source: withBulk, commit: 'c' });
+    assert.ok(isDeepStrictEqual(got, expected));
+    assert.equal(plain.single.length, 600);
+    assert.deepEqual(reader.single, []);
+    assert.ok(reader.bulk.every((c) => c.length <= 256));
+    assert.deepEqual(reader.bulk.flat().sort(), [...new Set(files.map((f) => f.oid))].sort());
+  });
+
+  it('falls back to readBlob per file for what a bulk read misses or when it fails, with the same result', async function () {
+    const expected = await loadManifests({ source: base(), commit: 'c' });
+    const reader = base();
+    let calls = 0;
+    const flaky: ManifestReader = {
+      ...reader,
+      readBlobs: ({ oids }) => {
+        calls++;
+        if (calls === 2) return Promise.reject(new Error('bulk read failed'));
+        return Promise.resolve(new Map(oids.filter((o) => Number(o) % 10 !== 0).map((o) => [o, text(o)])));
+      },
+    };
+    const got = await loadManifests({ source: flaky, commit: 'c' });
+    assert.ok(isDeepStrictEqual(got, expected));
+    assert.ok(calls >= 3);
+    // Per file: the 256 files of the failed chunk (oids 256-511), and the files of the blobs left out
+    // (oids divisible by 10: 26 below 256, five of them used twice, and 520, 530, 540).
+    assert.equal(reader.single.length, 256 + 31 + 3);
+  });
+});
