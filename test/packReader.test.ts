@@ -84,6 +84,9 @@ async function makeRepo(dir: string, count: number, edits: number): Promise<void
     await mkdir(path.join(dir, `vms/team-${i % 7}`), { recursive: true });
     await writeFile(path.join(dir, `vms/team-${i % 7}/vm-${i}.yaml`), manifest(i));
   }
+  // An empty blob, and one large enough for a long size header and more than one zlib output chunk.
+  await writeFile(path.join(dir, 'empty.yaml'), '');
+  await writeFile(path.join(dir, 'large.txt'), Array.from({ length: 20_000 }, (_, k) => `${k} ${(k * 2654435761) % 1000003}`).join('\n'));
   await git(dir, 'add', '--all');
   await git(dir, 'commit', '--quiet', '-m', 'fleet');
   // Several versions of some files, so chains of deltas form between them.
