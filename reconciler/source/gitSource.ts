@@ -10,6 +10,7 @@ import path from 'node:path';
 import git, { type AuthCallback, type HttpClient } from 'isomorphic-git';
 import http from 'isomorphic-git/http/node';
 import { SourceError, SourceErrorCode, redactSecrets, redactUrl, type SourceErrorData } from './errors.ts';
+import { PackReader } from './packReader.ts';
 
 /** How to reach one repository. */
 export interface GitSourceOptions {
@@ -134,6 +135,7 @@ export class GitSource {
   private readonly operationTimeoutMs: number;
   private readonly cloneDir: string | null;
   private location: Location | null = null;
+  private packReader: PackReader | null = null;
 
   constructor(options: GitSourceOptions) {
     this.cache = options.cache ?? {};
@@ -326,6 +328,36 @@ export class GitSource {
       const { blob } = await git.readBlob({ fs, ...loc, oid: args.oid, cache: this.cache });
       return blob;
     });
+  }
+
+  /**
+   * The contents of many blobs, read from the packfiles in bulk (Node's zlib, each blob checked
+   * against its oid); whatever that reader cannot read is read by isomorphic-git, so the bytes and
+   * the errors are those of {@link readBlob}.
+   */
+  async readBlobs(args: { oids: string[] }): Promise<Map<string, Uint8Array>> {
+    const loc = await this.open();
+    return this.guard('read', {}, async () => {
+      this.packReader ??= new PackReader({ gitdir: loc.gitdir });
+      let read: Awaited<ReturnType<PackReader['readBlobs']>>;
+      try {
+        read = await this.packReader.readBlobs({ oids: args.oids });
+      } catch (e) {
+        // An I/O error on the object store: isomorphic-git reads them all, and reports what it cannot.
+        read = { blobs: new Map(), unread: new Map(args.oids.map((oid) => [oid, e instanceof Error ? e.message : String(e)])) };
+      }
+      const { blobs, unread } = read;
+      for (const oid of unread.keys()) {
+        const { blob } = await git.readBlob({ fs, ...loc, oid, cache: this.cache });
+        blobs.set(oid, blob);
+      }
+      return blobs;
+    });
+  }
+
+  /** Counters of the bulk reader (blobs from packs, loose, handed to isomorphic-git); null before the first {@link readBlobs}. */
+  get packReaderStats(): PackReader['stats'] | null {
+    return this.packReader?.stats ?? null;
   }
 
   /**

@@ -136,6 +136,8 @@ export interface ManifestReader {
   listFiles(args: { commit: string; path?: string }): Promise<TreeFile[]>;
   changedPaths(args: { from: string; to: string; path?: string }): Promise<ChangedPath[]>;
   readBlob(args: { oid: string }): Promise<Uint8Array>;
+  /** Many blobs in one call (GitSource reads them from the packfile in bulk); without it, readBlob is used per file. */
+  readBlobs?(args: { oids: string[] }): Promise<Map<string, Uint8Array>>;
 }
 
 /** Input of {@link loadManifests}. */
@@ -187,6 +189,46 @@ export type YamlParser = (typeof YAML_PARSERS)[number];
 export const MAX_MANIFEST_BYTES = 1024 * 1024;
 
 const READ_CONCURRENCY = 8;
+/** Blobs asked of {@link ManifestReader.readBlobs} at once: few enough that a chunk's bytes stay small. */
+const BULK_READ_CHUNK = 256;
+
+// Serves readBlob from bulk reads: the oids expected next are read a chunk at a time, when the first
+// of a chunk is asked for, and each blob is dropped once the files that use it have taken it. A
+// failed bulk read falls back to readBlob per file, so a file's error is what it was without bulk reads.
+class BulkBlobs {
+  private readonly chunkOf = new Map<string, { oids: string[]; read?: Promise<Map<string, Uint8Array> | null> }>();
+  private readonly uses = new Map<string, number>();
+
+  constructor(private readonly source: ManifestReader) {}
+
+  /** The files about to be read, in the order they will be asked for. */
+  expect(files: TreeFile[]): void {
+    if (this.source.readBlobs === undefined) return;
+    const oids = [...new Set(files.map((f) => f.oid))].filter((oid) => !this.chunkOf.has(oid));
+    for (const f of files) this.uses.set(f.oid, (this.uses.get(f.oid) ?? 0) + 1);
+    for (let i = 0; i < oids.length; i += BULK_READ_CHUNK) {
+      const chunk = { oids: oids.slice(i, i + BULK_READ_CHUNK) };
+      for (const oid of chunk.oids) this.chunkOf.set(oid, chunk);
+    }
+  }
+
+  async readBlob(args: { oid: string }): Promise<Uint8Array> {
+    const chunk = this.chunkOf.get(args.oid);
+    const readBlobs = this.source.readBlobs?.bind(this.source);
+    if (chunk === undefined || readBlobs === undefined) return this.source.readBlob(args);
+    chunk.read ??= readBlobs({ oids: chunk.oids }).catch(() => null);
+    const blobs = await chunk.read;
+    const blob = blobs?.get(args.oid);
+    const left = (this.uses.get(args.oid) ?? 1) - 1;
+    if (left > 0) this.uses.set(args.oid, left);
+    else {
+      this.uses.delete(args.oid);
+      this.chunkOf.delete(args.oid);
+      blobs?.delete(args.oid);
+    }
+    return blob ?? this.source.readBlob(args);
+  }
+}
 
 /** Loads every `*.yaml`/`*.yml`/`*.json` file under `path` at `commit`, or only the changed ones when `previous` is given. */
 export async function loadManifests(options: LoadManifestsOptions): Promise<ManifestSet> {
@@ -194,7 +236,8 @@ export async function loadManifests(options: LoadManifestsOptions): Promise<Mani
   const limits = manifestLimits(options);
   const read: string[] = [];
   const cached: string[] = [];
-  const readFile = (file: TreeFile, before: FileLoad | undefined): Promise<FileLoad> => loadFile(options.source, file, before, limits, read, options.yamlParser === 'full' ? parseYamlDocuments : parseYamlDocumentsFast);
+  const blobs = new BulkBlobs(options.source);
+  const readFile = (file: TreeFile, before: FileLoad | undefined): Promise<FileLoad> => loadFile(blobs, file, before, limits, read, options.yamlParser === 'full' ? parseYamlDocuments : parseYamlDocumentsFast);
   const previous = options.previous;
   const incremental = previous !== undefined && previous.path === prefix && sameLimits(previous.limits, limits);
 
@@ -211,6 +254,7 @@ export async function loadManifests(options: LoadManifestsOptions): Promise<Mani
       }
       toRead.push({ path: change.path, oid: change.oid, mode: change.mode, ...(change.refused !== undefined ? { refused: change.refused } : {}) });
     }
+    blobs.expect(toRead);
     for (const load of await mapLimited(toRead, (f) => readFile(f, previous.files.get(f.path)))) files.set(load.file, load);
   } else {
     const listed = (await options.source.listFiles({ commit: options.commit, path: prefix })).filter((f) => isCandidate(f.path, f.mode));
@@ -219,7 +263,9 @@ export async function loadManifests(options: LoadManifestsOptions): Promise<Mani
       const load = kept?.get(f.path);
       return load !== undefined && load.oid === f.oid && load.mode === f.mode && load.refused === f.refused && load.carriedKeys.length === 0 ? load : undefined;
     };
-    const loaded = new Map((await mapLimited(listed.filter((f) => hit(f) === undefined), (f) => readFile(f, undefined))).map((l) => [l.file, l]));
+    const toRead = listed.filter((f) => hit(f) === undefined);
+    blobs.expect(toRead);
+    const loaded = new Map((await mapLimited(toRead, (f) => readFile(f, undefined))).map((l) => [l.file, l]));
     // In listing order, as a load without the cache builds the map.
     for (const f of listed) {
       const fromCache = hit(f);
@@ -252,7 +298,7 @@ function isCandidate(file: string, mode: number): boolean {
 }
 
 async function loadFile(
-  source: ManifestReader,
+  source: Pick<ManifestReader, 'readBlob'>,
   entry: TreeFile,
   before: FileLoad | undefined,
   limits: ManifestLimits,
