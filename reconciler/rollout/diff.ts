@@ -48,7 +48,7 @@ function walk(a: unknown, b: unknown, at: Segment[], out: RawChange[]): void {
     return;
   }
   if (isObj(a) && isObj(b)) {
-    const keys = [...new Set([...Object.keys(b), ...Object.keys(a)])];
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
     for (const k of keys) walk(a[k], b[k], [...at, k], out);
     return;
   }
