@@ -59,11 +59,12 @@ export interface KubeClusterOptions {
 }
 
 /**
- * Objects per list page. A new process lists every VM, VMI and start revision; at 500 a page
- * (client-go's default) that was 62 lists at 10,000 VMs. A page of 5,000 VMs is about 12 MB of
- * JSON: bounded, and one round trip per 5,000 objects.
+ * Objects per list page (client-go's default). Measured at 10,000 VMs (bench/README.md, "Fix 4"):
+ * 5,000 a page makes 12 lists instead of 62 but holds a 12 MB page as text and parsed at once
+ * (peak RSS +60 MiB), for no less CPU in vmroll (about 1 s for all lists either way); what the
+ * extra pages cost is the server's.
  */
-export const LIST_PAGE_SIZE = 5000;
+export const LIST_PAGE_SIZE = 500;
 
 /** A watch silent for longer than this is dead (servers send a bookmark about once a minute). */
 const WATCH_SILENCE_MS = 120_000;
