@@ -1,8 +1,9 @@
 /**
- * The cluster through the Kubernetes API, on @kubernetes/client-node: informers (list once,
- * watch with bookmarks, relist on 410) serve every read, server-side apply with field
- * manager `vmroll` writes, and KubeVirt's `subresources.kubevirt.io` API restarts, stops and
- * starts. Writes retry conflicts after a fresh read and server errors with backoff.
+ * The cluster through the Kubernetes API: informers (list once, watch with bookmarks, relist on
+ * 410) serve every read, server-side apply with field manager `vmroll` writes, and KubeVirt's
+ * `subresources.kubevirt.io` API restarts, stops and starts. Writes retry conflicts after a fresh
+ * read and server errors with backoff. Requests go over undici with the credentials of
+ * @kubernetes/client-node's KubeConfig; objects are kept as trim.ts trims them.
  */
 import { ApiException, HttpMethod, KubeConfig, RequestContext } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
@@ -290,8 +291,8 @@ export class KubeCluster implements ClusterBackend {
         await this.call('get', VM.plural, () => this.send('GET', path)).catch(() => undefined);
       },
     );
-    // The caller keeps it until the writes settle: held as the informer holds VMs, not as a second full copy.
-    return trimLive(VM.kind, `${VM.group}/${VM.version}`, JSON.parse(stored) as Obj) as Obj;
+    // The caller keeps it until the writes settle: held as the informer holds VMs.
+    return this.kept(VM, JSON.parse(stored) as Obj) as Obj;
   }
 
   async deleteVirtualMachine(ref: ObjectRef): Promise<void> {
@@ -314,7 +315,7 @@ export class KubeCluster implements ClusterBackend {
       const text = await this.call('patch', VM.plural, () =>
         this.send('PATCH', `${vmPath(ref.namespace, ref.name)}?fieldManager=vmroll-restart`, { text: JSON.stringify(body), type: CONTENT_TYPE.merge }),
       );
-      return trimLive(VM.kind, `${VM.group}/${VM.version}`, JSON.parse(text) as Obj) as Obj;
+      return this.kept(VM, JSON.parse(text) as Obj) as Obj;
     } catch (e) {
       throw toClusterError(e, what);
     }
@@ -407,6 +408,11 @@ export class KubeCluster implements ClusterBackend {
     return text;
   }
 
+  /** An object as the informer of `r` keeps it (trim.ts); null when vmroll reads nothing of it. */
+  private kept(r: Resource, o: Obj): Obj | null {
+    return trimLive(r.kind, `${r.group}/${r.version}`, o);
+  }
+
   /** Every object of a resource, page by page ({@link LIST_PAGE_SIZE} a page), as the informer keeps them. */
   private async listAll(r: Resource): Promise<ListResult> {
     const items: Obj[] = [];
@@ -421,7 +427,7 @@ export class KubeCluster implements ClusterBackend {
       const meta = metaOf(page);
       // Lists drop apiVersion and kind from their items; trimLive puts them back so objects look the same as watched ones.
       for (const item of (page['items'] ?? []) as Obj[]) {
-        const kept = trimLive(r.kind, apiVersion, item);
+        const kept = this.kept(r, item);
         if (kept !== null) items.push(kept);
       }
       resourceVersion = String(meta['resourceVersion'] ?? '');
@@ -467,15 +473,20 @@ export class KubeCluster implements ClusterBackend {
       try {
         event = JSON.parse(line) as { type?: unknown; object?: unknown };
       } catch {
-        return; // Not an event (a proxy's noise): skipped, as client-go does.
+        return; // Not an event (a proxy's noise): skipped, as client-node's Watch did.
       }
       const type = String(event.type ?? '');
       const object = (typeof event.object === 'object' && event.object !== null ? event.object : {}) as Obj;
-      if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') {
-        const kept = trimLive(r.kind, apiVersion, object);
-        if (kept !== null) onEvent(type, kept);
-      } else {
-        onEvent(type, object);
+      try {
+        if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') {
+          const kept = this.kept(r, object);
+          if (kept !== null) onEvent(type, kept);
+        } else {
+          onEvent(type, object);
+        }
+      } catch (e) {
+        // A listener's fault must not end the process from inside a socket callback (client-node's Watch swallowed it too).
+        this.options.logger?.error({ kind: r.kind, err: e instanceof Error ? e.message : String(e) }, 'watch event handler failed');
       }
     });
     try {
