@@ -62,7 +62,7 @@ export interface KubeClusterOptions {
 /**
  * Objects per list page (client-go's default). Measured at 10,000 VMs (bench/README.md, "Fix 4"):
  * 5,000 a page makes 12 lists instead of 62 but holds a 12 MB page as text and parsed at once
- * (peak RSS +60 MiB), for no less CPU in vmroll (about 1 s for all lists either way); what the
+ * (peak RSS 70-110 MiB higher), for no less CPU in vmroll (about 1 s for all lists either way); what the
  * extra pages cost is the server's.
  */
 export const LIST_PAGE_SIZE = 500;
