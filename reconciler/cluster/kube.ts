@@ -1,19 +1,21 @@
 /**
- * The cluster through the Kubernetes API, on @kubernetes/client-node: informers (list once,
- * watch with bookmarks, relist on 410) serve every read, server-side apply with field
- * manager `vmroll` writes, and KubeVirt's `subresources.kubevirt.io` API restarts, stops and
- * starts. Writes retry conflicts after a fresh read and server errors with backoff.
+ * The cluster through the Kubernetes API: informers (list once, watch with bookmarks, relist on
+ * 410) serve every read, server-side apply with field manager `vmroll` writes, and KubeVirt's
+ * `subresources.kubevirt.io` API restarts, stops and starts. Writes retry conflicts after a fresh
+ * read and server errors with backoff. Requests go over undici with the credentials of
+ * @kubernetes/client-node's KubeConfig; objects are kept as trim.ts trims them.
  */
-import { ApiException, CustomObjectsApi, HttpMethod, KubeConfig, PatchStrategy, RequestContext, Watch, setHeaderOptions } from '@kubernetes/client-node';
+import { ApiException, HttpMethod, KubeConfig, RequestContext } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { createHash } from 'node:crypto';
-import { type Dispatcher, fetch } from 'undici';
+import { type Dispatcher, request } from 'undici';
 import { INSTANCETYPE_KINDS, type Obj, parseStartRevisionName } from '../rollout/index.ts';
 import { type ClusterBackend, ClusterError, type ObjectRef, type WatchEvent } from './backend.ts';
 import { Informer, type InformerOptions, type ListResult, type WatchHandle } from './informer.ts';
 import { metaOf } from './object.ts';
 import { DEFAULT_RETRY, type RetryPolicy, withRetry } from './retry.ts';
 import { FIELD_MANAGER } from './ssa.ts';
+import { trimLive } from './trim.ts';
 
 /** The field manager vmroll applies with (defined beside the field-set arithmetic that reads it back). */
 export { FIELD_MANAGER } from './ssa.ts';
@@ -53,7 +55,23 @@ export interface KubeClusterOptions {
   informer?: InformerOptions;
   /** Called after every API request, for metrics. */
   onRequest?: (verb: string, resource: string, status: number) => void;
+  /** Objects per list page (`limit`). Default {@link LIST_PAGE_SIZE}. */
+  listPageSize?: number;
 }
+
+/**
+ * Objects per list page (client-go's default). Measured at 10,000 VMs (bench/README.md, "Fix 4"):
+ * 5,000 a page makes 12 lists instead of 62 but holds a 12 MB page as text and parsed at once
+ * (peak RSS 70-110 MiB higher), for no less CPU in vmroll (about 1 s for all lists either way); what the
+ * extra pages cost is the server's.
+ */
+export const LIST_PAGE_SIZE = 500;
+
+/** A watch silent for longer than this is dead (servers send a bookmark about once a minute). */
+const WATCH_SILENCE_MS = 120_000;
+
+/** How a request body is sent. */
+const CONTENT_TYPE = { apply: 'application/apply-patch+yaml', merge: 'application/merge-patch+json', json: 'application/json' } as const;
 
 /** Loads a kubeconfig: a file (with an optional context) or the pod's service account. */
 export function loadKubeConfig(source: KubeConfigSource): KubeConfig {
@@ -97,6 +115,31 @@ function sharePools(kc: KubeConfig): () => Promise<void> {
   };
 }
 
+/** The path of one VirtualMachine. */
+function vmPath(namespace: string, name: string): string {
+  return `/apis/${VM.group}/${VM.version}/namespaces/${encodeURIComponent(namespace)}/${VM.plural}/${encodeURIComponent(name)}`;
+}
+
+/**
+ * Splits a watch body into lines and parses each as one event. Chunks are kept as Buffers until a
+ * newline ends the line (one decode and one parse per event; no string concatenation per chunk).
+ */
+export function lineSplitter(onLine: (line: string) => void): { push(chunk: Buffer): void } {
+  let parts: Buffer[] = [];
+  return {
+    push(chunk: Buffer): void {
+      let start = 0;
+      for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
+        const line = parts.length === 0 ? chunk.toString('utf8', start, nl) : Buffer.concat([...parts, chunk.subarray(start, nl)]).toString('utf8');
+        parts = [];
+        start = nl + 1;
+        if (line.trim() !== '') onLine(line);
+      }
+      if (start < chunk.length) parts.push(start === 0 ? chunk : chunk.subarray(start));
+    },
+  };
+}
+
 /** How a 500 answer to a server-side apply says the patch does not fit the object's schema. */
 const TYPED_PATCH_REFUSAL = /failed to create typed patch object|field not declared in schema|: expected (?:numeric|string|map|list|boolean)/;
 
@@ -134,7 +177,6 @@ export class KubeCluster implements ClusterBackend {
   /** Requests made, by `verb resource` (e.g. `list virtualmachines`, `apply virtualmachines`). */
   readonly requests = new Map<string, number>();
   private readonly kc: KubeConfig;
-  private readonly api: CustomObjectsApi;
   private readonly informers: Map<string, Informer>;
   private starting: Promise<void> | null = null;
   private readonly closePools: () => Promise<void>;
@@ -142,7 +184,6 @@ export class KubeCluster implements ClusterBackend {
   constructor(private readonly options: KubeClusterOptions) {
     this.kc = options.kubeconfig instanceof KubeConfig ? options.kubeconfig : loadKubeConfig(options.kubeconfig);
     this.closePools = sharePools(this.kc);
-    this.api = this.kc.makeApiClient(CustomObjectsApi);
     this.informers = new Map(
       [VM, VMI, VMIM, REVISION, KUBEVIRT, ...INSTANCETYPES].map((r) => [
         r.kind,
@@ -240,27 +281,25 @@ export class KubeCluster implements ClusterBackend {
     const body: Obj = { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', ...vm, metadata: { ...m, namespace } };
     delete body['status'];
     const what = `applying virtualmachines.kubevirt.io "${name}" in namespace ${namespace}`;
-    return this.retrying(what, () =>
-      this.call('apply', VM.plural, () =>
-        this.api.patchNamespacedCustomObject(
-          { group: VM.group, version: VM.version, namespace, plural: VM.plural, name, body, fieldManager: FIELD_MANAGER, force: true },
-          setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
-        ),
-      ),
+    const path = vmPath(namespace, name);
+    const text = JSON.stringify(body);
+    const stored = await this.retrying(
+      what,
+      () => this.call('apply', VM.plural, () => this.send('PATCH', `${path}?fieldManager=${FIELD_MANAGER}&force=true`, { text, type: CONTENT_TYPE.apply })),
       // After a conflict, read the object again so the retry (and the cache) start from the server's state.
       async () => {
-        await this.call('get', VM.plural, () => this.api.getNamespacedCustomObject({ group: VM.group, version: VM.version, namespace, plural: VM.plural, name })).catch(() => undefined);
+        await this.call('get', VM.plural, () => this.send('GET', path)).catch(() => undefined);
       },
-    ) as Promise<Obj>;
+    );
+    // The caller keeps it until the writes settle: held as the informer holds VMs.
+    return this.kept(VM, JSON.parse(stored) as Obj) as Obj;
   }
 
   async deleteVirtualMachine(ref: ObjectRef): Promise<void> {
     const what = `deleting virtualmachines.kubevirt.io "${ref.name}" in namespace ${ref.namespace}`;
     try {
       await this.retrying(what, () =>
-        this.call('delete', VM.plural, () =>
-          this.api.deleteNamespacedCustomObject({ group: VM.group, version: VM.version, namespace: ref.namespace, plural: VM.plural, name: ref.name }),
-        ),
+        this.call('delete', VM.plural, () => this.send('DELETE', vmPath(ref.namespace, ref.name))),
       );
     } catch (e) {
       // Already gone is what a delete wants.
@@ -273,12 +312,10 @@ export class KubeCluster implements ClusterBackend {
     // A resourceVersion in a merge patch is a precondition: a conflict means another writer came first, so it is not retried.
     const body = { metadata: { resourceVersion, annotations } };
     try {
-      return (await this.call('patch', VM.plural, () =>
-        this.api.patchNamespacedCustomObject(
-          { group: VM.group, version: VM.version, namespace: ref.namespace, plural: VM.plural, name: ref.name, body, fieldManager: 'vmroll-restart' },
-          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-        ),
-      )) as Obj;
+      const text = await this.call('patch', VM.plural, () =>
+        this.send('PATCH', `${vmPath(ref.namespace, ref.name)}?fieldManager=vmroll-restart`, { text: JSON.stringify(body), type: CONTENT_TYPE.merge }),
+      );
+      return this.kept(VM, JSON.parse(text) as Obj) as Obj;
     } catch (e) {
       throw toClusterError(e, what);
     }
@@ -303,23 +340,16 @@ export class KubeCluster implements ClusterBackend {
     void this.closePools();
   }
 
-  /** `PUT /apis/subresources.kubevirt.io/v1/namespaces/<ns>/virtualmachines/<name>/<action>`: not in client-node's generated API, so sent with its authentication. */
+  /** `PUT /apis/subresources.kubevirt.io/v1/namespaces/<ns>/virtualmachines/<name>/<action>`. */
   private async subresource(ref: ObjectRef, action: 'restart' | 'stop' | 'start'): Promise<void> {
     const what = `${action} of virtualmachines.kubevirt.io "${ref.name}" in namespace ${ref.namespace}`;
     await this.retrying(what, () =>
-      this.call(action, `virtualmachines/${action}`, async () => {
-        const cluster = this.kc.getCurrentCluster();
-        if (cluster === null) throw new ClusterError('Invalid', 'kubeconfig: no current cluster');
-        const url = `${cluster.server.replace(/\/$/, '')}/apis/subresources.kubevirt.io/v1/namespaces/${encodeURIComponent(ref.namespace)}/virtualmachines/${encodeURIComponent(ref.name)}/${action}`;
-        const ctx = new RequestContext(url, HttpMethod.PUT);
-        await this.kc.applySecurityAuthentication(ctx);
-        const headers = { ...ctx.getHeaders(), 'content-type': 'application/json', accept: 'application/json' };
-        const dispatcher = ctx.getDispatcher();
-        const response = await fetch(url, { method: 'PUT', headers, body: '{}', ...(dispatcher !== undefined ? { dispatcher } : {}) });
-        const text = await response.text();
-        if (response.status >= 300) throw new ApiException(response.status, `HTTP ${response.status}`, text, {});
-        return text;
-      }),
+      this.call(action, `virtualmachines/${action}`, () =>
+        this.send('PUT', `/apis/subresources.kubevirt.io/v1/namespaces/${encodeURIComponent(ref.namespace)}/virtualmachines/${encodeURIComponent(ref.name)}/${action}`, {
+          text: '{}',
+          type: CONTENT_TYPE.json,
+        }),
+      ),
     );
   }
 
@@ -357,39 +387,137 @@ export class KubeCluster implements ClusterBackend {
     }
   }
 
-  /** Every object of a resource, page by page (500 a page). */
+  /**
+   * One request with the kubeconfig's credentials (its token, client certificate or exec plugin,
+   * and the shared connection pool): the answer's text; an ApiException for a status of 300 or more.
+   */
+  private async send(method: 'GET' | 'PATCH' | 'PUT' | 'DELETE', path: string, body?: { text: string; type: string }): Promise<string> {
+    const url = `${this.server.replace(/\/$/, '')}${path}`;
+    const ctx = new RequestContext(url, HttpMethod[method]);
+    await this.kc.applySecurityAuthentication(ctx);
+    const dispatcher = ctx.getDispatcher();
+    const response = await request(url, {
+      method,
+      headers: { ...ctx.getHeaders(), accept: 'application/json', ...(body !== undefined ? { 'content-type': body.type } : {}) },
+      ...(body !== undefined ? { body: body.text } : {}),
+      ...(dispatcher !== undefined ? { dispatcher } : {}),
+      signal: AbortSignal.timeout(this.options.requestTimeoutMs ?? 15_000),
+    });
+    const text = await response.body.text();
+    if (response.statusCode >= 300) throw new ApiException(response.statusCode, `HTTP ${response.statusCode}`, text, {});
+    return text;
+  }
+
+  /** An object as the informer of `r` keeps it (trim.ts); null when vmroll reads nothing of it. */
+  private kept(r: Resource, o: Obj): Obj | null {
+    return trimLive(r.kind, `${r.group}/${r.version}`, o);
+  }
+
+  /** Every object of a resource, page by page ({@link LIST_PAGE_SIZE} a page), as the informer keeps them. */
   private async listAll(r: Resource): Promise<ListResult> {
     const items: Obj[] = [];
+    const apiVersion = `${r.group}/${r.version}`;
+    const limit = this.options.listPageSize ?? LIST_PAGE_SIZE;
     let next: string | undefined;
     let resourceVersion = '';
     do {
-      const page = (await this.retrying(`listing ${r.plural}.${r.group}`, () =>
-        this.call('list', r.plural, () =>
-          this.api.listClusterCustomObject({ group: r.group, version: r.version, plural: r.plural, limit: 500, ...(next !== undefined ? { _continue: next } : {}) }),
-        ),
-      )) as Obj;
+      const query = `?limit=${limit}${next !== undefined ? `&continue=${encodeURIComponent(next)}` : ''}`;
+      const text = await this.retrying(`listing ${r.plural}.${r.group}`, () => this.call('list', r.plural, () => this.send('GET', `/apis/${apiVersion}/${r.plural}${query}`)));
+      const page = JSON.parse(text) as Obj;
       const meta = metaOf(page);
-      // Lists drop apiVersion and kind from their items; put them back so objects look the same as watched ones.
-      for (const item of (page['items'] ?? []) as Obj[]) items.push({ apiVersion: `${r.group}/${r.version}`, kind: r.kind, ...item });
+      // Lists drop apiVersion and kind from their items; trimLive puts them back so objects look the same as watched ones.
+      for (const item of (page['items'] ?? []) as Obj[]) {
+        const kept = this.kept(r, item);
+        if (kept !== null) items.push(kept);
+      }
       resourceVersion = String(meta['resourceVersion'] ?? '');
       next = typeof meta['continue'] === 'string' && meta['continue'] !== '' ? meta['continue'] : undefined;
     } while (next !== undefined);
     return { items, resourceVersion };
   }
 
+  /**
+   * A watch with bookmarks from `resourceVersion`; events carry objects as the informer keeps them
+   * (an object vmroll does not read, such as another controller's revision, is not passed on).
+   * Resolves once the server answered (or the request failed: then `done` has been called).
+   */
   private async watchFrom(r: Resource, resourceVersion: string, onEvent: (type: string, object: Obj) => void, done: (error: unknown) => void): Promise<WatchHandle> {
-    const watch = new Watch(this.kc);
-    // Servers send a bookmark about once a minute; a watch silent for longer than this is dead.
-    // (client-node 2.0 declares the field private; it is the only way to set it.)
-    (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = 120_000;
     this.requests.set(`watch ${r.plural}`, (this.requests.get(`watch ${r.plural}`) ?? 0) + 1);
-    const controller = await watch.watch(
-      `/apis/${r.group}/${r.version}/${r.plural}`,
-      // The server ends each watch after a few minutes (spread so they do not all reconnect at once).
-      { resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 240 + Math.floor(Math.random() * 60) },
-      (type: string, object: unknown) => onEvent(type, (object ?? {}) as Obj),
-      (err: unknown) => done(err ?? null),
-    );
-    return { abort: () => controller.abort() };
+    const apiVersion = `${r.group}/${r.version}`;
+    // The server ends each watch after a few minutes (spread so they do not all reconnect at once).
+    const timeoutSeconds = 240 + Math.floor(Math.random() * 60);
+    const path = `/apis/${apiVersion}/${r.plural}?watch=true&allowWatchBookmarks=true&resourceVersion=${encodeURIComponent(resourceVersion)}&timeoutSeconds=${timeoutSeconds}`;
+    const controller = new AbortController();
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    // Servers send a bookmark about once a minute; a watch silent for longer than this is dead.
+    const alive = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        timedOut = true;
+        controller.abort();
+      }, WATCH_SILENCE_MS);
+      timer.unref();
+    };
+    let finished = false;
+    const finish = (error: unknown): void => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      controller.abort();
+      done(error !== null && timedOut ? new DOMException('The watch was silent for too long', 'TimeoutError') : error);
+    };
+    const handle: WatchHandle = { abort: () => finish(null) };
+    const lines = lineSplitter((line) => {
+      let event: { type?: unknown; object?: unknown };
+      try {
+        event = JSON.parse(line) as { type?: unknown; object?: unknown };
+      } catch {
+        return; // Not an event (a proxy's noise): skipped, as client-node's Watch did.
+      }
+      const type = String(event.type ?? '');
+      const object = (typeof event.object === 'object' && event.object !== null ? event.object : {}) as Obj;
+      try {
+        if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') {
+          const kept = this.kept(r, object);
+          if (kept !== null) onEvent(type, kept);
+        } else {
+          onEvent(type, object);
+        }
+      } catch (e) {
+        // A listener's fault must not end the process from inside a socket callback (client-node's Watch swallowed it too).
+        this.options.logger?.error({ kind: r.kind, err: e instanceof Error ? e.message : String(e) }, 'watch event handler failed');
+      }
+    });
+    try {
+      alive();
+      const url = `${this.server.replace(/\/$/, '')}${path}`;
+      const ctx = new RequestContext(url, HttpMethod.GET);
+      await this.kc.applySecurityAuthentication(ctx);
+      const dispatcher = ctx.getDispatcher();
+      const response = await request(url, {
+        method: 'GET',
+        headers: { ...ctx.getHeaders(), accept: 'application/json' },
+        signal: controller.signal,
+        ...(dispatcher !== undefined ? { dispatcher } : {}),
+      });
+      if (response.statusCode !== 200) {
+        const text = await response.body.text().catch(() => '');
+        finish(Object.assign(new Error(`watch ${r.plural}: HTTP ${response.statusCode} ${text.slice(0, 200)}`), { statusCode: response.statusCode }));
+        return handle;
+      }
+      alive();
+      response.body.on('data', (chunk: Buffer) => {
+        if (finished) return;
+        alive();
+        lines.push(chunk);
+      });
+      response.body.on('end', () => finish(null));
+      response.body.on('error', (e: unknown) => finish(e));
+      response.body.on('close', () => finish(null));
+    } catch (e) {
+      finish(e);
+    }
+    return handle;
   }
 }
