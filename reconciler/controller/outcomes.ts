@@ -124,6 +124,8 @@ function compareKeys(a: string, b: string): number {
 /** The cluster-wide inputs of one {@link SyncOutcomes.assess}, read once rather than per VM. */
 interface ClusterInputs {
   kubevirt: Obj | null;
+  /** What the engine reads of the KubeVirt CR ({@link kubevirtKey}): a status counter the workload updater patches is not a reason to re-plan every VM. */
+  kubevirtKey: string;
   /** The cache's migrations digest (entries with a live change depend on the migrations ahead). */
   migrationsKey: string;
   migrations: Obj[];
@@ -136,7 +138,8 @@ interface ClusterInputs {
 interface EntryInputs {
   live: Obj;
   vmi: Obj | null;
-  kubevirt: Obj | null;
+  /** {@link kubevirtKey} of the CR the entry was planned with. */
+  kubevirt: string;
   baselineGeneration: number;
   /** The migrations digest when the entry has a live change (only then does the engine read the migrations), else null. */
   migrations: string | null;
@@ -299,6 +302,7 @@ export class SyncOutcomes {
     }
     return {
       kubevirt: this.cache.kubevirt,
+      kubevirtKey: kubevirtKey(this.cache.kubevirt),
       migrationsKey: this.cache.migrationsKey(),
       migrations: this.cache.migrationList(),
       instancetypes: [...this.cache.instancetypes.values()],
@@ -514,7 +518,7 @@ export class SyncOutcomes {
 
   /** True when an entry computed from `inputs` would be computed the same for `live` now. */
   private fresh(key: string, inputs: EntryInputs, live: Obj, ctx: ClusterInputs): boolean {
-    if (!sameObject(inputs.live, live) || !sameObject(inputs.vmi, this.cache.vmis.get(key) ?? null) || !sameObject(inputs.kubevirt, ctx.kubevirt)) return false;
+    if (!sameObject(inputs.live, live) || !sameObject(inputs.vmi, this.cache.vmis.get(key) ?? null) || inputs.kubevirt !== ctx.kubevirtKey) return false;
     if (inputs.baselineGeneration !== this.cache.baselineGeneration(live)) return false;
     if (inputs.migrations !== null && inputs.migrations !== ctx.migrationsKey) return false;
     return inputs.instancetypeNames === null || inputs.instancetypes === instancetypeKey(inputs.instancetypeNames, ctx);
@@ -558,7 +562,7 @@ export class SyncOutcomes {
       inputs: {
         live,
         vmi,
-        kubevirt: ctx.kubevirt,
+        kubevirt: ctx.kubevirtKey,
         baselineGeneration: this.cache.baselineGeneration(live),
         // The engine reads the migrations only to say how a live change reaches the guest (annotateGuestPaths).
         migrations: result.plan.changes.some((c) => c.rollout === Rollout.live) ? ctx.migrationsKey : null,
@@ -570,6 +574,16 @@ export class SyncOutcomes {
     this.entries.set(key, record);
     return { entry, record };
   }
+}
+
+/**
+ * The KubeVirt CR as the engine reads it (rollout/cluster.ts, resolveCluster and resolveWorkloadUpdate:
+ * the whole spec, and of the status the version, the phase and the deployment IDs), as a string.
+ */
+function kubevirtKey(kubevirt: Obj | null): string {
+  if (kubevirt === null) return 'none';
+  const status = (kubevirt['status'] ?? {}) as Obj;
+  return JSON.stringify([kubevirt['spec'] ?? null, status['observedKubeVirtVersion'] ?? null, status['phase'] ?? null, status['observedDeploymentID'] ?? null, status['targetDeploymentID'] ?? null]);
 }
 
 /** The digest of the instancetypes and preferences of the given names, as the cluster holds them now. */
