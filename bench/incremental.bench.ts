@@ -4,6 +4,7 @@
  *
  *   npx tsx bench/incremental.bench.ts                                  # 1,000, 10,000 and 20,000 VMs, 7 syncs of each kind
  *   npx tsx bench/incremental.bench.ts --count 1000 --syncs 5 --before <rev>
+ *   npx tsx bench/incremental.bench.ts --count 10000 --after-only --profile-dir /tmp/p   # CPU profiles of this tree's incremental syncs
  *
  * The repository (bench/manifests.ts) is served over smart HTTP by git-http-backend
  * (test/helpers/gitServer.ts). For each size, a child process per tree (the sources at `--before`,
@@ -61,7 +62,7 @@ function git(cwd: string, args: string[], timeoutMs = 600_000): Promise<string> 
 // Child: one Reconciler of one tree.
 // ---------------------------------------------------------------------------------------------
 
-async function runChild(args: { url: string; clone: string; cacheDir: string; count: number; syncs: number }): Promise<void> {
+async function runChild(args: { url: string; clone: string; cacheDir: string; count: number; syncs: number; profileDir: string | null }): Promise<void> {
   const { GitSource } = await import('../reconciler/source/gitSource.ts');
   const { SimCluster } = await import('../reconciler/cluster/sim/simCluster.ts');
   const { Reconciler } = await import('../reconciler/controller/reconcile.ts');
@@ -76,6 +77,15 @@ async function runChild(args: { url: string; clone: string; cacheDir: string; co
     },
   });
   const reconciler = new Reconciler({ source: new GitSource({ repo: args.url, cacheDir: args.cacheDir }), repoLabel: args.url, ref: 'main', path: '', cluster, prune: false, logger: makeLogger('silent', []) });
+  // --profile-dir: V8 CPU profiles of the incremental syncs (not the cold one), for bench/profile.ts.
+  let session: import('node:inspector/promises').Session | null = null;
+  if (args.profileDir !== null) {
+    const inspector = await import('node:inspector/promises');
+    session = new inspector.Session();
+    session.connect();
+    await session.post('Profiler.enable');
+    await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  }
   let t0 = performance.now();
   const cold = await reconciler.reconcile();
   const result: ChildResult = { cold: { ms: performance.now() - t0, vms: cold.summary.vms, created: cold.summary.created }, syncs: [] };
@@ -96,10 +106,15 @@ async function runChild(args: { url: string; clone: string; cacheDir: string; co
     writeFileSync(file, text);
     await git(args.clone, ['commit', '--quiet', '-am', `${vm.namespace}/${vm.name}: ${kind}`]);
     await git(args.clone, ['push', '--quiet', 'origin', 'HEAD:refs/heads/main']);
+    if (session !== null) await session.post('Profiler.start');
     const cpu0 = process.cpuUsage();
     t0 = performance.now();
     const r = await reconciler.reconcile();
     const cpu = process.cpuUsage(cpu0);
+    if (session !== null && args.profileDir !== null) {
+      const { profile } = await session.post('Profiler.stop');
+      writeFileSync(path.join(args.profileDir, `incremental-${i}-${kind}.cpuprofile`), JSON.stringify(profile));
+    }
     const timings = { ...(r.timings as Record<Step, number>) };
     timings.total = performance.now() - t0;
     result.syncs.push({
@@ -149,7 +164,7 @@ function runTree(tree: string, args: string[]): Promise<ChildResult> {
   });
 }
 
-async function runParent(opts: { counts: number[]; syncs: number; before: string | null }): Promise<void> {
+async function runParent(opts: { counts: number[]; syncs: number; before: string | null; profileDir: string | null; only: 'after' | null }): Promise<void> {
   const started = performance.now();
   const log = (msg: string): void => {
     process.stderr.write(`[bench ${((performance.now() - started) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
@@ -177,6 +192,7 @@ async function runParent(opts: { counts: number[]; syncs: number; before: string
     ];
     const rows: string[] = [];
     const details: string[] = [];
+    if (opts.only === 'after') trees.shift();
     for (const count of opts.counts) {
       log(`generating and pushing ${count} manifests`);
       const name = `fleet-${count}`;
@@ -194,7 +210,8 @@ async function runParent(opts: { counts: number[]; syncs: number; before: string
         const clone = path.join(work, `clone-${count}-${trees.indexOf(tree)}`);
         await git(work, ['clone', '--quiet', url, clone]);
         log(`${count} VMs, ${tree.label}: cold sync, then ${opts.syncs} syncs of each kind`);
-        const r = await runTree(tree.dir, ['--url', url, '--clone', clone, '--cache-dir', path.join(work, `cache-${count}-${trees.indexOf(tree)}`), '--count', String(count), '--syncs', String(opts.syncs)]);
+        const profile = opts.profileDir !== null && tree.dir === ROOT ? ['--profile-dir', opts.profileDir] : [];
+        const r = await runTree(tree.dir, [...profile, '--url', url, '--clone', clone, '--cache-dir', path.join(work, `cache-${count}-${trees.indexOf(tree)}`), '--count', String(count), '--syncs', String(opts.syncs)]);
         rmSync(clone, { recursive: true, force: true });
         for (const kind of KINDS) {
           const syncs = r.syncs.filter((s) => s.kind === kind);
@@ -235,14 +252,16 @@ const { values } = parseArgs({
     count: { type: 'string', multiple: true },
     syncs: { type: 'string' },
     before: { type: 'string' },
+    'profile-dir': { type: 'string' },
+    'after-only': { type: 'boolean' },
   },
   strict: true,
 });
 
 if (values.child) {
-  await runChild({ url: values.url ?? '', clone: values.clone ?? '', cacheDir: values['cache-dir'] ?? '', count: Number(values.count?.[0] ?? '1000'), syncs: Number(values.syncs ?? '7') });
+  await runChild({ url: values.url ?? '', clone: values.clone ?? '', cacheDir: values['cache-dir'] ?? '', count: Number(values.count?.[0] ?? '1000'), syncs: Number(values.syncs ?? '7'), profileDir: values['profile-dir'] ?? null });
   process.exit(0);
 } else {
-  await runParent({ counts: (values.count ?? ['1000', '10000', '20000']).map(Number), syncs: Number(values.syncs ?? '7'), before: values.before ?? null });
+  await runParent({ counts: (values.count ?? ['1000', '10000', '20000']).map(Number), syncs: Number(values.syncs ?? '7'), before: values.before ?? null, profileDir: values['profile-dir'] ?? null, only: values['after-only'] === true ? 'after' : null });
   process.exit(0);
 }

@@ -13,7 +13,7 @@ import { SOURCE_COMMIT_ANNOTATION, SOURCE_PATH_ANNOTATION, ownedBy } from '../ap
 import type { ClusterCache } from '../cluster/cache.ts';
 import { annotationsOf, conditionsOf, metaOf } from '../cluster/object.ts';
 import { deleteEntry } from '../plan/planCommit.ts';
-import { vmKey } from '../plan/pairing.ts';
+import { loadedVmKey, vmKey } from '../plan/pairing.ts';
 import { type Summary, SyncState, countState, emptySummary, observedState, stateOf } from '../plan/summary.ts';
 import { type FieldRevert, MigrationTrigger, type Obj, type ObservedGuest, ObservedOutcome, Rollout, type VmPlanEntry, changeOutcome, observeGuest, pendingTriggers, planRollout, vmMetadataChanges } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
@@ -327,7 +327,7 @@ export class SyncOutcomes {
     const count = (key: string, outcome: VmOutcome): void => {
       outcomes.push(outcome);
       countState(summary, outcome.state, outcome.state === SyncState.blocked ? outcome.guest?.blockedBy : undefined);
-      if (this.following.has(key)) countedFollowed.add(key);
+      if (this.following.size > 0 && this.following.has(key)) countedFollowed.add(key);
     };
     const outcomeOf = (namespace: string, name: string, state: SyncState, listed: boolean, reverts: FieldRevert[] = [], guest?: ObservedGuest, arrived?: VmOutcome['arrived']): VmOutcome => ({
       namespace,
@@ -340,12 +340,17 @@ export class SyncOutcomes {
     });
     /** Rows reused or made in this pass: more rows than that means some are of VMs gone from the report. */
     let rowsKept = 0;
+    // Most syncs write, follow and refuse nothing: the per-VM lookups below are skipped then.
+    const anyAction = apply.actions.size > 0;
+    const anyGuest = input.guests.size > 0;
+    const anyRefused = refused.size > 0;
+    const anyFailed = apply.failed.size > 0;
     for (const vm of manifests.vms) {
-      const key = vmKey(vm.namespace, vm.name);
-      if (refused.has(key)) continue;
-      const action = apply.actions.get(key) ?? 'none';
-      const guest = input.guests.get(key);
-      if (!full && action === 'none' && guest === undefined && !apply.failed.has(key)) {
+      const key = loadedVmKey(vm);
+      if (anyRefused && refused.has(key)) continue;
+      const action = (anyAction ? apply.actions.get(key) : undefined) ?? 'none';
+      const guest = anyGuest ? input.guests.get(key) : undefined;
+      if (!full && action === 'none' && guest === undefined && !(anyFailed && apply.failed.has(key))) {
         // Untouched by this sync: its last line stands while the entry it came from would be reused as is.
         const row = this.rows.get(key);
         const live = this.cache.vms.get(key);
@@ -434,7 +439,7 @@ export class SyncOutcomes {
       } else this.rows.delete(key);
     }
     if (!full && this.rows.size > rowsKept) {
-      const reported = new Set(manifests.vms.map((v) => vmKey(v.namespace, v.name)).filter((key) => !refused.has(key)));
+      const reported = new Set(manifests.vms.map(loadedVmKey).filter((key) => !refused.has(key)));
       for (const key of [...this.rows.keys()]) if (!reported.has(key)) this.rows.delete(key);
     }
     // A VM whose file broke (or that is defined twice) keeps its place in the counts.

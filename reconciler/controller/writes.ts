@@ -48,12 +48,16 @@ export class WriteMemory {
    */
   decide(pairs: readonly VmPair[], identity: RepositoryIdentity, log: Logger, full = false): PendingWrite[] {
     const pending: PendingWrite[] = [];
-    for (const { key, vm, live, desired: desiredOf } of pairs) {
+    /** Pairs compared in this call (the others were seen as they are, and stay remembered as they were). */
+    const compared: VmPair[] = [];
+    for (const pair of pairs) {
+      const { key, vm, live } = pair;
       const seen = full ? undefined : this.seen.get(key);
       // Same manifest object (its file did not change) and the live VM untouched since: nothing to do.
       if (seen !== undefined && live !== undefined && seen.manifest === vm.manifest && seen.liveVersion === metaOf(live)['resourceVersion']) continue;
+      compared.push(pair);
       // A new restart request is applied with its pending mark, in the same write (controller/restarts.ts).
-      const desired = withRestartPending(desiredOf(), live);
+      const desired = withRestartPending(pair.desired(), live);
       const fingerprint = ownedFingerprint(desired);
       const write = (action: PendingWrite['action']): void => {
         pending.push({ key, action, desired, file: vm.file, line: vm.line, fingerprint, manifest: vm.manifest });
@@ -84,7 +88,7 @@ export class WriteMemory {
     }
     if (full) return pending;
     const writing = new Set(pending.map((w) => w.key));
-    for (const { key, vm, live } of pairs) if (!writing.has(key) && live !== undefined) this.markSeen(key, vm.manifest, live);
+    for (const { key, vm, live } of compared) if (!writing.has(key) && live !== undefined) this.markSeen(key, vm.manifest, live);
     return pending;
   }
 }

@@ -18,6 +18,36 @@ export function vmKey(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
 
+/** Keys made once per loaded VM: the same string every sync, so maps keyed by it hash it once, not once per lookup. */
+const loadedKeys = new WeakMap<LoadedVm, string>();
+
+/** {@link vmKey} of a loaded VM, made once per LoadedVm (an unchanged file keeps its LoadedVm objects from sync to sync). */
+export function loadedVmKey(vm: LoadedVm): string {
+  let key = loadedKeys.get(vm);
+  if (key === undefined) {
+    key = vmKey(vm.namespace, vm.name);
+    loadedKeys.set(vm, key);
+  }
+  return key;
+}
+
+/** A {@link VmPair} whose desired object is made on first use (a class: no closure per VM). */
+class LazyPair implements VmPair {
+  private made: Obj | undefined;
+
+  constructor(
+    readonly key: string,
+    readonly vm: LoadedVm,
+    readonly live: Obj | undefined,
+    private readonly owner: { repo: string; commit: string },
+  ) {}
+
+  desired(): Obj {
+    this.made ??= withOwnership(this.vm.manifest as unknown as Obj, this.vm.namespace, { repo: this.owner.repo, file: this.vm.file, commit: this.owner.commit });
+    return this.made;
+  }
+}
+
 /** One VM the commit defines, beside the cluster's copy of it. */
 export interface VmPair {
   /** `namespace/name`. */
@@ -26,7 +56,7 @@ export interface VmPair {
   vm: LoadedVm;
   /** The cluster's copy, or undefined when the commit creates it. */
   live: Obj | undefined;
-  /** The manifest as vmroll writes it: ownership label and source annotations added (made on first use: a sync skips most VMs). */
+  /** The manifest as vmroll writes it: ownership label and source annotations added (made on first use: a sync skips most VMs; a method, called on the pair). */
   desired(): Obj;
 }
 
@@ -76,6 +106,7 @@ export async function pairDesiredLive(input: PairingInput): Promise<Pairing> {
   const namespaceRefusals: ManifestError[] = [];
   const ownerRefusals: ManifestError[] = [];
   const pairs: VmPair[] = [];
+  const owner = { repo: identity.id, commit };
   // One refusal check per namespace, not per VM: a fleet has few namespaces and many VMs.
   const refuseNamespace = input.refuseNamespace;
   const byNamespace = new Map<string, string | null>();
@@ -90,7 +121,7 @@ export async function pairDesiredLive(input: PairingInput): Promise<Pairing> {
   };
   for (const vm of manifests.vms) {
     if (inScope !== undefined && !inScope(vm.file)) continue;
-    const key = vmKey(vm.namespace, vm.name);
+    const key = loadedVmKey(vm);
     const why = namespaceRefusal(vm.namespace);
     if (why !== null) {
       refused.add(key);
@@ -106,8 +137,7 @@ export async function pairDesiredLive(input: PairingInput): Promise<Pairing> {
         continue;
       }
     }
-    let desired: Obj | undefined;
-    pairs.push({ key, vm, live: copy, desired: () => (desired ??= withOwnership(vm.manifest as unknown as Obj, vm.namespace, { repo: identity.id, file: vm.file, commit })) });
+    pairs.push(new LazyPair(key, vm, copy, owner));
   }
   const prune = await decidePrune({ live, manifests, identity, prune: input.prune, listFiles: input.listFiles, ...(input.inScope !== undefined && { inScope: input.inScope }) });
   return { pairs, refused, refusals: [...namespaceRefusals, ...ownerRefusals], prune };
