@@ -13,9 +13,9 @@ import { SOURCE_COMMIT_ANNOTATION, SOURCE_PATH_ANNOTATION, ownedBy } from '../ap
 import type { ClusterCache } from '../cluster/cache.ts';
 import { annotationsOf, conditionsOf, metaOf } from '../cluster/object.ts';
 import { deleteEntry } from '../plan/planCommit.ts';
-import { vmKey } from '../plan/pairing.ts';
+import { loadedVmKey, vmKey } from '../plan/pairing.ts';
 import { type Summary, SyncState, countState, emptySummary, observedState, stateOf } from '../plan/summary.ts';
-import { type FieldRevert, MigrationTrigger, type Obj, type ObservedGuest, ObservedOutcome, type VmPlanEntry, changeOutcome, observeGuest, pendingTriggers, planRollout, vmMetadataChanges } from '../rollout/index.ts';
+import { type FieldRevert, MigrationTrigger, type Obj, type ObservedGuest, ObservedOutcome, Rollout, type VmPlanEntry, changeOutcome, observeGuest, pendingTriggers, planRollout, vmMetadataChanges } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
 import type { ManifestSet, ManifestWarning } from '../source/manifests.ts';
 import type { ApplyResult } from './apply.ts';
@@ -69,6 +69,8 @@ export interface AssessInput {
   /** Where the guests of the written and followed VMs stand after the settle step ({@link SyncOutcomes.follow}). */
   guests: ReadonlyMap<string, ObservedGuest>;
   log: Logger;
+  /** Plan every VM with the engine and reuse nothing remembered (the reference the memoised report is checked against); default false. */
+  full?: boolean;
 }
 
 /** Output of {@link SyncOutcomes.assess}. */
@@ -119,21 +121,136 @@ function compareKeys(a: string, b: string): number {
 }
 
 /** The report step of one repository's syncs, with what it remembers between them. */
+/** The cluster-wide inputs of one {@link SyncOutcomes.assess}, read once rather than per VM. */
+interface ClusterInputs {
+  kubevirt: Obj | null;
+  /** What the engine reads of the KubeVirt CR ({@link kubevirtKey}): a status counter the workload updater patches is not a reason to re-plan every VM. */
+  kubevirtKey: string;
+  /** The cache's migrations digest (entries with a live change depend on the migrations ahead). */
+  migrationsKey: string;
+  migrations: Obj[];
+  instancetypes: Obj[];
+  /** Per instancetype or preference name, a digest of every object of that name (kind, place, resourceVersion). */
+  instancetypeDigest: Map<string, string>;
+}
+
+/** What a plan entry was computed from: the same objects (or resourceVersions) give the same entry. */
+interface EntryInputs {
+  live: Obj;
+  vmi: Obj | null;
+  /** {@link kubevirtKey} of the CR the entry was planned with. */
+  kubevirt: string;
+  baselineGeneration: number;
+  /** The migrations digest when the entry has a live change (only then does the engine read the migrations), else null. */
+  migrations: string | null;
+  /** The instancetype and preference names the VM and its baseline reference (null: none, so instancetypes do not matter), and their digest. */
+  instancetypeNames: string[] | null;
+  instancetypes: string;
+}
+
+/** A plan entry remembered with what it was computed from. */
+interface EntryRecord {
+  inputs: EntryInputs;
+  entry: VmPlanEntry;
+}
+
+/** A VM's line of the last report, reused while the VM is untouched: no write, no guest followed, not listed, same entry inputs. */
+interface Row {
+  record: EntryRecord;
+  entry: VmPlanEntry;
+  state: SyncState;
+  outcome: VmOutcome;
+}
+
+/** The history a report depends on besides the cluster: what was announced, followed and reported (see {@link SyncOutcomes.history}). */
+export interface OutcomeHistory {
+  announced: Set<string>;
+  following: Map<string, Followed>;
+  reportedErrors: Set<string>;
+  reportedWarnings: Set<string>;
+}
+
+/** The same object, or the same resourceVersion of it (an API object's content is fixed by its resourceVersion). */
+function sameObject(a: Obj | null, b: Obj | null): boolean {
+  if (a === b) return true;
+  if (a === null || b === null) return false;
+  const rv = metaOf(a)['resourceVersion'];
+  return rv !== undefined && rv === metaOf(b)['resourceVersion'];
+}
+
+/** The instancetype and preference names a VM (or a baseline `{spec}`) references; the engine expands only these. */
+function instancetypeNames(vm: Obj | null, into: Set<string>): void {
+  if (vm === null) return;
+  const spec = (vm['spec'] ?? {}) as Obj;
+  for (const field of ['instancetype', 'preference']) {
+    const matcher = spec[field];
+    if (matcher !== null && typeof matcher === 'object') {
+      const name = (matcher as Obj)['name'];
+      into.add(typeof name === 'string' ? name : '');
+    }
+  }
+}
+
+/** The report step of one repository's syncs, with what it remembers between them. */
 export class SyncOutcomes {
   /** Plan entries from earlier syncs, reused while their inputs are unchanged. */
-  private readonly entries = new Map<string, { inputs: string; entry: VmPlanEntry }>();
+  private readonly entries = new Map<string, EntryRecord>();
+  /** Per VM, its line of the last report, reused while nothing it depends on changed (a one-VM sync does not re-plan the rest). */
+  private readonly rows = new Map<string, Row>();
+  /** Per VMI, whether {@link mayLag} held for that object (most VMIs do not change between syncs). */
+  private readonly lag = new Map<string, { vmi: Obj; lags: boolean }>();
   /** VMs awaiting restart that the text has listed: they are only counted until they leave that state. */
-  private readonly announced = new Set<string>();
+  private announced = new Set<string>();
   /** The errors of the previous sync, by {@link errorKey}: one already reported is only counted. */
   private reportedErrors = new Set<string>();
   /** The warnings of the previous sync, by {@link errorKey}: one already reported is only counted. */
   private reportedWarnings = new Set<string>();
   /** VMs whose guest does not run their last write yet, by `namespace/name`. */
-  private readonly following = new Map<string, Followed>();
-  /** The cache's migrations digest, taken once per {@link assess} (entries depend on the migrations ahead). */
-  private migrationsKey = '';
+  private following = new Map<string, Followed>();
 
   constructor(private readonly cache: ClusterCache) {}
+
+  /** A copy of what the report remembers between syncs besides its caches (the check of the memoised report restores it to run the full one). */
+  get history(): OutcomeHistory {
+    return {
+      announced: new Set(this.announced),
+      following: new Map([...this.following].map(([k, f]) => [k, { ...f }])),
+      reportedErrors: new Set(this.reportedErrors),
+      reportedWarnings: new Set(this.reportedWarnings),
+    };
+  }
+
+  set history(h: OutcomeHistory) {
+    this.announced = new Set(h.announced);
+    this.following = new Map([...h.following].map(([k, f]) => [k, { ...f }]));
+    this.reportedErrors = new Set(h.reportedErrors);
+    this.reportedWarnings = new Set(h.reportedWarnings);
+  }
+
+  /**
+   * The running VMs, other than those already looked at, whose guest may lag their VM (a hotplug
+   * condition, CPU or memory apart from the spec): {@link mayLag} per VMI, remembered per VMI object
+   * unless `full`.
+   */
+  lagging(skip: ReadonlySet<string>, full = false): string[] {
+    const out: string[] = [];
+    for (const [key, vmi] of this.cache.vmis) {
+      if (skip.has(key) || !this.cache.vms.has(key)) continue;
+      let lags: boolean;
+      if (full) lags = mayLag(vmi);
+      else {
+        const known = this.lag.get(key);
+        if (known !== undefined && known.vmi === vmi) lags = known.lags;
+        else {
+          lags = mayLag(vmi);
+          this.lag.set(key, { vmi, lags });
+        }
+      }
+      if (lags) out.push(key);
+    }
+    if (!full && this.lag.size > this.cache.vmis.size) for (const key of [...this.lag.keys()]) if (!this.cache.vmis.has(key)) this.lag.delete(key);
+    return out;
+  }
 
   /**
    * The settle step's second half: where the guest of every running VM stands (those this sync
@@ -145,7 +262,7 @@ export class SyncOutcomes {
     const keys = new Set(this.following.keys());
     // Every running VM is looked at (cheap: its VMI's conditions and a few fields): one written by an earlier process, in a
     // sync that failed as a whole, or by hand may be on its way too, or blocked.
-    for (const [key, vmi] of this.cache.vmis) if (!keys.has(key) && this.cache.vms.has(key) && mayLag(vmi)) keys.add(key);
+    for (const key of this.lagging(keys)) keys.add(key);
     const expect: Array<{ key: string; rv: unknown }> = [];
     for (const [key, action] of apply.actions) {
       const vmi = apply.vmisBefore.get(key) ?? null;
@@ -175,24 +292,82 @@ export class SyncOutcomes {
     return out;
   }
 
-  /** Plans every VM as the cluster holds it after the sync's writes, and counts it. */
+  /** The cluster-wide inputs of the engine, read once per report. */
+  private clusterInputs(): ClusterInputs {
+    const instancetypeDigest = new Map<string, string>();
+    for (const [k, it] of this.cache.instancetypes) {
+      const name = metaOf(it)['name'];
+      const n = typeof name === 'string' ? name : '';
+      instancetypeDigest.set(n, `${instancetypeDigest.get(n) ?? ''}${k}@${String(metaOf(it)['resourceVersion'] ?? '')};`);
+    }
+    return {
+      kubevirt: this.cache.kubevirt,
+      kubevirtKey: kubevirtKey(this.cache.kubevirt),
+      migrationsKey: this.cache.migrationsKey(),
+      migrations: this.cache.migrationList(),
+      instancetypes: [...this.cache.instancetypes.values()],
+      instancetypeDigest,
+    };
+  }
+
+  /**
+   * Plans every VM as the cluster holds it after the sync's writes, and counts it. A VM the sync
+   * neither wrote, nor follows, nor listed last time, whose entry inputs are unchanged, keeps its
+   * line of the last report (unless `full`): the result is the same as planning it again.
+   */
   assess(input: AssessInput): Assessment {
     const { manifests, refused, apply, errors, log } = input;
-    this.migrationsKey = this.cache.migrationsKey();
+    const full = input.full === true;
+    const ctx = this.clusterInputs();
     const vms: VmPlanEntry[] = [];
     const outcomes: VmOutcome[] = [];
     const summary: Summary = { ...emptySummary(), orphans: input.orphans, warnings: manifests.warnings.length, errors: errors.length };
-    const count = (namespace: string, name: string, state: SyncState, listed: boolean, reverts: FieldRevert[] = [], guest?: ObservedGuest, arrived?: VmOutcome['arrived']): void => {
-      outcomes.push({ namespace, name, state, listed, reverts, ...(guest !== undefined && { guest }), ...(arrived !== undefined && { arrived }) });
-      countState(summary, state, state === SyncState.blocked ? guest?.blockedBy : undefined);
+    /** Followed VMs that were counted (the others are not followed any more). */
+    const countedFollowed = new Set<string>();
+    const count = (key: string, outcome: VmOutcome): void => {
+      outcomes.push(outcome);
+      countState(summary, outcome.state, outcome.state === SyncState.blocked ? outcome.guest?.blockedBy : undefined);
+      if (this.following.size > 0 && this.following.has(key)) countedFollowed.add(key);
     };
+    const outcomeOf = (namespace: string, name: string, state: SyncState, listed: boolean, reverts: FieldRevert[] = [], guest?: ObservedGuest, arrived?: VmOutcome['arrived']): VmOutcome => ({
+      namespace,
+      name,
+      state,
+      listed,
+      reverts,
+      ...(guest !== undefined && { guest }),
+      ...(arrived !== undefined && { arrived }),
+    });
+    /** Rows reused or made in this pass: more rows than that means some are of VMs gone from the report. */
+    let rowsKept = 0;
+    // Most syncs write, follow and refuse nothing: the per-VM lookups below are skipped then.
+    const anyAction = apply.actions.size > 0;
+    const anyGuest = input.guests.size > 0;
+    const anyRefused = refused.size > 0;
+    const anyFailed = apply.failed.size > 0;
     for (const vm of manifests.vms) {
-      const key = vmKey(vm.namespace, vm.name);
-      if (refused.has(key)) continue;
-      const action = apply.actions.get(key) ?? 'none';
+      const key = loadedVmKey(vm);
+      if (anyRefused && refused.has(key)) continue;
+      const action = (anyAction ? apply.actions.get(key) : undefined) ?? 'none';
+      const guest = anyGuest ? input.guests.get(key) : undefined;
+      if (!full && action === 'none' && guest === undefined && !(anyFailed && apply.failed.has(key))) {
+        // Untouched by this sync: its last line stands while the entry it came from would be reused as is.
+        const row = this.rows.get(key);
+        const live = this.cache.vms.get(key);
+        if (row !== undefined && live !== undefined && this.entries.get(key) === row.record && this.fresh(key, row.record.inputs, live, ctx)) {
+          vms.push(row.entry);
+          count(key, row.outcome);
+          rowsKept++;
+          continue;
+        }
+      }
       const stored = apply.before.has(key) ? apply.before.get(key) : this.cache.vms.get(key);
-      let entry = this.entryFor(key, action, stored);
-      if (entry === null) continue;
+      const found = this.entryFor(key, action, stored, ctx, full);
+      if (found === null) {
+        if (!full) this.rows.delete(key);
+        continue;
+      }
+      let entry = found.entry;
       let reverts: FieldRevert[] = [];
       const after = this.cache.vms.get(key);
       if (action === 'update' && stored !== undefined && after !== undefined) {
@@ -210,7 +385,6 @@ export class SyncOutcomes {
       }
       let state = apply.failed.has(key) ? SyncState.held : stateOf(entry, reverts);
       let listed = action !== 'none';
-      const guest = input.guests.get(key);
       let arrived: VmOutcome['arrived'];
       let replaced = false;
       if (guest !== undefined && state !== SyncState.held) {
@@ -255,26 +429,41 @@ export class SyncOutcomes {
       } else if (this.announced.delete(key) && action === 'none' && state === SyncState.inSync) {
         listed = true; // RestartRequired went away without a write from vmroll: say so once.
       }
-      count(vm.namespace, vm.name, state, listed, reverts, guest, replaced ? 'eviction' : arrived);
+      const outcome = outcomeOf(vm.namespace, vm.name, state, listed, reverts, guest, replaced ? 'eviction' : arrived);
+      count(key, outcome);
+      if (full) continue;
+      // Only a line that the next sync would make again the same way is kept for reuse.
+      if (found.record !== null && action === 'none' && guest === undefined && !listed && state !== SyncState.held) {
+        this.rows.set(key, { record: found.record, entry, state, outcome });
+        rowsKept++;
+      } else this.rows.delete(key);
+    }
+    if (!full && this.rows.size > rowsKept) {
+      const reported = new Set(manifests.vms.map(loadedVmKey).filter((key) => !refused.has(key)));
+      for (const key of [...this.rows.keys()]) if (!reported.has(key)) this.rows.delete(key);
     }
     // A VM whose file broke (or that is defined twice) keeps its place in the counts.
+    let appended = false;
     for (const key of this.heldKeys(manifests, refused, input.identity)) {
       this.announced.delete(key);
       this.following.delete(key);
       const [namespace = '', name = ''] = key.split('/');
-      count(namespace, name, SyncState.held, false);
+      count(key, outcomeOf(namespace, name, SyncState.held, false));
+      appended = true;
     }
     for (const [key, action] of apply.actions) {
       if (action !== 'delete') continue;
       const [namespace = '', name = ''] = key.split('/');
       this.announced.delete(key);
       this.following.delete(key);
-      count(namespace, name, SyncState.deleted, true);
+      count(key, outcomeOf(namespace, name, SyncState.deleted, true));
+      appended = true;
       const live = apply.before.get(key);
       // The same entry a plan shows for a delete: the cluster's strategy and KubeVirt version.
       vms.push(live !== undefined ? deleteEntry(namespace, name, live, this.cache.kubevirt) : deleteEntry(namespace, name, { metadata: { namespace, name } }, this.cache.kubevirt));
     }
-    outcomes.sort((a, b) => compareKeys(vmKey(a.namespace, a.name), vmKey(b.namespace, b.name)));
+    // manifests.vms is sorted by namespace/name already: only held and deleted VMs can put the list out of order.
+    if (appended) outcomes.sort((a, b) => compareKeys(vmKey(a.namespace, a.name), vmKey(b.namespace, b.name)));
     // Each error is reported (text and log) when it first appears, then only counted.
     const newErrors = errors.filter((e) => !this.reportedErrors.has(errorKey(e)));
     this.reportedErrors = new Set(errors.map(errorKey));
@@ -287,8 +476,7 @@ export class SyncOutcomes {
     this.reportedWarnings = new Set(manifests.warnings.map(errorKey));
     for (const w of newWarnings) log.warn({ file: w.file, line: w.line, ...(w.path !== undefined ? { path: w.path } : {}), message: w.message }, 'manifest warning');
     // A VM the commit no longer defines (or that is gone) is not followed any more.
-    const defined = new Set(outcomes.map((o) => vmKey(o.namespace, o.name)));
-    for (const key of [...this.following.keys()]) if (!defined.has(key) || !this.cache.vms.has(key)) this.following.delete(key);
+    for (const key of [...this.following.keys()]) if (!countedFollowed.has(key) || !this.cache.vms.has(key)) this.following.delete(key);
     const moving = outcomes.filter((o) => o.guest !== undefined && MOVING.has(o.guest.outcome));
     const movingText =
       moving.length === 0
@@ -319,47 +507,48 @@ export class SyncOutcomes {
    * or the cluster's copy names a failed file as its source (a first sync knows no earlier load).
    */
   private heldKeys(manifests: ManifestSet, refused: ReadonlySet<string>, identity: RepositoryIdentity): string[] {
-    const defined = new Set(manifests.vms.map((v) => vmKey(v.namespace, v.name)));
     const out = new Set<string>();
     for (const key of manifests.heldVms) if (this.cache.vms.has(key)) out.add(key);
     const failedFiles = new Set(manifests.holdingFiles);
-    for (const [key, live] of this.cache.vms) {
-      if (!ownedBy(live, identity)) continue;
-      const file = String(annotationsOf(live)[SOURCE_PATH_ANNOTATION] ?? '');
-      if (failedFiles.has(file)) out.add(key);
+    // No failed file: no live VM can name one (the walk below is the cost of a sync of a clean repository).
+    if (failedFiles.size > 0) {
+      for (const [key, live] of this.cache.vms) {
+        if (failedFiles.has(String(annotationsOf(live)[SOURCE_PATH_ANNOTATION] ?? '')) && ownedBy(live, identity)) out.add(key);
+      }
     }
+    if (out.size === 0) return [];
+    const defined = new Set(manifests.vms.map((v) => vmKey(v.namespace, v.name)));
     return [...out].filter((key) => !defined.has(key) && !refused.has(key)).sort(compareKeys);
   }
 
-  /** The VM's plan entry as the cluster now holds it, reusing the last one while nothing it depends on changed. */
-  private entryFor(key: string, action: VmPlanEntry['action'], before: Obj | undefined): VmPlanEntry | null {
+  /** True when an entry computed from `inputs` would be computed the same for `live` now. */
+  private fresh(key: string, inputs: EntryInputs, live: Obj, ctx: ClusterInputs): boolean {
+    if (!sameObject(inputs.live, live) || !sameObject(inputs.vmi, this.cache.vmis.get(key) ?? null) || inputs.kubevirt !== ctx.kubevirtKey) return false;
+    if (inputs.baselineGeneration !== this.cache.baselineGeneration(live)) return false;
+    if (inputs.migrations !== null && inputs.migrations !== ctx.migrationsKey) return false;
+    return inputs.instancetypeNames === null || inputs.instancetypes === instancetypeKey(inputs.instancetypeNames, ctx);
+  }
+
+  /** The VM's plan entry as the cluster now holds it, reusing the last one while nothing it depends on changed (never under `full`). */
+  private entryFor(key: string, action: VmPlanEntry['action'], before: Obj | undefined, ctx: ClusterInputs, full: boolean): { entry: VmPlanEntry; record: EntryRecord | null } | null {
     const live = this.cache.vms.get(key);
     if (live === undefined) return null;
     const vmi = this.cache.vmis.get(key) ?? null;
-    const kubevirt = this.cache.kubevirt;
-    const inputs = [
-      metaOf(live)['resourceVersion'],
-      vmi ? metaOf(vmi)['resourceVersion'] : '-',
-      kubevirt ? metaOf(kubevirt)['resourceVersion'] : '-',
-      this.cache.baselineGeneration(live),
-      this.cache.instancetypes.size,
-      this.migrationsKey,
-    ].join('|');
-    const cached = this.entries.get(key);
+    const cached = full ? undefined : this.entries.get(key);
     const condBefore = restartCondition(before);
     const condAfter = restartCondition(live);
     const condition: VmPlanEntry['condition'] =
       condBefore === undefined ? (condAfter === undefined ? 'absent' : 'set') : condAfter === undefined ? 'cleared' : condAfter['message'] === condBefore['message'] ? 'kept' : 'set';
-    if (cached !== undefined && cached.inputs === inputs) return { ...cached.entry, action, condition };
+    if (cached !== undefined && this.fresh(key, cached.inputs, live, ctx)) return { entry: { ...cached.entry, action, condition }, record: cached };
     const baseline = this.cache.baseline(live);
     const result = planRollout({
       desired: live,
       baseline,
       vmi,
-      kubevirt,
+      kubevirt: ctx.kubevirt,
       conditions: conditionsOf(live),
-      instancetypes: [...this.cache.instancetypes.values()],
-      migrations: this.cache.migrationList(),
+      instancetypes: ctx.instancetypes,
+      migrations: ctx.migrations,
     });
     const entry: VmPlanEntry = {
       ...result.plan,
@@ -369,7 +558,40 @@ export class SyncOutcomes {
       restartRequired: condAfter !== undefined,
       conditionMessage: condAfter !== undefined ? String(condAfter['message'] ?? '') : null,
     };
-    this.entries.set(key, { inputs, entry });
-    return entry;
+    if (full) return { entry, record: null };
+    const names = new Set<string>();
+    instancetypeNames(live, names);
+    instancetypeNames(baseline, names);
+    const instancetypeNamesList = names.size === 0 ? null : [...names].sort();
+    const record: EntryRecord = {
+      inputs: {
+        live,
+        vmi,
+        kubevirt: ctx.kubevirtKey,
+        baselineGeneration: this.cache.baselineGeneration(live),
+        // The engine reads the migrations only to say how a live change reaches the guest (annotateGuestPaths).
+        migrations: result.plan.changes.some((c) => c.rollout === Rollout.live) ? ctx.migrationsKey : null,
+        instancetypeNames: instancetypeNamesList,
+        instancetypes: instancetypeNamesList === null ? '' : instancetypeKey(instancetypeNamesList, ctx),
+      },
+      entry,
+    };
+    this.entries.set(key, record);
+    return { entry, record };
   }
+}
+
+/**
+ * The KubeVirt CR as the engine reads it (rollout/cluster.ts, resolveCluster and resolveWorkloadUpdate:
+ * the whole spec, and of the status the version, the phase and the deployment IDs), as a string.
+ */
+function kubevirtKey(kubevirt: Obj | null): string {
+  if (kubevirt === null) return 'none';
+  const status = (kubevirt['status'] ?? {}) as Obj;
+  return JSON.stringify([kubevirt['spec'] ?? null, status['observedKubeVirtVersion'] ?? null, status['phase'] ?? null, status['observedDeploymentID'] ?? null, status['targetDeploymentID'] ?? null]);
+}
+
+/** The digest of the instancetypes and preferences of the given names, as the cluster holds them now. */
+function instancetypeKey(names: readonly string[], ctx: ClusterInputs): string {
+  return names.map((n) => `${n}=${ctx.instancetypeDigest.get(n) ?? ''}`).join('|');
 }

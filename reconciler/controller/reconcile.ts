@@ -17,6 +17,7 @@
  * its one `finally` hands the outcome to `onOutcome`, which posts the commit status and records
  * the metrics (controller/repository.ts).
  */
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { type RepositoryIdentity, repositoryIdentity } from '../apply/identity.ts';
 import type { ClusterBackend } from '../cluster/backend.ts';
@@ -28,9 +29,9 @@ import type { ManifestError } from '../rollout/plan.ts';
 import { SourceError, SourceErrorCode } from '../source/errors.ts';
 import { type ChangedPath, type GitSource, normalizeRepoPath } from '../source/gitSource.ts';
 import { ManifestCache } from '../source/manifestCache.ts';
-import { type ManifestSet, type ManifestWarning, loadManifests, manifestLimits } from '../source/manifests.ts';
+import { type ManifestSet, type ManifestWarning, loadManifests, manifestLimits, reassemble } from '../source/manifests.ts';
 import { type ApplyResult, applyChanges } from './apply.ts';
-import { type VmOutcome, SyncOutcomes } from './outcomes.ts';
+import { type Assessment, type OutcomeHistory, type VmOutcome, SyncOutcomes } from './outcomes.ts';
 import type { RestartReport, RestartStep } from './restarts.ts';
 import { type PendingWrite, WriteMemory } from './writes.ts';
 
@@ -65,6 +66,12 @@ export interface ReconcilerOptions {
   onOutcome?: (outcome: ReconcileOutcome) => void;
   /** The restart step (controller/restarts.ts), run after report; absent: no restarts. */
   restarts?: RestartStep;
+  /**
+   * Also compute what each sync reuses from the last one (the manifest set, the writes, the lagging
+   * guests, the report) from scratch, and fail the sync when the two differ: for the tests of the
+   * incremental sync and the bench, never in production (it costs a full sync every time).
+   */
+  checkIncremental?: boolean;
 }
 
 /** How one reconcile ended, as its single exit hands it to {@link ReconcilerOptions.onOutcome}. */
@@ -261,12 +268,18 @@ export class Reconciler {
     if (previous !== null) {
       changes = previous.commit === commit ? [] : await step(SyncStep.diff, () => o.source.changedPaths({ from: previous.commit, to: commit, path: o.path }));
     }
-    return step(SyncStep.load, async () => {
+    const manifests = await step(SyncStep.load, async () => {
       // The first load of a process takes unchanged files from the parse cache; later ones start from the previous load.
       this.parseCache ??= ManifestCache.forClone(o.source.cloneFolder, normalizeRepoPath(o.path), o.logger.child({ repo: o.repoLabel }));
       const cached = previous === null ? await this.parseCache?.read({ path: normalizeRepoPath(o.path), limits: manifestLimits({ strict: o.strict ?? false }) }) : null;
       return loadManifests({ source: o.source, commit, path: o.path, strict: o.strict ?? false, ...(previous !== null ? { previous } : {}), ...(changes !== undefined ? { changes } : {}), ...(cached ? { cached } : {}) });
     });
+    if (o.checkIncremental === true) {
+      const { read: _read, incremental: _incremental, ...memo } = manifests;
+      const { read: _read2, incremental: _incremental2, ...full } = reassemble(manifests);
+      sameAsFull('load: the manifest set', memo, full);
+    }
+    return manifests;
   }
 
   /** plan: pair desired with live (the same pairing as PR review and `vmroll plan`), then the writes only the changed VMs need. */
@@ -280,7 +293,9 @@ export class Reconciler {
       listFiles: (args) => o.source.listFiles(args),
       ...(o.refuseNamespace !== undefined && { refuseNamespace: o.refuseNamespace }),
     });
+    const full = o.checkIncremental === true ? this.memory.decide(pairing.pairs, identity, log, true) : null;
     const writes = this.memory.decide(pairing.pairs, identity, log);
+    if (full !== null) sameAsFull('plan: the writes', writes.map(writeKey), full.map(writeKey));
     for (const orphan of pairing.prune.orphans) log.child({ vm: `${orphan.namespace}/${orphan.name}` }).warn({ reason: orphan.reason, file: orphan.file }, `orphaned VirtualMachine: ${orphan.message}`);
     return { pairing, writes };
   }
@@ -315,6 +330,7 @@ export class Reconciler {
       const after = this.cache.vms.get(key);
       if (write !== undefined && after !== undefined) this.memory.markSeen(key, write.manifest, after);
     }
+    if (this.options.checkIncremental === true) sameAsFull('settle: the guests that may lag', this.outcomes.lagging(new Set()), this.outcomes.lagging(new Set(), true));
     const guests = await this.outcomes.follow(applied, Math.max(0, timeoutMs - (performance.now() - started)));
     return { late, guests };
   }
@@ -325,7 +341,19 @@ export class Reconciler {
     const errors: ManifestError[] = [...manifests.errors, ...pairing.refusals, ...pairing.prune.errors];
     const manifestErrors = new Set(errors);
     errors.push(...applied.errors);
-    const a = this.outcomes.assess({ manifests, refused: pairing.refused, identity: s.identity, apply: applied, errors, manifestErrors, orphans: pairing.prune.orphans.length, guests: s.guests, log: s.log });
+    const input = { manifests, refused: pairing.refused, identity: s.identity, apply: applied, errors, manifestErrors, orphans: pairing.prune.orphans.length, guests: s.guests, log: s.log };
+    let full: { assessment: Assessment; history: OutcomeHistory } | null = null;
+    if (this.options.checkIncremental === true) {
+      // The same report from scratch, from the same history; then the history is put back for the real one.
+      const before = this.outcomes.history;
+      full = { assessment: this.outcomes.assess({ ...input, log: s.log.child({}, { level: 'silent' }), full: true }), history: this.outcomes.history };
+      this.outcomes.history = before;
+    }
+    const a = this.outcomes.assess(input);
+    if (full !== null) {
+      sameAsFull('report: the assessment', a, full.assessment);
+      sameAsFull('report: the history kept for the next sync', this.outcomes.history, full.history);
+    }
     return {
       plan: { commit: s.commit, vms: a.vms, errors, orphans: pairing.prune.orphans, warnings: manifests.warnings },
       summary: a.summary,
@@ -349,4 +377,31 @@ function waitingCause(conflicts: readonly string[], late: readonly string[], mov
   if (conflicts.length > 0) parts.push(`${conflicts.length} write${conflicts.length === 1 ? '' : 's'} refused for a conflicting writer (${conflicts.slice(0, 3).join(', ')}${conflicts.length > 3 ? ', …' : ''})`);
   if (late.length > 0) parts.push(`${late.length} write${late.length === 1 ? '' : 's'} not yet shown by the cluster (${late.slice(0, 3).join(', ')}${late.length > 3 ? ', …' : ''})`);
   return parts.length === 0 ? null : parts.join('; ');
+}
+
+/** What the check of the incremental plan compares of a write. */
+function writeKey(w: PendingWrite): string {
+  return `${w.key} ${w.action} ${w.fingerprint}`;
+}
+
+/** Fails the sync (under {@link ReconcilerOptions.checkIncremental}) when what a sync reused differs from the full computation, naming the first difference. */
+function sameAsFull(what: string, memo: unknown, full: unknown): void {
+  if (isDeepStrictEqual(memo, full)) return;
+  throw new Error(`incremental sync check: ${what} differs from the full computation at ${firstDifference(memo, full, '') ?? '(root)'}`);
+}
+
+/** The path of the first difference between two values, or null when none is found. */
+function firstDifference(a: unknown, b: unknown, at: string): string | null {
+  if (isDeepStrictEqual(a, b)) return null;
+  if (a instanceof Map && b instanceof Map) return firstDifference(Object.fromEntries(a), Object.fromEntries(b), at);
+  if (a instanceof Set && b instanceof Set) return firstDifference([...a].sort(), [...b].sort(), at);
+  if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object') {
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    for (const k of keys) {
+      const d = firstDifference((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${at}.${k}`);
+      if (d !== null) return d;
+    }
+    return `${at} (${Array.isArray(a) ? 'order' : 'prototype'})`;
+  }
+  return `${at}: ${JSON.stringify(a)?.slice(0, 200)} vs ${JSON.stringify(b)?.slice(0, 200)}`;
 }

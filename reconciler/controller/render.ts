@@ -67,7 +67,10 @@ export function renderReport(r: ReconcileReport): string {
   const lines = [`sync ${r.commit.slice(0, 12)}: ${formatSummary(r.summary)} (${Math.round(r.timings.total)} ms, ${r.writes} write${r.writes === 1 ? '' : 's'})`];
   for (const e of r.newErrors) lines.push(`  ${col('error')}${e.file}${e.line !== null ? `:${e.line}` : ''}: ${e.message}`);
   for (const w of r.newWarnings) lines.push(`  ${col('warning')}${w.file}:${w.line}: ${w.message}`);
-  const entries = new Map(r.plan.vms.map((vm) => [`${vm.namespace}/${vm.name}`, vm]));
+  // Only the listed VMs' entries are looked up: a one-VM sync of a large fleet lists a handful.
+  const listedNames = new Set(r.outcomes.filter((o) => o.listed).map((o) => o.name));
+  const entries = new Map<string, VmPlanEntry>();
+  for (const vm of r.plan.vms) if (listedNames.has(vm.name)) entries.set(`${vm.namespace}/${vm.name}`, vm);
   const indent = `  ${''.padEnd(VERB)}`;
   for (const o of r.outcomes) {
     if (!o.listed) continue;

@@ -32,23 +32,32 @@ export class WriteMemory {
 
   /** Remembers that `manifest` and the live VM as it is now are in sync. */
   markSeen(key: string, manifest: unknown, live: Obj): void {
-    this.seen.set(key, { manifest, liveVersion: metaOf(live)['resourceVersion'] });
+    const liveVersion = metaOf(live)['resourceVersion'];
+    const seen = this.seen.get(key);
+    // Most VMs are seen again as they were: nothing to allocate.
+    if (seen !== undefined && seen.manifest === manifest && seen.liveVersion === liveVersion) return;
+    this.seen.set(key, { manifest, liveVersion });
   }
 
   /**
    * The writes the pairs need: a VM the cluster lacks is created; one whose owned fields differ is
    * updated. Where the cluster keeps managedFields, what vmroll owns on the live VM decides, so
    * any process (a fresh --once, a new leader) removes what Git removed; elsewhere, what this
-   * process applied does. VMs found in sync are remembered.
+   * process applied does. VMs found in sync are remembered. `full` compares every VM, remembered or not
+   * (the reference the memoised decision is checked against).
    */
-  decide(pairs: readonly VmPair[], identity: RepositoryIdentity, log: Logger): PendingWrite[] {
+  decide(pairs: readonly VmPair[], identity: RepositoryIdentity, log: Logger, full = false): PendingWrite[] {
     const pending: PendingWrite[] = [];
-    for (const { key, vm, live, desired: desiredOf } of pairs) {
-      const seen = this.seen.get(key);
+    /** Pairs compared in this call (the others were seen as they are, and stay remembered as they were). */
+    const compared: VmPair[] = [];
+    for (const pair of pairs) {
+      const { key, vm, live } = pair;
+      const seen = full ? undefined : this.seen.get(key);
       // Same manifest object (its file did not change) and the live VM untouched since: nothing to do.
       if (seen !== undefined && live !== undefined && seen.manifest === vm.manifest && seen.liveVersion === metaOf(live)['resourceVersion']) continue;
+      compared.push(pair);
       // A new restart request is applied with its pending mark, in the same write (controller/restarts.ts).
-      const desired = withRestartPending(desiredOf(), live);
+      const desired = withRestartPending(pair.desired(), live);
       const fingerprint = ownedFingerprint(desired);
       const write = (action: PendingWrite['action']): void => {
         pending.push({ key, action, desired, file: vm.file, line: vm.line, fingerprint, manifest: vm.manifest });
@@ -77,8 +86,9 @@ export class WriteMemory {
         }
       }
     }
+    if (full) return pending;
     const writing = new Set(pending.map((w) => w.key));
-    for (const { key, vm, live } of pairs) if (!writing.has(key) && live !== undefined) this.markSeen(key, vm.manifest, live);
+    for (const { key, vm, live } of compared) if (!writing.has(key) && live !== undefined) this.markSeen(key, vm.manifest, live);
     return pending;
   }
 }

@@ -18,6 +18,36 @@ export function vmKey(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
 
+/** Keys made once per loaded VM: the same string every sync, so maps keyed by it hash it once, not once per lookup. */
+const loadedKeys = new WeakMap<LoadedVm, string>();
+
+/** {@link vmKey} of a loaded VM, made once per LoadedVm (an unchanged file keeps its LoadedVm objects from sync to sync). */
+export function loadedVmKey(vm: LoadedVm): string {
+  let key = loadedKeys.get(vm);
+  if (key === undefined) {
+    key = vmKey(vm.namespace, vm.name);
+    loadedKeys.set(vm, key);
+  }
+  return key;
+}
+
+/** A {@link VmPair} whose desired object is made on first use (a class: no closure per VM). */
+class LazyPair implements VmPair {
+  private made: Obj | undefined;
+
+  constructor(
+    readonly key: string,
+    readonly vm: LoadedVm,
+    readonly live: Obj | undefined,
+    private readonly owner: { repo: string; commit: string },
+  ) {}
+
+  desired(): Obj {
+    this.made ??= withOwnership(this.vm.manifest as unknown as Obj, this.vm.namespace, { repo: this.owner.repo, file: this.vm.file, commit: this.owner.commit });
+    return this.made;
+  }
+}
+
 /** One VM the commit defines, beside the cluster's copy of it. */
 export interface VmPair {
   /** `namespace/name`. */
@@ -26,7 +56,7 @@ export interface VmPair {
   vm: LoadedVm;
   /** The cluster's copy, or undefined when the commit creates it. */
   live: Obj | undefined;
-  /** The manifest as vmroll writes it: ownership label and source annotations added (made on first use: a sync skips most VMs). */
+  /** The manifest as vmroll writes it: ownership label and source annotations added (made on first use: a sync skips most VMs; a method, called on the pair). */
   desired(): Obj;
 }
 
@@ -71,32 +101,55 @@ function ownedElsewhere(key: string, who: { repo: string | null; file: string | 
 export async function pairDesiredLive(input: PairingInput): Promise<Pairing> {
   const { manifests, live, identity } = input;
   const commit = manifests.commit;
-  const inScope = input.inScope ?? (() => true);
-  const scoped = manifests.vms.filter((vm) => inScope(vm.file));
+  const inScope = input.inScope;
   const refused = new Set<string>();
-  const refusals: ManifestError[] = [];
-  for (const vm of scoped) {
-    const why = input.refuseNamespace?.(vm.namespace) ?? null;
-    if (why === null) continue;
-    refused.add(vmKey(vm.namespace, vm.name));
-    refusals.push({ file: vm.file, line: vm.line, message: why });
-  }
-  for (const vm of scoped) {
-    const key = vmKey(vm.namespace, vm.name);
-    const copy = live.get(key);
-    if (refused.has(key) || copy === undefined) continue;
-    const who = ownerOf(copy, identity);
-    if (who.owner !== Owner.other) continue;
-    refused.add(key);
-    refusals.push({ file: vm.file, line: vm.line, message: ownedElsewhere(key, who) });
-  }
+  const namespaceRefusals: ManifestError[] = [];
+  const ownerRefusals: ManifestError[] = [];
   const pairs: VmPair[] = [];
-  for (const vm of scoped) {
-    const key = vmKey(vm.namespace, vm.name);
-    if (refused.has(key)) continue;
-    let desired: Obj | undefined;
-    pairs.push({ key, vm, live: live.get(key), desired: () => (desired ??= withOwnership(vm.manifest as unknown as Obj, vm.namespace, { repo: identity.id, file: vm.file, commit })) });
+  const owner = { repo: identity.id, commit };
+  // One refusal check per namespace, not per VM: a fleet has few namespaces and many VMs.
+  const refuseNamespace = input.refuseNamespace;
+  const byNamespace = new Map<string, string | null>();
+  const namespaceRefusal = (namespace: string): string | null => {
+    if (refuseNamespace === undefined) return null;
+    let why = byNamespace.get(namespace);
+    if (why === undefined) {
+      why = refuseNamespace(namespace);
+      byNamespace.set(namespace, why);
+    }
+    return why;
+  };
+  for (const vm of manifests.vms) {
+    if (inScope !== undefined && !inScope(vm.file)) continue;
+    const key = loadedVmKey(vm);
+    const why = namespaceRefusal(vm.namespace);
+    if (why !== null) {
+      refused.add(key);
+      namespaceRefusals.push({ file: vm.file, line: vm.line, message: why });
+      continue;
+    }
+    const copy = live.get(key);
+    if (copy !== undefined) {
+      const who = ownerOfCached(copy, identity);
+      if (who.owner === Owner.other) {
+        refused.add(key);
+        ownerRefusals.push({ file: vm.file, line: vm.line, message: ownedElsewhere(key, who) });
+        continue;
+      }
+    }
+    pairs.push(new LazyPair(key, vm, copy, owner));
   }
   const prune = await decidePrune({ live, manifests, identity, prune: input.prune, listFiles: input.listFiles, ...(input.inScope !== undefined && { inScope: input.inScope }) });
-  return { pairs, refused, refusals, prune };
+  return { pairs, refused, refusals: [...namespaceRefusals, ...ownerRefusals], prune };
+}
+
+/** {@link ownerOf} per live object and identity: a cached object is replaced, never changed, so its owner is read once. */
+const owners = new WeakMap<Obj, { identity: RepositoryIdentity; who: ReturnType<typeof ownerOf> }>();
+
+function ownerOfCached(copy: Obj, identity: RepositoryIdentity): ReturnType<typeof ownerOf> {
+  const known = owners.get(copy);
+  if (known !== undefined && known.identity === identity) return known.who;
+  const who = ownerOf(copy, identity);
+  owners.set(copy, { identity, who });
+  return who;
 }

@@ -179,9 +179,10 @@ export async function planCommit(options: PlanCommitOptions): Promise<PlanCommit
     ...(options.refuseNamespace !== undefined && { refuseNamespace: options.refuseNamespace }),
   });
   errors.push(...pairing.refusals);
-  for (const { key, vm, live, desired: desiredOf } of pairing.pairs) {
+  for (const pair of pairing.pairs) {
+    const { key, vm, live } = pair;
     sources[key] = { file: vm.file, line: vm.line };
-    const desired = desiredOf();
+    const desired = pair.desired();
     desiredByKey.set(key, desired);
     const vmi = live !== undefined ? (cache.vmis.get(key) ?? null) : null;
     const result =
