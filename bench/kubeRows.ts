@@ -965,6 +965,8 @@ export async function runRows(opts: RowsOptions): Promise<void> {
           }
         }
       }
+      // The table so far, in case a later (larger) size does not finish.
+      log(`rows so far:\n${report(rows, trees, notes, opts, loadAtStart, performance.now() - started)}`);
     }
   } catch (e) {
     notes.push(`bench stopped: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
