@@ -708,7 +708,7 @@ async function timeToCurrent(kind: RowKind, ctx: RunContext, label: string, expe
     if (proc.address !== null) {
       const ready = await fetch(`http://${proc.address}/readyz`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.status).catch(() => 0);
       if (ready !== 200) row.notes.push(`/readyz answered ${ready} after the first sync line`);
-    } else {
+    } else if (ctx.logLevel === 'info' || ctx.logLevel === 'debug' || ctx.logLevel === 'trace') {
       row.notes.push('no listening address in the log');
     }
     row.notes.push(`log: ${proc.stderrLines} stderr lines, ${proc.stdout.length} stdout lines by then`);
@@ -871,7 +871,10 @@ export async function runRows(opts: RowsOptions): Promise<void> {
   const server = await startGitServer({ requestTimeoutMs: 600_000 });
   const interrupted = (): void => {
     killStarted();
-    process.exit(130);
+    if (!opts.keep) rmSync(work, { recursive: true, force: true });
+    // The Git server's own folder goes with it (bounded: an interrupt must not hang).
+    setTimeout(() => process.exit(130), 5_000).unref();
+    void server.stop().finally(() => process.exit(130));
   };
   process.once('SIGINT', interrupted);
   process.once('SIGTERM', interrupted);
