@@ -1036,7 +1036,7 @@ function report(rows: Row[], trees: Tree[], notes: string[], opts: RowsOptions, 
     );
     out.push('');
   }
-  out.push('Times: cold, restart and new leader from the spawn of the process to its first sync line on stdout (the sync is done; /readyz turns 200 at the same moment); push from the webhook POST to the VM\'s change arriving on a watch. CPU s and peak RSS are the vmroll process\'s own (/proc/<pid>/stat utime + stime, VmHWM), from its start; requests are what the API server counted from the row\'s start (watches counted when opened). A row that failed or missed its writes (cold: one per VM; restart and leader: 0; push: 1) says **MISS**.');
+  out.push('Times: cold, restart and new leader from the spawn of the process to its first sync line on stdout (the sync is done; /readyz turns 200 at the same moment); push from the webhook POST to the VM\'s change arriving on a watch. CPU s and peak RSS are the vmroll process\'s own (/proc/<pid>/stat utime + stime, VmHWM), from its start (push: CPU per push, POST → sync line, median; peak RSS over the pushes); requests are what the API server counted from the row\'s start (watches counted when opened). A row that failed or missed its writes (cold: one per VM; restart and leader: 0; push: 1) says **MISS**.');
   out.push('');
   for (const r of rows) for (const n of r.notes) out.push(`- ${r.kind} ${r.tree} ${fmtCount(r.vms)}: ${n}`);
   for (const n of notes) out.push(`- ${n}`);
