@@ -1,18 +1,27 @@
 /**
- * The Kubernetes-backend benchmark: 10,000 VM manifests served by git-http-backend, applied by vmroll's
- * Reconciler through KubeCluster to `vmroll sim` running as its own process; then the same one-file
- * change applied the way a team would script it without vmroll (`git pull` + `kubectl apply -f <dir> -R`,
- * client-side and server-side), on the same server and repository, in the same run.
+ * The Kubernetes-backend benchmark, two tables:
  *
- *   npm run bench:kube                     # the table
- *   npm run bench:kube -- --count 2000     # a smaller repository
- *   npm run bench:kube -- --changes 3      # fewer one-file changes per approach
+ * - by default, the fleet-scale rows of issue 15 (bench/kubeRows.ts): `vmroll run` as operators run it
+ *   (bin/vmroll.js, compiled) against `vmroll sim` as its own process: cold 1k/5k/10k/20k, restart
+ *   against the in-sync cluster, push → signed webhook → VM changed, and a new leader, each for the
+ *   revision before issue 15 and for this checkout, side by side in one run;
+ * - with `--one-changed-vm`: 10,000 VM manifests served by git-http-backend, applied by vmroll's
+ *   Reconciler through KubeCluster to `vmroll sim` running as its own process; then the same one-file
+ *   change applied the way a team would script it without vmroll (`git pull` + `kubectl apply -f <dir> -R`,
+ *   client-side and server-side), on the same server and repository, in the same run.
  *
- * Requests are counted by the API server (GET /admin/stats, reset before each sync), so vmroll and
- * kubectl are counted alike. The Reconciler runs in a child process (`--child`) so its peak RSS is its
- * own; the parent makes the repository, serves it, runs the simulator process, pushes the changes,
- * runs git and kubectl and prints the table. A bench, not a test: it exits 0 whatever it measures and
- * prints MISS loudly.
+ *   npm run bench:kube                                         # the rows: 1k, 5k, 10k, 20k; restart, push and leader at 10k
+ *   npm run bench:kube -- --sizes 1000,2000 --steady-size 2000 # smaller
+ *   npm run bench:kube -- --skip-before --skip-explain         # this checkout only
+ *   npm run bench:kube -- --before <rev> --pushes 9            # another "before"; more pushes
+ *   npm run bench:kube -- --one-changed-vm                     # the one-changed-VM table
+ *   npm run bench:kube -- --one-changed-vm --count 2000 --changes 3
+ *
+ * One-changed-VM table: requests are counted by the API server (GET /admin/stats, reset before each
+ * sync), so vmroll and kubectl are counted alike. The Reconciler runs in a child process (`--child`) so
+ * its peak RSS is its own; the parent makes the repository, serves it, runs the simulator process,
+ * pushes the changes, runs git and kubectl and prints the table. A bench, not a test: it exits 0
+ * whatever it measures and prints MISS loudly.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -20,6 +29,7 @@ import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { rowsOptions, runRows } from './kubeRows.ts';
 import { type GeneratedVm, planRepository, renderManifest } from './manifests.ts';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -839,6 +849,17 @@ const { values } = parseArgs({
     'timeout-s': { type: 'string' },
     'kubectl-timeout-s': { type: 'string' },
     keep: { type: 'boolean' },
+    'one-changed-vm': { type: 'boolean' },
+    sizes: { type: 'string' },
+    'steady-size': { type: 'string' },
+    'explain-size': { type: 'string' },
+    pushes: { type: 'string' },
+    before: { type: 'string' },
+    'skip-before': { type: 'boolean' },
+    'skip-explain': { type: 'boolean' },
+    'no-build': { type: 'boolean' },
+    'row-timeout-s': { type: 'string' },
+    'log-level': { type: 'string' },
   },
   strict: true,
 });
@@ -857,6 +878,9 @@ if (values.child) {
     process.stdout.write(`${JSON.stringify({ type: 'error', message: e instanceof Error ? (e.stack ?? e.message) : String(e) } satisfies ChildRecord)}\n`);
     process.exit(1);
   }
+} else if (!values['one-changed-vm']) {
+  await runRows(rowsOptions(values));
+  process.exit(0);
 } else {
   await runParent({
     count: Number(values.count ?? '10000'),
