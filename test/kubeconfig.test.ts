@@ -249,8 +249,10 @@ describe('kubeconfig loader (vmroll\'s own, no client-node) over TLS on 127.0.0.
     for (const [script, expected] of [
       ['fail.sh', /exec plugin .*fail\.sh: exited with code 3: not logged in/],
       ['wrong.sh', /exec plugin .*wrong\.sh: its ExecCredential has neither a token nor a client certificate/],
+      ['absent.sh', /exec plugin .*absent\.sh: command not found \(install the absent plugin\)/],
     ] as const) {
-      const kc = load(kubeconfig({ 'certificate-authority-data': b64('ca.crt') }, { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: path.join(folder, script) } }));
+      const exec = { apiVersion: 'client.authentication.k8s.io/v1', command: path.join(folder, script), installHint: 'install the absent plugin\n' };
+      const kc = load(kubeconfig({ 'certificate-authority-data': b64('ca.crt') }, { exec }));
       await assert.rejects(whoami(kc), (e: unknown) => {
         assert.ok(e instanceof ClusterError);
         assert.match(e.message, expected);

@@ -59,6 +59,8 @@ interface ExecPlugin {
   env: Record<string, string>;
   apiVersion: string;
   provideClusterInfo: boolean;
+  /** What to tell the operator when the command is not installed. */
+  installHint?: string;
 }
 
 /** How requests prove who they are. */
@@ -197,11 +199,16 @@ export class KubeClusterConfig {
       };
     }
     const env = { ...(this.options.env ?? process.env), ...plugin.env, KUBERNETES_EXEC_INFO: JSON.stringify(info) };
-    const what = `kubeconfig ${this.file ?? ''} exec plugin ${plugin.command}`.replace('  ', ' ');
+    const what = `kubeconfig ${this.file ?? '(in-cluster)'}: exec plugin ${plugin.command}`;
     return new Promise((resolve, reject) => {
       const child = execFile(plugin.command, plugin.args, { env, timeout: EXEC_TIMEOUT_MS, maxBuffer: 4 * 1024 * 1024 }, (error, stdout, stderr) => {
         if (error !== null) {
           const code = (error as { code?: unknown }).code;
+          if (code === 'ENOENT') {
+            reject(new ClusterError('Invalid', `${what}: command not found${plugin.installHint !== undefined ? ` (${plugin.installHint.trim()})` : ''}`));
+            return;
+          }
+          // The last line of stderr says why (not logged in, ...); stdout, where a credential would be, is never shown.
           const last = String(stderr).trim().split('\n').pop()?.slice(0, 300) ?? '';
           reject(new ClusterError('Unavailable', `${what}: ${typeof code === 'number' ? `exited with code ${code}` : error.message}${last !== '' ? `: ${last}` : ''}`, { status: 0 }));
           return;
@@ -365,5 +372,6 @@ function execPlugin(raw: unknown, dir: string, fail: (what: string) => ClusterEr
     }
   }
   const resolved = !path.isAbsolute(command) && command.includes('/') ? path.resolve(dir, command) : command;
-  return { command: resolved, args, env, apiVersion, provideClusterInfo: e['provideClusterInfo'] === true };
+  const installHint = str(e['installHint']);
+  return { command: resolved, args, env, apiVersion, provideClusterInfo: e['provideClusterInfo'] === true, ...(installHint !== undefined ? { installHint } : {}) };
 }
