@@ -11,9 +11,9 @@ import { request } from 'undici';
 import { INSTANCETYPE_KINDS, type Obj, parseStartRevisionName } from '../rollout/index.ts';
 import { type ClusterBackend, ClusterError, type ObjectRef, type WatchEvent } from './backend.ts';
 import { Informer, type InformerOptions, type ListResult, type WatchHandle } from './informer.ts';
+import { KubeClusterConfig, type KubeConfigSource, loadKubeConfig } from './kubeconfig.ts';
 import { metaOf } from './object.ts';
 import { DEFAULT_RETRY, type RetryPolicy, withRetry } from './retry.ts';
-import { KubeClusterConfig, type KubeConfigSource, loadKubeConfig } from './kubeconfig.ts';
 import { FIELD_MANAGER } from './ssa.ts';
 import { trimLive } from './trim.ts';
 
