@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { KubeConfigSource } from './cluster/kube.ts';
+import type { KubeConfigSource } from './cluster/kubeconfig.ts';
 import { DEFAULT_LEASE_NAME, defaultIdentity, podNamespace } from './cluster/leaderElection.ts';
 import { type RestartPolicySpec, restartPolicyOf } from './restart/policy.ts';
 import { type ResolvedRepository, type VmrollConfig, configHash, durationMs, parseConfig, readConfigText, repositoriesOf, repositoryName, sshRefusal } from './configFile.ts';

@@ -3,17 +3,23 @@
  * beside only the files IMAGE_FILES lists, with no TypeScript source. Run through bin/vmroll.js, it
  * answers --version, the help texts, `diff` and `run --once` as the sources do; the help texts and
  * `diff` load neither the Kubernetes client nor Octokit (a module-resolution hook records every URL
- * the process loads); and in a source checkout bin/vmroll.js never runs a dist/ older than its sources.
+ * the process loads), and `run --once --kubeconfig` loads no @kubernetes/client-node;
+ * and in a source checkout bin/vmroll.js never runs a dist/ older than its sources.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
+import { parse } from 'yaml';
+import { startApiServer } from '../reconciler/cluster/sim/apiServer.ts';
+import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { main, usage } from '../reconciler/cli.ts';
+import { simKubeconfig } from '../reconciler/commands/sim.ts';
+import type { Obj } from '../reconciler/rollout/index.ts';
 import { DEMO_HELP, DIFF_HELP, PLAN_HELP, RUN_HELP, SIM_HELP } from '../reconciler/commands/help.ts';
 import { validateVmPlan } from '../reconciler/validate.ts';
 import { ROOT } from './helpers/cases.ts';
@@ -225,6 +231,37 @@ describe('the compiled build (dist/, as the image holds it)', function () {
     assert.deepEqual(readdirSync(path.join(cwd, '.vmroll', 'example-repo', 'vms')).sort(), readdirSync(path.join(ROOT, 'fixtures', 'example-repo', 'vms')).sort());
     assert.ok(existsSync(path.join(cwd, '.vmroll', 'sim-state.json')));
     assert.ok(!loadedPackages(r).has('tsx'));
+  });
+
+  it('runs `run --once --kubeconfig` against the simulator\'s API server, loading no @kubernetes/client-node (leader election\'s module included)', async () => {
+    const kubevirt = parse(readFileSync(path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml'), 'utf8')) as Obj;
+    const sim = new SimCluster({ kubevirt });
+    for (const name of ['shop', 'jobs']) sim.createObject({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+    const server = await startApiServer({ cluster: sim, listen: '127.0.0.1:0' });
+    try {
+      const cwd = mkdtempSync(path.join(work, 'kube-'));
+      const repo = path.join(cwd, 'fleet');
+      cpSync(path.join(ROOT, 'fixtures', 'example-repo'), repo, { recursive: true });
+      const git = (...args: string[]): void => void execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { cwd: repo, stdio: 'ignore' });
+      git('init', '-q', '-b', 'main');
+      git('add', '-A');
+      git('commit', '-q', '-m', 'fleet');
+      writeFileSync(path.join(cwd, 'kubeconfig'), simKubeconfig(server.url));
+      const r = await vmroll(image, ['run', '--once', '--kubeconfig', 'kubeconfig', '--repo', repo, '--path', 'vms', '--log-level', 'silent'], cwd);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^sync [0-9a-f]{12}: 0 in sync · 3 created /m);
+      for (const vm of [['shop', 'web'], ['shop', 'db'], ['jobs', 'batch']] as const) assert.ok(sim.store.get('VirtualMachine', vm[0], vm[1]) !== undefined, `${vm.join('/')} created through the API`);
+      // `--leader-elect` does not go with `--once`; the composition root imports the elector's module all the same.
+      for (const m of ['controller/main.js', 'cluster/kube.js', 'cluster/kubeconfig.js', 'cluster/leaderElection.js']) {
+        assert.ok(r.loads.includes(pathToFileURL(path.join(image, 'dist', 'reconciler', m)).href), `loaded dist/reconciler/${m}`);
+      }
+      const packages = loadedPackages(r);
+      assert.ok(packages.has('undici') && packages.has('yaml'), 'the load recorder saw the HTTP client and yaml');
+      assert.ok(!packages.has('@kubernetes/client-node'), 'run against a cluster loaded @kubernetes/client-node');
+      assert.deepEqual(r.loads.filter((u) => u.includes('/node_modules/@kubernetes/')), []);
+    } finally {
+      await server.close();
+    }
   });
 
   it('reads the configuration schema from the image\'s schemas/: an unknown setting is refused at its line', async () => {

@@ -56,7 +56,8 @@ async function startRelay(target: { host: string; port: number }): Promise<Relay
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
-    requests: (method) => sent.reduce((n, chunks) => n + (chunks.join('').match(new RegExp(`^${method} /\\S* HTTP/1\\.1\\r$`, 'gm'))?.length ?? 0), 0),
+    // A request line starts the stream or follows the previous request: its blank line, or its JSON body (no newline after it).
+    requests: (method) => sent.reduce((n, chunks) => n + (chunks.join('').match(new RegExp(`(?:^|\\n|\\})${method} /\\S* HTTP/1\\.1\\r\\n`, 'g'))?.length ?? 0), 0),
     cut() {
       cut = true;
       for (const s of sockets) s.destroy();

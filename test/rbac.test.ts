@@ -13,11 +13,10 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { ClusterError } from '../reconciler/cluster/backend.ts';
 import { metaOf } from '../reconciler/cluster/object.ts';
-import { KubeCluster } from '../reconciler/cluster/kube.ts';
+import { KubeCluster, loadKubeConfig } from '../reconciler/cluster/kube.ts';
 import { DEFAULT_LEASE_NAME, LeaderElector } from '../reconciler/cluster/leaderElection.ts';
 import { type ApiRequestInfo, type ApiServer, startApiServer } from '../reconciler/cluster/sim/apiServer.ts';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
@@ -258,8 +257,10 @@ describe('deploy/base RBAC against every request of a full vmroll cycle', functi
     await work.commit('three VMs');
     await work.push();
 
-    const kc = new KubeConfig();
-    kc.loadFromString(simKubeconfig(server.url));
+    const kcFile = path.join(dir, 'kubeconfig');
+    writeFileSync(kcFile, simKubeconfig(server.url));
+    // One loaded kubeconfig for both clients, as `vmroll run` shares it.
+    const kc = loadKubeConfig({ file: kcFile });
     const kube = new KubeCluster({ kubeconfig: kc, retry: { attempts: 2, baseMs: 1, capMs: 5 }, requestTimeoutMs: 30_000, informer: { retryMs: 10 } });
     const reconciler = new Reconciler({
       source: new GitSource({ repo, cacheDir: path.join(dir, 'cache') }),

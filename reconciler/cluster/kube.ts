@@ -2,20 +2,22 @@
  * The cluster through the Kubernetes API: informers (list once, watch with bookmarks, relist on
  * 410) serve every read, server-side apply with field manager `vmroll` writes, and KubeVirt's
  * `subresources.kubevirt.io` API restarts, stops and starts. Writes retry conflicts after a fresh
- * read and server errors with backoff. Requests go over undici with the credentials of
- * @kubernetes/client-node's KubeConfig; objects are kept as trim.ts trims them.
+ * read and server errors with backoff. Requests go over undici with the credentials and the
+ * connection pool of vmroll's own kubeconfig loader (kubeconfig.ts; no Kubernetes client
+ * library is loaded); objects are kept as trim.ts trims them.
  */
-import { ApiException, HttpMethod, KubeConfig, RequestContext } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { createHash } from 'node:crypto';
-import { type Dispatcher, request } from 'undici';
+import { request } from 'undici';
 import { INSTANCETYPE_KINDS, type Obj, parseStartRevisionName } from '../rollout/index.ts';
 import { type ClusterBackend, ClusterError, type ObjectRef, type WatchEvent } from './backend.ts';
 import { Informer, type InformerOptions, type ListResult, type WatchHandle } from './informer.ts';
+import { KubeClusterConfig, type KubeConfigSource, loadKubeConfig } from './kubeconfig.ts';
 import { metaOf } from './object.ts';
 import { DEFAULT_RETRY, type RetryPolicy, withRetry } from './retry.ts';
 import { FIELD_MANAGER } from './ssa.ts';
 import { trimLive } from './trim.ts';
+
+export { type KubeConfigSource, KubeClusterConfig, loadKubeConfig } from './kubeconfig.ts';
 
 /** The field manager vmroll applies with (defined beside the field-set arithmetic that reads it back). */
 export { FIELD_MANAGER } from './ssa.ts';
@@ -40,12 +42,10 @@ const INSTANCETYPES: Resource[] = INSTANCETYPE_KINDS.map((kind) => ({
   plural: `${kind.toLowerCase()}s`,
 }));
 
-/** Where the kubeconfig comes from. */
-export type KubeConfigSource = { file: string; context?: string } | { inCluster: true };
-
 /** Options of {@link KubeCluster}. */
 export interface KubeClusterOptions {
-  kubeconfig: KubeConfigSource | KubeConfig;
+  /** Where the kubeconfig comes from, or one already loaded (its pools are then the caller's to close). */
+  kubeconfig: KubeConfigSource | KubeClusterConfig;
   logger?: Logger;
   /** Retry bounds for writes and lists. */
   retry?: RetryPolicy;
@@ -73,46 +73,15 @@ const WATCH_SILENCE_MS = 120_000;
 /** How a request body is sent. */
 const CONTENT_TYPE = { apply: 'application/apply-patch+yaml', merge: 'application/merge-patch+json', json: 'application/json' } as const;
 
-/** Loads a kubeconfig: a file (with an optional context) or the pod's service account. */
-export function loadKubeConfig(source: KubeConfigSource): KubeConfig {
-  const kc = new KubeConfig();
-  if ('inCluster' in source) {
-    kc.loadFromCluster();
-  } else {
-    try {
-      kc.loadFromFile(source.file);
-    } catch (e) {
-      throw new ClusterError('Invalid', `kubeconfig ${source.file}: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    if (source.context !== undefined) kc.setCurrentContext(source.context);
+/** An API server's answer with a status of 300 or more: the status and the body (a Status object, usually). */
+export class ApiStatusError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly body: string,
+  ) {
+    super(`HTTP ${statusCode}`);
+    this.name = 'ApiStatusError';
   }
-  if (kc.getCurrentCluster() === null) throw new ClusterError('Invalid', 'kubeconfig: no current cluster');
-  return kc;
-}
-
-/** What client-node's `createDispatcher` takes and gives (not in its published types). */
-type CreateDispatcher = (cluster: unknown, agentOptions: object) => Dispatcher | undefined;
-
-/**
- * client-node builds a new undici connection pool for every request whenever the kubeconfig
- * sets a TLS option (a cluster CA, skip-verify): a new TCP connection and TLS handshake per
- * request, and thousands of idle sockets after a cold sync. One pool per distinct set of
- * options (certificates may rotate) keeps connections alive and reused. Returns the closer.
- */
-function sharePools(kc: KubeConfig): () => Promise<void> {
-  const target = kc as unknown as { createDispatcher: CreateDispatcher };
-  const create = target.createDispatcher.bind(kc);
-  const pools = new Map<string, Dispatcher | undefined>();
-  target.createDispatcher = (cluster, agentOptions) => {
-    const key = createHash('sha256').update(JSON.stringify([cluster, agentOptions])).digest('hex');
-    if (!pools.has(key)) pools.set(key, create(cluster, agentOptions));
-    return pools.get(key);
-  };
-  return async () => {
-    const open = [...pools.values()];
-    pools.clear();
-    await Promise.all(open.map((d) => d?.close().catch(() => undefined)));
-  };
 }
 
 /** The path of one VirtualMachine. */
@@ -143,18 +112,18 @@ export function lineSplitter(onLine: (line: string) => void): { push(chunk: Buff
 /** How a 500 answer to a server-side apply says the patch does not fit the object's schema. */
 const TYPED_PATCH_REFUSAL = /failed to create typed patch object|field not declared in schema|: expected (?:numeric|string|map|list|boolean)/;
 
-/** Turns whatever client-node or the network threw into a {@link ClusterError}. */
+/** Turns whatever an API request or the network threw into a {@link ClusterError}. */
 export function toClusterError(e: unknown, what: string): ClusterError {
   if (e instanceof ClusterError) return e;
-  if (e instanceof ApiException) {
+  if (e instanceof ApiStatusError) {
     let status: Obj = {};
     try {
-      const parsed: unknown = typeof e.body === 'string' ? JSON.parse(e.body) : e.body;
+      const parsed: unknown = JSON.parse(e.body);
       if (typeof parsed === 'object' && parsed !== null) status = parsed as Obj;
     } catch {
       // Not a Status body (a proxy's error page): the code alone decides.
     }
-    const code = Number(e.code);
+    const code = e.statusCode;
     const message = `${what}: ${typeof status['message'] === 'string' ? status['message'] : `HTTP ${code}`}`;
     const data = { reason: status['reason'] ?? null, status: code, details: status['details'] ?? null };
     if (code === 404) return new ClusterError('NotFound', message, data);
@@ -176,14 +145,15 @@ export function toClusterError(e: unknown, what: string): ClusterError {
 export class KubeCluster implements ClusterBackend {
   /** Requests made, by `verb resource` (e.g. `list virtualmachines`, `apply virtualmachines`). */
   readonly requests = new Map<string, number>();
-  private readonly kc: KubeConfig;
+  private readonly kc: KubeClusterConfig;
   private readonly informers: Map<string, Informer>;
   private starting: Promise<void> | null = null;
-  private readonly closePools: () => Promise<void>;
+  /** Whether this backend loaded the kubeconfig (and so closes its pools). */
+  private readonly ownsConfig: boolean;
 
   constructor(private readonly options: KubeClusterOptions) {
-    this.kc = options.kubeconfig instanceof KubeConfig ? options.kubeconfig : loadKubeConfig(options.kubeconfig);
-    this.closePools = sharePools(this.kc);
+    this.ownsConfig = !(options.kubeconfig instanceof KubeClusterConfig);
+    this.kc = options.kubeconfig instanceof KubeClusterConfig ? options.kubeconfig : loadKubeConfig(options.kubeconfig);
     this.informers = new Map(
       [VM, VMI, VMIM, REVISION, KUBEVIRT, ...INSTANCETYPES].map((r) => [
         r.kind,
@@ -197,11 +167,11 @@ export class KubeCluster implements ClusterBackend {
 
   /** The API server's URL (for logs; it carries no credentials). */
   get server(): string {
-    return this.kc.getCurrentCluster()?.server ?? '';
+    return this.kc.server;
   }
 
-  /** The loaded kubeconfig, so other API clients (leader election) reach the same server as the same user. */
-  get kubeConfig(): KubeConfig {
+  /** The loaded kubeconfig, so other API clients (leader election) reach the same server as the same user, on the same pool. */
+  get kubeConfig(): KubeClusterConfig {
     return this.kc;
   }
 
@@ -337,7 +307,7 @@ export class KubeCluster implements ClusterBackend {
   close(): void {
     for (const i of this.informers.values()) i.stop();
     this.starting = null;
-    void this.closePools();
+    if (this.ownsConfig) void this.kc.close();
   }
 
   /** `PUT /apis/subresources.kubevirt.io/v1/namespaces/<ns>/virtualmachines/<name>/<action>`. */
@@ -389,23 +359,10 @@ export class KubeCluster implements ClusterBackend {
 
   /**
    * One request with the kubeconfig's credentials (its token, client certificate or exec plugin,
-   * and the shared connection pool): the answer's text; an ApiException for a status of 300 or more.
+   * and the shared connection pool): the answer's text; an {@link ApiStatusError} for a status of 300 or more.
    */
-  private async send(method: 'GET' | 'PATCH' | 'PUT' | 'DELETE', path: string, body?: { text: string; type: string }): Promise<string> {
-    const url = `${this.server.replace(/\/$/, '')}${path}`;
-    const ctx = new RequestContext(url, HttpMethod[method]);
-    await this.kc.applySecurityAuthentication(ctx);
-    const dispatcher = ctx.getDispatcher();
-    const response = await request(url, {
-      method,
-      headers: { ...ctx.getHeaders(), accept: 'application/json', ...(body !== undefined ? { 'content-type': body.type } : {}) },
-      ...(body !== undefined ? { body: body.text } : {}),
-      ...(dispatcher !== undefined ? { dispatcher } : {}),
-      signal: AbortSignal.timeout(this.options.requestTimeoutMs ?? 15_000),
-    });
-    const text = await response.body.text();
-    if (response.statusCode >= 300) throw new ApiException(response.statusCode, `HTTP ${response.statusCode}`, text, {});
-    return text;
+  private send(method: 'GET' | 'PATCH' | 'PUT' | 'DELETE', path: string, body?: { text: string; type: string }): Promise<string> {
+    return kubeRequest(this.kc, method, path, body, this.options.requestTimeoutMs ?? 15_000);
   }
 
   /** An object as the informer of `r` keeps it (trim.ts); null when vmroll reads nothing of it. */
@@ -492,15 +449,16 @@ export class KubeCluster implements ClusterBackend {
     try {
       alive();
       const url = `${this.server.replace(/\/$/, '')}${path}`;
-      const ctx = new RequestContext(url, HttpMethod.GET);
-      await this.kc.applySecurityAuthentication(ctx);
-      const dispatcher = ctx.getDispatcher();
-      const response = await request(url, {
-        method: 'GET',
-        headers: { ...ctx.getHeaders(), accept: 'application/json' },
-        signal: controller.signal,
-        ...(dispatcher !== undefined ? { dispatcher } : {}),
-      });
+      let credentials = await this.kc.credentials();
+      const open = (): ReturnType<typeof request> =>
+        request(url, { method: 'GET', headers: { ...credentials.headers, accept: 'application/json' }, signal: controller.signal, dispatcher: credentials.dispatcher });
+      let response = await open();
+      if (response.statusCode === 401 && this.kc.unauthorized(credentials)) {
+        // Rotated credentials (a new service account token, an expired plugin token): fetched again, once.
+        await response.body.text().catch(() => '');
+        credentials = await this.kc.credentials();
+        response = await open();
+      }
       if (response.statusCode !== 200) {
         const text = await response.body.text().catch(() => '');
         finish(Object.assign(new Error(`watch ${r.plural}: HTTP ${response.statusCode} ${text.slice(0, 200)}`), { statusCode: response.statusCode }));
@@ -519,5 +477,29 @@ export class KubeCluster implements ClusterBackend {
       finish(e);
     }
     return handle;
+  }
+}
+
+/**
+ * One request to the API server of `kc` with its credentials and pool: the answer's text, or an
+ * {@link ApiStatusError} for a status of 300 or more. A 401 fetches file or plugin credentials
+ * again and retries once (a rotated token).
+ */
+export async function kubeRequest(kc: KubeClusterConfig, method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE', path: string, body: { text: string; type: string } | undefined, timeoutMs: number): Promise<string> {
+  const url = `${kc.server.replace(/\/$/, '')}${path}`;
+  const signal = AbortSignal.timeout(timeoutMs);
+  for (let attempt = 0; ; attempt++) {
+    const credentials = await kc.credentials();
+    const response = await request(url, {
+      method,
+      headers: { ...credentials.headers, accept: 'application/json', ...(body !== undefined ? { 'content-type': body.type } : {}) },
+      ...(body !== undefined ? { body: body.text } : {}),
+      dispatcher: credentials.dispatcher,
+      signal,
+    });
+    const text = await response.body.text();
+    if (response.statusCode === 401 && attempt === 0 && kc.unauthorized(credentials)) continue;
+    if (response.statusCode >= 300) throw new ApiStatusError(response.statusCode, text);
+    return text;
   }
 }

@@ -16,10 +16,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { CoordinationV1Api, KubeConfig, V1MicroTime, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { ClusterError } from './backend.ts';
-import { type KubeConfigSource, loadKubeConfig, toClusterError } from './kube.ts';
+import { kubeRequest, toClusterError } from './kube.ts';
+import { KubeClusterConfig, type KubeConfigSource, loadKubeConfig } from './kubeconfig.ts';
 
 /** Where a pod finds the namespace it runs in. */
 export const POD_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
@@ -67,7 +67,7 @@ export interface ElectionCallbacks {
 /** What a {@link LeaderElector} needs. */
 export interface LeaderElectorOptions extends ElectionCallbacks {
   /** The cluster holding the lease (a kubeconfig source, or one already loaded, e.g. `KubeCluster.kubeConfig`). */
-  kubeconfig: KubeConfigSource | KubeConfig;
+  kubeconfig: KubeConfigSource | KubeClusterConfig;
   /** Namespace of the lease; it must exist. */
   namespace: string;
   /** Name of the lease (default {@link DEFAULT_LEASE_NAME}). */
@@ -85,15 +85,34 @@ export interface LeaderElectorOptions extends ElectionCallbacks {
   logger?: Logger;
 }
 
+/** A coordination.k8s.io/v1 Lease, as far as the election reads and writes it (other fields are sent back as read). */
+export interface Lease {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string; [field: string]: unknown };
+  spec?: {
+    holderIdentity?: string;
+    leaseDurationSeconds?: number;
+    acquireTime?: string;
+    renewTime?: string;
+    leaseTransitions?: number;
+    [field: string]: unknown;
+  };
+}
+
+/** A time as a Lease's MicroTime fields take it: RFC 3339 with six fractional digits (`2026-11-30T12:00:00.000000Z`). */
+export function microTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
+
 /** Conflicts answered in a row before a round gives up and waits for the next one. */
 const CONFLICT_RETRIES = 3;
 
 /** What one round of acquire-or-renew found. */
 type RoundResult = { ok: true } | { ok: false; holder: string | null };
 
-/** Reads a lease time, which client-node hands back as a string or a Date. */
+/** Reads a lease time (a MicroTime string). */
 function timeOf(value: unknown): number | null {
-  if (value instanceof Date) return value.getTime();
   if (typeof value === 'string') {
     const t = Date.parse(value);
     return Number.isNaN(t) ? null : t;
@@ -106,7 +125,9 @@ export class LeaderElector implements LeaderElection {
   readonly identity: string;
   /** `namespace/name` of the lease. */
   readonly lease: string;
-  private readonly api: CoordinationV1Api;
+  private readonly kc: KubeClusterConfig;
+  /** Whether this elector loaded the kubeconfig (and so closes its pools when it stops). */
+  private readonly ownsConfig: boolean;
   private readonly namespace: string;
   private readonly name: string;
   private readonly leaseDurationMs: number;
@@ -125,8 +146,8 @@ export class LeaderElector implements LeaderElection {
   private readonly wake = new AbortController();
 
   constructor(private readonly options: LeaderElectorOptions) {
-    const kc = options.kubeconfig instanceof KubeConfig ? options.kubeconfig : loadKubeConfig(options.kubeconfig);
-    this.api = kc.makeApiClient(CoordinationV1Api);
+    this.ownsConfig = !(options.kubeconfig instanceof KubeClusterConfig);
+    this.kc = options.kubeconfig instanceof KubeClusterConfig ? options.kubeconfig : loadKubeConfig(options.kubeconfig);
     this.namespace = options.namespace;
     this.name = options.name ?? DEFAULT_LEASE_NAME;
     this.lease = `${this.namespace}/${this.name}`;
@@ -155,20 +176,29 @@ export class LeaderElector implements LeaderElection {
   async stop(): Promise<void> {
     await this.halt();
     this.stepDown('stopping');
+    if (this.ownsConfig) await this.kc.close();
   }
 
   async release(): Promise<void> {
     await this.halt();
     this.stepDown('releasing the lease');
+    try {
+      await this.handOver();
+    } finally {
+      if (this.ownsConfig) await this.kc.close();
+    }
+  }
+
+  /** Writes the lease free (no holder, 1 s) if it still names this replica. */
+  private async handOver(): Promise<void> {
     // Hand over even after stepping down for a failed renewal: the lease may still name us.
     for (let attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
       try {
-        const lease = await this.call(() => this.api.readNamespacedLease({ namespace: this.namespace, name: this.name }));
+        const lease = await this.read();
         if ((lease.spec?.holderIdentity ?? '') !== this.identity) return;
-        const now = new V1MicroTime(Date.now());
-        const spec = { ...lease.spec, leaseDurationSeconds: 1, renewTime: now };
+        const spec = { ...lease.spec, leaseDurationSeconds: 1, renewTime: microTime(Date.now()) };
         delete spec.holderIdentity;
-        await this.call(() => this.api.replaceNamespacedLease({ namespace: this.namespace, name: this.name, body: { ...lease, spec } }));
+        await this.replace({ ...lease, spec });
         this.logger?.info('released the lease');
         return;
       } catch (e) {
@@ -244,14 +274,14 @@ export class LeaderElector implements LeaderElection {
   /** One attempt to acquire or renew: read, then write with the version read; a conflict reads again. */
   private async round(): Promise<RoundResult> {
     for (let attempt = 0; attempt < CONFLICT_RETRIES && !this.stopped; attempt++) {
-      let lease: V1Lease;
+      let lease: Lease;
       try {
-        lease = await this.call(() => this.api.readNamespacedLease({ namespace: this.namespace, name: this.name }));
+        lease = await this.read();
       } catch (e) {
         const error = toClusterError(e, `reading lease ${this.lease}`);
         if (error.code !== 'NotFound') throw error;
         try {
-          const created = await this.call(() => this.api.createNamespacedLease({ namespace: this.namespace, body: this.newLease(null) }));
+          const created = await this.create(this.newLease(null));
           this.observe(created, Date.now());
           return { ok: true };
         } catch (ce) {
@@ -266,9 +296,7 @@ export class LeaderElector implements LeaderElection {
       const seen = this.observe(lease, now);
       if (holder !== '' && holder !== this.identity && seen + this.leaseDurationMs > now) return { ok: false, holder };
       try {
-        const written = await this.call(() =>
-          this.api.replaceNamespacedLease({ namespace: this.namespace, name: this.name, body: this.newLease(lease) }),
-        );
+        const written = await this.replace(this.newLease(lease));
         this.observe(written, Date.now());
         if (holder !== this.identity) this.logger?.info({ previous: holder === '' ? null : holder, transitions: written.spec?.leaseTransitions ?? 0 }, 'acquired the lease');
         return { ok: true };
@@ -282,7 +310,7 @@ export class LeaderElector implements LeaderElection {
   }
 
   /** Remembers the lease's version; returns when (local clock) this version was first seen. */
-  private observe(lease: V1Lease, now: number): number {
+  private observe(lease: Lease, now: number): number {
     const version = lease.metadata?.resourceVersion ?? '';
     const holder = lease.spec?.holderIdentity ?? '';
     if (this.observed === null || this.observed.version !== version || this.observed.holder !== holder) this.observed = { version, holder, at: now };
@@ -290,8 +318,8 @@ export class LeaderElector implements LeaderElection {
   }
 
   /** The lease this replica writes: renewed if it held it, else acquired with one more transition. */
-  private newLease(current: V1Lease | null): V1Lease {
-    const now = new V1MicroTime(Date.now());
+  private newLease(current: Lease | null): Lease {
+    const now = microTime(Date.now());
     const spec = current?.spec ?? {};
     const mine = (spec.holderIdentity ?? '') === this.identity;
     const acquireTime = mine ? timeOf(spec.acquireTime) : null;
@@ -304,11 +332,34 @@ export class LeaderElector implements LeaderElection {
         holderIdentity: this.identity,
         // The API takes whole seconds; expiry itself is judged on this replica's own duration.
         leaseDurationSeconds: Math.max(1, Math.ceil(this.leaseDurationMs / 1000)),
-        acquireTime: acquireTime !== null ? new V1MicroTime(acquireTime) : now,
+        acquireTime: acquireTime !== null ? microTime(acquireTime) : now,
         renewTime: now,
         leaseTransitions: current === null ? 0 : mine ? transitions : transitions + 1,
       },
     };
+  }
+
+  /** The lease's URL path (`name` given) or its collection's. */
+  private path(name?: string): string {
+    const base = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.namespace)}/leases`;
+    return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;
+  }
+
+  /** `GET` the lease. */
+  private async read(): Promise<Lease> {
+    return JSON.parse(await this.call(() => kubeRequest(this.kc, 'GET', this.path(this.name), undefined, this.requestTimeoutMs))) as Lease;
+  }
+
+  /** `POST` a new lease; 409 when another replica created it first. */
+  private async create(lease: Lease): Promise<Lease> {
+    const text = JSON.stringify(lease);
+    return JSON.parse(await this.call(() => kubeRequest(this.kc, 'POST', this.path(), { text, type: 'application/json' }, this.requestTimeoutMs))) as Lease;
+  }
+
+  /** `PUT` the lease with the resourceVersion it carries: 409 when it changed since. */
+  private async replace(lease: Lease): Promise<Lease> {
+    const text = JSON.stringify(lease);
+    return JSON.parse(await this.call(() => kubeRequest(this.kc, 'PUT', this.path(this.name), { text, type: 'application/json' }, this.requestTimeoutMs))) as Lease;
   }
 
   /** Runs one request with a time limit, so a hung connection cannot outlast the renew deadline. */

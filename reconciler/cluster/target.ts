@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { redactUrl } from '../source/errors.ts';
 import { UsageError } from '../usage.ts';
-import { type KubeConfigSource, loadKubeConfig } from './kube.ts';
+import { type KubeConfigSource, loadKubeConfig } from './kubeconfig.ts';
 
 /** What a command runs against: the cluster it reads and writes. */
 export interface TargetOptions {
@@ -30,7 +30,7 @@ export function describeTarget(options: TargetOptions): string {
   } catch (e) {
     throw new UsageError(e instanceof Error ? e.message : String(e));
   }
-  const server = redactUrl(kc.getCurrentCluster()?.server ?? '(no server)');
+  const server = redactUrl(kc.server);
   if ('inCluster' in source) return `${server} (in-cluster service account)`;
-  return `${server} (context ${kc.getCurrentContext()}, kubeconfig ${path.resolve(source.file)})`;
+  return `${server} (context ${kc.context ?? ''}, kubeconfig ${path.resolve(source.file)})`;
 }

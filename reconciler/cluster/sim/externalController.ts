@@ -10,20 +10,47 @@
  * is new. Not run here: the migration controller, the workload updater, boot steps, and the
  * `restart`/`stop`/`start` subresources (served by virt-api, which a plain API server lacks).
  */
-import { AppsV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { createHash } from 'node:crypto';
+import type { Dispatcher } from 'undici';
 import { INSTANCETYPE_KINDS, type Obj, parseStartRevisionName } from '../../rollout/index.ts';
 import type { WatchEvent } from '../backend.ts';
-import { KubeCluster, type KubeConfigSource, toClusterError } from '../kube.ts';
+import { KubeCluster, toClusterError } from '../kube.ts';
+import type { KubeConfigSource } from '../kubeconfig.ts';
 import { metaOf, objectKey, statusOf } from '../object.ts';
 import { ObjectStore, type StoredEvent } from './store.ts';
 import { VirtController } from './virtController.ts';
 
 const KUBEVIRT_GROUP = { group: 'kubevirt.io', version: 'v1' } as const;
 
+/** What client-node's `createDispatcher` takes and gives (not in its published types). */
+type CreateDispatcher = (cluster: unknown, agentOptions: object) => Dispatcher | undefined;
+
+/**
+ * client-node builds a new undici connection pool for every request whenever the kubeconfig
+ * sets a TLS option (a cluster CA, skip-verify): one pool per distinct set of options keeps
+ * connections alive and reused. Returns the closer.
+ */
+function sharePools(kc: KubeConfig): () => Promise<void> {
+  const target = kc as unknown as { createDispatcher: CreateDispatcher };
+  const create = target.createDispatcher.bind(kc);
+  const pools = new Map<string, Dispatcher | undefined>();
+  target.createDispatcher = (cluster, agentOptions) => {
+    const key = createHash('sha256').update(JSON.stringify([cluster, agentOptions])).digest('hex');
+    if (!pools.has(key)) pools.set(key, create(cluster, agentOptions));
+    return pools.get(key);
+  };
+  return async () => {
+    const open = [...pools.values()];
+    pools.clear();
+    await Promise.all(open.map((d) => d?.close().catch(() => undefined)));
+  };
+}
+
 /** Options of {@link ExternalVirtController}. */
 export interface ExternalVirtControllerOptions {
-  kubeconfig: KubeConfigSource | KubeConfig;
+  kubeconfig: KubeConfigSource;
   /** Simulated node names VMIs are placed on (default the simulator's). */
   nodes?: readonly string[];
   logger?: Logger;
@@ -65,6 +92,7 @@ export class ExternalVirtController {
   private readonly kube: KubeCluster;
   private readonly custom: CustomObjectsApi;
   private readonly apps: AppsV1Api;
+  private readonly closePools: () => Promise<void>;
   /**
    * Own writes the informers may not show yet (by `kind/namespace/name`): a reconcile that ran
    * on the informer alone could miss the start revision it has just created and patch the VMI
@@ -82,9 +110,14 @@ export class ExternalVirtController {
 
   constructor(private readonly options: ExternalVirtControllerOptions) {
     this.kube = new KubeCluster({ kubeconfig: options.kubeconfig, ...(options.logger !== undefined ? { logger: options.logger } : {}) });
-    // The backend's kubeconfig shares one connection pool per server (see kube.ts); these clients use it too.
-    this.custom = this.kube.kubeConfig.makeApiClient(CustomObjectsApi);
-    this.apps = this.kube.kubeConfig.makeApiClient(AppsV1Api);
+    // A test tool (never loaded by `vmroll run`): its status and revision writes go through client-node.
+    const kc = new KubeConfig();
+    if ('inCluster' in options.kubeconfig) kc.loadFromCluster();
+    else kc.loadFromFile(options.kubeconfig.file);
+    if ('file' in options.kubeconfig && options.kubeconfig.context !== undefined) kc.setCurrentContext(options.kubeconfig.context);
+    this.closePools = sharePools(kc);
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.apps = kc.makeApiClient(AppsV1Api);
   }
 
   /** Lists everything, queues every VM, and starts reconciling; resolves once the first lists are in. */
@@ -117,6 +150,7 @@ export class ExternalVirtController {
     this.wake?.();
     await this.loop;
     this.kube.close();
+    await this.closePools();
   }
 
   private onEvent(e: WatchEvent): void {
