@@ -660,7 +660,9 @@ function startVmroll(ctx: RunContext, label: string): Proc {
     ...(ctx.leaderElect === true ? ['--leader-elect', '--leader-election-namespace', LEASE_NAMESPACE] : []),
   ];
   const entry = ctx.tsx === true ? ['--import', 'tsx', VMROLL_TSX] : [path.join(ctx.tree.root, 'bin', 'vmroll.js')];
-  const proc = new Proc(label, process.execPath, [...entry, ...args], { cwd: ctx.tree.root, env: cleanEnv(ctx.leaderElect === true ? { POD_NAME: `bench-${ctx.tree.name}-leader` } : {}) }, (line) => {
+  // V8 flags for the vmroll process only (e.g. a heap cap, as a Deployment would set it); the simulator and the bench run without.
+  const nodeFlags = (process.env['VMROLL_BENCH_NODE_FLAGS'] ?? '').split(/\s+/).filter((f) => f !== '');
+  const proc = new Proc(label, process.execPath, [...nodeFlags, ...entry, ...args], { cwd: ctx.tree.root, env: cleanEnv(ctx.leaderElect === true ? { POD_NAME: `bench-${ctx.tree.name}-leader` } : {}) }, (line) => {
     if (proc.address !== null || !line.includes('listening')) return;
     try {
       const o = JSON.parse(line) as { address?: unknown };
