@@ -310,6 +310,8 @@ export async function startController(config: RunConfig, logger: Logger, options
       started = true;
       for (const r of repositories) r.schedule();
       election.start();
+      // A replica waiting for the lease keeps itself ready to take over (repository.ts: the standby).
+      if (elected) for (const r of repositories) void r.trigger('standby');
       watcher?.start();
     },
     stop() {
