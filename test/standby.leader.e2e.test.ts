@@ -168,6 +168,7 @@ describe('a warm standby: the follower fetches and loads while it waits for the 
     await res.text();
     assert.ok(res.status < 300, `webhook answered ${res.status}`);
     await until('replica-b is warm at the pushed commit', () => standby(c2).length > 0, { detail, failIf: failIf(a, b), timeoutMs: 60_000 });
+    assert.equal(b.said('push webhook: standby loading it now').length, 1, 'a follower says it loads the push, not that it syncs');
     assert.equal(standby(c2)[0]?.['read'], 1, 'only the changed file is read');
     assert.equal((await fetch(`http://${address}/readyz`)).status, 200, 'a follower is ready');
 
