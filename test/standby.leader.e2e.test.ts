@@ -4,7 +4,8 @@
  * request counts are one replica's) and each reporting to its own GitHub emulator. The follower
  * fetches and loads while it waits for the lease (at start, and on a signed push webhook), and
  * writes nothing and calls its Git host not at all; when the leader is killed, its first sync
- * finds the manifests loaded: no manifest file read again, no write to the in-sync cluster.
+ * finds the manifests loaded: no manifest file read again, no write to the in-sync cluster, and
+ * a field Git removed while the old leader had not fetched it is still found and removed.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -57,8 +58,8 @@ function spawnReplica(name: string, args: string[], cwd: string): Replica {
   return { name, child, lines, said: (msg) => lines.filter((l) => l['msg'] === msg), saidStart: (prefix) => lines.filter((l) => String(l['msg']).startsWith(prefix)), exit };
 }
 
-function vmYaml(name: string, image: string): string {
-  return `apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: ${name}, namespace: shop}\nspec:\n  runStrategy: Always\n  template:\n    spec:\n      domain: {cpu: {sockets: 1}, memory: {guest: 1Gi}, devices: {disks: [{name: root, disk: {bus: virtio}}]}}\n      volumes: [{name: root, containerDisk: {image: "${image}"}}]\n`;
+function vmYaml(name: string, image: string, namespace = 'shop', labels = ''): string {
+  return `apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: ${name}, namespace: ${namespace}${labels}}\nspec:\n  runStrategy: Always\n  template:\n    spec:\n      domain: {cpu: {sockets: 1}, memory: {guest: 1Gi}, devices: {disks: [{name: root, disk: {bus: virtio}}]}}\n      volumes: [{name: root, containerDisk: {image: "${image}"}}]\n`;
 }
 
 /** Write requests (not get, list, watch) by resource, the Lease left out: what a replica changed in the cluster. */
@@ -88,7 +89,7 @@ describe('a warm standby: the follower fetches and loads while it waits for the 
     ghB = await startGitHubEmulator({ token: TOKEN, repos: ['acme/shop'] });
     dir = mkdtempSync(path.join(tmpdir(), 'vmroll-standby-'));
     sim = new SimCluster({ bootTimeMs: 200 });
-    sim.createObject({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } });
+    for (const name of ['shop', 'lab']) sim.createObject({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
     serverA = await startApiServer({ cluster: sim, listen: '127.0.0.1:0', bookmarkIntervalMs: 200 });
     serverB = await startApiServer({ cluster: sim, listen: '127.0.0.1:0', bookmarkIntervalMs: 200 });
   });
@@ -193,5 +194,55 @@ describe('a warm standby: the follower fetches and loads while it waits for the 
     await until('replica-b reports the commit', () => ghB.statuses(c2, 'acme/shop').some((s) => s.context === 'vmroll/sync' && s.state === 'success'), { detail, failIf: failIf(b), timeoutMs: 60_000 });
     assert.ok(!b.lines.some((l) => JSON.stringify(l).includes(TOKEN)), 'the token never reaches the log');
     assert.deepEqual(ghB.violations.splice(0), []);
+  });
+  it('a field removed in Git while the leader never fetched it: the standby loaded it, and its first sync as leader removes it', async () => {
+    const url = await git.createBareRepo('lab');
+    const work = await git.createWorkingClone('lab');
+    for (const n of NAMES) await work.write(`vms/${n}.yaml`, vmYaml(n, 'img:1', 'lab', n === 'vm-5' ? ', labels: {tier: web}' : ''));
+    const c1 = await work.commit(`${COUNT} VMs, vm-5 labelled`);
+    await work.push();
+    const secretFile = path.join(dir, 'secret-lab');
+    writeFileSync(secretFile, `${SECRET}\n`);
+    const config = path.join(dir, 'vmroll-lab.yaml');
+    writeFileSync(config, [`repo: ${url}`, 'path: vms', 'leaderElection:', '  enabled: true', '  namespace: default', '  leaseName: vmroll-lab', '  leaseDuration: 6s', '  renewDeadline: 4s', '  retryPeriod: 200ms'].join('\n'));
+    const args = (n: string, server: ApiServer): string[] => {
+      const kubeconfig = path.join(dir, `kubeconfig-lab-${n}`);
+      writeFileSync(kubeconfig, simKubeconfig(server.url));
+      // A long interval for both: the leader syncs at start only; the follower loads what the webhook names.
+      return ['--config', config, '--cluster', 'kube', '--kubeconfig', kubeconfig, '--interval', '1h', '--listen', '127.0.0.1:0', '--webhook-secret-file', secretFile, '--cache-dir', path.join(dir, `cache-lab-${n}`)];
+    };
+    const label = (): unknown => ((((sim.store.peek('VirtualMachine', 'lab', 'vm-5') ?? {}) as Obj)['metadata'] as Obj | undefined)?.['labels'] as Obj | undefined)?.['tier'];
+    const detail = (): string => replicas.slice(-2).map((r) => `${r.name}:\n${r.lines.map((l) => JSON.stringify(l)).join('\n')}`).join('\n');
+    const a = spawnReplica('lab-a', args('a', serverA), dir);
+    replicas.push(a);
+    await until('lab-a leads and creates the VMs', () => a.said('reconciled').some((l) => l['commit'] === c1.slice(0, 12) && l['writes'] === COUNT), { detail, timeoutMs: 90_000 });
+    assert.equal(label(), 'web');
+    const b = spawnReplica('lab-b', args('b', serverB), dir);
+    replicas.push(b);
+    await until('lab-b is warm at the first commit', () => b.saidStart('standby: ').some((l) => l['commit'] === c1.slice(0, 12)), { detail, timeoutMs: 90_000 });
+
+    await work.write('vms/vm-5.yaml', vmYaml('vm-5', 'img:1', 'lab'));
+    const c2 = await work.commit('vm-5: no tier label');
+    await work.push();
+    const body = JSON.stringify({ ref: 'refs/heads/main', after: c2, repository: { full_name: 'acme/lab' } });
+    const res = await fetch(`http://${String(b.said('listening')[0]?.['address'])}/webhook/github`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': 'd-lab', 'x-hub-signature-256': `sha256=${createHmac('sha256', SECRET).update(body).digest('hex')}` },
+      body,
+      signal: AbortSignal.timeout(10_000),
+    });
+    await res.text();
+    await until('lab-b is warm at the pushed commit', () => b.saidStart('standby: ').some((l) => l['commit'] === c2.slice(0, 12)), { detail, timeoutMs: 60_000 });
+    assert.equal(label(), 'web', 'nobody applied the push yet: the leader has not fetched it, the follower writes nothing');
+    assert.equal(b.said('reconciled').length, 0);
+
+    a.child.kill('SIGKILL');
+    assert.equal(await a.exit, null, 'killed, not exited');
+    await until('lab-b takes over and syncs', () => b.said('reconciled').length > 0, { detail, timeoutMs: 90_000 });
+    const first = b.said('reconciled')[0] as Obj;
+    assert.equal(first['commit'], c2.slice(0, 12));
+    assert.equal(first['read'], 0, 'the standby had loaded the push: nothing read again');
+    assert.equal(first['writes'], 1, 'the VM whose label Git removed, and only it');
+    await until('the label is gone from the cluster', () => label() === undefined, { detail, timeoutMs: 30_000 });
   });
 });
