@@ -15,7 +15,11 @@
  *   HMAC-SHA256 as GitHub signs it, POSTed to `/webhook/github`; time from the POST to the VM's
  *   change arriving on a watch the bench holds on that VM; median of several;
  * - new leader: SIGTERM, then a process with `--leader-elect` (the Lease is free: the old process held
- *   none, or released it), time to its first sync line.
+ *   none, or released it), time to its first sync line;
+ * - new leader, warm standby (after tree only): a second `--leader-elect` process (its own clone
+ *   cache, as a second pod has) started while the new leader holds the Lease; once it logs its
+ *   `standby:` line the leader gets SIGTERM (which releases the Lease); time from the leader's exit
+ *   to the standby's first sync line.
  *
  * Each row: time, CPU seconds of the vmroll process (utime + stime from /proc/<pid>/stat), its peak
  * RSS (VmHWM), the simulator's CPU seconds in the same window, the requests the API server counted
@@ -188,6 +192,8 @@ class Proc {
   exit: { code: number | null; signal: string | null } | null = null;
   /** `host:port` of vmroll's HTTP server, once logged. */
   address: string | null = null;
+  /** The first `standby:` log line (a `--leader-elect` follower is warm) and when it came (performance.now()). */
+  standby: { line: string; at: number } | null = null;
   private readonly wake = new Set<() => void>();
   readonly exited: Promise<void>;
 
@@ -592,6 +598,7 @@ export const RowKind = {
   restart: 'restart',
   push: 'push',
   leader: 'leader',
+  standby: 'standby',
   explainChild: 'explain-child',
   explainTsx: 'explain-tsx',
   explainQuiet: 'explain-quiet',
@@ -643,6 +650,8 @@ interface RunContext {
   /** Start through tsx from the sources instead of bin/vmroll.js. */
   tsx?: boolean;
   leaderElect?: boolean;
+  /** POD_NAME, the Lease identity (default: one per tree). */
+  podName?: string;
 }
 
 function startVmroll(ctx: RunContext, label: string): Proc {
@@ -662,7 +671,8 @@ function startVmroll(ctx: RunContext, label: string): Proc {
   const entry = ctx.tsx === true ? ['--import', 'tsx', VMROLL_TSX] : [path.join(ctx.tree.root, 'bin', 'vmroll.js')];
   // V8 flags for the vmroll process only (e.g. a heap cap, as a Deployment would set it); the simulator and the bench run without.
   const nodeFlags = (process.env['VMROLL_BENCH_NODE_FLAGS'] ?? '').split(/\s+/).filter((f) => f !== '');
-  const proc = new Proc(label, process.execPath, [...nodeFlags, ...entry, ...args], { cwd: ctx.tree.root, env: cleanEnv(ctx.leaderElect === true ? { POD_NAME: `bench-${ctx.tree.name}-leader` } : {}) }, (line) => {
+  const proc = new Proc(label, process.execPath, [...nodeFlags, ...entry, ...args], { cwd: ctx.tree.root, env: cleanEnv(ctx.leaderElect === true ? { POD_NAME: ctx.podName ?? `bench-${ctx.tree.name}-leader` } : {}) }, (line) => {
+    if (proc.standby === null && line.includes('"msg":"standby: ')) proc.standby = { line, at: performance.now() };
     if (proc.address !== null || !line.includes('listening')) return;
     try {
       const o = JSON.parse(line) as { address?: unknown };
@@ -721,6 +731,55 @@ async function timeToCurrent(kind: RowKind, ctx: RunContext, label: string, expe
     row.loadEnd = load1();
     row.result = `FAILED: ${e instanceof Error ? e.message : String(e)}`.slice(0, 600);
     log(`${kind} ${ctx.tree.name} ${fmtCount(ctx.fleet.count)}: ${row.result}`);
+    await proc.stop('SIGKILL', 10_000);
+    return { row, proc: null };
+  }
+}
+
+/**
+ * The warm standby: a second `--leader-elect` process beside `leader` (which holds the Lease), with
+ * its own clone cache; once it says it is warm, SIGTERM to the leader (its shutdown releases the
+ * Lease); time, CPU and requests from the leader's exit to the standby's first sync line (peak RSS:
+ * the standby's whole life, warm-up included).
+ */
+async function standbyRow(ctx: RunContext, leader: Proc, log: (m: string) => void, timeoutMs: number): Promise<{ row: Row; proc: Proc | null }> {
+  const loadStart = load1();
+  const row: Row = { kind: RowKind.standby, tree: ctx.tree.name, vms: ctx.fleet.count, timeMs: NaN, cpuMs: NaN, peakKiB: NaN, simCpuMs: NaN, byVerb: {}, writes: NaN, loadStart, loadEnd: NaN, result: '', ok: false, notes: [] };
+  const t0 = performance.now();
+  const proc = startVmroll({ ...ctx, leaderElect: true, podName: `bench-${ctx.tree.name}-standby`, cacheDir: `${ctx.cacheDir}-standby` }, `vmroll run --leader-elect (${ctx.tree.name}, standby ${ctx.fleet.count})`);
+  try {
+    const warm = await proc.waitFor('standby line', () => proc.standby ?? undefined, timeoutMs);
+    const warmCpu = cpuMs(proc.pid);
+    const warmPeak = peakKiB(proc.pid);
+    if (syncLineAfter(proc, 0) !== undefined) throw new Error('the standby synced before the leader stopped');
+    const fields = JSON.parse(warm.line) as { read?: number; cached?: number; ms?: number };
+    row.notes.push(`warm ${fmtS(warm.at - t0)} after its spawn (CPU ${fmtCpu(warmCpu)} s, peak ${fmtMiB(warmPeak)} by then; its load read ${fields.read} files, ${fields.cached} from the parse cache), while the leader held the Lease`);
+    await resetStats(ctx.sim.url);
+    const simCpu0 = cpuMs(ctx.sim.proc.pid);
+    const cpu0 = cpuMs(proc.pid);
+    const stopAt = performance.now();
+    await leader.stop('SIGTERM');
+    const free = performance.now();
+    row.notes.push(`the leader's SIGTERM → exit (Lease released): ${fmtS(free - stopAt)}; time and CPU are counted from its exit`);
+    const sync = await proc.waitFor('first sync line', () => syncLineAfter(proc, 0), timeoutMs);
+    row.timeMs = performance.now() - free;
+    row.cpuMs = cpuMs(proc.pid) - cpu0;
+    row.peakKiB = peakKiB(proc.pid);
+    row.simCpuMs = cpuMs(ctx.sim.proc.pid) - simCpu0;
+    const stats = await readStats(ctx.sim.url);
+    row.byVerb = stats.byVerb;
+    row.writes = stats.writes;
+    if (stats.leaseWrites > 0) row.notes.push(`${stats.leaseWrites} of the requests are Lease writes (the election's; not in "writes")`);
+    row.result = `${sync.summary} (its own: ${fmtS(sync.ms)}, ${sync.writes} writes)`;
+    row.ok = stats.writes === 0 && sync.writes === 0;
+    if (!row.ok) row.notes.push(`expected 0 writes; the API server counted ${stats.writes}, the sync line says ${sync.writes}`);
+    row.loadEnd = load1();
+    log(`standby ${ctx.tree.name} ${fmtCount(ctx.fleet.count)}: ${fmtS(row.timeMs)} from the Lease's release, CPU ${fmtCpu(row.cpuMs)} s, peak ${fmtMiB(row.peakKiB)}, ${verbsCell(row.byVerb)}; ${row.result}`);
+    return { row, proc };
+  } catch (e) {
+    row.loadEnd = load1();
+    row.result = `FAILED: ${e instanceof Error ? e.message : String(e)}`.slice(0, 600);
+    log(`standby ${ctx.tree.name} ${fmtCount(ctx.fleet.count)}: ${row.result}`);
     await proc.stop('SIGKILL', 10_000);
     return { row, proc: null };
   }
@@ -854,6 +913,7 @@ const ROW_LABEL: Record<RowKind, string> = {
   [RowKind.restart]: 'restart against the in-sync cluster (same clone cache)',
   [RowKind.push]: 'push → webhook → VM changed (median)',
   [RowKind.leader]: 'new leader (`--leader-elect`) against the in-sync cluster',
+  [RowKind.standby]: 'new leader, warm standby (from the Lease\'s release)',
   [RowKind.explainChild]: 'explain: Reconciler alone in a child, tsx (bench/README.md\'s earlier method)',
   [RowKind.explainTsx]: 'explain: `vmroll run` from the sources through tsx',
   [RowKind.explainQuiet]: 'explain: `vmroll run` compiled, `--log-level warn` (no log line per VM)',
@@ -938,6 +998,12 @@ export async function runRows(opts: RowsOptions): Promise<void> {
             const leader = await timeToCurrent(RowKind.leader, { ...ctx, leaderElect: true }, `vmroll run --leader-elect (${tree.name}, ${size})`, 0, log, opts.rowTimeoutMs);
             rows.push(leader.row);
             proc = leader.proc;
+            // The standby line is the after tree's; the before tree has no standby to wait for.
+            if (proc !== null && tree.name === 'after') {
+              const standby = await standbyRow(ctx, proc, log, opts.rowTimeoutMs);
+              rows.push(standby.row);
+              if (standby.proc !== null) proc = standby.proc;
+            }
           }
           await proc?.stop('SIGTERM');
         } finally {
@@ -1038,7 +1104,7 @@ function report(rows: Row[], trees: Tree[], notes: string[], opts: RowsOptions, 
     );
     out.push('');
   }
-  out.push('Times: cold, restart and new leader from the spawn of the process to its first sync line on stdout (the sync is done; /readyz turns 200 at the same moment); push from the webhook POST to the VM\'s change arriving on a watch. CPU s and peak RSS are the vmroll process\'s own (/proc/<pid>/stat utime + stime, VmHWM), from its start (push: CPU per push, POST → sync line, median; peak RSS over the pushes); requests are what the API server counted from the row\'s start (watches counted when opened). A row that failed or missed its writes (cold: one per VM; restart and leader: 0; push: 1) says **MISS**.');
+  out.push('Times: cold, restart and new leader from the spawn of the process to its first sync line on stdout (warm standby: from the old leader\'s exit, CPU s and requests too) (the sync is done; /readyz turns 200 at the same moment); push from the webhook POST to the VM\'s change arriving on a watch. CPU s and peak RSS are the vmroll process\'s own (/proc/<pid>/stat utime + stime, VmHWM), from its start (push: CPU per push, POST → sync line, median; peak RSS over the pushes); requests are what the API server counted from the row\'s start (watches counted when opened). A row that failed or missed its writes (cold: one per VM; restart and leader: 0; push: 1) says **MISS**.');
   out.push('');
   for (const r of rows) for (const n of r.notes) out.push(`- ${r.kind} ${r.tree} ${fmtCount(r.vms)}: ${n}`);
   for (const n of notes) out.push(`- ${n}`);

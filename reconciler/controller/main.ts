@@ -274,7 +274,8 @@ export async function startController(config: RunConfig, logger: Logger, options
           },
           onPush: (push) => {
             const matching = repositories.filter((r) => r.matchesPush(push.repository));
-            logger.info({ ref: push.ref, after: push.after.slice(0, 12) }, 'push webhook: syncing now');
+            // A follower does not sync: its standby fetches and loads the push (repository.ts).
+            logger.info({ ref: push.ref, after: push.after.slice(0, 12) }, leading() ? 'push webhook: syncing now' : 'push webhook: standby loading it now');
             for (const r of matching.length > 0 ? matching : repositories) {
               r.notePush(push.ref, push.after);
               void r.trigger('webhook');
@@ -310,6 +311,8 @@ export async function startController(config: RunConfig, logger: Logger, options
       started = true;
       for (const r of repositories) r.schedule();
       election.start();
+      // A replica waiting for the lease keeps itself ready to take over (repository.ts: the standby).
+      if (elected) for (const r of repositories) void r.trigger('standby');
       watcher?.start();
     },
     stop() {

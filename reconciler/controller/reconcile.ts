@@ -138,6 +138,17 @@ export interface ReconcileReport {
   restarts?: RestartReport;
 }
 
+/** What {@link Reconciler.prepare} made ready. */
+export interface PreparedSync {
+  commit: string;
+  /** Usable VMs in the repository at that commit. */
+  vms: number;
+  /** Manifest files read, and taken from the parse cache. */
+  read: number;
+  cached: number;
+  ms: number;
+}
+
 /** What the steps of a sync found, as the report step reads it. */
 interface SyncFindings {
   commit: string;
@@ -156,6 +167,8 @@ interface SyncFindings {
 /** Keeps the state between syncs of one repository and runs them. */
 export class Reconciler {
   private manifests: ManifestSet | null = null;
+  /** What a standby's {@link prepare} loaded since the last sync: the next load starts from it. */
+  private prepared: ManifestSet | null = null;
   /** The parse cache in the clone folder, so a new process parses only what changed (undefined until the first load; null for a local repository). */
   private parseCache: ManifestCache | null | undefined;
   private readonly cache: ClusterCache;
@@ -187,6 +200,23 @@ export class Reconciler {
   /** Stops following the cluster. */
   close(): void {
     this.cache.stop();
+  }
+
+  /**
+   * A standby's share of a sync (a replica waiting for the lease): fetch and load, and the cluster
+   * cache started, so that a sync after winning the lease finds the clone current, the manifests
+   * loaded and the informers synced. Nothing is planned, written or reported; no outcome is recorded.
+   */
+  async prepare(): Promise<PreparedSync> {
+    const started = performance.now();
+    const noStep = <T>(_name: SyncStep, fn: () => Promise<T>): Promise<T> => fn();
+    const commit = await this.fetch();
+    await this.resolveIdentity();
+    const manifests = await this.load(commit, noStep);
+    this.prepared = manifests;
+    await this.parseCache?.save(manifests);
+    await this.cache.start();
+    return { commit, vms: manifests.vms.length, read: manifests.read.length, cached: manifests.cached.length, ms: performance.now() - started };
   }
 
   /**
@@ -223,6 +253,7 @@ export class Reconciler {
       const report = await step(SyncStep.report, () => this.report(s, timings));
       if (o.restarts !== undefined) await step(SyncStep.report, () => (o.restarts as RestartStep).afterReport(report, this.cache, log));
       this.manifests = manifests;
+      this.prepared = null;
       await this.parseCache?.save(manifests);
       timings.total = performance.now() - started;
       log.info({ summary: formatSummary(report.summary), writes: report.writes, read: report.read.length, cached: manifests.cached.length, ms: Math.round(timings.total) }, 'reconciled');
@@ -263,7 +294,8 @@ export class Reconciler {
   /** load: the manifests at `commit`, reading only the files changed since the last synced commit. */
   private async load(commit: string, step: <T>(name: SyncStep, fn: () => Promise<T>) => Promise<T>): Promise<ManifestSet> {
     const o = this.options;
-    const previous = this.manifests;
+    // A standby's load is newer than the last sync's (it ran while another replica synced).
+    const previous = this.prepared ?? this.manifests;
     let changes: ChangedPath[] | undefined;
     if (previous !== null) {
       changes = previous.commit === commit ? [] : await step(SyncStep.diff, () => o.source.changedPaths({ from: previous.commit, to: commit, path: o.path }));

@@ -296,17 +296,40 @@ export function startRepository(options: RepositoryUnitOptions): RepositoryUnit 
     }, delay);
   };
 
+  /** The commit the standby line was last logged for. */
+  let preparedCommit: string | null = null;
+  /**
+   * A follower's turn in the chain (controller-runtime's manager is the model: caches start on
+   * every replica, only the leader's work waits for the lease): fetch, load and the cluster cache,
+   * nothing written, reported or counted as a sync, so that winning the lease leaves only plan,
+   * settle and report to do. A failure is only logged: the sync after winning the lease retries it.
+   */
+  const prepareOnce = async (reason: string): Promise<null> => {
+    try {
+      const p = await reconciler.prepare();
+      const line = { commit: p.commit.slice(0, 12), vms: p.vms, read: p.read, cached: p.cached, ms: Math.round(p.ms), reason };
+      if (p.commit !== preparedCommit) logger.info(line, `standby: ${p.commit.slice(0, 12)} loaded, ${p.vms} VMs, informers synced`);
+      else logger.debug(line, 'standby: current');
+      preparedCommit = p.commit;
+    } catch (e) {
+      logger.warn({ err: redactSecrets(e instanceof Error ? e.message : String(e), secrets), reason }, 'standby: preparing failed');
+    }
+    return null;
+  };
+
   const trigger = (reason: string): Promise<ReconcileReport | null> => {
-    if (isStopped() || !leading()) return Promise.resolve(null);
+    if (isStopped()) return Promise.resolve(null);
     if (running !== null) {
       again = true;
       return running;
     }
+    // Without leader election every replica leads; with it, a follower prepares instead of syncing.
+    const turn = (why: string): Promise<ReconcileReport | null> => (leading() ? syncOnce(why) : prepareOnce(why));
     running = (async () => {
-      let report = await syncOnce(reason);
-      while (again && !isStopped() && leading()) {
+      let report = await turn(reason);
+      while (again && !isStopped()) {
         again = false;
-        report = await syncOnce('queued');
+        report = await turn('queued');
       }
       again = false;
       running = null;
