@@ -185,6 +185,18 @@ function checkDeployment(objects: readonly Obj[]): void {
   // Requests and limits for CPU and memory.
   const resources = obj(container['resources']);
   for (const kind of ['requests', 'limits']) for (const r of ['cpu', 'memory']) assert.ok(obj(resources[kind])[r] !== undefined, `resources.${kind}.${r}`);
+  // V8's heap cap follows the memory limit (deploy/base/deployment.yaml's rule: 75% of it), and the limit is at least 1.5x the request.
+  const mib = (q: unknown): number => {
+    const m = /^(\d+)(Mi|Gi)$/.exec(String(q));
+    assert.ok(m, `memory quantity ${String(q)} in Mi or Gi`);
+    return Number(m[1]) * (m[2] === 'Gi' ? 1024 : 1);
+  };
+  const limit = mib(obj(resources['limits'])['memory']);
+  assert.ok(limit >= 1.5 * mib(obj(resources['requests'])['memory']), 'memory limit at least 1.5x the request');
+  const nodeOptions = list(container['env']).find((e) => e['name'] === 'NODE_OPTIONS');
+  const cap = /--max-old-space-size=(\d+)/.exec(String(nodeOptions?.['value'] ?? ''));
+  assert.ok(cap, 'NODE_OPTIONS sets --max-old-space-size');
+  assert.equal(Number(cap[1]), Math.floor(limit * 0.75), 'heap cap is 75% of the memory limit');
 
   // The ServiceAccount the roles are bound to, with its token (the kube backend needs it).
   const account = objects.find((o) => o['kind'] === 'ServiceAccount');
