@@ -140,14 +140,16 @@ export function summarizeByOwner(files: readonly string[], top = 40): ProfileRow
 
 // The issue-15 categories, by owner (see summarizeByOwner); the first match wins.
 const CATEGORIES: [string, RegExp][] = [
-  ['YAML parsing (yaml, js-yaml, yamlDocs/fastYaml)', /^npm:(yaml|js-yaml)$|source\/(yamlDocs|fastYaml)\.ts$/],
-  ['isomorphic-git object reads (isomorphic-git, pako, their fs calls)', /^npm:(isomorphic-git|pako)$/],
-  ['schema validation (validate.ts, ajv)', /^npm:ajv|reconciler\/validate\.ts$/],
+  ['YAML parsing (yaml, js-yaml, yamlDocs/fastYaml)', /^npm:(yaml|js-yaml)$|source\/(yamlDocs|fastYaml)\.[jt]s$/],
+  ['Git object reads (isomorphic-git, pako, packReader)', /^npm:(isomorphic-git|pako)$|source\/packReader\.[jt]s$/],
+  ['parse cache (manifestCache)', /source\/manifestCache\.[jt]s$/],
+  ['schema validation (validate, ajv)', /^npm:ajv|reconciler\/validate\.[jt]s$/],
   ['engine (rollout/, incl. its JSON clone)', /^reconciler\/rollout\//],
   ['SSA field ownership (apply/)', /^reconciler\/apply\//],
   ['the embedded simulator (cluster/sim/)', /^reconciler\/cluster\/sim\//],
-  ['informer/cache copies (cluster/, not sim)', /^reconciler\/cluster\//],
-  ['HTTP client (client-node, undici)', /^npm:(@kubernetes|undici)/],
+  ['HTTP client, JSON and SSA bodies (kube, kubeconfig, leaderElection, client-node, undici)', /^npm:(@kubernetes|undici)|^reconciler\/cluster\/(kube|kubeconfig|leaderElection)\.[jt]s$/],
+  ['informer/cache copies and trimming (informer, cache, trim)', /^reconciler\/cluster\//],
+  ['logging (pino)', /^npm:pino/],
   ['manifest loading, plan, report, controller (rest of reconciler/)', /^reconciler\//],
   ['garbage collector', /^\(garbage collector\)$/],
   ['idle', /^\(idle\)$/],
