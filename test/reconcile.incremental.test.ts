@@ -12,6 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
+import { type ClusterBackend, ClusterError } from '../reconciler/cluster/backend.ts';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { renderReport } from '../reconciler/controller/render.ts';
 import { type ReconcileReport, Reconciler } from '../reconciler/controller/reconcile.ts';
@@ -118,13 +119,30 @@ describe('incremental sync: the same report as computing everything again', func
     let methods = ['LiveMigrate'];
     cluster = new SimCluster({ kubevirt: kubevirt(version, gates, methods), migrationDurationMs: 1_500 });
     cluster.createObject(instancetype('small', 1));
+    // Applies to these VMs fail (an admission webhook's refusal): nothing changes in the cluster, and
+    // once the refusal ends, only the retry of a VM the last sync did not find in sync writes it.
+    const rejected = new Set<string>();
+    const sim = cluster;
+    const rejecting = new Proxy(sim, {
+      get(target, prop, receiver): unknown {
+        if (prop === 'applyVirtualMachine') {
+          return async (vm: Obj): Promise<Obj> => {
+            const meta = vm['metadata'] as Obj;
+            if (rejected.has(`${String(meta['namespace'])}/${String(meta['name'])}`)) throw new ClusterError('Invalid', `admission webhook "test.example.invalid" denied the request: ${String(meta['name'])} is frozen`);
+            return target.applyVirtualMachine(vm);
+          };
+        }
+        const value: unknown = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    }) as ClusterBackend;
     const refuseNamespace = (namespace: string): string | null => (namespace === 'vault' ? 'namespace vault is not allowed for this repository' : null);
     reconciler = new Reconciler({
       source: new GitSource({ repo: url, cacheDir: path.join(dir, 'cache') }),
       repoLabel: url,
       ref: 'main',
       path: 'vms',
-      cluster,
+      cluster: rejecting,
       prune: true,
       refuseNamespace,
       logger: silent,
@@ -134,17 +152,62 @@ describe('incremental sync: the same report as computing everything again', func
     const first = await reconciler.reconcile();
     assert.ok(first.summary.created >= 10, renderReport(first));
 
-    const seen = { kubevirt: 0, instancetype: 0, restart: 0, migration: 0, pushes: 0, awaiting: 0, held: 0, deleted: 0, refused: 0, liveUpdated: 0 };
+    const seen = { kubevirt: 0, instancetype: 0, restart: 0, migration: 0, pushes: 0, awaiting: 0, held: 0, deleted: 0, refused: 0, liveUpdated: 0, ownership: 0, ownedElsewhere: 0, orphans: 0, keptFromPrune: 0, rejected: 0, retried: 0 };
     const reports: ReconcileReport[] = [];
     for (let step = 0; step < 60; step++) {
       const did: string[] = [];
       let pushed = false;
+      // Besides the random ones, a refused apply every 20 steps, admitted 3 steps later (without a push).
+      const forced = step % 20 === 10 ? 'reject' : step % 20 === 13 ? 'admit' : null;
       const edits = 1 + Math.floor(rnd() * 3);
       for (let e = 0; e < edits; e++) {
         const r = rnd();
         const file = pick([...files.keys()]);
         const v = files.get(file);
-        if (r < 0.45 && v !== undefined) {
+        if ((r >= 0.9 && r < 0.97) || (forced !== null && e === 0)) {
+          // Ownership on the cluster side: another team's VM beside ours, ours taken over by another
+          // repository, kept from pruning, or let go (the label removed): what the prune and the refusals read.
+          const what = forced ?? pick(['foreign', 'other', 'keep', 'release', 'reject', 'admit']);
+          if (what === 'reject' && v !== undefined) {
+            // A change the cluster refuses to apply.
+            rejected.add(`${v.namespace}/${v.name}`);
+            v.note = `refused at step ${step}`;
+            await work.write(file, vmYaml(v));
+            did.push(`reject ${v.namespace}/${v.name} and change it`);
+            pushed = true;
+            seen.rejected++;
+            continue;
+          }
+          if (what === 'admit') {
+            // The refusal ends, with no push: the next sync writes what it could not.
+            did.push(`admit ${[...rejected].join(', ')}`);
+            rejected.clear();
+            continue;
+          }
+          const live = v !== undefined ? cluster.store.get('VirtualMachine', v.namespace, v.name) : undefined;
+          if (what === 'foreign') {
+            cluster.createObject({ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', metadata: { name: `foreign-${step}`, namespace: 'shop', labels: { team: 'other' } }, spec: { runStrategy: 'Halted', template: { spec: { domain: { devices: {} } } } } });
+            did.push(`foreign shop/foreign-${step}`);
+            seen.ownership++;
+          } else if (live !== undefined && v !== undefined) {
+            const meta = live['metadata'] as Obj;
+            const labels = { ...((meta['labels'] ?? {}) as Record<string, string>) };
+            const annotations = { ...((meta['annotations'] ?? {}) as Record<string, string>) };
+            if (what === 'other') annotations['vmroll.dev/source-repo'] = 'https://git.example.invalid/other-team/fleet.git';
+            if (what === 'keep') annotations['vmroll.dev/prune'] = 'disabled';
+            if (what === 'release') delete labels['app.kubernetes.io/managed-by'];
+            cluster.store.replace({ ...live, metadata: { ...meta, labels, annotations } });
+            did.push(`${what} ${v.namespace}/${v.name}`);
+            seen.ownership++;
+            if (what === 'keep' && files.size > 6 && v.namespace !== 'vault') {
+              // Then gone from Git: with --prune on, kept as an orphan for its annotation.
+              files.delete(file);
+              await work.remove(file);
+              did.push(`delete ${file}`);
+              pushed = true;
+            }
+          }
+        } else if (r < 0.45 && v !== undefined) {
           // A change in Git: live (sockets, memory), restart-bound (cores), metadata, power, broken, refused, instancetype.
           const what = pick(['sockets', 'sockets', 'memory', 'cores', 'note', 'runStrategy', 'broken', 'vault', 'instancetype']);
           if (what === 'sockets') v.sockets = v.sockets === 2 ? 3 : 2;
@@ -234,6 +297,10 @@ describe('incremental sync: the same report as computing everything again', func
       if ((report.summary.held ?? 0) > 0) seen.held++;
       if (report.summary.deleted > 0) seen.deleted++;
       if (report.plan.errors.some((e) => e.message.includes('vault'))) seen.refused++;
+      if (report.plan.errors.some((e) => e.message.includes('other-team'))) seen.ownedElsewhere++;
+      if (did.some((d) => d.startsWith('admit ') && d !== 'admit ') && report.writes > 0) seen.retried++;
+      if ((report.plan.orphans ?? []).length > 0) seen.orphans++;
+      if ((report.plan.orphans ?? []).some((o) => o.reason === 'pruneDisabled')) seen.keptFromPrune++;
       if (report.summary.liveUpdated > 0 || (report.summary.migrating ?? 0) + (report.summary.queued ?? 0) > 0) seen.liveUpdated++;
     }
     seen.migration = cluster.listMigrations().length;
@@ -242,7 +309,11 @@ describe('incremental sync: the same report as computing everything again', func
     const text = JSON.stringify(seen);
     assert.ok(seen.kubevirt >= 3 && seen.instancetype >= 3 && seen.restart >= 3 && seen.pushes >= 20, text);
     assert.ok(seen.migration >= 1 && seen.liveUpdated >= 3 && seen.awaiting >= 3 && seen.held >= 3 && seen.deleted >= 1 && seen.refused >= 3, text);
+    assert.ok(seen.ownership >= 3 && seen.ownedElsewhere >= 3 && seen.keptFromPrune >= 1 && seen.rejected >= 2 && seen.retried >= 1, text);
     assert.equal(reports.length, 60);
+    // The pairing memo (plan/pairingMemo.ts) was the one in use: most syncs paired only what changed.
+    const stats = reconciler.pairingStats;
+    assert.ok(stats.incremental >= 20, `${JSON.stringify(stats)} ${text}`);
   });
 
   it('an instancetype created after the VM that names it: that VM is planned again, the others are not asked to change', async function () {
