@@ -16,7 +16,7 @@ import { type ClusterBackend, ClusterError } from '../reconciler/cluster/backend
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { renderReport } from '../reconciler/controller/render.ts';
 import { type ReconcileReport, Reconciler } from '../reconciler/controller/reconcile.ts';
-import type { Obj } from '../reconciler/rollout/index.ts';
+import { type Obj, parseStartRevisionName, startRevisionName } from '../reconciler/rollout/index.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
 import { startGitServer, type GitServer, type WorkingClone } from './helpers/gitServer.ts';
 
@@ -152,13 +152,13 @@ describe('incremental sync: the same report as computing everything again', func
     const first = await reconciler.reconcile();
     assert.ok(first.summary.created >= 10, renderReport(first));
 
-    const seen = { kubevirt: 0, instancetype: 0, restart: 0, migration: 0, pushes: 0, awaiting: 0, held: 0, deleted: 0, refused: 0, liveUpdated: 0, ownership: 0, ownedElsewhere: 0, orphans: 0, keptFromPrune: 0, rejected: 0, retried: 0 };
+    const seen = { kubevirt: 0, instancetype: 0, restart: 0, migration: 0, pushes: 0, awaiting: 0, held: 0, deleted: 0, refused: 0, liveUpdated: 0, ownership: 0, ownedElsewhere: 0, orphans: 0, keptFromPrune: 0, rejected: 0, retried: 0, baseline: 0, hand: 0 };
     const reports: ReconcileReport[] = [];
     for (let step = 0; step < 60; step++) {
       const did: string[] = [];
       let pushed = false;
       // Besides the random ones, a refused apply every 20 steps, admitted 3 steps later (without a push).
-      const forced = step % 20 === 10 ? 'reject' : step % 20 === 13 ? 'admit' : null;
+      const forced = step % 20 === 5 ? 'keep' : step % 20 === 10 ? 'reject' : step % 20 === 13 ? 'admit' : step % 20 === 16 ? 'baseline' : step % 20 === 18 ? 'hand' : null;
       const edits = 1 + Math.floor(rnd() * 3);
       for (let e = 0; e < edits; e++) {
         const r = rnd();
@@ -185,6 +185,37 @@ describe('incremental sync: the same report as computing everything again', func
             continue;
           }
           const live = v !== undefined ? cluster.store.get('VirtualMachine', v.namespace, v.name) : undefined;
+          if (what === 'hand' && live !== undefined && v !== undefined) {
+            // A hand edit of a field Git does not set (kubectl edit): no write, but the VM's plan changes.
+            const spec = structuredClone((live['spec'] ?? {}) as Obj);
+            const domain = ((spec['template'] as Obj)['spec'] as Obj)['domain'] as Obj;
+            const cpu = (domain['cpu'] ?? {}) as Obj;
+            if (cpu['model'] === undefined) cpu['model'] = 'host-passthrough';
+            else delete cpu['model'];
+            domain['cpu'] = cpu;
+            cluster.store.replace({ ...live, spec });
+            did.push(`hand edit ${v.namespace}/${v.name}`);
+            seen.hand++;
+            continue;
+          }
+          if (what === 'baseline' && live !== undefined && v !== undefined) {
+            // A newer start revision alone, with other cores than the VM (its event after the VM's, as a
+            // watch may bring it): the VM's baseline moves without any event on the VM or its instance.
+            const uid = String((live['metadata'] as Obj)['uid']);
+            const revisions = cluster.store.list('ControllerRevision', v.namespace).map((rev) => ({ rev, parsed: parseStartRevisionName(String((rev['metadata'] as Obj)['name'])) }));
+            const newest = revisions.filter((r) => r.parsed?.uid === uid).sort((a, b) => (b.parsed?.generation ?? 0) - (a.parsed?.generation ?? 0))[0];
+            if (newest !== undefined && newest.parsed !== null) {
+              const spec = structuredClone(((newest.rev['data'] as Obj)['spec'] ?? {}) as Obj);
+              const domain = (((spec['template'] as Obj | undefined)?.['spec'] as Obj | undefined)?.['domain'] ?? null) as Obj | null;
+              const cpu = (domain?.['cpu'] ?? null) as Obj | null;
+              if (cpu !== null) cpu['cores'] = Number(cpu['cores'] ?? 1) === 1 ? 2 : 1;
+              const generation = newest.parsed.generation + 1;
+              cluster.createObject({ apiVersion: 'apps/v1', kind: 'ControllerRevision', metadata: { name: startRevisionName(uid, generation), namespace: v.namespace }, revision: generation, data: { spec } });
+              did.push(`baseline ${v.namespace}/${v.name} at generation ${generation}`);
+              seen.baseline++;
+            }
+            continue;
+          }
           if (what === 'foreign') {
             cluster.createObject({ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', metadata: { name: `foreign-${step}`, namespace: 'shop', labels: { team: 'other' } }, spec: { runStrategy: 'Halted', template: { spec: { domain: { devices: {} } } } } });
             did.push(`foreign shop/foreign-${step}`);
@@ -309,7 +340,7 @@ describe('incremental sync: the same report as computing everything again', func
     const text = JSON.stringify(seen);
     assert.ok(seen.kubevirt >= 3 && seen.instancetype >= 3 && seen.restart >= 3 && seen.pushes >= 20, text);
     assert.ok(seen.migration >= 1 && seen.liveUpdated >= 3 && seen.awaiting >= 3 && seen.held >= 3 && seen.deleted >= 1 && seen.refused >= 3, text);
-    assert.ok(seen.ownership >= 3 && seen.ownedElsewhere >= 3 && seen.keptFromPrune >= 1 && seen.rejected >= 2 && seen.retried >= 1, text);
+    assert.ok(seen.ownership >= 3 && seen.ownedElsewhere >= 3 && seen.keptFromPrune >= 1 && seen.rejected >= 2 && seen.retried >= 1 && seen.baseline >= 2 && seen.hand >= 2, text);
     assert.equal(reports.length, 60);
     // The pairing memo (plan/pairingMemo.ts) was the one in use: most syncs paired only what changed.
     const stats = reconciler.pairingStats;

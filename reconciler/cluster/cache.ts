@@ -22,6 +22,12 @@ export interface VmMark {
   seq: number;
 }
 
+/** Where the cache's VMs, VMIs and start revisions stood at one moment ({@link ClusterCache.mark}). */
+export interface CacheMark extends VmMark {
+  vmiSeq: number;
+  revisions: number;
+}
+
 /** Changes kept for {@link ClusterCache.vmChangesSince}; a sync asks for the ones since the previous sync. */
 const VM_CHANGE_LOG_LIMIT = 200_000;
 
@@ -48,6 +54,29 @@ export class ClusterCache {
 
   constructor(private readonly backend: ClusterBackend) {}
 
+  /** VMI keys in the order events changed them (the same scheme as the VMs'; the epoch is shared). */
+  private vmiChangeLog: string[] = [];
+  private vmiChangeBase = 0;
+  /** Start revision events (and lists) so far: a VM's baseline may have moved when this did. */
+  private revisionChanges = 0;
+
+  /** A mark of the VMs, their instances and start revisions as the cache holds them now, for {@link changedSince}. */
+  mark(): CacheMark {
+    return { epoch: this.vmEpoch, seq: this.vmChangeBase + this.vmChangeLog.length, vmiSeq: this.vmiChangeBase + this.vmiChangeLog.length, revisions: this.revisionChanges };
+  }
+
+  /**
+   * The keys whose VM or VMI changed since `mark`, or null when that is not known (a relist or a
+   * cut log since) or when any start revision changed (any VM's baseline may have): then any may have.
+   */
+  changedSince(mark: CacheMark): Set<string> | null {
+    if (mark.revisions !== this.revisionChanges || mark.vmiSeq < this.vmiChangeBase) return null;
+    const keys = this.vmChangesSince(mark);
+    if (keys === null) return null;
+    for (let i = mark.vmiSeq - this.vmiChangeBase; i < this.vmiChangeLog.length; i++) keys.add(this.vmiChangeLog[i] as string);
+    return keys;
+  }
+
   /** A mark of the VMs as the cache holds them now, for {@link vmChangesSince}. */
   vmMark(): VmMark {
     return { epoch: this.vmEpoch, seq: this.vmChangeBase + this.vmChangeLog.length };
@@ -69,6 +98,15 @@ export class ClusterCache {
       this.vmEpoch++;
     }
     this.vmChangeLog.push(key);
+  }
+
+  private vmiChanged(key: string): void {
+    if (this.vmiChangeLog.length >= VM_CHANGE_LOG_LIMIT) {
+      this.vmiChangeBase += this.vmiChangeLog.length;
+      this.vmiChangeLog = [];
+      this.vmEpoch++;
+    }
+    this.vmiChangeLog.push(key);
   }
 
   /** Lists everything once and starts following events. */
@@ -99,6 +137,7 @@ export class ClusterCache {
     for (const vm of vms) this.vms.set(objectKey(vm), vm);
     // Events may have come while listing: the list replaced their objects, so marks from before it answer null.
     this.vmEpoch++;
+    this.revisionChanges++;
     for (const vmi of vmis) this.vmis.set(objectKey(vmi), vmi);
     for (const [uid, data] of baselines) {
       // A listed baseline stands at generation -1 until a watch event brings the revision itself.
@@ -225,15 +264,19 @@ export class ClusterCache {
         this.vmChanged(key);
         return;
       }
-      case 'VirtualMachineInstance':
-        if (remove) this.vmis.delete(objectKey(o));
-        else this.vmis.set(objectKey(o), o);
+      case 'VirtualMachineInstance': {
+        const key = objectKey(o);
+        if (remove) this.vmis.delete(key);
+        else this.vmis.set(key, o);
+        this.vmiChanged(key);
         return;
+      }
       case 'ControllerRevision': {
         const name = String(metaOf(o)['name'] ?? '');
         const start = parseStartRevisionName(name);
         if (start === null) return;
         const { uid, generation } = start;
+        this.revisionChanges++;
         let byGen = this.revisions.get(uid);
         if (remove) {
           byGen?.delete(generation);
