@@ -58,8 +58,8 @@ interface MemoState {
   refused: ReadonlySet<string>;
   refusalList: ManifestError[];
   candidates: Map<string, PruneTarget>;
-  /** Keys of the pairs handed to the write decision: looked at again while not found in sync. */
-  handed: string[];
+  /** The pairs handed to the write decision (key and loaded VM): looked at again while not found in sync. */
+  handed: Array<{ key: string; vm: LoadedVm }>;
 }
 
 function compare(a: string, b: string): number {
@@ -121,11 +121,10 @@ export class PairingMemo {
     const owner = { repo: identity.id, commit: manifests.commit };
     const keys = new Set<string>(changedVms);
     for (const key of changedLive) keys.add(key);
-    for (const key of last.handed) {
-      if (keys.has(key)) continue;
-      const vm = findSorted(manifests.vms, key, loadedVmKey);
+    for (const { key, vm } of last.handed) {
       // Handed last time and still not found in sync (a failed write, a create not yet seen): looked at again.
-      if (vm !== undefined && !input.isSeen(key, vm.manifest, cache.vms.get(key))) keys.add(key);
+      // A key not in the changed sets keeps its LoadedVm (vmKeysChangedSince) and its refusal state: no lookup needed.
+      if (!keys.has(key) && !input.isSeen(key, vm.manifest, cache.vms.get(key))) keys.add(key);
     }
     const refusals = new Map(last.refusals);
     let refusalsChanged = false;
@@ -153,7 +152,7 @@ export class PairingMemo {
     let refusalList = last.refusalList;
     if (refusalsChanged) ({ refused, refusalList } = orderRefusals(refusals));
     const prune = await decideCandidates([...candidates.values()], { manifests, identity, prune: input.prune, listFiles: input.listFiles });
-    this.state = { manifests, mark, identity, prune: input.prune, refuseNamespace: input.refuseNamespace, holdingFiles: manifests.holdingFiles, refusals, refused, refusalList, candidates, handed: pairs.map((p) => p.key) };
+    this.state = { manifests, mark, identity, prune: input.prune, refuseNamespace: input.refuseNamespace, holdingFiles: manifests.holdingFiles, refusals, refused, refusalList, candidates, handed: pairs.map(({ key, vm }) => ({ key, vm })) };
     this.stats.incremental++;
     return { pairing: { refused, refusals: refusalList, prune }, pairs, full: false };
   }
@@ -181,7 +180,7 @@ export class PairingMemo {
     }
     // Kept as derived from the map (read after the prune step's await, so a VM may have moved since: its key is then a change of the next sync).
     const { refused, refusalList } = orderRefusals(refusals);
-    this.state = { manifests, mark, identity, prune: input.prune, refuseNamespace: input.refuseNamespace, holdingFiles: manifests.holdingFiles, refusals, refused, refusalList, candidates, handed: p.pairs.map((x) => x.key) };
+    this.state = { manifests, mark, identity, prune: input.prune, refuseNamespace: input.refuseNamespace, holdingFiles: manifests.holdingFiles, refusals, refused, refusalList, candidates, handed: p.pairs.map(({ key, vm }) => ({ key, vm })) };
     this.stats.full++;
     const { pairs, ...pairing } = p;
     return { pairing, pairs, full: true };
