@@ -146,6 +146,7 @@ export async function pairDesiredLive(input: PairingInput): Promise<Pairing> {
 /** {@link ownerOf} per live object and identity: a cached object is replaced, never changed, so its owner is read once. */
 const owners = new WeakMap<Obj, { identity: RepositoryIdentity; who: ReturnType<typeof ownerOf> }>();
 
+/** {@link ownerOf}, read once per live object and identity (the pairing memo shares it). */
 export function ownerOfCached(copy: Obj, identity: RepositoryIdentity): ReturnType<typeof ownerOf> {
   const known = owners.get(copy);
   if (known !== undefined && known.identity === identity) return known.who;
