@@ -12,10 +12,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
+import { type ClusterBackend, ClusterError } from '../reconciler/cluster/backend.ts';
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { renderReport } from '../reconciler/controller/render.ts';
 import { type ReconcileReport, Reconciler } from '../reconciler/controller/reconcile.ts';
-import type { Obj } from '../reconciler/rollout/index.ts';
+import { type Obj, parseStartRevisionName, startRevisionName } from '../reconciler/rollout/index.ts';
 import { GitSource } from '../reconciler/source/gitSource.ts';
 import { startGitServer, type GitServer, type WorkingClone } from './helpers/gitServer.ts';
 
@@ -118,13 +119,30 @@ describe('incremental sync: the same report as computing everything again', func
     let methods = ['LiveMigrate'];
     cluster = new SimCluster({ kubevirt: kubevirt(version, gates, methods), migrationDurationMs: 1_500 });
     cluster.createObject(instancetype('small', 1));
+    // Applies to these VMs fail (an admission webhook's refusal): nothing changes in the cluster, and
+    // once the refusal ends, only the retry of a VM the last sync did not find in sync writes it.
+    const rejected = new Set<string>();
+    const sim = cluster;
+    const rejecting = new Proxy(sim, {
+      get(target, prop, receiver): unknown {
+        if (prop === 'applyVirtualMachine') {
+          return async (vm: Obj): Promise<Obj> => {
+            const meta = vm['metadata'] as Obj;
+            if (rejected.has(`${String(meta['namespace'])}/${String(meta['name'])}`)) throw new ClusterError('Invalid', `admission webhook "test.example.invalid" denied the request: ${String(meta['name'])} is frozen`);
+            return target.applyVirtualMachine(vm);
+          };
+        }
+        const value: unknown = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    }) as ClusterBackend;
     const refuseNamespace = (namespace: string): string | null => (namespace === 'vault' ? 'namespace vault is not allowed for this repository' : null);
     reconciler = new Reconciler({
       source: new GitSource({ repo: url, cacheDir: path.join(dir, 'cache') }),
       repoLabel: url,
       ref: 'main',
       path: 'vms',
-      cluster,
+      cluster: rejecting,
       prune: true,
       refuseNamespace,
       logger: silent,
@@ -134,17 +152,118 @@ describe('incremental sync: the same report as computing everything again', func
     const first = await reconciler.reconcile();
     assert.ok(first.summary.created >= 10, renderReport(first));
 
-    const seen = { kubevirt: 0, instancetype: 0, restart: 0, migration: 0, pushes: 0, awaiting: 0, held: 0, deleted: 0, refused: 0, liveUpdated: 0 };
+    const seen = { kubevirt: 0, instancetype: 0, restart: 0, migration: 0, pushes: 0, awaiting: 0, held: 0, deleted: 0, refused: 0, liveUpdated: 0, ownership: 0, ownedElsewhere: 0, orphans: 0, keptFromPrune: 0, rejected: 0, retried: 0, baseline: 0, hand: 0 };
     const reports: ReconcileReport[] = [];
     for (let step = 0; step < 60; step++) {
       const did: string[] = [];
       let pushed = false;
+      // Besides the random ones, a refused apply every 20 steps, admitted 3 steps later (without a push).
+      const forced = step % 20 === 1 ? 'other' : step % 20 === 3 ? 'instancetype' : step % 20 === 7 ? 'version' : step % 20 === 5 ? 'keep' : step % 20 === 10 ? 'reject' : step % 20 === 13 ? 'admit' : step % 20 === 16 ? 'baseline' : step % 20 === 18 ? 'hand' : null;
       const edits = 1 + Math.floor(rnd() * 3);
       for (let e = 0; e < edits; e++) {
         const r = rnd();
         const file = pick([...files.keys()]);
         const v = files.get(file);
-        if (r < 0.45 && v !== undefined) {
+        if ((r >= 0.9 && r < 0.97) || (forced !== null && e === 0)) {
+          // Ownership on the cluster side: another team's VM beside ours, ours taken over by another
+          // repository, kept from pruning, or let go (the label removed): what the prune and the refusals read.
+          const what = forced ?? pick(['foreign', 'other', 'keep', 'release', 'reject', 'admit']);
+          if (what === 'reject' && v !== undefined) {
+            // A change the cluster refuses to apply.
+            rejected.add(`${v.namespace}/${v.name}`);
+            v.note = `refused at step ${step}`;
+            await work.write(file, vmYaml(v));
+            did.push(`reject ${v.namespace}/${v.name} and change it`);
+            pushed = true;
+            seen.rejected++;
+            continue;
+          }
+          if (what === 'admit') {
+            // The refusal ends, with no push: the next sync writes what it could not.
+            did.push(`admit ${[...rejected].join(', ')}`);
+            rejected.clear();
+            continue;
+          }
+          const live = v !== undefined ? cluster.store.get('VirtualMachine', v.namespace, v.name) : undefined;
+          if (what === 'instancetype') {
+            // An instancetype alone, created or changed in place.
+            const name = step % 40 === 3 ? 'small' : 'medium';
+            const stored = cluster.store.get('VirtualMachineClusterInstancetype', undefined, name);
+            if (stored === undefined) cluster.createObject(instancetype(name, 2));
+            else cluster.store.replace({ ...stored, spec: { cpu: { guest: (Number(((stored['spec'] as Obj)['cpu'] as Obj)['guest']) % 3) + 1 }, memory: { guest: '1Gi' } } });
+            did.push(`instancetype ${name} alone`);
+            seen.instancetype++;
+            continue;
+          }
+          if (what === 'version') {
+            // The KubeVirt version alone: every VM's plan may change with no event on any VM.
+            version = version === 'v1.9.0' ? 'v1.5.3' : 'v1.9.0';
+            cluster.setKubeVirt(kubevirt(version, gates, methods));
+            did.push(`kubevirt version ${version}`);
+            seen.kubevirt++;
+            continue;
+          }
+          if (what === 'hand') {
+            // A hand edit of a field Git does not set (kubectl edit) on one of this repository's VMs,
+            // and no push: no write, but the VM's plan changes.
+            const id = reconciler?.ownerIdentity?.id;
+            const mine = [...files.values()]
+              .map((f) => cluster?.store.get('VirtualMachine', f.namespace, f.name))
+              .filter((o): o is Obj => o !== undefined && ((o['metadata'] as Obj)['annotations'] as Record<string, string> | undefined)?.['vmroll.dev/source-repo'] === id);
+            const target = mine[Math.floor(rnd() * mine.length)];
+            if (target === undefined) continue;
+            const spec = structuredClone((target['spec'] ?? {}) as Obj);
+            const domain = ((spec['template'] as Obj)['spec'] as Obj)['domain'] as Obj;
+            const cpu = (domain['cpu'] ?? {}) as Obj;
+            if (cpu['model'] === undefined) cpu['model'] = 'host-passthrough';
+            else delete cpu['model'];
+            domain['cpu'] = cpu;
+            cluster.store.replace({ ...target, spec });
+            did.push(`hand edit ${String((target['metadata'] as Obj)['namespace'])}/${String((target['metadata'] as Obj)['name'])}`);
+            seen.hand++;
+            continue;
+          }
+          if (what === 'baseline' && live !== undefined && v !== undefined) {
+            // A newer start revision alone, with other cores than the VM (its event after the VM's, as a
+            // watch may bring it): the VM's baseline moves without any event on the VM or its instance.
+            const uid = String((live['metadata'] as Obj)['uid']);
+            const revisions = cluster.store.list('ControllerRevision', v.namespace).map((rev) => ({ rev, parsed: parseStartRevisionName(String((rev['metadata'] as Obj)['name'])) }));
+            const newest = revisions.filter((r) => r.parsed?.uid === uid).sort((a, b) => (b.parsed?.generation ?? 0) - (a.parsed?.generation ?? 0))[0];
+            if (newest !== undefined && newest.parsed !== null) {
+              const spec = structuredClone(((newest.rev['data'] as Obj)['spec'] ?? {}) as Obj);
+              const domain = (((spec['template'] as Obj | undefined)?.['spec'] as Obj | undefined)?.['domain'] ?? null) as Obj | null;
+              const cpu = (domain?.['cpu'] ?? null) as Obj | null;
+              if (cpu !== null) cpu['cores'] = Number(cpu['cores'] ?? 1) === 1 ? 2 : 1;
+              const generation = newest.parsed.generation + 1;
+              cluster.createObject({ apiVersion: 'apps/v1', kind: 'ControllerRevision', metadata: { name: startRevisionName(uid, generation), namespace: v.namespace }, revision: generation, data: { spec } });
+              did.push(`baseline ${v.namespace}/${v.name} at generation ${generation}`);
+              seen.baseline++;
+            }
+            continue;
+          }
+          if (what === 'foreign') {
+            cluster.createObject({ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', metadata: { name: `foreign-${step}`, namespace: 'shop', labels: { team: 'other' } }, spec: { runStrategy: 'Halted', template: { spec: { domain: { devices: {} } } } } });
+            did.push(`foreign shop/foreign-${step}`);
+            seen.ownership++;
+          } else if (live !== undefined && v !== undefined) {
+            const meta = live['metadata'] as Obj;
+            const labels = { ...((meta['labels'] ?? {}) as Record<string, string>) };
+            const annotations = { ...((meta['annotations'] ?? {}) as Record<string, string>) };
+            if (what === 'other') annotations['vmroll.dev/source-repo'] = 'https://git.example.invalid/other-team/fleet.git';
+            if (what === 'keep') annotations['vmroll.dev/prune'] = 'disabled';
+            if (what === 'release') delete labels['app.kubernetes.io/managed-by'];
+            cluster.store.replace({ ...live, metadata: { ...meta, labels, annotations } });
+            did.push(`${what} ${v.namespace}/${v.name}`);
+            seen.ownership++;
+            if (what === 'keep' && files.size > 6 && v.namespace !== 'vault') {
+              // Then gone from Git: with --prune on, kept as an orphan for its annotation.
+              files.delete(file);
+              await work.remove(file);
+              did.push(`delete ${file}`);
+              pushed = true;
+            }
+          }
+        } else if (r < 0.45 && v !== undefined) {
           // A change in Git: live (sockets, memory), restart-bound (cores), metadata, power, broken, refused, instancetype.
           const what = pick(['sockets', 'sockets', 'memory', 'cores', 'note', 'runStrategy', 'broken', 'vault', 'instancetype']);
           if (what === 'sockets') v.sockets = v.sockets === 2 ? 3 : 2;
@@ -234,6 +353,10 @@ describe('incremental sync: the same report as computing everything again', func
       if ((report.summary.held ?? 0) > 0) seen.held++;
       if (report.summary.deleted > 0) seen.deleted++;
       if (report.plan.errors.some((e) => e.message.includes('vault'))) seen.refused++;
+      if (report.plan.errors.some((e) => e.message.includes('other-team'))) seen.ownedElsewhere++;
+      if (did.some((d) => d.startsWith('admit ') && d !== 'admit ') && report.writes > 0) seen.retried++;
+      if ((report.plan.orphans ?? []).length > 0) seen.orphans++;
+      if ((report.plan.orphans ?? []).some((o) => o.reason === 'pruneDisabled')) seen.keptFromPrune++;
       if (report.summary.liveUpdated > 0 || (report.summary.migrating ?? 0) + (report.summary.queued ?? 0) > 0) seen.liveUpdated++;
     }
     seen.migration = cluster.listMigrations().length;
@@ -242,7 +365,11 @@ describe('incremental sync: the same report as computing everything again', func
     const text = JSON.stringify(seen);
     assert.ok(seen.kubevirt >= 3 && seen.instancetype >= 3 && seen.restart >= 3 && seen.pushes >= 20, text);
     assert.ok(seen.migration >= 1 && seen.liveUpdated >= 3 && seen.awaiting >= 3 && seen.held >= 3 && seen.deleted >= 1 && seen.refused >= 3, text);
+    assert.ok(seen.ownership >= 3 && seen.ownedElsewhere >= 3 && seen.keptFromPrune >= 1 && seen.rejected >= 2 && seen.retried >= 1 && seen.baseline >= 1 && seen.hand >= 2, text);
     assert.equal(reports.length, 60);
+    // The pairing memo (plan/pairingMemo.ts) was the one in use: most syncs paired only what changed.
+    const stats = reconciler.pairingStats;
+    assert.ok(stats.incremental >= 20, `${JSON.stringify(stats)} ${text}`);
   });
 
   it('an instancetype created after the VM that names it: that VM is planned again, the others are not asked to change', async function () {

@@ -69,7 +69,7 @@ function compare(a: string, b: string): number {
 }
 
 /** Why the commit's desired state is empty, or null when it defines at least one VM. */
-async function emptyState(options: DecidePruneOptions): Promise<{ reason: OrphanReason; why: string } | null> {
+async function emptyState(options: Omit<DecidePruneOptions, 'live'>): Promise<{ reason: OrphanReason; why: string } | null> {
   const m = options.manifests;
   if (m.vms.length > 0) return null;
   const where = m.path === '' ? 'the repository' : `path "${m.path}"`;
@@ -86,20 +86,40 @@ async function emptyState(options: DecidePruneOptions): Promise<{ reason: Orphan
  * `vmroll.dev/prune: disabled` or the commit defines no VM at all; every other one is an orphan.
  */
 export async function decidePrune(options: DecidePruneOptions): Promise<PruneDecision> {
-  const { manifests, identity } = options;
+  const { manifests } = options;
   const defined = new Set(manifests.vms.map((v) => `${v.namespace}/${v.name}`));
   const held = new Set(manifests.heldVms);
-  // A file that failed may still define the VM: never delete or call orphan on its account.
-  const failedFiles = new Set(manifests.holdingFiles);
-  const inScope = options.inScope ?? (() => true);
+  const scope: CandidateScope = { identity: options.identity, failedFiles: new Set(manifests.holdingFiles), inScope: options.inScope ?? (() => true) };
   const candidates: PruneTarget[] = [];
   for (const [key, live] of options.live) {
-    if (defined.has(key) || held.has(key) || !ownedBy(live, identity)) continue;
-    const file = annotation(live, SOURCE_PATH_ANNOTATION);
-    if (failedFiles.has(file ?? '') || !inScope(file ?? '')) continue;
-    const [namespace = '', name = ''] = key.split('/');
-    candidates.push({ namespace, name, file, live });
+    if (defined.has(key) || held.has(key)) continue;
+    const c = pruneCandidate(key, live, scope);
+    if (c !== null) candidates.push(c);
   }
+  return decideCandidates(candidates, options);
+}
+
+/** What, besides the commit defining or holding it, makes a live VM a prune candidate (see {@link pruneCandidate}). */
+export interface CandidateScope {
+  identity: RepositoryIdentity;
+  /** The manifest set's holding files: a file that failed may still define the VM. */
+  failedFiles: ReadonlySet<string>;
+  inScope: (file: string) => boolean;
+}
+
+/** The live VM `key` as a prune candidate, or null when it is not one; the caller has checked that the commit neither defines nor holds `key`. */
+export function pruneCandidate(key: string, live: Obj, scope: CandidateScope): PruneTarget | null {
+  if (!ownedBy(live, scope.identity)) return null;
+  const file = annotation(live, SOURCE_PATH_ANNOTATION);
+  // A file that failed may still define the VM: never delete or call orphan on its account.
+  if (scope.failedFiles.has(file ?? '') || !scope.inScope(file ?? '')) return null;
+  const [namespace = '', name = ''] = key.split('/');
+  return { namespace, name, file, live };
+}
+
+/** The decision on `candidates` (in any order; {@link pruneCandidate}'s): deletes, orphans with the reason, and why pruning held back. */
+export async function decideCandidates(candidates: PruneTarget[], options: Omit<DecidePruneOptions, 'live'>): Promise<PruneDecision> {
+  const { manifests } = options;
   candidates.sort((a, b) => compare(a.namespace, b.namespace) || compare(a.name, b.name));
   const decision: PruneDecision = { deletes: [], orphans: [], errors: [] };
   if (candidates.length === 0) return decision;

@@ -16,6 +16,21 @@ function notOlder(have: unknown, want: unknown): boolean {
   return Number.isFinite(h) && Number.isFinite(w) && String(have) !== '' && h >= w;
 }
 
+/** Where the cache's VM changes stood at one moment ({@link ClusterCache.vmMark}). */
+export interface VmMark {
+  epoch: number;
+  seq: number;
+}
+
+/** Where the cache's VMs, VMIs and start revisions stood at one moment ({@link ClusterCache.mark}). */
+export interface CacheMark extends VmMark {
+  vmiSeq: number;
+  revisions: number;
+}
+
+/** Changes kept for {@link ClusterCache.vmChangesSince}; a sync asks for the ones since the previous sync. */
+const VM_CHANGE_LOG_LIMIT = 200_000;
+
 /** The cached cluster state. */
 export class ClusterCache {
   readonly vms = new Map<string, Obj>();
@@ -31,7 +46,68 @@ export class ClusterCache {
   /** Checks run after every event (pending {@link settle} calls). */
   private readonly waiters = new Set<() => void>();
 
+  /** VM keys in the order events changed them; the first entry is change number `vmChangeBase` (see {@link vmChangesSince}). */
+  private vmChangeLog: string[] = [];
+  private vmChangeBase = 0;
+  /** Bumped by every list (a relist may change any VM without an event) and when the log is cut. */
+  private vmEpoch = 0;
+
   constructor(private readonly backend: ClusterBackend) {}
+
+  /** VMI keys in the order events changed them (the same scheme as the VMs'; the epoch is shared). */
+  private vmiChangeLog: string[] = [];
+  private vmiChangeBase = 0;
+  /** Start revision events (and lists) so far: a VM's baseline may have moved when this did. */
+  private revisionChanges = 0;
+
+  /** A mark of the VMs, their instances and start revisions as the cache holds them now, for {@link changedSince}. */
+  mark(): CacheMark {
+    return { epoch: this.vmEpoch, seq: this.vmChangeBase + this.vmChangeLog.length, vmiSeq: this.vmiChangeBase + this.vmiChangeLog.length, revisions: this.revisionChanges };
+  }
+
+  /**
+   * The keys whose VM or VMI changed since `mark`, or null when that is not known (a relist or a
+   * cut log since) or when any start revision changed (any VM's baseline may have): then any may have.
+   */
+  changedSince(mark: CacheMark): Set<string> | null {
+    if (mark.revisions !== this.revisionChanges || mark.vmiSeq < this.vmiChangeBase) return null;
+    const keys = this.vmChangesSince(mark);
+    if (keys === null) return null;
+    for (let i = mark.vmiSeq - this.vmiChangeBase; i < this.vmiChangeLog.length; i++) keys.add(this.vmiChangeLog[i] as string);
+    return keys;
+  }
+
+  /** A mark of the VMs as the cache holds them now, for {@link vmChangesSince}. */
+  vmMark(): VmMark {
+    return { epoch: this.vmEpoch, seq: this.vmChangeBase + this.vmChangeLog.length };
+  }
+
+  /** The keys of the VMs changed (added, updated, deleted) since `mark`, or null when that is not known (a relist since, or too long ago): then any may have. */
+  vmChangesSince(mark: VmMark): Set<string> | null {
+    if (mark.epoch !== this.vmEpoch || mark.seq < this.vmChangeBase) return null;
+    const keys = new Set<string>();
+    for (let i = mark.seq - this.vmChangeBase; i < this.vmChangeLog.length; i++) keys.add(this.vmChangeLog[i] as string);
+    return keys;
+  }
+
+  private vmChanged(key: string): void {
+    // Bounded: past the limit the log starts over and older marks answer null (the next sync looks at every VM).
+    if (this.vmChangeLog.length >= VM_CHANGE_LOG_LIMIT) {
+      this.vmChangeBase += this.vmChangeLog.length;
+      this.vmChangeLog = [];
+      this.vmEpoch++;
+    }
+    this.vmChangeLog.push(key);
+  }
+
+  private vmiChanged(key: string): void {
+    if (this.vmiChangeLog.length >= VM_CHANGE_LOG_LIMIT) {
+      this.vmiChangeBase += this.vmiChangeLog.length;
+      this.vmiChangeLog = [];
+      this.vmEpoch++;
+    }
+    this.vmiChangeLog.push(key);
+  }
 
   /** Lists everything once and starts following events. */
   start(): Promise<void> {
@@ -44,6 +120,7 @@ export class ClusterCache {
   }
 
   private async load(): Promise<void> {
+    this.vmEpoch++;
     this.unsubscribe = this.backend.watch((e) => {
       this.onEvent(e);
       for (const check of this.waiters) check();
@@ -58,6 +135,9 @@ export class ClusterCache {
     ]);
     for (const m of vmims) this.migrations.set(objectKey(m), m);
     for (const vm of vms) this.vms.set(objectKey(vm), vm);
+    // Events may have come while listing: the list replaced their objects, so marks from before it answer null.
+    this.vmEpoch++;
+    this.revisionChanges++;
     for (const vmi of vmis) this.vmis.set(objectKey(vmi), vmi);
     for (const [uid, data] of baselines) {
       // A listed baseline stands at generation -1 until a watch event brings the revision itself.
@@ -177,19 +257,26 @@ export class ClusterCache {
     const o = e.object;
     const remove = e.type === 'DELETED';
     switch (e.kind) {
-      case 'VirtualMachine':
-        if (remove) this.vms.delete(objectKey(o));
-        else this.vms.set(objectKey(o), o);
+      case 'VirtualMachine': {
+        const key = objectKey(o);
+        if (remove) this.vms.delete(key);
+        else this.vms.set(key, o);
+        this.vmChanged(key);
         return;
-      case 'VirtualMachineInstance':
-        if (remove) this.vmis.delete(objectKey(o));
-        else this.vmis.set(objectKey(o), o);
+      }
+      case 'VirtualMachineInstance': {
+        const key = objectKey(o);
+        if (remove) this.vmis.delete(key);
+        else this.vmis.set(key, o);
+        this.vmiChanged(key);
         return;
+      }
       case 'ControllerRevision': {
         const name = String(metaOf(o)['name'] ?? '');
         const start = parseStartRevisionName(name);
         if (start === null) return;
         const { uid, generation } = start;
+        this.revisionChanges++;
         let byGen = this.revisions.get(uid);
         if (remove) {
           byGen?.delete(generation);

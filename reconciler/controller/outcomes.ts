@@ -10,7 +10,7 @@
 import type { Logger } from 'pino';
 import type { RepositoryIdentity } from '../apply/identity.ts';
 import { SOURCE_COMMIT_ANNOTATION, SOURCE_PATH_ANNOTATION, ownedBy } from '../apply/ownership.ts';
-import type { ClusterCache } from '../cluster/cache.ts';
+import type { CacheMark, ClusterCache } from '../cluster/cache.ts';
 import { annotationsOf, conditionsOf, metaOf } from '../cluster/object.ts';
 import { deleteEntry } from '../plan/planCommit.ts';
 import { loadedVmKey, vmKey } from '../plan/pairing.ts';
@@ -208,6 +208,9 @@ export class SyncOutcomes {
   /** VMs whose guest does not run their last write yet, by `namespace/name`. */
   private following = new Map<string, Followed>();
 
+  /** The cache mark and cluster-wide inputs of the last (non-full) report: its rows were all fresh then. */
+  private lastReport: { mark: CacheMark; ctx: ClusterInputs } | null = null;
+
   constructor(private readonly cache: ClusterCache) {}
 
   /** A copy of what the report remembers between syncs besides its caches (the check of the memoised report restores it to run the full one). */
@@ -345,6 +348,14 @@ export class SyncOutcomes {
     const anyGuest = input.guests.size > 0;
     const anyRefused = refused.size > 0;
     const anyFailed = apply.failed.size > 0;
+    // Every row kept or made by the last report was fresh then. While no cluster-wide input moved
+    // (the KubeVirt CR as read, instancetypes, start revisions, a relist), a row whose VM and VMI saw
+    // no event since is fresh still, without looking (the migrations only matter to rows with a live change).
+    const last = this.lastReport;
+    const unchanged = !full && last !== null && last.ctx.kubevirtKey === ctx.kubevirtKey && sameDigest(last.ctx.instancetypeDigest, ctx.instancetypeDigest) ? this.cache.changedSince(last.mark) : null;
+    const migrationsSame = last !== null && last.ctx.migrationsKey === ctx.migrationsKey;
+    // Taken before any VM is read (assess does not wait): an event after it is a change for the next report.
+    const mark = full ? null : this.cache.mark();
     for (const vm of manifests.vms) {
       const key = loadedVmKey(vm);
       if (anyRefused && refused.has(key)) continue;
@@ -354,7 +365,7 @@ export class SyncOutcomes {
         // Untouched by this sync: its last line stands while the entry it came from would be reused as is.
         const row = this.rows.get(key);
         const live = this.cache.vms.get(key);
-        if (row !== undefined && live !== undefined && this.entries.get(key) === row.record && this.fresh(key, row.record.inputs, live, ctx)) {
+        if (row !== undefined && live !== undefined && this.entries.get(key) === row.record && ((unchanged !== null && !unchanged.has(key) && (migrationsSame || row.record.inputs.migrations === null)) || this.fresh(key, row.record.inputs, live, ctx))) {
           vms.push(row.entry);
           count(key, row.outcome);
           rowsKept++;
@@ -485,6 +496,7 @@ export class SyncOutcomes {
             .slice(0, 3)
             .map((o) => `${vmKey(o.namespace, o.name)} ${o.guest?.outcome ?? ''}`)
             .join(', ')}${moving.length > 3 ? ', …' : ''})`;
+    if (mark !== null) this.lastReport = { mark, ctx };
     return { vms, outcomes, summary, newErrors, newWarnings, moving: movingText };
   }
 
@@ -589,6 +601,13 @@ function kubevirtKey(kubevirt: Obj | null): string {
   if (kubevirt === null) return 'none';
   const status = (kubevirt['status'] ?? {}) as Obj;
   return JSON.stringify([kubevirt['spec'] ?? null, status['observedKubeVirtVersion'] ?? null, status['phase'] ?? null, status['observedDeploymentID'] ?? null, status['targetDeploymentID'] ?? null]);
+}
+
+/** True when two instancetype digests ({@link ClusterInputs.instancetypeDigest}) are the same. */
+function sameDigest(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
 }
 
 /** The digest of the instancetypes and preferences of the given names, as the cluster holds them now. */

@@ -23,11 +23,12 @@ import { type RepositoryIdentity, repositoryIdentity } from '../apply/identity.t
 import type { ClusterBackend } from '../cluster/backend.ts';
 import { ClusterCache } from '../cluster/cache.ts';
 import { type Pairing, pairDesiredLive } from '../plan/pairing.ts';
+import { PairingMemo } from '../plan/pairingMemo.ts';
 import { type Summary, formatSummary } from '../plan/summary.ts';
 import type { ObservedGuest, VmPlan } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
 import { SourceError, SourceErrorCode } from '../source/errors.ts';
-import { type ChangedPath, type GitSource, normalizeRepoPath } from '../source/gitSource.ts';
+import { type ChangedPath, type GitSource, type TreeFile, normalizeRepoPath } from '../source/gitSource.ts';
 import { ManifestCache } from '../source/manifestCache.ts';
 import { type ManifestSet, type ManifestWarning, loadManifests, manifestLimits, reassemble } from '../source/manifests.ts';
 import { type ApplyResult, applyChanges } from './apply.ts';
@@ -149,13 +150,16 @@ export interface PreparedSync {
   ms: number;
 }
 
+/** A sync's pairing: refusals and prune (the pairs themselves go to the write decision only). */
+type SyncPairing = Omit<Pairing, 'pairs'>;
+
 /** What the steps of a sync found, as the report step reads it. */
 interface SyncFindings {
   commit: string;
   log: Logger;
   identity: RepositoryIdentity;
   manifests: ManifestSet;
-  pairing: Pairing;
+  pairing: SyncPairing;
   writes: PendingWrite[];
   applied: ApplyResult;
   /** Writes the cluster had not shown by the settle timeout. */
@@ -173,6 +177,8 @@ export class Reconciler {
   private parseCache: ManifestCache | null | undefined;
   private readonly cache: ClusterCache;
   private readonly memory = new WriteMemory();
+  /** The last sync's pairing, so the next pairs only what changed (plan/pairingMemo.ts). */
+  private readonly pairing = new PairingMemo();
   private readonly outcomes: SyncOutcomes;
   /** This repository's ownership identity, resolved on the first sync (a local repository's origin is read from disk). */
   private identity: RepositoryIdentity | null = null;
@@ -190,6 +196,11 @@ export class Reconciler {
   /** The cluster as this reconciler caches it (PR review plans against the same cache). */
   get clusterCache(): ClusterCache {
     return this.cache;
+  }
+
+  /** How many syncs paired every VM, and how many only the changed ones (plan/pairingMemo.ts; tests and benches). */
+  get pairingStats(): { full: number; incremental: number } {
+    return { ...this.pairing.stats };
   }
 
   /** The ownership identity written to `vmroll.dev/source-repo`, once the first sync resolved it. */
@@ -315,25 +326,33 @@ export class Reconciler {
   }
 
   /** plan: pair desired with live (the same pairing as PR review and `vmroll plan`), then the writes only the changed VMs need. */
-  private async plan(manifests: ManifestSet, identity: RepositoryIdentity, log: Logger): Promise<{ pairing: Pairing; writes: PendingWrite[] }> {
+  private async plan(manifests: ManifestSet, identity: RepositoryIdentity, log: Logger): Promise<{ pairing: SyncPairing; writes: PendingWrite[] }> {
     const o = this.options;
-    const pairing = await pairDesiredLive({
+    const listFiles = (args: { commit: string; path?: string }): Promise<TreeFile[]> => o.source.listFiles(args);
+    // The reference first: the memo's pairing reads the cache as it is when it starts, and so does this.
+    const reference = o.checkIncremental === true ? await pairDesiredLive({ manifests, live: this.cache.vms, identity, prune: o.prune, listFiles, ...(o.refuseNamespace !== undefined && { refuseNamespace: o.refuseNamespace }) }) : null;
+    const { pairing, pairs } = await this.pairing.pair({
       manifests,
-      live: this.cache.vms,
+      cache: this.cache,
       identity,
       prune: o.prune,
-      listFiles: (args) => o.source.listFiles(args),
+      listFiles,
+      isSeen: (key, manifest, live) => this.memory.isSeen(key, manifest, live),
       ...(o.refuseNamespace !== undefined && { refuseNamespace: o.refuseNamespace }),
     });
-    const full = o.checkIncremental === true ? this.memory.decide(pairing.pairs, identity, log, true) : null;
-    const writes = this.memory.decide(pairing.pairs, identity, log);
-    if (full !== null) sameAsFull('plan: the writes', writes.map(writeKey), full.map(writeKey));
+    const full = reference !== null ? this.memory.decide(reference.pairs, identity, log, true) : null;
+    const writes = this.memory.decide(pairs, identity, log);
+    if (reference !== null && full !== null) {
+      const { pairs: _pairs, ...whole } = reference;
+      sameAsFull('plan: the pairing', pairing, whole);
+      sameAsFull('plan: the writes', writes.map(writeKey), full.map(writeKey));
+    }
     for (const orphan of pairing.prune.orphans) log.child({ vm: `${orphan.namespace}/${orphan.name}` }).warn({ reason: orphan.reason, file: orphan.file }, `orphaned VirtualMachine: ${orphan.message}`);
     return { pairing, writes };
   }
 
   /** apply: the writes, then the prune deletes; one VM's failure is an error of its file. */
-  private apply(writes: PendingWrite[], pairing: Pairing, log: Logger): Promise<ApplyResult> {
+  private apply(writes: PendingWrite[], pairing: SyncPairing, log: Logger): Promise<ApplyResult> {
     const o = this.options;
     return applyChanges({
       cluster: o.cluster,

@@ -30,6 +30,12 @@ export class WriteMemory {
   /** Per VM: the manifest object and live resourceVersion last found in sync, to skip unchanged VMs. */
   private readonly seen = new Map<string, { manifest: unknown; liveVersion: unknown }>();
 
+  /** True when `manifest` and the live VM as it is now were last found in sync ({@link decide} skips the VM). */
+  isSeen(key: string, manifest: unknown, live: Obj | undefined): boolean {
+    const seen = this.seen.get(key);
+    return seen !== undefined && live !== undefined && seen.manifest === manifest && seen.liveVersion === metaOf(live)['resourceVersion'];
+  }
+
   /** Remembers that `manifest` and the live VM as it is now are in sync. */
   markSeen(key: string, manifest: unknown, live: Obj): void {
     const liveVersion = metaOf(live)['resourceVersion'];

@@ -32,7 +32,7 @@ export function loadedVmKey(vm: LoadedVm): string {
 }
 
 /** A {@link VmPair} whose desired object is made on first use (a class: no closure per VM). */
-class LazyPair implements VmPair {
+export class LazyPair implements VmPair {
   private made: Obj | undefined;
 
   constructor(
@@ -89,7 +89,7 @@ export interface Pairing {
 }
 
 /** The message of a VM another repository applied: left alone, whatever this one says. */
-function ownedElsewhere(key: string, who: { repo: string | null; file: string | null }): string {
+export function ownedElsewhere(key: string, who: { repo: string | null; file: string | null }): string {
   return `VirtualMachine ${key} is owned by ${who.repo ?? '?'}${who.file !== null ? ` (${who.file})` : ''}; not applied: remove it there first`;
 }
 
@@ -146,7 +146,8 @@ export async function pairDesiredLive(input: PairingInput): Promise<Pairing> {
 /** {@link ownerOf} per live object and identity: a cached object is replaced, never changed, so its owner is read once. */
 const owners = new WeakMap<Obj, { identity: RepositoryIdentity; who: ReturnType<typeof ownerOf> }>();
 
-function ownerOfCached(copy: Obj, identity: RepositoryIdentity): ReturnType<typeof ownerOf> {
+/** {@link ownerOf}, read once per live object and identity (the pairing memo shares it). */
+export function ownerOfCached(copy: Obj, identity: RepositoryIdentity): ReturnType<typeof ownerOf> {
   const known = owners.get(copy);
   if (known !== undefined && known.identity === identity) return known.who;
   const who = ownerOf(copy, identity);

@@ -785,7 +785,22 @@ function assembleChanges(commit: string, prefix: string, files: Map<string, File
     else if (there) vms.splice(at, 1);
     setMember(heldVms, key, vm === undefined && (index.heldBy.get(key) ?? 0) > 0);
   }
-  return { commit, path: prefix, vms, errors, warnings, skipped, heldVms, failedFiles, holdingFiles, read, cached, incremental, files, limits };
+  const set: ManifestSet = { commit, path: prefix, vms, errors, warnings, skipped, heldVms, failedFiles, holdingFiles, read, cached, incremental, files, limits };
+  keyChanges.set(set, { previous, keys: touched });
+  return set;
+}
+
+/** Per set assembled from a previous one: that set, and every VM key whose definition may differ (see {@link vmKeysChangedSince}). */
+const keyChanges = new WeakMap<ManifestSet, { previous: ManifestSet; keys: ReadonlySet<string> }>();
+
+/**
+ * The VM keys whose usable VM (its LoadedVm object, or whether there is one) or held mark may differ
+ * between `previous` and `set`, or null when `set` was not assembled incrementally from `previous`
+ * (the caller then looks at every VM). A key not listed has the same LoadedVm object in both.
+ */
+export function vmKeysChangedSince(set: ManifestSet, previous: ManifestSet): ReadonlySet<string> | null {
+  const c = keyChanges.get(set);
+  return c !== undefined && c.previous === previous ? c.keys : null;
 }
 
 function compare(a: string, b: string): number {
