@@ -7,7 +7,6 @@
  * from the simulator's store (a new VMI per start), not from vmroll's logs.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,41 +15,12 @@ import { type ApiServer, startApiServer } from '../reconciler/cluster/sim/apiSer
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { simKubeconfig } from '../reconciler/commands/sim.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
-import { ROOT } from './helpers/cases.ts';
 import { type GitServer, startGitServer } from './helpers/gitServer.ts';
 import { type GitHubEmulator, startGitHubEmulator } from './helpers/githubEmulator.ts';
 import { until } from './helpers/waitFor.ts';
+import { type Replica, spawnReplica } from './helpers/replica.ts';
 
-const VMROLL = path.join(ROOT, 'bin', 'vmroll.js');
 const NAMES = ['vm-0', 'vm-1', 'vm-2', 'vm-3'];
-
-interface Replica {
-  name: string;
-  child: ChildProcess;
-  lines: Obj[];
-  said(msg: string): Obj[];
-  exit: Promise<number | null>;
-}
-
-function spawnReplica(name: string, args: string[], cwd: string): Replica {
-  const child = spawn(process.execPath, [VMROLL, 'run', ...args], { cwd, env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: cwd, POD_NAME: name }, stdio: ['ignore', 'ignore', 'pipe'] });
-  const lines: Obj[] = [];
-  let rest = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    rest += d.toString();
-    const parts = rest.split('\n');
-    rest = parts.pop() ?? '';
-    for (const p of parts) {
-      try {
-        lines.push(JSON.parse(p) as Obj);
-      } catch {
-        lines.push({ msg: p });
-      }
-    }
-  });
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { name, child, lines, said: (msg) => lines.filter((l) => l['msg'] === msg), exit };
-}
 
 function vmYaml(name: string, image: string, annotations = ''): string {
   return `apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: ${name}, namespace: shop${annotations}}\nspec:\n  runStrategy: Always\n  template:\n    spec:\n      domain: {cpu: {sockets: 1}, memory: {guest: 1Gi}, devices: {disks: [{name: root, disk: {bus: virtio}}]}}\n      volumes: [{name: root, containerDisk: {image: "${image}"}}]\n`;

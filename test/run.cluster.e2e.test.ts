@@ -5,7 +5,6 @@
  * (and syncing a new push) when the leader is killed, and releasing the lease on SIGTERM.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,8 +18,8 @@ import type { Obj } from '../reconciler/rollout/index.ts';
 import { ROOT } from './helpers/cases.ts';
 import { type GitServer, type WorkingClone, startGitServer } from './helpers/gitServer.ts';
 import { until } from './helpers/waitFor.ts';
+import { type Replica, spawnReplica } from './helpers/replica.ts';
 
-const VMROLL = path.join(ROOT, 'bin', 'vmroll.js');
 const EXAMPLE = path.join(ROOT, 'fixtures', 'example-repo', 'vms');
 const KUBEVIRT = path.join(ROOT, 'fixtures', 'example-cluster', 'kubevirt.yaml');
 const example = (f: string): string => readFileSync(path.join(EXAMPLE, f), 'utf8');
@@ -29,41 +28,6 @@ const socketsOf = (vm: Obj | undefined): unknown =>
   ((((((vm?.['spec'] ?? {}) as Obj)['template'] ?? {}) as Obj)['spec'] ?? {}) as Obj)['domain'] !== undefined
     ? ((((((vm?.['spec'] as Obj)['template'] as Obj)['spec'] as Obj)['domain'] as Obj)['cpu'] ?? {}) as Obj)['sockets']
     : undefined;
-
-/** A `vmroll run` child process with its JSON log lines. */
-interface Replica {
-  name: string;
-  child: ChildProcess;
-  lines: Obj[];
-  /** Log lines whose msg is `msg`. */
-  said(msg: string): Obj[];
-  exit: Promise<number | null>;
-}
-
-function spawnReplica(name: string, args: string[], cwd: string): Replica {
-  const child = spawn(process.execPath, [VMROLL, 'run', ...args], {
-    cwd,
-    // Nothing from the test's own environment (KUBECONFIG, tokens) leaks in.
-    env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: cwd, POD_NAME: name },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const lines: Obj[] = [];
-  let rest = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    rest += d.toString();
-    const parts = rest.split('\n');
-    rest = parts.pop() ?? '';
-    for (const p of parts) {
-      try {
-        lines.push(JSON.parse(p) as Obj);
-      } catch {
-        lines.push({ msg: p });
-      }
-    }
-  });
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { name, child, lines, said: (msg) => lines.filter((l) => l['msg'] === msg), exit };
-}
 
 /** Wait options that give up when a replica exits, and show what it logged. */
 function watching(...replicas: Replica[]): { failIf: () => string | undefined; detail: () => string } {

@@ -8,7 +8,6 @@
  * a field Git removed while the old leader had not fetched it is still found and removed.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,46 +16,15 @@ import { type ApiServer, type ApiStats, startApiServer } from '../reconciler/clu
 import { SimCluster } from '../reconciler/cluster/sim/simCluster.ts';
 import { simKubeconfig } from '../reconciler/commands/sim.ts';
 import type { Obj } from '../reconciler/rollout/index.ts';
-import { ROOT } from './helpers/cases.ts';
 import { type GitServer, startGitServer } from './helpers/gitServer.ts';
 import { type GitHubEmulator, startGitHubEmulator } from './helpers/githubEmulator.ts';
 import { until } from './helpers/waitFor.ts';
+import { type Replica, spawnReplica } from './helpers/replica.ts';
 
-const VMROLL = path.join(ROOT, 'bin', 'vmroll.js');
 const TOKEN = 'ghp_standbyTestTokenThatMustNeverBeLogged';
 const SECRET = 'standby-webhook-secret';
 const COUNT = 12;
 const NAMES = Array.from({ length: COUNT }, (_, i) => `vm-${i}`);
-
-interface Replica {
-  name: string;
-  child: ChildProcess;
-  lines: Obj[];
-  said(msg: string): Obj[];
-  /** Log lines whose msg starts with `prefix`. */
-  saidStart(prefix: string): Obj[];
-  exit: Promise<number | null>;
-}
-
-function spawnReplica(name: string, args: string[], cwd: string): Replica {
-  const child = spawn(process.execPath, [VMROLL, 'run', ...args], { cwd, env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: cwd, POD_NAME: name }, stdio: ['ignore', 'ignore', 'pipe'] });
-  const lines: Obj[] = [];
-  let rest = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    rest += d.toString();
-    const parts = rest.split('\n');
-    rest = parts.pop() ?? '';
-    for (const p of parts) {
-      try {
-        lines.push(JSON.parse(p) as Obj);
-      } catch {
-        lines.push({ msg: p });
-      }
-    }
-  });
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { name, child, lines, said: (msg) => lines.filter((l) => l['msg'] === msg), saidStart: (prefix) => lines.filter((l) => String(l['msg']).startsWith(prefix)), exit };
-}
 
 function vmYaml(name: string, image: string, namespace = 'shop', labels = ''): string {
   return `apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: ${name}, namespace: ${namespace}${labels}}\nspec:\n  runStrategy: Always\n  template:\n    spec:\n      domain: {cpu: {sockets: 1}, memory: {guest: 1Gi}, devices: {disks: [{name: root, disk: {bus: virtio}}]}}\n      volumes: [{name: root, containerDisk: {image: "${image}"}}]\n`;
