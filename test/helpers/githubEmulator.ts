@@ -2,6 +2,7 @@
 // statuses and issue comments, and checks every request and every response it gives against
 // GitHub's own OpenAPI description (../shared/github/rest-subset.openapi.json, routed by
 // operationId). Fault controls (5xx, rate limits, hangs) exercise the reporter's error paths.
+import { existsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
@@ -164,6 +165,8 @@ let backend: Promise<OpenAPIBackend> | undefined;
 
 /** GitHub's description, loaded and compiled once per process (about a second). */
 function openApi(): Promise<OpenAPIBackend> {
+  // Without the description every route would answer 404; say what is missing instead.
+  if (!existsSync(GITHUB_OPENAPI)) return Promise.reject(new Error(`GitHub emulator: GitHub's description is read from ${GITHUB_OPENAPI}, which is missing (the project's checkout must sit beside ../shared)`));
   backend ??= new OpenAPIBackend({
     definition: GITHUB_OPENAPI,
     customizeAjv: (ajv) => {
