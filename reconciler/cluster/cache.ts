@@ -31,6 +31,36 @@ export interface CacheMark extends VmMark {
 /** Changes kept for {@link ClusterCache.vmChangesSince}; a sync asks for the ones since the previous sync. */
 const VM_CHANGE_LOG_LIMIT = 200_000;
 
+/** Keys in the order events changed them, numbered from 0; bounded: past the limit it starts over. */
+class KeyLog {
+  private keys: string[] = [];
+  /** The number of the first kept entry. */
+  private base = 0;
+
+  /** The number the next change gets. */
+  get seq(): number {
+    return this.base + this.keys.length;
+  }
+
+  /** Records a change of `key`; true when the log was cut first (changes before it are no longer known). */
+  push(key: string): boolean {
+    const cut = this.keys.length >= VM_CHANGE_LOG_LIMIT;
+    if (cut) {
+      this.base += this.keys.length;
+      this.keys = [];
+    }
+    this.keys.push(key);
+    return cut;
+  }
+
+  /** Adds the keys changed from change number `seq` on to `into`; false when those are no longer kept. */
+  addSince(seq: number, into: Set<string>): boolean {
+    if (seq < this.base) return false;
+    for (let i = seq - this.base; i < this.keys.length; i++) into.add(this.keys[i] as string);
+    return true;
+  }
+}
+
 /** The cached cluster state. */
 export class ClusterCache {
   readonly vms = new Map<string, Obj>();
@@ -46,23 +76,21 @@ export class ClusterCache {
   /** Checks run after every event (pending {@link settle} calls). */
   private readonly waiters = new Set<() => void>();
 
-  /** VM keys in the order events changed them; the first entry is change number `vmChangeBase` (see {@link vmChangesSince}). */
-  private vmChangeLog: string[] = [];
-  private vmChangeBase = 0;
+  /** VM keys in the order events changed them (see {@link vmChangesSince}). */
+  private readonly vmLog = new KeyLog();
   /** Bumped by every list (a relist may change any VM without an event) and when the log is cut. */
   private vmEpoch = 0;
 
   constructor(private readonly backend: ClusterBackend) {}
 
-  /** VMI keys in the order events changed them (the same scheme as the VMs'; the epoch is shared). */
-  private vmiChangeLog: string[] = [];
-  private vmiChangeBase = 0;
+  /** VMI keys in the order events changed them (the epoch is shared with the VMs'). */
+  private readonly vmiLog = new KeyLog();
   /** Start revision events (and lists) so far: a VM's baseline may have moved when this did. */
   private revisionChanges = 0;
 
   /** A mark of the VMs, their instances and start revisions as the cache holds them now, for {@link changedSince}. */
   mark(): CacheMark {
-    return { epoch: this.vmEpoch, seq: this.vmChangeBase + this.vmChangeLog.length, vmiSeq: this.vmiChangeBase + this.vmiChangeLog.length, revisions: this.revisionChanges };
+    return { epoch: this.vmEpoch, seq: this.vmLog.seq, vmiSeq: this.vmiLog.seq, revisions: this.revisionChanges };
   }
 
   /**
@@ -70,43 +98,30 @@ export class ClusterCache {
    * cut log since) or when any start revision changed (any VM's baseline may have): then any may have.
    */
   changedSince(mark: CacheMark): Set<string> | null {
-    if (mark.revisions !== this.revisionChanges || mark.vmiSeq < this.vmiChangeBase) return null;
+    if (mark.revisions !== this.revisionChanges) return null;
     const keys = this.vmChangesSince(mark);
-    if (keys === null) return null;
-    for (let i = mark.vmiSeq - this.vmiChangeBase; i < this.vmiChangeLog.length; i++) keys.add(this.vmiChangeLog[i] as string);
-    return keys;
+    return keys !== null && this.vmiLog.addSince(mark.vmiSeq, keys) ? keys : null;
   }
 
   /** A mark of the VMs as the cache holds them now, for {@link vmChangesSince}. */
   vmMark(): VmMark {
-    return { epoch: this.vmEpoch, seq: this.vmChangeBase + this.vmChangeLog.length };
+    return { epoch: this.vmEpoch, seq: this.vmLog.seq };
   }
 
   /** The keys of the VMs changed (added, updated, deleted) since `mark`, or null when that is not known (a relist since, or too long ago): then any may have. */
   vmChangesSince(mark: VmMark): Set<string> | null {
-    if (mark.epoch !== this.vmEpoch || mark.seq < this.vmChangeBase) return null;
+    if (mark.epoch !== this.vmEpoch) return null;
     const keys = new Set<string>();
-    for (let i = mark.seq - this.vmChangeBase; i < this.vmChangeLog.length; i++) keys.add(this.vmChangeLog[i] as string);
-    return keys;
+    return this.vmLog.addSince(mark.seq, keys) ? keys : null;
   }
 
+  // A cut log bumps the epoch: older marks answer null (the next sync looks at every VM).
   private vmChanged(key: string): void {
-    // Bounded: past the limit the log starts over and older marks answer null (the next sync looks at every VM).
-    if (this.vmChangeLog.length >= VM_CHANGE_LOG_LIMIT) {
-      this.vmChangeBase += this.vmChangeLog.length;
-      this.vmChangeLog = [];
-      this.vmEpoch++;
-    }
-    this.vmChangeLog.push(key);
+    if (this.vmLog.push(key)) this.vmEpoch++;
   }
 
   private vmiChanged(key: string): void {
-    if (this.vmiChangeLog.length >= VM_CHANGE_LOG_LIMIT) {
-      this.vmiChangeBase += this.vmiChangeLog.length;
-      this.vmiChangeLog = [];
-      this.vmEpoch++;
-    }
-    this.vmiChangeLog.push(key);
+    if (this.vmiLog.push(key)) this.vmEpoch++;
   }
 
   /** Lists everything once and starts following events. */

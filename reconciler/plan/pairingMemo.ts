@@ -15,7 +15,7 @@ import type { ClusterCache, VmMark } from '../cluster/cache.ts';
 import type { Obj } from '../rollout/index.ts';
 import type { ManifestError } from '../rollout/plan.ts';
 import type { TreeFile } from '../source/gitSource.ts';
-import { type LoadedVm, type ManifestSet, vmKeysChangedSince } from '../source/manifests.ts';
+import { type LoadedVm, type ManifestSet, lowerBound, vmKeysChangedSince } from '../source/manifests.ts';
 import { LazyPair, type Pairing, type VmPair, loadedVmKey, ownedElsewhere, ownerOfCached, pairDesiredLive } from './pairing.ts';
 
 /** What {@link PairingMemo.pair} pairs (the sync's {@link PairingInput}, without `inScope`: a sync pairs every file). */
@@ -68,14 +68,7 @@ function compare(a: string, b: string): number {
 
 /** The item of `list` (sorted by key) with `key`, or undefined. */
 function findSorted<T>(list: readonly T[], key: string, keyOf: (item: T) => string): T | undefined {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (compare(keyOf(list[mid] as T), key) < 0) lo = mid + 1;
-    else hi = mid;
-  }
-  const at = list[lo];
+  const at = list[lowerBound(list, key, keyOf)];
   return at !== undefined && keyOf(at) === key ? at : undefined;
 }
 

@@ -669,7 +669,7 @@ function vmKeyOf(vm: LoadedVm): string {
 }
 
 /** First index in `list` (sorted by `keyOf`) whose key is not below `key`. */
-function lowerBound<T>(list: readonly T[], key: string, keyOf: (item: T) => string): number {
+export function lowerBound<T>(list: readonly T[], key: string, keyOf: (item: T) => string): number {
   let lo = 0;
   let hi = list.length;
   while (lo < hi) {
